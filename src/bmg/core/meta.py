@@ -1,0 +1,201 @@
+"""Meta-learners: meta-gradients (MG) and bootstrapped meta-gradients (BMG), one interface.
+
+Both return a `MetaLearner(init, step, meta_gradient)`:
+
+  MG:  w <- w - beta * grad_w f(x_K(w))
+  BMG: w <- w - beta * grad_w mu(x~, x_K(w)),   x~ = TB(x_K) a constant
+
+so they swap in any experiment and can be tested against each other. With L = 1, a plain target
+step of size alpha and mu = 1/2 ||.||^2, grad_w mu = alpha * grad_w f(x_K(w)) exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bmg.core.matching import parameter_distance
+from bmg.core.types import (
+    LearnerState,
+    MatchingFn,
+    MetaLearner,
+    MetaObjective,
+    MetaState,
+    Metrics,
+    PyTree,
+    TargetBootstrap,
+    UpdateFn,
+)
+from bmg.core.unroll import check_num_steps, mean_over_steps, unroll
+
+ContinueFrom = Literal["inner", "target"] | Callable[[LearnerState, LearnerState], LearnerState]
+
+
+def _check_scalar(name: str, value: jax.Array) -> None:
+    if jnp.shape(value) != ():
+        raise ValueError(f"{name} must return a scalar, got an array of shape {jnp.shape(value)}.")
+
+
+def _tree_add(a: PyTree, b: PyTree) -> PyTree:
+    return jax.tree.map(jnp.add, a, b)
+
+
+def _make_meta_learner(meta_gradient, meta_optimizer: optax.GradientTransformation) -> MetaLearner:
+    """Wrap a `meta_gradient` function with the meta-optimiser into `(init, step)`."""
+
+    def init(meta_params: PyTree) -> MetaState:
+        return MetaState(
+            meta_params=meta_params,
+            opt_state=meta_optimizer.init(meta_params),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def step(meta_state: MetaState, learner_state: LearnerState, key: jax.Array):
+        grads, (next_learner_state, metrics) = meta_gradient(
+            meta_state.meta_params, learner_state, key
+        )
+        updates, opt_state = meta_optimizer.update(
+            grads, meta_state.opt_state, meta_state.meta_params
+        )
+        meta_params = optax.apply_updates(meta_state.meta_params, updates)
+        metrics = {
+            **metrics,
+            "meta/grad_norm": optax.tree.norm(grads),
+            "meta/update_norm": optax.tree.norm(updates),
+        }
+        new_meta_state = MetaState(meta_params, opt_state, meta_state.step + 1)
+        return new_meta_state, next_learner_state, metrics
+
+    return MetaLearner(init=init, step=step, meta_gradient=meta_gradient)
+
+
+def make_metagradient(
+    update_fn: UpdateFn,
+    meta_objective: MetaObjective,
+    meta_optimizer: optax.GradientTransformation,
+    *,
+    num_inner_steps: int,
+    remat: bool = False,
+) -> MetaLearner:
+    """MG: back-propagate the meta-objective through K learner updates.
+
+    meta-gradient = d f(x_K(w)) / d w, through all K updates (memory grows with K unless
+    `remat`). The learner continues from x_K.
+
+    Args:
+      update_fn: phi, `(meta_params, state, key) -> (state, metrics)`.
+      meta_objective: f, `(state, key) -> (loss, metrics)` evaluated at x_K.
+      meta_optimizer: optax transformation for w (e.g. `optax.adam(1e-4)`).
+      num_inner_steps: K >= 1.
+      remat: rematerialise each inner update on the backward pass (`jax.checkpoint`).
+    """
+    num_inner_steps = check_num_steps("num_inner_steps (K) for MG", num_inner_steps, 1)
+
+    def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
+        inner_key, objective_key = jax.random.split(key)
+
+        def meta_loss(meta_params):
+            state, inner_metrics = unroll(
+                update_fn, meta_params, learner_state, inner_key, num_inner_steps, remat=remat
+            )
+            loss, objective_metrics = meta_objective(state, objective_key)
+            _check_scalar("meta_objective", loss)
+            return loss, (state, inner_metrics, objective_metrics)
+
+        (loss, (state, inner_metrics, objective_metrics)), grads = jax.value_and_grad(
+            meta_loss, has_aux=True
+        )(meta_params)
+        metrics: Metrics = {
+            **mean_over_steps(inner_metrics),
+            **{f"meta/{name}": value for name, value in objective_metrics.items()},
+            "meta/loss": loss,
+            "meta/objective": loss,
+        }
+        return grads, (state, metrics)
+
+    return _make_meta_learner(meta_gradient, meta_optimizer)
+
+
+def make_bmg(
+    update_fn: UpdateFn,
+    target_bootstrap: TargetBootstrap,
+    matching_fn: MatchingFn,
+    meta_optimizer: optax.GradientTransformation,
+    *,
+    num_inner_steps: int,
+    continue_from: ContinueFrom = "inner",
+    remat: bool = False,
+) -> MetaLearner:
+    """BMG: match the K-step learner x_K(w) to a bootstrapped target x~ under mu.
+
+    meta-gradient = d mu(x~, x_K(w), w) / d w with x~ = TB(x_K) held constant. Only the K inner
+    updates are differentiated (one vector-Jacobian product through the unroll); the target is
+    computed from the primal x_K, outside any differentiation, so compute and memory for the
+    target grow with L like a forward pass and the backward pass does not depend on L at all.
+
+    Args:
+      update_fn: phi.
+      target_bootstrap: from `make_target_bootstrap(update_fn, L, ...)`.
+      matching_fn: mu, `(target, state, meta_params) -> scalar`.
+      meta_optimizer: optax transformation for w.
+      num_inner_steps: K >= 0. With K = 0 the learner is not unrolled and the meta-gradient comes
+        only from meta-parameters that `matching_fn` uses directly (e.g. epsilon-greedy's epsilon).
+      continue_from: where the learner goes on after the meta-step: "inner" (x_K, the default),
+        "target" (x_{K+L-1}, the state before the target's final step; the L-1 bootstrap updates
+        are then not wasted), or a function `(x_K, x_{K+L-1}) -> state`, e.g. to keep x_K's
+        parameters but the environment stream of x_{K+L-1}.
+      remat: rematerialise each inner update on the backward pass.
+    """
+    num_inner_steps = check_num_steps("num_inner_steps (K) for BMG", num_inner_steps, 0)
+    if continue_from == "inner":
+        continue_fn = lambda inner, bootstrapped: inner
+    elif continue_from == "target":
+        continue_fn = lambda inner, bootstrapped: bootstrapped
+    elif callable(continue_from):
+        continue_fn = continue_from
+    else:
+        raise ValueError(
+            "continue_from must be 'inner', 'target' or a function (inner_state, "
+            f"bootstrapped_state) -> state; got {continue_from!r}."
+        )
+
+    def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
+        inner_key, target_key = jax.random.split(key)
+        if num_inner_steps > 0:
+            inner_state, vjp_fn, inner_metrics = jax.vjp(
+                lambda w: unroll(
+                    update_fn, w, learner_state, inner_key, num_inner_steps, remat=remat
+                ),
+                meta_params,
+                has_aux=True,
+            )
+        else:
+            inner_state, inner_metrics = learner_state, {}
+        bootstrapped = target_bootstrap(meta_params, inner_state, target_key)
+
+        def matching_loss(state, meta_params):
+            loss = matching_fn(bootstrapped.target, state, meta_params)
+            _check_scalar("matching_fn", loss)
+            return loss
+
+        # allow_int: integer leaves of the learner state (env state, counters) get float0
+        # cotangents, which is what the VJP of the unroll expects for them.
+        loss, (state_cotangent, direct_grads) = jax.value_and_grad(
+            matching_loss, argnums=(0, 1), allow_int=True
+        )(inner_state, meta_params)
+        grads = direct_grads
+        if num_inner_steps > 0:
+            grads = _tree_add(grads, vjp_fn(state_cotangent)[0])
+        metrics: Metrics = {
+            **mean_over_steps(inner_metrics),
+            **bootstrapped.metrics,
+            "meta/loss": loss,
+            "target/distance": parameter_distance(bootstrapped.target.params, inner_state.params),
+        }
+        return grads, (continue_fn(inner_state, bootstrapped.state), metrics)
+
+    return _make_meta_learner(meta_gradient, meta_optimizer)

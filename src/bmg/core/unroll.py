@@ -1,0 +1,58 @@
+"""K differentiable learner updates with `lax.scan`."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from bmg.core.types import LearnerState, Metrics, PyTree, UpdateFn
+
+
+def check_num_steps(name: str, value: int, minimum: int) -> int:
+    """Return `value` if it is an int >= `minimum`, else raise a `ValueError` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return value
+
+
+def unroll(
+    update_fn: UpdateFn,
+    meta_params: PyTree,
+    state: LearnerState,
+    key: jax.Array,
+    num_steps: int,
+    *,
+    remat: bool = False,
+) -> tuple[LearnerState, Metrics]:
+    """Apply `num_steps` learner updates: x_{k+1} = x_k + phi(x_k, data_k, w), k = 0..K-1.
+
+    The whole unroll is differentiable in `meta_params`: `jax.grad` of a function of the result
+    back-propagates through all K updates (the meta-gradient of MG). Memory for that backward pass
+    grows linearly with K; `remat=True` wraps each update in `jax.checkpoint`, storing only the
+    state between updates and recomputing each update's internals on the backward pass.
+
+    Args:
+      update_fn: phi, `update_fn(meta_params, state, key) -> (state, metrics)`.
+      meta_params: w.
+      state: x_0 (with whatever the learner carries).
+      key: split into one key per update.
+      num_steps: K >= 0; K = 0 returns `state` unchanged and empty metrics.
+      remat: rematerialise each update on the backward pass.
+
+    Returns:
+      `(x_K, metrics)` where each metric is stacked over the K updates (leading axis K).
+    """
+    check_num_steps("num_steps", num_steps, 0)
+    if num_steps == 0:
+        return state, {}
+    step_fn = jax.checkpoint(update_fn) if remat else update_fn
+
+    def body(carry: LearnerState, step_key: jax.Array):
+        return step_fn(meta_params, carry, step_key)
+
+    return jax.lax.scan(body, state, jax.random.split(key, num_steps))
+
+
+def mean_over_steps(metrics: Metrics) -> Metrics:
+    """Average metrics stacked over a leading step axis (as returned by `unroll`)."""
+    return {name: jnp.mean(value, axis=0) for name, value in metrics.items()}

@@ -1,0 +1,375 @@
+"""MG and BMG against identities, closed forms and finite differences (float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+from bmg.agents.regression import make_ill_conditioned_task, make_regression_learner
+from bmg.core import (
+    Bootstrapped,
+    LearnerState,
+    gradient_step,
+    make_bmg,
+    make_metagradient,
+    make_target_bootstrap,
+    parameter_matching,
+    squared_euclidean,
+    unroll,
+)
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def regression(meta_lr="diagonal", hidden_sizes=(8,)):
+    """A small stochastic (minibatch) MLP regression learner and its initial states."""
+    task = make_ill_conditioned_task(jax.random.key(0), num_examples=64, dim=4)
+    learner = make_regression_learner(
+        task, hidden_sizes=hidden_sizes, batch_size=8, meta_lr=meta_lr, init_learning_rate=0.05
+    )
+    state = learner.init_state(jax.random.key(1))
+    return learner, state, learner.init_meta_params(state.params)
+
+
+def tree_allclose(a, b, **kwargs):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kwargs)
+
+
+@pytest.mark.parametrize("num_inner_steps", [1, 3])
+def test_bmg_with_one_plain_step_and_squared_distance_is_alpha_times_mg(num_inner_steps):
+    learner, state, meta_params = regression()
+    alpha, beta = 0.3, 0.1
+    key = jax.random.key(2)
+    mg = make_metagradient(
+        learner.update_fn,
+        learner.meta_objective,
+        optax.sgd(alpha * beta),
+        num_inner_steps=num_inner_steps,
+    )
+    bootstrap = make_target_bootstrap(
+        learner.update_fn, 1, meta_objective=learner.meta_objective, step_size=alpha
+    )
+    bmg = make_bmg(
+        learner.update_fn,
+        bootstrap,
+        parameter_matching(),
+        optax.sgd(beta),
+        num_inner_steps=num_inner_steps,
+    )
+    mg_grads, _ = mg.meta_gradient(meta_params, state, key)
+    bmg_grads, _ = bmg.meta_gradient(meta_params, state, key)
+    assert optax.global_norm(mg_grads) > 1e-3  # the identity is not 0 = 0
+    tree_allclose(bmg_grads, jax.tree.map(lambda g: alpha * g, mg_grads), rtol=1e-10, atol=1e-14)
+
+    # Same identity one level up: BMG with meta-lr beta moves w exactly as MG with alpha * beta.
+    mg_meta, mg_state, _ = mg.step(mg.init(meta_params), state, key)
+    bmg_meta, bmg_state, _ = bmg.step(bmg.init(meta_params), state, key)
+    tree_allclose(bmg_meta.meta_params, mg_meta.meta_params, rtol=1e-10, atol=1e-14)
+    tree_allclose(bmg_state, mg_state, rtol=0, atol=0)  # both continue from x_K
+
+
+def test_target_is_a_constant():
+    """The meta-gradient is unchanged when the target is replaced by a precomputed constant."""
+    learner, state, meta_params = regression()
+    key = jax.random.key(3)
+    inner_key, target_key = jax.random.split(key)
+    bootstrap = make_target_bootstrap(
+        learner.update_fn, 4, meta_objective=learner.meta_objective, step_size=0.1
+    )
+    x_k, _ = unroll(learner.update_fn, meta_params, state, inner_key, 2)
+    constant = bootstrap(meta_params, x_k, target_key)
+    frozen_bootstrap = lambda w, s, k: Bootstrapped(
+        jax.tree.map(np.asarray, constant.target), constant.state, {}
+    )
+    kwargs = dict(num_inner_steps=2)
+    live = make_bmg(learner.update_fn, bootstrap, parameter_matching(), optax.sgd(1.0), **kwargs)
+    frozen = make_bmg(
+        learner.update_fn, frozen_bootstrap, parameter_matching(), optax.sgd(1.0), **kwargs
+    )
+    tree_allclose(
+        live.meta_gradient(meta_params, state, key)[0],
+        frozen.meta_gradient(meta_params, state, key)[0],
+        rtol=1e-12,
+    )
+
+    # And no gradient flows through the bootstrap itself, even if a user differentiates it.
+    def through_target(w):
+        x_k, _ = unroll(learner.update_fn, w, state, inner_key, 2)
+        target = bootstrap(w, x_k, target_key).target
+        return sum(jnp.sum(leaf) for leaf in jax.tree.leaves(target.params))
+
+    grads = jax.grad(through_target)(meta_params)
+    assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads))
+
+
+# A scalar quadratic learner: f(x) = a/2 x^2, x_{k+1} = (1 - eta a) x_k with eta = exp(w).
+A, X0, ALPHA = 2.0, 1.5, 0.2
+
+
+def quadratic_update(meta_params, state, key):
+    x = state.params
+    return state._replace(params=x - jnp.exp(meta_params) * A * x), {}
+
+
+def quadratic_objective(state, key):
+    return 0.5 * A * state.params**2, {}
+
+
+@pytest.mark.parametrize("num_inner_steps", [1, 2, 5])
+@pytest.mark.parametrize("num_bootstrap_steps", [1, 3])
+def test_quadratic_learner_matches_closed_form(num_inner_steps, num_bootstrap_steps):
+    K, L = num_inner_steps, num_bootstrap_steps
+    w = jnp.log(0.1)
+    eta = jnp.exp(w)
+    rho = 1 - eta * A
+    state = LearnerState(params=jnp.asarray(X0))
+    x_k = rho**K * X0
+    dx_k_dw = K * rho ** (K - 1) * (-A * eta) * X0
+
+    mg = make_metagradient(
+        quadratic_update, quadratic_objective, optax.sgd(1.0), num_inner_steps=K
+    )
+    mg_grad, (mg_state, mg_metrics) = mg.meta_gradient(w, state, jax.random.key(0))
+    np.testing.assert_allclose(mg_state.params, x_k, rtol=1e-12)
+    np.testing.assert_allclose(mg_metrics["meta/loss"], 0.5 * A * x_k**2, rtol=1e-12)
+    np.testing.assert_allclose(mg_grad, A * x_k * dx_k_dw, rtol=1e-12)
+
+    bootstrap = make_target_bootstrap(
+        quadratic_update, L, meta_objective=quadratic_objective, step_size=ALPHA
+    )
+    bmg = make_bmg(
+        quadratic_update, bootstrap, parameter_matching(), optax.sgd(1.0), num_inner_steps=K
+    )
+    bmg_grad, (_, bmg_metrics) = bmg.meta_gradient(w, state, jax.random.key(0))
+    target = rho ** (L - 1) * (1 - ALPHA * A) * x_k
+    np.testing.assert_allclose(bmg_metrics["meta/loss"], 0.5 * (target - x_k) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(bmg_metrics["target/distance"], abs(target - x_k), rtol=1e-12)
+    np.testing.assert_allclose(bmg_grad, -(target - x_k) * dx_k_dw, rtol=1e-12)
+
+
+def test_unroll_scan_equals_python_loop_and_remat_changes_nothing():
+    learner, state, meta_params = regression()
+    key = jax.random.key(4)
+    scanned, metrics = unroll(learner.update_fn, meta_params, state, key, 5)
+    looped = state
+    for i, step_key in enumerate(jax.random.split(key, 5)):
+        looped, step_metrics = learner.update_fn(meta_params, looped, step_key)
+        np.testing.assert_allclose(metrics["learner/batch_loss"][i], step_metrics["learner/batch_loss"])
+    tree_allclose(scanned, looped, rtol=1e-12)
+    assert int(scanned.extras) == 5
+
+    def meta_loss(w, remat):
+        x_k, _ = unroll(learner.update_fn, w, state, key, 5, remat=remat)
+        return learner.meta_objective(x_k, key)[0]
+
+    tree_allclose(
+        jax.grad(meta_loss)(meta_params, False), jax.grad(meta_loss)(meta_params, True), rtol=1e-12
+    )
+
+
+def test_vmap_over_seeds_equals_separate_runs():
+    learner, _, _ = regression()
+    bootstrap = make_target_bootstrap(
+        learner.update_fn, 3, meta_objective=learner.meta_objective, step_size=0.1
+    )
+    bmg = make_bmg(
+        learner.update_fn, bootstrap, parameter_matching(), optax.adam(1e-2), num_inner_steps=2
+    )
+
+    def run(seed):
+        init_key, run_key = jax.random.split(jax.random.key(seed))
+        state = learner.init_state(init_key)
+        meta_state = bmg.init(learner.init_meta_params(state.params))
+
+        def body(carry, key):
+            meta_state, state = carry
+            meta_state, state, metrics = bmg.step(meta_state, state, key)
+            return (meta_state, state), metrics["meta/loss"]
+
+        return jax.lax.scan(body, (meta_state, state), jax.random.split(run_key, 4))
+
+    batched = jax.jit(jax.vmap(run))(jnp.arange(2))
+    for seed in range(2):
+        single = jax.jit(run)(seed)
+        tree_allclose(jax.tree.map(lambda x: x[seed], batched), single, rtol=1e-10, atol=1e-12)
+
+
+def test_meta_gradients_match_finite_differences():
+    learner, state, meta_params = regression(meta_lr="scalar")
+    key = jax.random.key(5)
+    inner_key, objective_key = jax.random.split(key)
+
+    def mg_loss(w):
+        x_k, _ = unroll(learner.update_fn, w, state, inner_key, 3)
+        return learner.meta_objective(x_k, objective_key)[0]
+
+    check_grads(mg_loss, (meta_params,), order=1, modes=["rev"], eps=1e-5)
+
+    bootstrap = make_target_bootstrap(
+        learner.update_fn, 4, meta_objective=learner.meta_objective, step_size=0.1
+    )
+    x_k, _ = unroll(learner.update_fn, meta_params, state, inner_key, 3)
+    target = bootstrap(meta_params, x_k, objective_key).target
+
+    def bmg_loss(w):
+        x_k, _ = unroll(learner.update_fn, w, state, inner_key, 3)
+        return squared_euclidean(target.params, x_k.params)
+
+    check_grads(bmg_loss, (meta_params,), order=1, modes=["rev"], eps=1e-5)
+    bmg = make_bmg(
+        learner.update_fn, bootstrap, parameter_matching(), optax.sgd(1.0), num_inner_steps=3
+    )
+    np.testing.assert_allclose(
+        bmg.meta_gradient(meta_params, state, key)[0], jax.grad(bmg_loss)(meta_params), rtol=1e-10
+    )
+
+
+def test_zero_inner_steps_uses_direct_dependence_on_meta_params():
+    """K = 0: eps-greedy over 3 actions; matching -log pi_eps(a*) with a* the current greedy."""
+    num_actions = 3
+    state = LearnerState(params=jnp.array([0.0, 1.0, 0.5]))  # greedy action 1
+
+    def bootstrap(meta_params, state, key):
+        return Bootstrapped(target=state, state=state, metrics={})  # target greedy = 1 as well
+
+    def matching(target, state, meta_params):
+        eps = jax.nn.sigmoid(meta_params)
+        greedy = jax.nn.one_hot(jnp.argmax(state.params), num_actions)
+        probs = (1 - eps) * greedy + eps / num_actions
+        return -jnp.log(probs[jnp.argmax(target.params)])
+
+    bmg = make_bmg(
+        quadratic_update, bootstrap, matching, optax.sgd(1.0), num_inner_steps=0
+    )
+    w = jnp.asarray(0.3)
+    grad, (next_state, metrics) = bmg.meta_gradient(w, state, jax.random.key(0))
+    eps = jax.nn.sigmoid(w)
+    p = 1 - eps + eps / num_actions
+    # d/dw -log(1 - eps (1 - 1/A)) = (1 - 1/A) eps (1 - eps) / p > 0: agreement pushes eps down.
+    np.testing.assert_allclose(grad, (1 - 1 / num_actions) * eps * (1 - eps) / p, rtol=1e-12)
+    assert grad > 0
+    tree_allclose(next_state, state, rtol=0)
+
+
+def test_preconditioned_target_step():
+    learner, state, meta_params = regression()
+    key = jax.random.key(6)
+    grads = jax.grad(lambda p: learner.meta_objective(state._replace(params=p), key)[0])(
+        state.params
+    )
+
+    sgd_step = gradient_step(learner.meta_objective, preconditioner=optax.sgd(0.1))
+    plain_step = gradient_step(learner.meta_objective, step_size=0.1)
+    tree_allclose(
+        sgd_step(meta_params, state, key)[0].params,
+        plain_step(meta_params, state, key)[0].params,
+        rtol=1e-12,
+    )
+
+    decay, lr, eps = 0.9, 0.01, 1e-8
+    rms_step = gradient_step(
+        learner.meta_objective, preconditioner=optax.rmsprop(lr, decay=decay, eps=eps)
+    )
+    expected = jax.tree.map(
+        lambda p, g: p - lr * g / jnp.sqrt((1 - decay) * g**2 + eps), state.params, grads
+    )
+    tree_allclose(rms_step(meta_params, state, key)[0].params, expected, rtol=1e-10)
+
+    # "learner": the learner's own accumulated second moments precondition the step.
+    rmsprop = optax.rmsprop(lr, decay=decay, eps=eps)
+    nu = jax.tree.map(lambda p: jnp.full_like(p, 4.0), state.params)
+    opt_state = rmsprop.init(state.params)
+    learner_state = state._replace(opt_state=(opt_state[0]._replace(nu=nu), *opt_state[1:]))
+    own_step = gradient_step(
+        learner.meta_objective, preconditioner=rmsprop, preconditioner_state="learner"
+    )
+    expected = jax.tree.map(
+        lambda p, g: p - lr * g / jnp.sqrt(decay * 4.0 + (1 - decay) * g**2 + eps),
+        state.params,
+        grads,
+    )
+    tree_allclose(own_step(meta_params, learner_state, key)[0].params, expected, rtol=1e-10)
+
+
+def test_continue_from_options():
+    learner, state, meta_params = regression()
+    K, L = 2, 4
+    bootstrap = make_target_bootstrap(
+        learner.update_fn, L, meta_objective=learner.meta_objective, step_size=0.1
+    )
+    key = jax.random.key(7)
+
+    def continuation(continue_from):
+        bmg = make_bmg(
+            learner.update_fn,
+            bootstrap,
+            parameter_matching(),
+            optax.sgd(1.0),
+            num_inner_steps=K,
+            continue_from=continue_from,
+        )
+        return bmg.meta_gradient(meta_params, state, key)[1][0]
+
+    assert int(continuation("inner").extras) == K
+    assert int(continuation("target").extras) == K + L - 1
+    mixed = continuation(lambda inner, boot: inner._replace(extras=boot.extras))
+    tree_allclose(mixed.params, continuation("inner").params, rtol=0)
+    assert int(mixed.extras) == K + L - 1
+
+
+def test_step_does_not_retrace():
+    learner, state, meta_params = regression()
+    traces = []
+
+    def counting_update(meta_params, state, key):
+        traces.append(1)
+        return learner.update_fn(meta_params, state, key)
+
+    bootstrap = make_target_bootstrap(
+        counting_update, 2, meta_objective=learner.meta_objective, step_size=0.1
+    )
+    bmg = make_bmg(
+        counting_update, bootstrap, parameter_matching(), optax.adam(1e-3), num_inner_steps=2
+    )
+    step = jax.jit(bmg.step)
+    meta_state = bmg.init(meta_params)
+    meta_state, state, _ = step(meta_state, state, jax.random.key(0))
+    count = len(traces)
+    assert count > 0
+    for i in range(3):
+        meta_state, state, _ = step(meta_state, state, jax.random.key(i + 1))
+    assert len(traces) == count
+
+
+def test_invalid_arguments_fail_with_clear_errors():
+    learner, state, meta_params = regression()
+    opt = optax.sgd(1.0)
+    with pytest.raises(ValueError, match="num_inner_steps"):
+        make_metagradient(learner.update_fn, learner.meta_objective, opt, num_inner_steps=0)
+    with pytest.raises(ValueError, match="num_inner_steps"):
+        make_bmg(learner.update_fn, None, parameter_matching(), opt, num_inner_steps=-1)
+    with pytest.raises(ValueError, match="num_bootstrap_steps"):
+        make_target_bootstrap(learner.update_fn, 0, meta_objective=learner.meta_objective)
+    with pytest.raises(ValueError, match="final_update_fn or meta_objective"):
+        make_target_bootstrap(learner.update_fn, 2)
+    with pytest.raises(ValueError, match="continue_from"):
+        make_bmg(learner.update_fn, None, None, opt, num_inner_steps=1, continue_from="x")
+    with pytest.raises(ValueError, match="step_size"):
+        gradient_step(learner.meta_objective, step_size=0.0)
+
+    bootstrap = make_target_bootstrap(learner.update_fn, 1, meta_objective=learner.meta_objective)
+    vector_matching = lambda target, state, w: jax.tree.leaves(state.params)[0].ravel()
+    bmg = make_bmg(learner.update_fn, bootstrap, vector_matching, opt, num_inner_steps=1)
+    with pytest.raises(ValueError, match="matching_fn must return a scalar"):
+        bmg.meta_gradient(meta_params, state, jax.random.key(0))
+    with pytest.raises(ValueError, match="same structure"):
+        squared_euclidean({"a": jnp.zeros(2)}, {"b": jnp.zeros(2)})
+    with pytest.raises(ValueError, match="same shapes"):
+        squared_euclidean({"a": jnp.zeros(2)}, {"a": jnp.zeros(3)})
