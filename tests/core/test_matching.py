@@ -10,9 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from bmg.core import kl_and_value, parameter_distance, policy_kl, squared_euclidean
 
-logit_batches = arrays(
-    np.float32, (4, 5), elements=st.floats(-5, 5, allow_nan=False, width=32)
-)
+logit_batches = arrays(np.float32, (4, 5), elements=st.floats(-5, 5, allow_nan=False, width=32))
 
 
 @settings(max_examples=25, deadline=None)

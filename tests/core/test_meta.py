@@ -133,9 +133,7 @@ def test_quadratic_learner_matches_closed_form(num_inner_steps, num_bootstrap_st
     x_k = rho**K * X0
     dx_k_dw = K * rho ** (K - 1) * (-A * eta) * X0
 
-    mg = make_metagradient(
-        quadratic_update, quadratic_objective, optax.sgd(1.0), num_inner_steps=K
-    )
+    mg = make_metagradient(quadratic_update, quadratic_objective, optax.sgd(1.0), num_inner_steps=K)
     mg_grad, (mg_state, mg_metrics) = mg.meta_gradient(w, state, jax.random.key(0))
     np.testing.assert_allclose(mg_state.params, x_k, rtol=1e-12)
     np.testing.assert_allclose(mg_metrics["meta/loss"], 0.5 * A * x_k**2, rtol=1e-12)
@@ -161,7 +159,9 @@ def test_unroll_scan_equals_python_loop_and_remat_changes_nothing():
     looped = state
     for i, step_key in enumerate(jax.random.split(key, 5)):
         looped, step_metrics = learner.update_fn(meta_params, looped, step_key)
-        np.testing.assert_allclose(metrics["learner/batch_loss"][i], step_metrics["learner/batch_loss"])
+        np.testing.assert_allclose(
+            metrics["learner/batch_loss"][i], step_metrics["learner/batch_loss"]
+        )
     tree_allclose(scanned, looped, rtol=1e-12)
     assert int(scanned.extras) == 5
 
@@ -198,7 +198,7 @@ def test_vmap_over_seeds_equals_separate_runs():
     batched = jax.jit(jax.vmap(run))(jnp.arange(2))
     for seed in range(2):
         single = jax.jit(run)(seed)
-        tree_allclose(jax.tree.map(lambda x: x[seed], batched), single, rtol=1e-10, atol=1e-12)
+        tree_allclose(jax.tree.map(lambda x, s=seed: x[s], batched), single, rtol=1e-10, atol=1e-12)
 
 
 def test_meta_gradients_match_finite_differences():
@@ -245,9 +245,7 @@ def test_zero_inner_steps_uses_direct_dependence_on_meta_params():
         probs = (1 - eps) * greedy + eps / num_actions
         return -jnp.log(probs[jnp.argmax(target.params)])
 
-    bmg = make_bmg(
-        quadratic_update, bootstrap, matching, optax.sgd(1.0), num_inner_steps=0
-    )
+    bmg = make_bmg(quadratic_update, bootstrap, matching, optax.sgd(1.0), num_inner_steps=0)
     w = jnp.asarray(0.3)
     grad, (next_state, metrics) = bmg.meta_gradient(w, state, jax.random.key(0))
     eps = jax.nn.sigmoid(w)

@@ -18,8 +18,8 @@ from bmg.core.types import (
     Bootstrapped,
     FinalUpdateFn,
     LearnerState,
-    Metrics,
     MetaObjective,
+    Metrics,
     PyTree,
     TargetBootstrap,
     UpdateFn,
@@ -133,4 +133,3 @@ def make_target_bootstrap(
         return Bootstrapped(target=target, state=state, metrics=metrics)
 
     return target_bootstrap
-

@@ -89,7 +89,7 @@ def kl_and_value(
     value_weight: float = 1.0,
     reverse: bool = False,
 ) -> jax.Array:
-    """"KL & V" matching: policy_kl + value_weight * mean (v_target - v)^2."""
+    """ "KL & V" matching: policy_kl + value_weight * mean (v_target - v)^2."""
     if jnp.shape(target_values) != jnp.shape(values):
         raise ValueError(
             "target_values and values must have the same shape; got "
