@@ -13,7 +13,7 @@ from bmg.core.matching import (
     policy_kl,
     squared_euclidean,
 )
-from bmg.core.meta import make_bmg, make_metagradient
+from bmg.core.meta import make_bmg, make_fixed, make_metagradient
 from bmg.core.types import (
     Bootstrapped,
     LearnerState,
@@ -38,6 +38,7 @@ __all__ = [
     "gradient_step",
     "kl_and_value",
     "make_bmg",
+    "make_fixed",
     "make_metagradient",
     "make_target_bootstrap",
     "mean_over_steps",

@@ -199,3 +199,17 @@ def make_bmg(
         return grads, (continue_fn(inner_state, bootstrapped.state), metrics)
 
     return _make_meta_learner(meta_gradient, meta_optimizer)
+
+
+def make_fixed(update_fn: UpdateFn, *, num_inner_steps: int = 1) -> MetaLearner:
+    """No meta-learning: K learner updates per step with the meta-parameters held fixed.
+
+    The baseline with the same interface as MG and BMG (its `meta_gradient` is zero).
+    """
+    num_inner_steps = check_num_steps("num_inner_steps (K)", num_inner_steps, 1)
+
+    def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
+        state, inner_metrics = unroll(update_fn, meta_params, learner_state, key, num_inner_steps)
+        return jax.tree.map(jnp.zeros_like, meta_params), (state, mean_over_steps(inner_metrics))
+
+    return _make_meta_learner(meta_gradient, optax.identity())

@@ -140,9 +140,18 @@ def _to_cell(flat: jax.Array, grid_size: int) -> jax.Array:
 
 
 def _three_distinct_cells(key: jax.Array, grid_size: int) -> jax.Array:
-    """Three distinct cells drawn uniformly without replacement; int32[3, 2]."""
-    flat = jax.random.choice(key, grid_size * grid_size, (3,), replace=False)
-    return _to_cell(flat, grid_size)
+    """Three distinct cells, uniform over ordered triples; int32[3, 2].
+
+    Draws a in [0, n), b in [0, n - 1), c in [0, n - 2) (n = grid_size^2) and shifts b past a and c
+    past both: a bijection onto ordered triples of distinct cells, with one random draw and no sort.
+    """
+    cells = grid_size * grid_size
+    a, b, c = jax.random.randint(key, (3,), 0, jnp.array([cells, cells - 1, cells - 2]))
+    b = b + (b >= a)
+    low, high = jnp.minimum(a, b), jnp.maximum(a, b)
+    c = c + (c >= low)
+    c = c + (c >= high)
+    return _to_cell(jnp.stack([a, b, c]).astype(jnp.int32), grid_size)
 
 
 def reset(key: jax.Array, params: EnvParams | None = None) -> tuple[jax.Array, EnvState]:

@@ -1,0 +1,281 @@
+"""Two-colors: actor-critic with a fixed (`ac`), meta-gradient (`mg`) or BMG (`bmg`) entropy weight.
+
+The whole lifetime is compiled: `lax.scan` over meta-steps in chunks, `vmap` over seeds, and the
+seed axis sharded over every visible device. Between chunks the host appends to `metrics.csv` and
+`trace.npz`, so an interrupted run keeps all finished chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from bmg.agents.actor_critic import ActorCriticConfig, make_actor_critic
+from bmg.core import (
+    LearnerState,
+    MetaLearner,
+    MetaState,
+    make_bmg,
+    make_fixed,
+    make_metagradient,
+    make_target_bootstrap,
+)
+from bmg.envs import two_colors
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """The Two-colors world (paper-notes section 2)."""
+
+    switch_every: int = 100_000
+    """steps between flips of the rewarding colour [paper]."""
+    respawn: Literal["all", "object"] = "all"
+    """after a pick-up re-spawn everything [related] or only the collected object."""
+    step_penalty: float = 0.0
+    """reward on steps without a pick-up is -step_penalty [default]."""
+    grid_size: int = 5
+    """grid side [paper]."""
+
+    def params(self) -> two_colors.EnvParams:
+        return two_colors.make_params(
+            grid_size=self.grid_size,
+            switch_every=self.switch_every,
+            respawn=self.respawn,
+            step_penalty=self.step_penalty,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoColorsConfig:
+    """One Two-colors run: algorithm, lifetime, seeds, learner and world."""
+
+    algo: Literal["ac", "mg", "bmg"] = "bmg"
+    """ac: fixed entropy weight; mg: K-step meta-gradient; bmg: bootstrapped meta-gradient."""
+    k: int = 1
+    """K, inner updates differentiated per meta-step (mg, bmg)."""
+    l: int = 8
+    """L, the BMG target's look-ahead in learner updates."""
+    steps: int = 6_400_000
+    """environment steps per seed (rounded up to whole chunks; targets' steps count)."""
+    seeds: int = 10
+    """independent seeds, run in parallel (vmap, sharded over devices)."""
+    seed: int = 0
+    """first seed; seeds are seed, seed + 1, ..."""
+    meta_learning_rate: float = 1e-4
+    """Adam learning rate of the meta-parameters [related]."""
+    meta_adam_eps: float = 1e-4
+    """Adam epsilon of the meta-optimiser [related]."""
+    target_step_size: float = 0.1
+    """alpha, the BMG target's final SGD step on f [default: the learner's learning rate]."""
+    continue_from: Literal["target", "inner"] = "target"
+    """bmg: the learner goes on from x_{K+L-1} ("target", every rollout trains the learner) or
+    from x_K with the stream of the target ("inner")."""
+    chunk_steps: int = 200_000
+    """environment steps per compiled chunk (progress, metrics.csv rows and saves per chunk)."""
+    agent: ActorCriticConfig = ActorCriticConfig()
+    env: EnvConfig = EnvConfig()
+
+    def __post_init__(self):
+        if self.algo not in ("ac", "mg", "bmg"):
+            raise ValueError(f"algo must be one of ac, mg, bmg; got {self.algo!r}.")
+        for name, minimum in (("k", 1), ("l", 1), ("steps", 1), ("seeds", 1), ("chunk_steps", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+        if self.continue_from not in ("target", "inner"):
+            raise ValueError(
+                f"continue_from must be 'target' or 'inner', got {self.continue_from!r}."
+            )
+        self.env.params()  # validates the world
+
+    @property
+    def updates_per_meta_step(self) -> int:
+        """Learner updates (= rollouts) per meta-step, target updates included."""
+        if self.algo == "bmg":
+            return self.k + self.l - 1
+        return self.k if self.algo == "mg" else 1
+
+    @property
+    def steps_per_meta_step(self) -> int:
+        return self.updates_per_meta_step * self.agent.rollout_length
+
+    @property
+    def meta_steps_per_chunk(self) -> int:
+        return max(1, math.ceil(self.chunk_steps / self.steps_per_meta_step))
+
+    @property
+    def num_chunks(self) -> int:
+        steps_per_chunk = self.meta_steps_per_chunk * self.steps_per_meta_step
+        return max(1, math.ceil(self.steps / steps_per_chunk))
+
+
+PRESETS: dict[str, dict] = {
+    # Minutes on a 2-core laptop: shorter flips, fewer steps; same learner and meta-learner.
+    "demo": dict(steps=600_000, seeds=3, chunk_steps=50_000, env=EnvConfig(switch_every=50_000)),
+    # paper-notes section 2: 10 seeds, 6.4M steps, flips every 100k steps.
+    "paper": dict(steps=6_400_000, seeds=10, chunk_steps=200_000, env=EnvConfig()),
+}
+
+
+class Carry(NamedTuple):
+    """Everything that runs on between chunks, for one seed."""
+
+    meta_state: MetaState
+    learner_state: LearnerState
+    key: jax.Array
+
+
+class Trace(NamedTuple):
+    """Per meta-step records of one seed (host side: numpy arrays with a leading time axis)."""
+
+    env_steps: jax.Array  # int, total environment steps after the meta-step
+    reward: jax.Array  # sum of rewards of the environment steps taken in the meta-step
+    entropy_weight: jax.Array  # mean eps over the K inner updates
+    policy_entropy: jax.Array
+    meta_loss: jax.Array
+
+
+def make_algorithm(config: TwoColorsConfig, agent) -> MetaLearner:
+    """The meta-learner of `config.algo`, built from `bmg.core`."""
+    meta_optimizer = optax.adam(config.meta_learning_rate, eps=config.meta_adam_eps)
+    if config.algo == "ac":
+        return make_fixed(agent.update_fn, num_inner_steps=1)
+    if config.algo == "mg":
+        return make_metagradient(
+            agent.update_fn, agent.meta_objective, meta_optimizer, num_inner_steps=config.k
+        )
+    bootstrap = make_target_bootstrap(
+        agent.update_fn,
+        config.l,
+        meta_objective=agent.meta_objective,
+        step_size=config.target_step_size,
+    )
+    if config.continue_from == "target":
+        continue_from = "target"
+    else:  # x_K's learner, the stream (env, latest rollout, context, counters) of x_{K+L-1}
+        continue_from = lambda inner, boot: inner._replace(extras=boot.extras)
+    return make_bmg(
+        agent.update_fn,
+        bootstrap,
+        agent.matching_fn,
+        meta_optimizer,
+        num_inner_steps=config.k,
+        continue_from=continue_from,
+    )
+
+
+def make_train(config: TwoColorsConfig):
+    """Return `(init, run_chunk)` for one seed; both pure and jittable, `vmap` them for seeds.
+
+    init(key) -> Carry; run_chunk(carry) -> (carry, Trace over `meta_steps_per_chunk` steps).
+    """
+    agent = make_actor_critic(config.agent, config.env.params())
+    algorithm = make_algorithm(config, agent)
+
+    def init(key: jax.Array) -> Carry:
+        learner_key, meta_key, run_key = jax.random.split(key, 3)
+        learner_state = agent.init_state(learner_key)
+        return Carry(algorithm.init(agent.init_meta_params(meta_key)), learner_state, run_key)
+
+    def meta_step(carry: Carry, _):
+        key, step_key = jax.random.split(carry.key)
+        reward_before = carry.learner_state.extras.reward_sum
+        meta_state, learner_state, metrics = algorithm.step(
+            carry.meta_state, carry.learner_state, step_key
+        )
+        extras = learner_state.extras
+        trace = Trace(
+            env_steps=extras.env_steps,
+            reward=extras.reward_sum - reward_before,
+            entropy_weight=metrics["learner/entropy_weight"],
+            policy_entropy=metrics["learner/entropy"],
+            meta_loss=metrics.get("meta/loss", jnp.zeros(())),
+        )
+        # Reset the reward accumulator so float32 never sums a whole lifetime.
+        learner_state = learner_state._replace(extras=extras._replace(reward_sum=jnp.zeros(())))
+        return Carry(meta_state, learner_state, key), trace
+
+    def run_chunk(carry: Carry):
+        return jax.lax.scan(meta_step, carry, None, length=config.meta_steps_per_chunk)
+
+    return init, run_chunk
+
+
+def seed_sharding(num_seeds: int) -> NamedSharding:
+    """Shard the seed axis over the largest number of visible devices that divides it."""
+    devices = jax.devices()
+    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    return NamedSharding(Mesh(np.array(devices[:count]), ("seed",)), PartitionSpec("seed"))
+
+
+def initial_reward(carry: Carry) -> jax.Array:
+    """Rewards of the first rollout (collected at initialisation), per seed."""
+    return carry.learner_state.extras.reward_sum
+
+
+class Lifetime:
+    """A compiled, chunked, seed-parallel Two-colors lifetime.
+
+    `start()` initialises every seed and compiles the chunk ahead of time (`compile_seconds`);
+    `run_chunk(carry)` then advances all seeds by one chunk and returns the host-side `Trace`
+    ([seeds, meta_steps_per_chunk] arrays).
+    """
+
+    def __init__(self, config: TwoColorsConfig):
+        self.config = config
+        init, run_chunk = make_train(config)
+        self.sharding = seed_sharding(config.seeds)
+        self._init = jax.jit(jax.vmap(init), out_shardings=self.sharding)
+        self._run_chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
+        self.compile_seconds = float("nan")
+
+    def start(self) -> tuple[Carry, np.ndarray]:
+        """Initial carry (sharded over seeds) and the rewards of each seed's first rollout."""
+        seeds = self.config.seed + jnp.arange(self.config.seeds)
+        keys = jax.device_put(jax.vmap(jax.random.key)(seeds), self.sharding)
+        carry = self._init(keys)
+        start = time.perf_counter()
+        self._compiled = self._run_chunk.lower(carry).compile()
+        self.compile_seconds = time.perf_counter() - start
+        return carry, np.asarray(initial_reward(carry), np.float64)
+
+    def run_chunk(self, carry: Carry) -> tuple[Carry, Trace]:
+        carry, trace = self._compiled(carry)
+        return carry, Trace(*(np.asarray(x) for x in trace))
+
+
+def concatenate(pieces: list[Trace]) -> Trace:
+    """Join chunk traces along the time axis."""
+    return Trace(*(np.concatenate(x, axis=1) for x in zip(*pieces, strict=True)))
+
+
+def run_lifetime(config: TwoColorsConfig, on_chunk=None) -> tuple[Trace, np.ndarray, float]:
+    """Run every chunk of every seed.
+
+    Returns the Trace ([seeds, meta_steps]), the first rollout's reward per seed and the seconds
+    spent running chunks (compilation excluded). `on_chunk(index, trace_so_far, first_rewards,
+    seconds_so_far)` is called after each chunk, e.g. to save and report progress.
+    """
+    lifetime = Lifetime(config)
+    carry, first_rewards = lifetime.start()
+    pieces: list[Trace] = []
+    seconds = 0.0
+    for chunk in range(config.num_chunks):
+        start = time.perf_counter()
+        carry, trace = lifetime.run_chunk(carry)
+        seconds += time.perf_counter() - start
+        pieces.append(trace)
+        if on_chunk is not None:
+            on_chunk(chunk, concatenate(pieces), first_rewards, seconds)
+    return concatenate(pieces), first_rewards, seconds
