@@ -115,14 +115,21 @@ class TwoColorsConfig:
         return max(1, math.ceil(self.chunk_steps / self.steps_per_meta_step))
 
     @property
+    def total_env_steps(self) -> int:
+        """Environment steps per seed actually taken: whole chunks plus the first rollout."""
+        meta_steps = self.num_chunks * self.meta_steps_per_chunk
+        return meta_steps * self.steps_per_meta_step + self.agent.rollout_length
+
+    @property
     def num_chunks(self) -> int:
         steps_per_chunk = self.meta_steps_per_chunk * self.steps_per_meta_step
         return max(1, math.ceil(self.steps / steps_per_chunk))
 
 
 PRESETS: dict[str, dict] = {
-    # Minutes on a 2-core laptop: shorter flips, fewer steps; same learner and meta-learner.
-    "demo": dict(steps=600_000, seeds=3, chunk_steps=50_000, env=EnvConfig(switch_every=50_000)),
+    # Minutes on a 2-core laptop: the paper world (flips every 100k steps) for 1M steps, 4 seeds,
+    # and a 10x meta-learning rate so the entropy weight can move within the short lifetime.
+    "demo": dict(steps=1_000_000, seeds=4, chunk_steps=100_000, meta_learning_rate=1e-3),
     # paper-notes section 2: 10 seeds, 6.4M steps, flips every 100k steps.
     "paper": dict(steps=6_400_000, seeds=10, chunk_steps=200_000, env=EnvConfig()),
 }
@@ -260,14 +267,16 @@ def concatenate(pieces: list[Trace]) -> Trace:
     return Trace(*(np.concatenate(x, axis=1) for x in zip(*pieces, strict=True)))
 
 
-def run_lifetime(config: TwoColorsConfig, on_chunk=None) -> tuple[Trace, np.ndarray, float]:
+def run_lifetime(
+    config: TwoColorsConfig, on_chunk=None, lifetime: Lifetime | None = None
+) -> tuple[Trace, np.ndarray, float]:
     """Run every chunk of every seed.
 
     Returns the Trace ([seeds, meta_steps]), the first rollout's reward per seed and the seconds
     spent running chunks (compilation excluded). `on_chunk(index, trace_so_far, first_rewards,
     seconds_so_far)` is called after each chunk, e.g. to save and report progress.
     """
-    lifetime = Lifetime(config)
+    lifetime = Lifetime(config) if lifetime is None else lifetime
     carry, first_rewards = lifetime.start()
     pieces: list[Trace] = []
     seconds = 0.0

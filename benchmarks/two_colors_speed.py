@@ -1,0 +1,89 @@
+"""Two-colors throughput: environment steps per second for ac, mg and bmg at 1 and 16 seeds.
+
+    python benchmarks/two_colors_speed.py [--steps 100000] [--seeds 1,16] [--json PATH]
+
+Each configuration is compiled first (compile time reported separately), then one chunk of
+`--steps` environment steps per seed is timed. Steps taken to build BMG targets count. Like the
+CLI, every CPU core is exposed as a JAX device and the seed axis is sharded over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
+    )
+
+import jax  # noqa: E402
+
+from bmg.experiments.two_colors import Lifetime, TwoColorsConfig  # noqa: E402
+
+# (algo, K, L): the demo/report settings and the public PyTorch port's BMG (K=7, L=9).
+SETTINGS = [("ac", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 7, 9)]
+# Reported in issue 3 for the public PyTorch port of this experiment on this 2-core machine (not
+# re-measured here): env steps/s for one seed, A2C and MG/BMG with K = 7, L = 9.
+PYTORCH_PORT = {("ac", 1, None): 1200.0, ("mg", 7, None): 390.0, ("bmg", 7, 9): 430.0}
+
+
+def measure(algo: str, k: int, l: int, seeds: int, steps: int) -> dict:
+    config = TwoColorsConfig(algo=algo, k=k, l=l, seeds=seeds, steps=steps, chunk_steps=steps)
+    lifetime = Lifetime(config)
+    carry, _ = lifetime.start()
+    start = time.perf_counter()
+    carry, trace = lifetime.run_chunk(carry)
+    seconds = time.perf_counter() - start
+    steps_taken = int(trace.env_steps[0, -1] - trace.env_steps[0, 0]) + config.steps_per_meta_step
+    return {
+        "algo": algo,
+        "k": k,
+        "l": l if algo == "bmg" else None,
+        "seeds": seeds,
+        "devices": len(lifetime.sharding.device_set),
+        "steps_per_second_all_seeds": steps_taken * seeds / seconds,
+        "steps_per_second_per_seed": steps_taken / seconds,
+        "compile_seconds": lifetime.compile_seconds,
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100_000, help="timed steps per seed")
+    parser.add_argument("--seeds", default="1,16", help="comma-separated seed counts")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    seed_counts = [int(s) for s in args.seeds.split(",")]
+    print(
+        f"jax {jax.__version__}, devices {jax.devices()}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}"
+    )
+    results = [
+        measure(algo, k, l, seeds, args.steps) for seeds in seed_counts for algo, k, l in SETTINGS
+    ]
+    print(
+        "| algo | K | L | seeds | devices | steps/s (all seeds) | steps/s per seed "
+        "| vs PyTorch port (1 seed, same K, L) | compile s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        port = PYTORCH_PORT.get((r["algo"], r["k"], r["l"]))
+        ratio = f"{r['steps_per_second_all_seeds'] / port:.0f}x" if port else "-"
+        print(
+            f"| {r['algo']} | {r['k']} | {r['l'] or '-'} | {r['seeds']} | {r['devices']} "
+            f"| {r['steps_per_second_all_seeds']:,.0f} | {r['steps_per_second_per_seed']:,.0f} "
+            f"| {ratio} | {r['compile_seconds']:.1f} |"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

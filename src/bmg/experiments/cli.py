@@ -1,0 +1,165 @@
+"""The `bmg` command line.
+
+  bmg two-colors [--preset {demo,paper}] [--out DIR] [--algo {ac,mg,bmg}] [--k K] [--l L] ...
+  bmg compare RUN_DIR [RUN_DIR ...] [--out DIR]
+
+Every flag of `bmg two-colors` is a field of `TwoColorsConfig` (`--help` lists them with their
+defaults and sources); a preset sets the defaults that explicit flags then override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+COMMANDS = {
+    "two-colors": "train ac / mg / bmg on Two-colors; writes a run directory",
+    "compare": "table and plots comparing finished runs",
+}
+
+
+def _use_all_cpu_cores() -> None:
+    """Expose each CPU core as a JAX device (before jax is imported) so seeds run in parallel."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        count = os.cpu_count() or 1
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def two_colors_command(argv: list[str]) -> None:
+    _use_all_cpu_cores()
+    import tyro
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from bmg.experiments import two_colors as tc
+    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.rundir import CsvAppender, make_run_dir, save_npz, write_config, write_json
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=sorted(tc.PRESETS), default=None)
+    pre.add_argument("--out", default=None)
+    known, rest = pre.parse_known_args(argv)
+    default = (
+        tc.TwoColorsConfig(**tc.PRESETS[known.preset]) if known.preset else tc.TwoColorsConfig()
+    )
+    try:
+        config = tyro.cli(
+            tc.TwoColorsConfig,
+            default=default,
+            args=rest,
+            prog="bmg two-colors",
+            description=(
+                "Two-colors: actor-critic with a fixed (ac), meta-gradient (mg) or BMG (bmg) "
+                "entropy weight. Also: --preset {demo,paper} sets the defaults below; --out DIR "
+                "is the run directory (default runs/two-colors/<algo>-<time>)."
+            ),
+        )
+        run_dir = make_run_dir(known.out, "two-colors", config.algo)
+    except ValueError as error:  # a bad value: one sentence, no traceback
+        sys.exit(f"bmg two-colors: error: {error}")
+    console = Console()
+    import jax
+
+    write_config(run_dir, config, preset=known.preset)
+    csv = CsvAppender(run_dir / "metrics.csv", report.CSV_FIELDS)
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    total = config.total_env_steps
+    console.print(
+        f"[bold]two-colors[/bold] {config.algo} K={config.k} L={config.l} "
+        f"context={config.agent.context}: {config.seeds} seeds x {total:,} steps on "
+        f"{len(jax.devices())} device(s) -> {run_dir}"
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+    def on_chunk(chunk, trace, first_rewards, seconds):
+        rows = report.chunk_rows(trace, first_rewards, chunk, config.meta_steps_per_chunk)
+        csv.append(rows)
+        save_npz(run_dir / "trace.npz", first_rewards=first_rewards, **trace._asdict())
+        steps = int(trace.env_steps[0, -1])
+        for name in ("reward_per_step", "entropy_weight", "policy_entropy", "meta_loss"):
+            writer.add_scalar(name, sum(r[name] for r in rows) / len(rows), steps)
+        writer.flush()
+        rate = steps * config.seeds / seconds
+        progress.update(task, completed=steps, rate=f"{rate:,.0f} steps/s")
+
+    with progress:
+        task = progress.add_task("compiling", total=total, rate="")
+        lifetime = tc.Lifetime(config)
+        progress.update(task, description="running")
+        trace, first_rewards, seconds = tc.run_lifetime(config, on_chunk, lifetime=lifetime)
+    writer.close()
+    summary = report.summarize(
+        trace, first_rewards, switch_every=config.env.switch_every, seconds=seconds
+    )
+    summary["compile_seconds"] = lifetime.compile_seconds
+    write_json(run_dir / "summary.json", summary)
+    report.plot_run(
+        trace,
+        first_rewards,
+        switch_every=config.env.switch_every,
+        out=run_dir,
+        title=report.run_label({"config": dataclasses.asdict(config)}),
+    )
+    console.print(report.rich_table(report.comparison_rows([run_dir])))
+    console.print(f"wrote {run_dir}")
+
+
+def compare_command(argv: list[str]) -> None:
+    from rich.console import Console
+
+    from bmg.experiments import two_colors_report as report
+
+    parser = argparse.ArgumentParser(prog="bmg compare", description=COMMANDS["compare"])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run directories")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the table and plots")
+    args = parser.parse_args(argv)
+    try:
+        rows = report.comparison_rows(args.runs)
+    except ValueError as error:
+        sys.exit(f"bmg compare: error: {error}")
+    table = report.markdown_table(rows)
+    Console().print(report.rich_table(rows))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "comparison.md").write_text(table + "\n")
+        report.plot_comparison(args.runs, args.out)
+        Console().print(f"wrote {args.out / 'comparison.md'} and plots")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {name:<12} {text}" for name, text in COMMANDS.items()]
+        message = "usage: bmg COMMAND [flags]   (bmg COMMAND --help for its flags)\n" + "\n".join(
+            lines
+        )
+        if argv and argv[0] not in ("-h", "--help"):
+            sys.exit(f"bmg: unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}.")
+        print(message)
+        return
+    command = {"two-colors": two_colors_command, "compare": compare_command}[argv[0]]
+    command(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

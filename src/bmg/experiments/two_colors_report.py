@@ -1,0 +1,310 @@
+"""Two-colors results: per-chunk CSV rows, summary.json, plots, and tables comparing runs.
+
+All statistics are over seeds: mean and standard error (sample std / sqrt(seeds)).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bmg.experiments.two_colors import Trace  # noqa: E402
+
+FLIP_WINDOW = 10_000  # steps before / after each flip for the entropy statistics
+CSV_FIELDS = [
+    "seed",
+    "chunk",
+    "env_steps",
+    "reward_per_step",
+    "cumulative_reward",
+    "entropy_weight",
+    "policy_entropy",
+    "meta_loss",
+]
+
+
+def mean_se(values: np.ndarray) -> dict[str, float]:
+    """Mean and standard error over the first axis (NaN-free values assumed)."""
+    values = np.asarray(values, np.float64)
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return {"mean": float(values.mean()), "se": se}
+
+
+def cumulative_reward(trace, first_rewards: np.ndarray) -> np.ndarray:
+    """[seeds, meta_steps] total reward after each meta-step, the first rollout included."""
+    return first_rewards[:, None] + np.cumsum(np.asarray(trace.reward, np.float64), axis=1)
+
+
+def chunk_rows(trace, first_rewards, chunk: int, meta_steps_per_chunk: int) -> list[dict]:
+    """One metrics.csv row per seed for chunk `chunk` of the trace."""
+    cumulative = cumulative_reward(trace, first_rewards)
+    start, stop = chunk * meta_steps_per_chunk, (chunk + 1) * meta_steps_per_chunk
+    rows = []
+    for seed in range(trace.reward.shape[0]):
+        steps_before = trace.env_steps[seed, start - 1] if start > 0 else 0
+        steps = trace.env_steps[seed, stop - 1] - steps_before
+        rows.append(
+            {
+                "seed": seed,
+                "chunk": chunk,
+                "env_steps": int(trace.env_steps[seed, stop - 1]),
+                "reward_per_step": float(trace.reward[seed, start:stop].sum() / steps),
+                "cumulative_reward": float(cumulative[seed, stop - 1]),
+                "entropy_weight": float(trace.entropy_weight[seed, start:stop].mean()),
+                "policy_entropy": float(trace.policy_entropy[seed, start:stop].mean()),
+                "meta_loss": float(trace.meta_loss[seed, start:stop].mean()),
+            }
+        )
+    return rows
+
+
+def flip_statistics(env_steps: np.ndarray, schedule: np.ndarray, switch_every: int) -> tuple:
+    """Mean schedule value in the FLIP_WINDOW steps after and before each flip, per seed.
+
+    A meta-step counts for the window its last environment step falls in. Flips are at multiples
+    of `switch_every` strictly inside the run. Returns (after, before), each [seeds]; NaN when the
+    run holds no flip.
+    """
+    last = env_steps.max()
+    flips = np.arange(switch_every, last, switch_every)
+    after, before = [], []
+    for seed in range(env_steps.shape[0]):
+        steps, values = env_steps[seed], schedule[seed]
+        a = [values[(steps > f) & (steps <= f + FLIP_WINDOW)] for f in flips]
+        b = [values[(steps > f - FLIP_WINDOW) & (steps <= f)] for f in flips]
+        after.append(np.mean(np.concatenate(a)) if flips.size else np.nan)
+        before.append(np.mean(np.concatenate(b)) if flips.size else np.nan)
+    return np.array(after), np.array(before)
+
+
+def summarize(
+    trace, first_rewards, *, switch_every: int, seconds: float, schedule_name: str = "entropy"
+) -> dict[str, Any]:
+    """summary.json: per-seed values and their mean and standard error."""
+    env_steps = np.asarray(trace.env_steps)
+    total_steps = env_steps[:, -1]
+    cumulative = cumulative_reward(trace, first_rewards)
+    last_window = env_steps > 0.9 * total_steps[:, None]
+    steps_before_window = np.array(
+        [env_steps[s][~last_window[s]].max(initial=0) for s in range(env_steps.shape[0])]
+    )
+    last_rewards = np.where(last_window, trace.reward, 0.0).sum(axis=1)
+    per_seed = {
+        "total_reward": cumulative[:, -1],
+        "reward_per_step_last_10pct": last_rewards / (total_steps - steps_before_window),
+    }
+    after, before = flip_statistics(env_steps, np.asarray(trace.entropy_weight), switch_every)
+    per_seed[f"{schedule_name}_after_flip"] = after
+    per_seed[f"{schedule_name}_before_flip"] = before
+    summary: dict[str, Any] = {
+        name: {**mean_se(values), "per_seed": values.tolist()} for name, values in per_seed.items()
+    }
+    total = float(total_steps.sum())
+    summary["env_steps_per_seed"] = int(total_steps[0])
+    summary["seeds"] = int(env_steps.shape[0])
+    summary["env_steps_per_second"] = {
+        "all_seeds": total / seconds,
+        "per_seed": total / seconds / env_steps.shape[0],
+    }
+    summary["seconds"] = seconds
+    return summary
+
+
+def _band(ax, x, values, label, **kwargs):
+    mean = values.mean(axis=0)
+    se = values.std(axis=0, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0 * mean
+    (line,) = ax.plot(x, mean, label=label, **kwargs)
+    ax.fill_between(x, mean - se, mean + se, alpha=0.25, color=line.get_color())
+
+
+def _flips(ax, last_step, switch_every):
+    for flip in np.arange(switch_every, last_step, switch_every):
+        ax.axvline(flip, color="grey", lw=0.5, ls=":")
+
+
+def moving_reward_per_step(trace, window_steps: int = 20_000) -> np.ndarray:
+    """[seeds, meta_steps] reward per step over the trailing `window_steps` environment steps."""
+    steps_per_meta_step = (
+        int(np.diff(trace.env_steps[0, :2])[0]) if trace.env_steps.shape[1] > 1 else 1
+    )
+    width = max(1, window_steps // steps_per_meta_step)
+    kernel = np.ones(width)
+    sums = np.stack([np.convolve(r, kernel)[: len(r)] for r in np.asarray(trace.reward, float)])
+    counts = np.convolve(np.ones(trace.reward.shape[1]), kernel)[: trace.reward.shape[1]]
+    return sums / (counts * steps_per_meta_step)
+
+
+def folded(trace, switch_every: int, bins: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Schedule folded over the flip cycle: position since the last flip -> mean over cycles
+    (after the first flip) and seeds. Returns (bin centres, [seeds, bins] means)."""
+    steps = np.asarray(trace.env_steps)
+    values = np.asarray(trace.entropy_weight)
+    position = (steps - 1) % switch_every
+    index = np.minimum(position * bins // switch_every, bins - 1)
+    after_first_flip = steps > switch_every
+    means = np.full((steps.shape[0], bins), np.nan)
+    for seed in range(steps.shape[0]):
+        for b in range(bins):
+            selected = values[seed][(index[seed] == b) & after_first_flip[seed]]
+            if selected.size:
+                means[seed, b] = selected.mean()
+    centres = (np.arange(bins) + 0.5) * switch_every / bins
+    return centres, means
+
+
+def plot_run(
+    trace,
+    first_rewards,
+    *,
+    switch_every: int,
+    out: Path,
+    title: str,
+    schedule_label: str = "entropy weight",
+) -> list[Path]:
+    """Cumulative reward, moving reward per step, schedule over time and folded over the cycle."""
+    x = trace.env_steps[0]
+    paths = []
+
+    def save(fig, name):
+        path = out / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    _band(ax, x, cumulative_reward(trace, first_rewards), title)
+    _flips(ax, x[-1], switch_every)
+    ax.set(xlabel="environment steps", ylabel="cumulative reward", title=title)
+    save(fig, "cumulative_reward.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    _band(ax, x, moving_reward_per_step(trace), title)
+    _flips(ax, x[-1], switch_every)
+    ax.set(xlabel="environment steps", ylabel="reward per step (20k-step window)", title=title)
+    save(fig, "reward_per_step.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    _band(ax, x, np.asarray(trace.entropy_weight), title)
+    _flips(ax, x[-1], switch_every)
+    ax.set(xlabel="environment steps", ylabel=schedule_label, title=f"{title}: flips dotted")
+    save(fig, "schedule.png")
+
+    centres, means = folded(trace, switch_every)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    valid = ~np.isnan(means).any(axis=0)
+    if valid.any():
+        _band(ax, centres[valid], means[:, valid], title)
+    ax.set(
+        xlabel="steps since the last flip",
+        ylabel=schedule_label,
+        title=f"{title}: folded over the flip cycle",
+    )
+    save(fig, "schedule_folded.png")
+    return paths
+
+
+def load_run(run_dir: Path):
+    """(config dict, summary dict, trace arrays) of a finished run directory."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json", "trace.npz"):
+        if not (run_dir / name).exists():
+            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
+    config = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    with np.load(run_dir / "trace.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    return config, summary, arrays
+
+
+def run_label(config: dict) -> str:
+    """Short name: algo, K, L and context."""
+    c = config["config"]
+    context = c["agent"]["context"]
+    if c["algo"] == "ac":
+        return "ac"
+    label = f"{c['algo']} K={c['k']}" + (f" L={c['l']}" if c["algo"] == "bmg" else "")
+    return label + ("" if context == "reward" else " no-context")
+
+
+def format_mean_se(stat: dict, digits: int = 3) -> str:
+    if math.isnan(stat["se"]):
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['se']:.{digits}f}"
+
+
+def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
+    """One table row per run."""
+    rows = []
+    for run_dir in run_dirs:
+        config, summary, _ = load_run(run_dir)
+        rows.append(
+            {
+                "run": run_label(config),
+                "seeds": str(summary["seeds"]),
+                "steps/seed": f"{summary['env_steps_per_seed']:,}",
+                "total reward": format_mean_se(summary["total_reward"], 0),
+                "reward/step, last 10%": format_mean_se(summary["reward_per_step_last_10pct"]),
+                "entropy w. after flip": format_mean_se(summary["entropy_after_flip"], 4),
+                "entropy w. before flip": format_mean_se(summary["entropy_before_flip"], 4),
+                "steps/s (all seeds)": f"{summary['env_steps_per_second']['all_seeds']:,.0f}",
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rich_table(rows: list[dict[str, str]]):
+    """The same rows as a rich Table for the console."""
+    from rich.table import Table
+
+    table = Table()
+    for name in rows[0]:
+        table.add_column(name, justify="left" if name == "run" else "right")
+    for row in rows:
+        table.add_row(*row.values())
+    return table
+
+
+def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
+    """Cumulative reward and entropy weight of several runs on shared axes."""
+    runs = [load_run(d) for d in run_dirs]
+    paths = []
+    for key, ylabel, name in (
+        ("cumulative", "cumulative reward", "comparison_cumulative_reward.png"),
+        ("moving", "reward per step (20k-step window)", "comparison_reward_per_step.png"),
+        ("entropy_weight", "entropy weight", "comparison_entropy_weight.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for config, _, arrays in runs:
+            trace = Trace(*(arrays[name] for name in Trace._fields))
+            if key == "cumulative":
+                values = cumulative_reward(trace, arrays["first_rewards"])
+            elif key == "moving":
+                values = moving_reward_per_step(trace)
+            else:
+                values = np.asarray(trace.entropy_weight)
+            _band(ax, trace.env_steps[0], values, run_label(config))
+        switch_every = runs[0][0]["config"]["env"]["switch_every"]
+        _flips(ax, max(a["env_steps"].max() for _, _, a in runs), switch_every)
+        ax.set(xlabel="environment steps", ylabel=ylabel)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths
