@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo example test lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Two-colors, ac vs mg vs bmg on the demo preset (4 seeds, 1M steps each), then one table + plots.
 demo: $(STAMP)
+	@set -e; dir=runs/demo/$$(date +%Y%m%d-%H%M%S); \
+	for algo in ac mg bmg; do \
+	  $(BIN)/bmg two-colors --preset demo --algo $$algo --out $$dir/$$algo; \
+	done; \
+	$(BIN)/bmg compare $$dir/ac $$dir/mg $$dir/bmg --out $$dir
+
+example: $(STAMP)
 	$(BIN)/python examples/meta_lr_regression.py
 
 test: $(STAMP)

@@ -101,6 +101,13 @@ def two_colors_command(argv: list[str]) -> None:
         writer.flush()
         rate = steps * config.seeds / seconds
         progress.update(task, completed=steps, rate=f"{rate:,.0f} steps/s")
+        if not console.is_terminal:  # logs get one line per chunk instead of a live bar
+            eta = (total - steps) * config.seeds / rate
+            console.print(
+                f"chunk {chunk + 1}/{config.num_chunks}: {steps:,}/{total:,} steps per seed, "
+                f"{rate:,.0f} steps/s, reward/step {rows[0]['reward_per_step']:.3f} (seed 0), "
+                f"ETA {eta:,.0f} s"
+            )
 
     with progress:
         task = progress.add_task("compiling", total=total, rate="")
