@@ -17,8 +17,16 @@ TINY = [
 def test_two_colors_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
     main(["two-colors", "--algo", "bmg", *TINY, "--out", str(out)])
-    for name in ("config.json", "metrics.csv", "summary.json", "trace.npz", "cumulative_reward.png",
-                 "reward_per_step.png", "schedule.png", "schedule_folded.png"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "summary.json",
+        "trace.npz",
+        "cumulative_reward.png",
+        "reward_per_step.png",
+        "schedule.png",
+        "schedule_folded.png",
+    ):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["algo"] == "bmg" and config["config"]["l"] == 2
