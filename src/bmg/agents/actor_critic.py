@@ -70,10 +70,12 @@ class ActorCriticConfig:
     """weight of the value term with matching="kl_value"."""
 
     def __post_init__(self):
-        positive = ("hidden_size", "rollout_length", "learning_rate", "context_length")
-        for name in (*positive, "meta_hidden_size"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+        for name in ("hidden_size", "rollout_length", "context_length", "meta_hidden_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         if not 0 <= self.discount <= 1:
             raise ValueError(f"discount must be in [0, 1], got {self.discount!r}.")
         if not 0 < self.entropy_weight < 1:

@@ -44,6 +44,9 @@ class EnvConfig:
     grid_size: int = 5
     """grid side [paper]."""
 
+    def __post_init__(self):
+        self.params()  # validates every field
+
     def params(self) -> two_colors.EnvParams:
         return two_colors.make_params(
             grid_size=self.grid_size,
@@ -86,7 +89,8 @@ class TwoColorsConfig:
     def __post_init__(self):
         if self.algo not in ("ac", "mg", "bmg"):
             raise ValueError(f"algo must be one of ac, mg, bmg; got {self.algo!r}.")
-        for name, minimum in (("k", 1), ("l", 1), ("steps", 1), ("seeds", 1), ("chunk_steps", 1)):
+        integers = (("k", 1), ("l", 1), ("steps", 1), ("seeds", 1), ("seed", 0), ("chunk_steps", 1))
+        for name, minimum in integers:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
@@ -97,7 +101,6 @@ class TwoColorsConfig:
             raise ValueError(
                 f"continue_from must be 'target' or 'inner', got {self.continue_from!r}."
             )
-        self.env.params()  # validates the world
 
     @property
     def updates_per_meta_step(self) -> int:

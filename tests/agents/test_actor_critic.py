@@ -1,0 +1,491 @@
+"""The actor-critic learner against hand computations, closed forms and bmg.core identities.
+
+Everything runs in float64 (learner parameters are cast after initialisation; observations and
+rewards stay float32 as the environment makes them), so the references can be compared tightly.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bmg.agents.actor_critic import ActorCriticConfig, Rollout, make_actor_critic
+from bmg.core import make_bmg, make_metagradient, make_target_bootstrap, parameter_matching
+from bmg.envs import two_colors
+
+UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
+PENALTY = 0.1
+ENV = two_colors.make_params(grid_size=3, switch_every=50, step_penalty=PENALTY)
+SMALL = dict(hidden_size=16, rollout_length=3, context_length=3)
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def make_agent(**overrides):
+    """(config, agent, jitted update_fn); one agent per configuration, shared between tests."""
+    return _make_agent(tuple(sorted({**SMALL, **overrides}.items())))
+
+
+@functools.cache
+def _make_agent(items):
+    config = ActorCriticConfig(**dict(items))
+    agent = make_actor_critic(config, ENV)
+    return config, agent, jax.jit(agent.update_fn)
+
+
+# The learner of the loss and update tests: its entropy weight is sigmoid(one logit).
+LOSS_AGENT = dict(
+    discount=0.9, learning_rate=0.1, value_weight=0.7, context="none", max_grad_norm=0.0
+)
+CLIP = 0.05  # with this clip the global norm is always clipped in these tests
+# The learner of the stream, matching and meta-gradient tests.
+STREAM = dict(rollout_length=4, context_length=3)
+
+
+def run_fast(fn, *args):
+    """`jax.jit(fn)(*args)`, compiled with XLA's backend optimisation off (same program, faster
+    to compile on a small CPU)."""
+    options = {"xla_backend_optimization_level": 0}
+    return jax.jit(fn).lower(*args).compile(compiler_options=options)(*args)
+
+
+def to64(tree):
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)
+
+
+def init(agent, seed=0):
+    """Learner state (float64 parameters) and the initial meta-parameters."""
+    state_key, meta_key = jax.random.split(jax.random.key(seed))
+    state = agent.init_state(state_key)
+    return state._replace(params=to64(state.params)), to64(agent.init_meta_params(meta_key))
+
+
+def tree_allclose(a, b, **kwargs):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kwargs)
+
+
+def tree_sub(a, b):
+    return jax.tree.map(jnp.subtract, a, b)
+
+
+def global_norm(tree):
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x))) for x in jax.tree.leaves(tree))))
+
+
+# --- Independent references ----------------------------------------------------------------------
+
+
+def mlp(net_params, x, xp=np):
+    """ReLU MLP forward pass read straight from flax's parameter dict (Dense_0, Dense_1, ...)."""
+    layers = net_params["params"]
+    for i in range(len(layers)):
+        layer = layers[f"Dense_{i}"]
+        x = x @ xp.asarray(layer["kernel"]) + xp.asarray(layer["bias"])
+        if i < len(layers) - 1:
+            x = xp.maximum(x, 0.0)
+    return x
+
+
+def with_output(net_params, bias):
+    """The same network with a zero output kernel: it outputs `bias` for every input."""
+    layers = dict(net_params["params"])
+    last = f"Dense_{len(layers) - 1}"
+    layers[last] = {
+        "kernel": jnp.zeros_like(layers[last]["kernel"]),
+        "bias": jnp.asarray(bias, jnp.float64),
+    }
+    return {"params": layers}
+
+
+def n_step_returns(rewards, bootstrap, gamma):
+    """G_t = sum_{i=t}^{T-1} gamma^(i-t) r_i + gamma^(T-t) V(s_T), term by term."""
+    T = len(rewards)
+    return np.array(
+        [
+            sum(gamma ** (i - t) * rewards[i] for i in range(t, T)) + gamma ** (T - t) * bootstrap
+            for t in range(T)
+        ]
+    )
+
+
+def log_softmax(logits):
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def numpy_terms(params, rollout, gamma):
+    """(returns, pg_loss, value_loss, entropy) in numpy."""
+    obs = np.asarray(rollout.obs, np.float64)
+    rewards = np.asarray(rollout.rewards, np.float64)
+    actions = np.asarray(rollout.actions)
+    T = len(rewards)
+    v = mlp(params["value"], obs)[:, 0]
+    returns = n_step_returns(rewards, v[T], gamma)
+    logp = log_softmax(mlp(params["policy"], obs[:T]))
+    pg_loss = -np.mean(logp[np.arange(T), actions] * (returns - v[:T]))
+    value_loss = np.mean((returns - v[:T]) ** 2)
+    entropy = np.mean(-np.sum(np.exp(logp) * logp, axis=-1))
+    return returns, pg_loss, value_loss, entropy
+
+
+def jax_terms(params, rollout, gamma):
+    """(pg_loss, value_loss, entropy) as differentiable functions of the parameters."""
+    obs = rollout.obs.astype(jnp.float64)
+    T = rollout.rewards.shape[0]
+    v = mlp(params["value"], obs, jnp)[:, 0]
+    rewards = rollout.rewards.astype(jnp.float64)
+    bootstrap = jax.lax.stop_gradient(v[T])
+    returns = jnp.stack(
+        [
+            sum(gamma ** (i - t) * rewards[i] for i in range(t, T)) + gamma ** (T - t) * bootstrap
+            for t in range(T)
+        ]
+    )
+    logp = jax.nn.log_softmax(mlp(params["policy"], obs[:T], jnp))
+    advantages = jax.lax.stop_gradient(returns - v[:T])
+    pg_loss = -jnp.mean(logp[jnp.arange(T), rollout.actions] * advantages)
+    value_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(returns) - v[:T]))
+    entropy = jnp.mean(-jnp.sum(jnp.exp(logp) * logp, axis=-1))
+    return pg_loss, value_loss, entropy
+
+
+def hand_rollout():
+    """Three consistent transitions on the 3 x 3 grid (object 0 is the good one for t < 50).
+
+    s0 -RIGHT-> picks object 0 (+1, everything re-spawns), s1 -UP-> empty cell (-0.1),
+    s2 -RIGHT-> picks object 1 (-1, re-spawn), s3.
+    """
+    states = [
+        two_colors.make_state((1, 1), ((1, 2), (0, 0)), 0),
+        two_colors.make_state((2, 0), ((0, 2), (1, 1)), 1),
+        two_colors.make_state((1, 0), ((0, 2), (1, 1)), 2),
+        two_colors.make_state((0, 0), ((2, 1), (2, 2)), 3),
+    ]
+    rollout = Rollout(
+        obs=jnp.stack([two_colors.observation(s, ENV) for s in states]),
+        actions=jnp.array([RIGHT, UP, RIGHT], jnp.int32),
+        rewards=jnp.array([1.0, -PENALTY, -1.0], jnp.float32),
+    )
+    return rollout, states[-1]
+
+
+def with_hand_rollout(state, params=None):
+    rollout, env_state = hand_rollout()
+    extras = state.extras._replace(rollout=rollout, env_state=env_state)
+    return state._replace(params=state.params if params is None else params, extras=extras)
+
+
+# --- 1. The learner loss and update ------------------------------------------------------------
+
+
+def test_hand_rollout_is_what_the_environment_does():
+    rollout, _ = hand_rollout()
+    state = two_colors.make_state((1, 1), ((1, 2), (0, 0)), 0)
+    _, state, reward, *_ = two_colors.step(jax.random.key(0), state, RIGHT, ENV)
+    assert float(reward) == 1.0
+    state = two_colors.make_state((2, 0), ((0, 2), (1, 1)), 1)
+    obs, state, reward, *_ = two_colors.step(jax.random.key(0), state, UP, ENV)
+    np.testing.assert_array_equal(obs, rollout.obs[2])
+    np.testing.assert_allclose(reward, -PENALTY, rtol=1e-7)
+    _, _, reward, *_ = two_colors.step(jax.random.key(0), state, RIGHT, ENV)
+    assert float(reward) == -1.0
+
+
+def test_returns_and_loss_terms_with_constant_networks_match_hand_values():
+    """Uniform policy, V = 0.5 everywhere, gamma = 0.9, rewards (1, -0.1, -1): by hand
+
+    G_2 = -1 + 0.9 * 0.5 = -0.55,  G_1 = -0.1 + 0.9 G_2 = -0.595,  G_0 = 1 + 0.9 G_1 = 0.4645;
+    PG = -mean(log(1/4) (G - 0.5)),  value loss = mean (G - 0.5)^2,  entropy = log 4.
+    """
+    gamma = float(np.float32(0.9))  # the learner's discounts are float32
+    config, agent, update = make_agent(**LOSS_AGENT)
+    state, meta_params = init(agent)
+    params = {
+        "policy": with_output(state.params["policy"], np.zeros(4)),
+        "value": with_output(state.params["value"], [0.5]),
+    }
+    _, metrics = update(meta_params, with_hand_rollout(state, params), jax.random.key(1))
+
+    returns = np.array([0.4645, -0.595, -0.55])
+    rewards = np.asarray(hand_rollout()[0].rewards, np.float64)
+    np.testing.assert_allclose(n_step_returns(rewards, 0.5, gamma), returns, rtol=1e-6)
+    np.testing.assert_allclose(
+        metrics["learner/value_loss"], np.mean((returns - 0.5) ** 2), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        metrics["learner/pg_loss"], np.log(4) * np.mean(returns - 0.5), rtol=1e-6
+    )
+    np.testing.assert_allclose(metrics["learner/entropy"], np.log(4), rtol=1e-12)
+    np.testing.assert_allclose(metrics["learner/entropy_weight"], config.entropy_weight, rtol=1e-6)
+
+
+def test_loss_terms_on_random_networks_match_numpy():
+    gamma = float(np.float32(0.9))
+    _, agent, update = make_agent(**LOSS_AGENT)
+    state, meta_params = init(agent, seed=3)
+    state = with_hand_rollout(state)
+    _, metrics = update(meta_params, state, jax.random.key(1))
+    returns, pg_loss, value_loss, entropy = numpy_terms(state.params, state.extras.rollout, gamma)
+    # The bootstrap is V(s_3) of the (random) value net, so G differs from the Monte-Carlo sum.
+    assert abs(returns[-1] - (-1.0)) > 1e-3
+    np.testing.assert_allclose(metrics["learner/pg_loss"], pg_loss, rtol=1e-10)
+    np.testing.assert_allclose(metrics["learner/value_loss"], value_loss, rtol=1e-10)
+    np.testing.assert_allclose(metrics["learner/entropy"], entropy, rtol=1e-10)
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.0, CLIP])
+def test_update_is_minus_lr_times_clipped_gradient(max_grad_norm):
+    """x' - x = -lr * clip(grad(PG + value_weight * MSE - eps * H)), clip to the global norm."""
+    gamma = float(np.float32(0.9))
+    config, agent, update = make_agent(**{**LOSS_AGENT, "max_grad_norm": max_grad_norm})
+    lr, value_weight = config.learning_rate, config.value_weight
+    state, _ = init(agent, seed=5)
+    state = with_hand_rollout(state)
+    logit = jnp.float64(0.3)  # eps = sigmoid(0.3) ~ 0.57: the entropy term matters
+    eps = jax.nn.sigmoid(logit)
+
+    def loss(params):
+        pg_loss, value_loss, entropy = jax_terms(params, state.extras.rollout, gamma)
+        return pg_loss + value_weight * value_loss - eps * entropy
+
+    grads = jax.grad(loss)(state.params)
+    norm = global_norm(grads)
+    scale = 1.0 if max_grad_norm == 0 else min(1.0, max_grad_norm / norm)
+    if max_grad_norm == CLIP:
+        assert scale < 0.5  # the clip is active
+    assert global_norm(grads["policy"]) > 1e-3 and global_norm(grads["value"]) > 1e-3
+
+    new_state, _ = update({"logit": logit}, state, jax.random.key(1))
+    expected_update = jax.tree.map(lambda g: -lr * scale * g, grads)
+    tree_allclose(tree_sub(new_state.params, state.params), expected_update, rtol=1e-8, atol=1e-13)
+
+
+def test_entropy_weight_moves_the_policy_only():
+    """d x'/d eps = lr * dH/dx for the policy and exactly 0 for the value net."""
+    gamma = float(np.float32(0.9))
+    config, agent, update = make_agent(**LOSS_AGENT)
+    state, _ = init(agent, seed=5)
+    state = with_hand_rollout(state)
+    logit = jnp.float64(-1.0)
+
+    def new_params(logit):
+        return agent.update_fn({"logit": logit}, state, jax.random.key(1))[0].params
+
+    jacobian = run_fast(jax.jacfwd(new_params), logit)
+    assert all(np.all(np.asarray(j) == 0) for j in jax.tree.leaves(jacobian["value"]))
+    dh = jax.grad(lambda p: jax_terms(p, state.extras.rollout, gamma)[2])(state.params)
+    sigmoid_slope = jax.nn.sigmoid(logit) * (1 - jax.nn.sigmoid(logit))
+    expected = jax.tree.map(lambda g: config.learning_rate * sigmoid_slope * g, dh["policy"])
+    assert global_norm(expected) > 1e-6
+    tree_allclose(jacobian["policy"], expected, rtol=1e-8, atol=1e-13)
+
+    # The value step does not depend on eps at all, bit for bit...
+    logits = (jnp.float64(-3.0), jnp.float64(2.0))
+    low, high = (update({"logit": w}, state, jax.random.key(1))[0].params for w in logits)
+    for x, y in zip(jax.tree.leaves(low["value"]), jax.tree.leaves(high["value"]), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # ...unless the global-norm clip is active: both networks share one clip, whose scale
+    # depends on eps through the policy gradient.
+    _, clipped_agent, clipped = make_agent(**{**LOSS_AGENT, "max_grad_norm": CLIP})
+    clipped_state = with_hand_rollout(init(clipped_agent, seed=5)[0])
+    tree_allclose(clipped_state.params, state.params, rtol=0)  # the same learner, clipped
+    low, high = (clipped({"logit": w}, clipped_state, jax.random.key(1))[0].params for w in logits)
+    assert global_norm(tree_sub(low["value"], high["value"])) > 1e-6
+
+
+# --- 2. The entropy weight ---------------------------------------------------------------------
+
+
+def test_entropy_weight_without_context_is_sigmoid_of_the_logit():
+    _, agent, _ = make_agent(context="none", entropy_weight=0.2)
+    meta_params = agent.init_meta_params(jax.random.key(0))
+    np.testing.assert_allclose(agent.entropy_weight(meta_params, jnp.ones(3)), 0.2, rtol=1e-6)
+    for w in (-3.0, 0.0, 1.5):
+        eps = agent.entropy_weight({"logit": jnp.asarray(w)}, jnp.ones(3))
+        np.testing.assert_allclose(eps, 1 / (1 + np.exp(-w)), rtol=1e-12)
+    grad = jax.grad(lambda w: agent.entropy_weight({"logit": w}, jnp.ones(3)))(jnp.asarray(1.5))
+    np.testing.assert_allclose(grad, np.exp(-1.5) / (1 + np.exp(-1.5)) ** 2, rtol=1e-12)
+
+
+def test_entropy_weight_with_reward_context():
+    _, agent, _ = make_agent(context="reward", entropy_weight=0.2, context_length=3)
+    meta_params = agent.init_meta_params(jax.random.key(0))
+    histories = [jnp.zeros(3), jnp.array([1.0, -0.5, 0.25]), jnp.array([-1.0, -1.0, 3.0])]
+    # Zero-initialised output layer: exactly the configured weight, whatever the context.
+    for history in histories:
+        np.testing.assert_allclose(agent.entropy_weight(meta_params, history), 0.2, rtol=1e-12)
+
+    # A trained meta-network (random output layer) depends on the context...
+    layers = meta_params["net"]["params"]
+    kernel = jax.random.normal(jax.random.key(1), layers["Dense_1"]["kernel"].shape)
+    output = {"kernel": kernel, "bias": layers["Dense_1"]["bias"]}
+    trained = {"net": {"params": {**layers, "Dense_1": output}}}
+    values = [float(agent.entropy_weight(trained, h)) for h in histories]
+    assert len(set(values)) == len(values)
+    # ...but the context is data: no gradient flows into it, while the meta-parameters get one.
+    for history in histories[1:]:
+        context_grad = jax.grad(lambda h: agent.entropy_weight(trained, h))(history)
+        np.testing.assert_array_equal(context_grad, np.zeros(3))
+        meta_grad = jax.grad(lambda w, h=history: agent.entropy_weight(w, h))(trained)
+        assert global_norm(meta_grad) > 1e-6
+
+
+# --- 3. The stream: continuity and accounting ----------------------------------------------------
+
+
+def decode(obs, grid_size=3):
+    """Observation -> EnvState (time 0; only positions are encoded)."""
+    blocks = np.asarray(obs).reshape(6, grid_size).argmax(axis=-1)  # agent col, row, obj0 ...
+    cells = blocks.reshape(3, 2)[:, ::-1]  # (row, col) of agent, obj0, obj1
+    return two_colors.make_state(cells[0], cells[1:], 0)
+
+
+def test_stream_continuity_and_accounting():
+    T, n = STREAM["rollout_length"], 4
+    _, agent, update = make_agent(**STREAM)
+    state, meta_params = init(agent, seed=7)
+    extras = state.extras
+    rollouts = [extras.rollout]
+    # The initial rollout counts.
+    assert int(extras.env_steps) == T and int(extras.env_state.time) == T
+    np.testing.assert_allclose(extras.reward_sum, np.sum(extras.rollout.rewards), rtol=1e-12)
+    np.testing.assert_allclose(extras.reward_history, [0, 0, np.mean(extras.rollout.rewards)])
+
+    for i in range(1, n + 1):
+        state, metrics = update(meta_params, state, jax.random.key(100 + i))
+        extras = state.extras
+        rollout = extras.rollout
+        assert int(extras.env_steps) == T * (i + 1)
+        assert int(extras.env_state.time) == T * (i + 1)
+        # The stream continues: no reset between rollouts.
+        np.testing.assert_array_equal(rollout.obs[0], rollouts[-1].obs[-1])
+        np.testing.assert_array_equal(
+            rollout.obs[-1], two_colors.observation(extras.env_state, ENV)
+        )
+        np.testing.assert_allclose(metrics["env/rollout_reward"], np.sum(rollout.rewards))
+        rollouts.append(rollout)
+
+    all_rewards = np.concatenate([np.asarray(r.rewards, np.float64) for r in rollouts])
+    np.testing.assert_allclose(extras.reward_sum, all_rewards.sum(), rtol=1e-6)
+    np.testing.assert_allclose(
+        extras.reward_history, [np.mean(r.rewards) for r in rollouts[-3:]], rtol=1e-6
+    )
+    assert len(set(np.round(all_rewards, 4))) > 1  # the accounting sees more than one reward
+
+    # Every transition is the environment's: replay it from the decoded observation.
+    for rollout in rollouts:
+        for t in range(T):
+            obs, _, reward, *_ = two_colors.step(
+                jax.random.key(0), decode(rollout.obs[t]), rollout.actions[t], ENV
+            )
+            assert float(reward) == float(rollout.rewards[t])
+            if float(reward) == -np.float32(PENALTY):  # no pick-up: deterministic next cell
+                np.testing.assert_array_equal(obs, rollout.obs[t + 1])
+
+
+@pytest.mark.parametrize("action", [DOWN, LEFT])
+def test_actions_are_drawn_from_the_updated_policy(action):
+    _, agent, update = make_agent(**STREAM)
+    state, meta_params = init(agent)
+    bias = np.zeros(4)
+    bias[action] = 50.0  # pi(action) = 1 - 3e-22; one clipped SGD step moves the bias <= 0.1
+    params = {**state.params, "policy": with_output(state.params["policy"], bias)}
+    state, _ = update(meta_params, state._replace(params=params), jax.random.key(1))
+    np.testing.assert_array_equal(state.extras.rollout.actions, np.full(4, action))
+
+
+# --- 4. The matching function -------------------------------------------------------------------
+
+
+def numpy_kl(target_params, params, obs):
+    log_p = log_softmax(mlp(target_params["policy"], obs))
+    log_q = log_softmax(mlp(params["policy"], obs))
+    return np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=-1))
+
+
+@pytest.mark.parametrize("matching", ["kl", "kl_value"])
+def test_matching_fn(matching):
+    weight = 0.7
+    _, _, update = make_agent(**STREAM)
+    _, agent, _ = make_agent(**STREAM, matching=matching, matching_value_weight=weight)
+    state, meta_params = init(agent, seed=11)
+    # The target: the learner one update on (its step magnified 5 times), with its new rollout.
+    target, _ = update(meta_params, state, jax.random.key(1))
+    target = target._replace(
+        params=jax.tree.map(lambda t, x: x + 5.0 * (t - x), target.params, state.params)
+    )
+
+    assert float(agent.matching_fn(state, state, meta_params)) == 0.0
+    assert float(agent.matching_fn(target, target, meta_params)) == 0.0
+    mu = float(agent.matching_fn(target, state, meta_params))
+    obs = np.asarray(target.extras.rollout.obs[:-1], np.float64)
+    expected = numpy_kl(target.params, state.params, obs)
+    if matching == "kl_value":
+        v_target = mlp(target.params["value"], obs)[:, 0]
+        v = mlp(state.params["value"], obs)[:, 0]
+        expected += weight * np.mean((v_target - v) ** 2)
+    assert expected > 1e-6
+    np.testing.assert_allclose(mu, expected, rtol=1e-10)
+    # The states are the target's rollout's: the learner's own rollout does not enter.
+    other = with_hand_rollout(state)
+    np.testing.assert_allclose(agent.matching_fn(target, other, meta_params), mu, rtol=1e-12)
+
+    grads = jax.grad(lambda p: agent.matching_fn(target, state._replace(params=p), meta_params))(
+        state.params
+    )
+    assert global_norm(grads["policy"]) > 1e-6
+    if matching == "kl":
+        assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads["value"]))
+    else:
+        assert global_norm(grads["value"]) > 1e-6
+
+
+# --- 5. MG and BMG on the actor-critic ----------------------------------------------------------
+
+
+def test_bmg_with_one_plain_step_and_parameter_matching_is_alpha_times_mg():
+    """L = 1, x~ = x_1 - alpha grad f(x_1), mu = 1/2 ||x~ - x_1(w)||^2: grad mu = alpha grad f."""
+    alpha = 0.3
+    config, agent, _ = make_agent(**STREAM, outer_entropy_weight=0.05)
+    state, meta_params = init(agent, seed=0)
+    # Every meta-parameter gets a gradient: a non-zero output layer and a non-zero context.
+    meta_params = jax.tree.map(
+        lambda x, n: x + 0.3 * n,
+        meta_params,
+        to64(jax.tree.map(lambda x: jax.random.normal(jax.random.key(2), x.shape), meta_params)),
+    )
+    history = jnp.array([0.3, -0.2, 0.5])
+    state = state._replace(extras=state.extras._replace(reward_history=history))
+    eps = agent.entropy_weight(meta_params, history)
+
+    def loss(params):
+        gamma = float(np.float32(config.discount))
+        pg_loss, value_loss, entropy = jax_terms(params, state.extras.rollout, gamma)
+        return pg_loss + config.value_weight * value_loss - eps * entropy
+
+    # The default clip (global norm 1) is active in the inner update.
+    assert global_norm(jax.grad(loss)(state.params)) > config.max_grad_norm == 1.0
+
+    key = jax.random.key(3)
+    mg = make_metagradient(agent.update_fn, agent.meta_objective, optax.sgd(1.0), num_inner_steps=1)
+    bootstrap = make_target_bootstrap(
+        agent.update_fn, 1, meta_objective=agent.meta_objective, step_size=alpha
+    )
+    bmg = make_bmg(
+        agent.update_fn, bootstrap, parameter_matching(), optax.sgd(1.0), num_inner_steps=1
+    )
+    both = lambda *args: (mg.meta_gradient(*args), bmg.meta_gradient(*args))
+    (mg_grads, (mg_state, _)), (bmg_grads, (bmg_state, _)) = run_fast(both, meta_params, state, key)
+    for g in jax.tree.leaves(mg_grads):
+        assert np.abs(np.asarray(g)).max() > 1e-9  # no leaf is trivially 0 = 0
+    tree_allclose(bmg_grads, jax.tree.map(lambda g: alpha * g, mg_grads), rtol=1e-10, atol=1e-15)
+    tree_allclose(bmg_state.params, mg_state.params, rtol=0, atol=0)  # both continue from x_K
+    assert int(bmg_state.extras.env_steps) == 2 * STREAM["rollout_length"]
