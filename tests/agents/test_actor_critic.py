@@ -12,7 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from bmg.agents.actor_critic import ActorCriticConfig, Rollout, make_actor_critic
+from bmg.agents.actor_critic import ActorCriticConfig, make_actor_critic
+from bmg.agents.stream import Rollout
 from bmg.core import make_bmg, make_metagradient, make_target_bootstrap, parameter_matching
 from bmg.envs import two_colors
 

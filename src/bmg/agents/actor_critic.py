@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 import rlax
 
+from bmg.agents import stream
 from bmg.core import LearnerState, kl_and_value, policy_kl
 from bmg.core.types import PyTree
 from bmg.envs import two_colors
@@ -114,28 +115,6 @@ class MLP(nn.Module):
         return nn.Dense(self.output_size, kernel_init=output_init)(x)
 
 
-class Rollout(NamedTuple):
-    """T transitions of the stream: observations s_0..s_T, actions a_0..a_{T-1}, rewards."""
-
-    obs: jax.Array  # float32[T + 1, obs_size]
-    actions: jax.Array  # int32[T]
-    rewards: jax.Array  # float32[T]
-
-
-class Extras(NamedTuple):
-    """What the learner carries besides parameters (`LearnerState.extras`).
-
-    `env_steps` counts every environment step taken, targets included; `reward_sum` accumulates
-    rewards until the training loop reads and resets it.
-    """
-
-    env_state: two_colors.EnvState
-    rollout: Rollout
-    reward_history: jax.Array  # float32[context_length], oldest first
-    env_steps: jax.Array  # int32
-    reward_sum: jax.Array  # float32
-
-
 class ActorCritic(NamedTuple):
     """The learner's pieces for `bmg.core` and the training loop."""
 
@@ -182,40 +161,10 @@ def make_actor_critic(config: ActorCriticConfig, env_params: two_colors.EnvParam
     def collect(params, env_state, obs, key):
         """Act for T steps with pi_params from `obs`; parameters are data here (no gradient)."""
         params = jax.lax.stop_gradient(params)
-
-        # All randomness is drawn up front: one batched draw instead of T small ones in the loop.
         action_key, env_key = jax.random.split(key)
         gumbel = jax.random.gumbel(action_key, (config.rollout_length, num_actions))
-        env_keys = jax.random.split(env_key, config.rollout_length)
-
-        def env_step(carry, noise):
-            env_state, obs = carry
-            action_noise, step_key = noise
-            action = jnp.argmax(policy_logits(params, obs) + action_noise)  # ~ pi(.|obs)
-            next_obs, env_state, reward, _, _, _ = two_colors.step(
-                step_key, env_state, action, env_params
-            )
-            return (env_state, next_obs), (obs, action, reward)
-
-        (env_state, last_obs), (obs_t, actions, rewards) = jax.lax.scan(
-            env_step, (env_state, obs), (gumbel, env_keys)
-        )
-        rollout = Rollout(
-            obs=jnp.concatenate([obs_t, last_obs[None]]),
-            actions=actions.astype(jnp.int32),
-            rewards=rewards,
-        )
-        return rollout, env_state
-
-    def push(extras: Extras, rollout: Rollout, env_state) -> Extras:
-        history = jnp.concatenate([extras.reward_history[1:], jnp.mean(rollout.rewards)[None]])
-        return Extras(
-            env_state=env_state,
-            rollout=rollout,
-            reward_history=history,
-            env_steps=extras.env_steps + config.rollout_length,
-            reward_sum=extras.reward_sum + jnp.sum(rollout.rewards),
-        )
+        act = lambda obs, g: jnp.argmax(policy_logits(params, obs) + g)  # a ~ pi(.|obs)
+        return stream.collect(act, gumbel, env_state, obs, env_key, env_params)
 
     def returns_and_values(params, rollout):
         v = values(params, rollout.obs)
@@ -243,7 +192,7 @@ def make_actor_critic(config: ActorCriticConfig, env_params: two_colors.EnvParam
         }
 
     def update_fn(meta_params, state: LearnerState, key):
-        extras: Extras = state.extras
+        extras: stream.Extras = state.extras
         eps = entropy_weight(meta_params, extras.reward_history)
         grads, metrics = jax.grad(learner_loss, has_aux=True)(state.params, extras.rollout, eps)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -254,7 +203,7 @@ def make_actor_critic(config: ActorCriticConfig, env_params: two_colors.EnvParam
             "learner/entropy_weight": eps,
             "env/rollout_reward": jnp.sum(rollout.rewards),
         }
-        return LearnerState(params, opt_state, push(extras, rollout, env_state)), metrics
+        return LearnerState(params, opt_state, stream.advance(extras, rollout, env_state)), metrics
 
     def meta_objective(state: LearnerState, key):
         """f(x) = PG(x) - outer_entropy_weight * H(x) on x's own latest rollout."""
@@ -290,14 +239,8 @@ def make_actor_critic(config: ActorCriticConfig, env_params: two_colors.EnvParam
         }
         obs, env_state = two_colors.reset(reset_key, env_params)
         rollout, env_state = collect(params, env_state, obs, collect_key)
-        extras = Extras(
-            env_state=env_state,
-            rollout=rollout,
-            reward_history=jnp.zeros((config.context_length,)),
-            env_steps=jnp.zeros((), jnp.int32),
-            reward_sum=jnp.zeros(()),
-        )
-        return LearnerState(params, optimizer.init(params), push(extras, rollout, env_state))
+        extras = stream.start(rollout, env_state, config.context_length)
+        return LearnerState(params, optimizer.init(params), extras)
 
     return ActorCritic(
         update_fn=update_fn,
