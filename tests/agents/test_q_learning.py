@@ -69,7 +69,7 @@ def test_bmg_gradient_has_closed_form_and_sign(learner):
 
 def test_bmg_with_a_real_target_moves_only_epsilon(learner):
     agent, state, meta_params = learner
-    bootstrap = make_target_bootstrap(agent.update_fn, 3, final_update_fn=agent.update_fn)
+    bootstrap = make_target_bootstrap(agent.update_fn, 3, final_update_fn=agent.learn_fn)
     bmg = make_bmg(
         agent.update_fn,
         bootstrap,
@@ -129,10 +129,9 @@ def test_epsilon_greedy_behaviour_and_schedules():
     np.testing.assert_array_equal(rollout.actions, greedy)
     # Linear decay by environment steps.
     decay = make_q_learner(
-        QLearningConfig(
-            **SMALL, schedule="decay", decay_start=1.0, decay_final=0.1, decay_steps=100
-        ),
+        QLearningConfig(**SMALL, decay_start=1.0, decay_final=0.1, decay_steps=100),
         ENV,
+        schedule="decay",
     )
     extras = state.extras
     for steps, expected in ((0, 1.0), (50, 0.55), (100, 0.1), (400, 0.1)):
@@ -153,8 +152,9 @@ def test_config_validation_names_the_field():
     for kwargs, field in (
         (dict(epsilon=0.0), "epsilon"),
         (dict(trace_lambda=2.0), "trace_lambda"),
-        (dict(schedule="x"), "schedule"),
         (dict(hidden_size=2.5), "hidden_size"),
     ):
         with pytest.raises(ValueError, match=field):
             QLearningConfig(**kwargs)
+    with pytest.raises(ValueError, match="schedule"):
+        make_q_learner(QLearningConfig(), ENV, schedule="x")

@@ -10,7 +10,7 @@ from bmg.experiments.cli import main
 
 TINY = [
     "--steps", "1200", "--seeds", "2", "--chunk-steps", "400", "--k", "1", "--l", "2",
-    "--agent.hidden-size", "8", "--agent.rollout-length", "4", "--env.switch-every", "300",
+    "--ac.hidden-size", "8", "--ac.rollout-length", "4", "--env.switch-every", "300",
 ]  # fmt: skip
 
 
@@ -57,8 +57,9 @@ def test_two_colors_run_directory(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["two-colors", "--k", "0"], "k must be an integer >= 1"),
-        (["two-colors", "--agent.entropy-weight", "1.5"], "entropy_weight must be in (0, 1)"),
+        (["two-colors", "--algo", "mg", "--k", "0"], "k must be an integer >= 1"),
+        (["two-colors", "--agent", "q", "--algo", "ac"], "algo for agent q must be one of"),
+        (["two-colors", "--ac.entropy-weight", "1.5"], "entropy_weight must be in (0, 1)"),
         (["two-colors", "--env.switch-every", "0"], "switch_every"),
         (["compare", "/nonexistent/run"], "is not a finished run"),
         (["fly"], "unknown command 'fly'"),

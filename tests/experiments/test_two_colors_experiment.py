@@ -22,7 +22,7 @@ T = 4
 AGENT = ActorCriticConfig(hidden_size=16, rollout_length=T, context_length=17, meta_hidden_size=8)
 ENV = EnvConfig(grid_size=3, switch_every=24, step_penalty=0.05)
 # ac: 2 chunks of 8 meta-steps of one update each: 1 + 16 rollouts.
-AC = TwoColorsConfig(algo="ac", seeds=2, seed=0, steps=64, chunk_steps=32, agent=AGENT, env=ENV)
+AC = TwoColorsConfig(algo="ac", seeds=2, seed=0, steps=64, chunk_steps=32, ac=AGENT, env=ENV)
 # One chunk of 32 steps each: 1 + 8 rollouts.
 META = {
     "mg": dataclasses.replace(AC, algo="mg", k=2, steps=32),
@@ -66,6 +66,7 @@ import json
 import jax
 import numpy as np
 from bmg.agents.actor_critic import ActorCriticConfig
+from bmg.agents.q_learning import QLearningConfig
 from bmg.experiments.two_colors import EnvConfig, Lifetime, TwoColorsConfig
 
 assert len(jax.devices()) == 2, jax.devices()
@@ -151,7 +152,7 @@ def test_different_seeds_give_different_traces(ac_run):
 def assert_same_seed(single, trace, seed):
     """`single` (1 seed) is seed `seed` of the batched `trace` (float32 tolerance)."""
     np.testing.assert_array_equal(single.env_steps, trace.env_steps[seed])
-    for name in ("reward", "entropy_weight", "policy_entropy", "meta_loss"):
+    for name in ("reward", "schedule", "policy_entropy", "meta_loss"):
         np.testing.assert_allclose(
             getattr(single, name), getattr(trace, name)[seed], rtol=1e-5, atol=1e-6, err_msg=name
         )
@@ -200,7 +201,7 @@ def check_accounting(config, first, trace, carry):
     # The learner's history holds the mean reward of every rollout of the run (oldest first).
     rollouts = 1 + meta_steps * updates
     history = extras.reward_history.astype(np.float64)
-    assert history.shape == (seeds, config.agent.context_length) and rollouts <= history.shape[1]
+    assert history.shape == (seeds, config.ac.context_length) and rollouts <= history.shape[1]
     np.testing.assert_array_equal(history[:, :-rollouts], 0.0)
     rollout_rewards = T * history[:, -rollouts:]
     np.testing.assert_allclose(rollout_rewards[:, 0], first, atol=1e-5)
@@ -218,7 +219,7 @@ def test_ac_accounting(ac_run):
     first, trace, carry = ac_run
     assert AC.steps_per_meta_step == T and AC.num_chunks == 2
     check_accounting(AC, first, trace, carry)
-    np.testing.assert_allclose(trace.entropy_weight, AGENT.entropy_weight, rtol=1e-6)
+    np.testing.assert_allclose(trace.schedule, AGENT.entropy_weight, rtol=1e-6)
     np.testing.assert_array_equal(trace.meta_loss, 0.0)
 
 
@@ -244,7 +245,7 @@ def test_meta_learner_accounting(name, meta_start):
     check_accounting(config, first, trace, carry)
     # The meta-parameters move: the entropy weight leaves its initial value.
     assert np.all(trace.meta_loss != 0)
-    assert np.any(np.abs(trace.entropy_weight[:, -1] - AGENT.entropy_weight) > 0)
+    assert np.any(np.abs(trace.schedule[:, -1] - AGENT.entropy_weight) > 0)
 
 
 # --- Sharding over two devices -------------------------------------------------------------------
@@ -269,7 +270,9 @@ def test_seed_axis_sharded_over_two_devices_gives_the_same_run(sharded_subproces
 @pytest.mark.parametrize(
     "make, field",
     [
-        (lambda: TwoColorsConfig(k=0), "k"),
+        (lambda: TwoColorsConfig(algo="mg", k=0), "k"),
+        (lambda: TwoColorsConfig(algo="bmg", k=-1), "k"),
+        (lambda: TwoColorsConfig(agent="q", algo="ac"), "algo"),
         (lambda: TwoColorsConfig(k=True), "k"),
         (lambda: TwoColorsConfig(l=0), "l"),
         (lambda: TwoColorsConfig(algo="x"), "algo"),
@@ -280,7 +283,7 @@ def test_seed_axis_sharded_over_two_devices_gives_the_same_run(sharded_subproces
         (lambda: TwoColorsConfig(meta_learning_rate=0.0), "meta_learning_rate"),
         (lambda: TwoColorsConfig(target_step_size=-0.1), "target_step_size"),
         (lambda: TwoColorsConfig(continue_from="x"), "continue_from"),
-        (lambda: TwoColorsConfig(agent=ActorCriticConfig(entropy_weight=1.5)), "entropy_weight"),
+        (lambda: TwoColorsConfig(ac=ActorCriticConfig(entropy_weight=1.5)), "entropy_weight"),
         (lambda: ActorCriticConfig(entropy_weight=0.0), "entropy_weight"),
         (lambda: ActorCriticConfig(hidden_size=0), "hidden_size"),
         (lambda: ActorCriticConfig(discount=1.5), "discount"),
@@ -299,7 +302,7 @@ def test_bad_configuration_raises_naming_the_field(make, field):
 
 
 def test_meta_step_sizes():
-    small = dict(agent=AGENT, env=ENV)
+    small = dict(ac=AGENT, env=ENV)
     ac = TwoColorsConfig(algo="ac", k=5, l=7, chunk_steps=10, steps=50, **small)
     assert (ac.updates_per_meta_step, ac.steps_per_meta_step) == (1, T)
     assert (ac.meta_steps_per_chunk, ac.num_chunks) == (3, 5)  # 12-step chunks cover 50 steps

@@ -57,8 +57,6 @@ class QLearningConfig:
     """clip the learner gradient to this global norm, 0 = off [default, as the actor-critic]."""
     epsilon: float = 0.1
     """fixed epsilon ("fixed"), or the initial epsilon of the meta-learned schedule ("meta")."""
-    schedule: Literal["fixed", "meta", "decay"] = "meta"
-    """fixed: constant epsilon; meta: sigmoid of meta-parameters; decay: linear decay by steps."""
     decay_start: float = 1.0
     """decay: epsilon at step 0."""
     decay_final: float = 0.01
@@ -94,8 +92,6 @@ class QLearningConfig:
             )
         if not self.max_grad_norm >= 0:
             raise ValueError(f"max_grad_norm must be >= 0, got {self.max_grad_norm!r}.")
-        if self.schedule not in ("fixed", "meta", "decay"):
-            raise ValueError(f"schedule must be 'fixed', 'meta' or 'decay', got {self.schedule!r}.")
         if self.context not in ("reward", "none"):
             raise ValueError(f"context must be 'reward' or 'none', got {self.context!r}.")
 
@@ -104,6 +100,7 @@ class QLearner(NamedTuple):
     """The learner's pieces for `bmg.core` and the training loop."""
 
     update_fn: Callable[..., Any]
+    learn_fn: Callable[..., Any]
     meta_objective: Callable[..., Any]
     matching_fn: Callable[..., Any]
     init_state: Callable[[jax.Array], LearnerState]
@@ -118,8 +115,27 @@ def epsilon_greedy_probs(q: jax.Array, eps: jax.Array) -> jax.Array:
     return (1 - eps) * jax.nn.one_hot(jnp.argmax(q, axis=-1), num_actions) + eps / num_actions
 
 
-def make_q_learner(config: QLearningConfig, env_params: two_colors.EnvParams) -> QLearner:
-    """Build phi, f, mu and initialisers of epsilon-greedy Q(lambda) on Two-colors."""
+Schedule = Literal["fixed", "meta", "decay"]
+SCHEDULES = ("fixed", "meta", "decay")
+
+
+def epsilon_greedy_entropy(eps: jax.Array, num_actions: int) -> jax.Array:
+    """Entropy (nats) of an epsilon-greedy policy with a unique greedy action."""
+    greedy = 1 - eps + eps / num_actions
+    other = eps / num_actions
+    return -(greedy * jnp.log(greedy) + (num_actions - 1) * other * jnp.log(other))
+
+
+def make_q_learner(
+    config: QLearningConfig, env_params: two_colors.EnvParams, *, schedule: Schedule = "meta"
+) -> QLearner:
+    """Build phi, f, mu and initialisers of epsilon-greedy Q(lambda) on Two-colors.
+
+    `schedule`: "fixed" (eps = config.epsilon, held by fixed meta-parameters), "meta" (eps =
+    sigmoid(meta-network(context)) or sigmoid(w), meta-learned) or "decay" (linear in steps).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
     num_actions = two_colors.NUM_ACTIONS
     q_net = MLP((config.hidden_size, config.hidden_size), num_actions)
     meta_net = MLP((config.meta_hidden_size,), 1, zero_output=True)
@@ -134,16 +150,16 @@ def make_q_learner(config: QLearningConfig, env_params: two_colors.EnvParams) ->
 
     def epsilon(meta_params, extras: stream.Extras):
         """The behaviour's epsilon; the context carries no gradient."""
-        if config.schedule == "decay":
+        if schedule == "decay":
             progress = jnp.minimum(extras.env_steps / config.decay_steps, 1.0)
             return config.decay_start + (config.decay_final - config.decay_start) * progress
-        if config.context == "none":
+        if config.context == "none" or schedule == "fixed":
             return jax.nn.sigmoid(meta_params["logit"])
         context = jax.lax.stop_gradient(extras.reward_history)
         return jax.nn.sigmoid(meta_net.apply(meta_params["net"], context)[0] + initial_logit)
 
     def init_meta_params(key):
-        if config.context == "none" or config.schedule != "meta":
+        if config.context == "none" or schedule != "meta":
             return {"logit": jnp.asarray(initial_logit, jnp.float32)}
         return {"net": meta_net.init(key, jnp.zeros((config.context_length,)))}
 
@@ -175,19 +191,29 @@ def make_q_learner(config: QLearningConfig, env_params: two_colors.EnvParams) ->
     def td_loss(params, rollout):
         return 0.5 * jnp.mean(jnp.square(td_errors(params, rollout)))
 
-    def update_fn(meta_params, state: LearnerState, key):
-        extras: stream.Extras = state.extras
-        loss, grads = jax.value_and_grad(td_loss)(state.params, extras.rollout)
+    def learn_fn(meta_params, state: LearnerState, key):
+        """One Q(lambda) step on the stored rollout, collecting nothing (a target's last step)."""
+        del meta_params, key
+        loss, grads = jax.value_and_grad(td_loss)(state.params, state.extras.rollout)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        return state._replace(params=params, opt_state=opt_state), {"learner/td_loss": loss}
+
+    def update_fn(meta_params, state: LearnerState, key):
+        state, metrics = learn_fn(meta_params, state, key)
+        extras: stream.Extras = state.extras
         eps = epsilon(meta_params, extras)
-        rollout, env_state = collect(params, eps, extras.env_state, extras.rollout.obs[-1], key)
+        rollout, env_state = collect(
+            state.params, eps, extras.env_state, extras.rollout.obs[-1], key
+        )
         metrics = {
-            "learner/td_loss": loss,
+            **metrics,
             "learner/epsilon": eps,
+            "learner/entropy": epsilon_greedy_entropy(eps, num_actions),
             "env/rollout_reward": jnp.sum(rollout.rewards),
         }
-        return LearnerState(params, opt_state, stream.advance(extras, rollout, env_state)), metrics
+        new_extras = stream.advance(extras, rollout, env_state)
+        return state._replace(extras=new_extras), metrics
 
     def meta_objective(state: LearnerState, key):
         """f(x) = the Q(lambda) loss of x on its own latest rollout (MG's objective)."""
@@ -208,13 +234,14 @@ def make_q_learner(config: QLearningConfig, env_params: two_colors.EnvParams) ->
         params = q_net.init(q_key, jnp.zeros((obs_size,)))
         obs, env_state = two_colors.reset(reset_key, env_params)
         # epsilon before any context: the decay's start, else the configured (initial) epsilon.
-        eps = config.decay_start if config.schedule == "decay" else config.epsilon
+        eps = config.decay_start if schedule == "decay" else config.epsilon
         rollout, env_state = collect(params, jnp.asarray(eps), env_state, obs, collect_key)
         extras = stream.start(rollout, env_state, config.context_length)
         return LearnerState(params, optimizer.init(params), extras)
 
     return QLearner(
         update_fn=update_fn,
+        learn_fn=learn_fn,
         meta_objective=meta_objective,
         matching_fn=matching_fn,
         init_state=init_state,

@@ -59,9 +59,11 @@ def two_colors_command(argv: list[str]) -> None:
             args=rest,
             prog="bmg two-colors",
             description=(
-                "Two-colors: actor-critic with a fixed (ac), meta-gradient (mg) or BMG (bmg) "
-                "entropy weight. Also: --preset {demo,paper} sets the defaults below; --out DIR "
-                "is the run directory (default runs/two-colors/<algo>-<time>)."
+                "Two-colors: an actor-critic (--agent ac) with a fixed (ac), meta-gradient (mg) "
+                "or BMG (bmg) entropy weight, or epsilon-greedy Q(lambda) (--agent q) with a "
+                "fixed, decaying, mg or bmg epsilon. Also: --preset {demo,paper,exploration} "
+                "sets the defaults below; --out DIR is the run directory (default "
+                "runs/two-colors/<algo>-<time>)."
             ),
         )
         run_dir = make_run_dir(known.out, "two-colors", config.algo)
@@ -71,14 +73,14 @@ def two_colors_command(argv: list[str]) -> None:
     import jax
 
     write_config(run_dir, config, preset=known.preset)
-    csv = CsvAppender(run_dir / "metrics.csv", report.CSV_FIELDS)
+    csv = CsvAppender(run_dir / "metrics.csv", report.csv_fields(config.agent))
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     total = config.total_env_steps
     console.print(
-        f"[bold]two-colors[/bold] {config.algo} K={config.k} L={config.l} "
-        f"context={config.agent.context}: {config.seeds} seeds x {total:,} steps on "
+        f"[bold]two-colors[/bold] {report.run_label({'config': dataclasses.asdict(config)})}: "
+        f"{config.seeds} seeds x {total:,} steps on "
         f"{len(jax.devices())} device(s) -> {run_dir}"
     )
     progress = Progress(
@@ -92,11 +94,13 @@ def two_colors_command(argv: list[str]) -> None:
     )
 
     def on_chunk(chunk, trace, first_rewards, seconds):
-        rows = report.chunk_rows(trace, first_rewards, chunk, config.meta_steps_per_chunk)
+        rows = report.chunk_rows(
+            trace, first_rewards, chunk, config.meta_steps_per_chunk, config.agent
+        )
         csv.append(rows)
         save_npz(run_dir / "trace.npz", first_rewards=first_rewards, **trace._asdict())
         steps = int(trace.env_steps[0, -1])
-        for name in ("reward_per_step", "entropy_weight", "policy_entropy", "meta_loss"):
+        for name in report.csv_fields(config.agent)[3:]:
             writer.add_scalar(name, sum(r[name] for r in rows) / len(rows), steps)
         writer.flush()
         rate = steps * config.seeds / seconds
@@ -116,7 +120,11 @@ def two_colors_command(argv: list[str]) -> None:
         trace, first_rewards, seconds = tc.run_lifetime(config, on_chunk, lifetime=lifetime)
     writer.close()
     summary = report.summarize(
-        trace, first_rewards, switch_every=config.env.switch_every, seconds=seconds
+        trace,
+        first_rewards,
+        switch_every=config.env.switch_every,
+        seconds=seconds,
+        agent=config.agent,
     )
     summary["compile_seconds"] = lifetime.compile_seconds
     write_json(run_dir / "summary.json", summary)
@@ -126,6 +134,7 @@ def two_colors_command(argv: list[str]) -> None:
         switch_every=config.env.switch_every,
         out=run_dir,
         title=report.run_label({"config": dataclasses.asdict(config)}),
+        agent=config.agent,
     )
     console.print(report.rich_table(report.comparison_rows([run_dir])))
     console.print(f"wrote {run_dir}")

@@ -1,4 +1,5 @@
-"""Two-colors: actor-critic with a fixed (`ac`), meta-gradient (`mg`) or BMG (`bmg`) entropy weight.
+"""Two-colors lifetimes: actor-critic (meta-learned entropy weight) or Q(lambda) (meta-learned
+epsilon) with a fixed, decaying, meta-gradient (`mg`) or BMG (`bmg`) schedule.
 
 The whole lifetime is compiled: `lax.scan` over meta-steps in chunks, `vmap` over seeds, and the
 seed axis sharded over every visible device. Between chunks the host appends to `metrics.csv` and
@@ -19,6 +20,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bmg.agents.actor_critic import ActorCriticConfig, make_actor_critic
+from bmg.agents.q_learning import QLearningConfig, make_q_learner
 from bmg.core import (
     LearnerState,
     MetaLearner,
@@ -58,12 +60,16 @@ class EnvConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TwoColorsConfig:
-    """One Two-colors run: algorithm, lifetime, seeds, learner and world."""
+    """One Two-colors run: learner, algorithm, lifetime, seeds and world."""
 
-    algo: Literal["ac", "mg", "bmg"] = "bmg"
-    """ac: fixed entropy weight; mg: K-step meta-gradient; bmg: bootstrapped meta-gradient."""
+    agent: Literal["ac", "q"] = "ac"
+    """ac: actor-critic, meta-learned entropy weight; q: epsilon-greedy Q(lambda), meta-learned
+    epsilon."""
+    algo: Literal["ac", "mg", "bmg", "fixed", "decay"] = "bmg"
+    """ac (agent ac) / fixed (agent q): fixed entropy weight / epsilon; decay (agent q): linearly
+    decaying epsilon; mg: K-step meta-gradient; bmg: bootstrapped meta-gradient."""
     k: int = 1
-    """K, inner updates differentiated per meta-step (mg, bmg)."""
+    """K, inner updates differentiated per meta-step (mg >= 1, bmg >= 0; BMG on epsilon: 0)."""
     l: int = 8
     """L, the BMG target's look-ahead in learner updates."""
     steps: int = 6_400_000
@@ -83,13 +89,27 @@ class TwoColorsConfig:
     from x_K with the stream of the target ("inner")."""
     chunk_steps: int = 200_000
     """environment steps per compiled chunk (progress, metrics.csv rows and saves per chunk)."""
-    agent: ActorCriticConfig = ActorCriticConfig()
+    ac: ActorCriticConfig = ActorCriticConfig()
+    q: QLearningConfig = QLearningConfig()
     env: EnvConfig = EnvConfig()
 
     def __post_init__(self):
-        if self.algo not in ("ac", "mg", "bmg"):
-            raise ValueError(f"algo must be one of ac, mg, bmg; got {self.algo!r}.")
-        integers = (("k", 1), ("l", 1), ("steps", 1), ("seeds", 1), ("seed", 0), ("chunk_steps", 1))
+        if self.agent not in ALGOS:
+            raise ValueError(f"agent must be one of {', '.join(ALGOS)}; got {self.agent!r}.")
+        if self.algo not in ALGOS[self.agent]:
+            raise ValueError(
+                f"algo for agent {self.agent} must be one of {', '.join(ALGOS[self.agent])}; "
+                f"got {self.algo!r}."
+            )
+        min_k = 0 if self.algo == "bmg" else 1
+        integers = (
+            ("k", min_k),
+            ("l", 1),
+            ("steps", 1),
+            ("seeds", 1),
+            ("seed", 0),
+            ("chunk_steps", 1),
+        )
         for name, minimum in integers:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -110,8 +130,13 @@ class TwoColorsConfig:
         return self.k if self.algo == "mg" else 1
 
     @property
+    def learner(self) -> ActorCriticConfig | QLearningConfig:
+        """The configuration of the chosen agent."""
+        return self.ac if self.agent == "ac" else self.q
+
+    @property
     def steps_per_meta_step(self) -> int:
-        return self.updates_per_meta_step * self.agent.rollout_length
+        return self.updates_per_meta_step * self.learner.rollout_length
 
     @property
     def meta_steps_per_chunk(self) -> int:
@@ -121,7 +146,7 @@ class TwoColorsConfig:
     def total_env_steps(self) -> int:
         """Environment steps per seed actually taken: whole chunks plus the first rollout."""
         meta_steps = self.num_chunks * self.meta_steps_per_chunk
-        return meta_steps * self.steps_per_meta_step + self.agent.rollout_length
+        return meta_steps * self.steps_per_meta_step + self.learner.rollout_length
 
     @property
     def num_chunks(self) -> int:
@@ -129,12 +154,18 @@ class TwoColorsConfig:
         return max(1, math.ceil(self.steps / steps_per_chunk))
 
 
+ALGOS = {"ac": ("ac", "mg", "bmg"), "q": ("fixed", "decay", "mg", "bmg")}
+
 PRESETS: dict[str, dict] = {
     # Minutes on a 2-core laptop: the paper world (flips every 100k steps) for 1M steps, 4 seeds,
     # and a 10x meta-learning rate so the entropy weight can move within the short lifetime.
     "demo": dict(steps=1_000_000, seeds=4, chunk_steps=100_000, meta_learning_rate=1e-3),
     # paper-notes section 2: 10 seeds, 6.4M steps, flips every 100k steps.
     "paper": dict(steps=6_400_000, seeds=10, chunk_steps=200_000, env=EnvConfig()),
+    # paper-notes section 3: epsilon-greedy Q(lambda), BMG with K = 0 and L = 16 on epsilon.
+    "exploration": dict(
+        agent="q", algo="bmg", k=0, l=16, steps=6_400_000, seeds=10, chunk_steps=200_000
+    ),
 }
 
 
@@ -151,26 +182,43 @@ class Trace(NamedTuple):
 
     env_steps: jax.Array  # int, total environment steps after the meta-step
     reward: jax.Array  # sum of rewards of the environment steps taken in the meta-step
-    entropy_weight: jax.Array  # mean eps over the K inner updates
+    schedule: jax.Array  # entropy weight (ac) or epsilon (q) of the meta-step's updates
     policy_entropy: jax.Array
     meta_loss: jax.Array
 
 
+def make_agent(config: TwoColorsConfig):
+    """The learner of `config.agent` (its update rule, objectives and initialisers)."""
+    env_params = config.env.params()
+    if config.agent == "ac":
+        return make_actor_critic(config.ac, env_params)
+    schedule = {"fixed": "fixed", "decay": "decay"}.get(config.algo, "meta")
+    return make_q_learner(config.q, env_params, schedule=schedule)
+
+
 def make_algorithm(config: TwoColorsConfig, agent) -> MetaLearner:
-    """The meta-learner of `config.algo`, built from `bmg.core`."""
+    """The meta-learner of `config.algo`, built from `bmg.core`.
+
+    BMG targets: actor-critic, L-1 updates then one SGD step (alpha) on the policy-gradient
+    objective; Q-learning, L-1 updates then one Q(lambda) step on the latest rollout (L learning
+    steps, no extra environment steps), matched through its greedy policy.
+    """
     meta_optimizer = optax.adam(config.meta_learning_rate, eps=config.meta_adam_eps)
-    if config.algo == "ac":
+    if config.algo in ("ac", "fixed", "decay"):
         return make_fixed(agent.update_fn, num_inner_steps=1)
     if config.algo == "mg":
         return make_metagradient(
             agent.update_fn, agent.meta_objective, meta_optimizer, num_inner_steps=config.k
         )
-    bootstrap = make_target_bootstrap(
-        agent.update_fn,
-        config.l,
-        meta_objective=agent.meta_objective,
-        step_size=config.target_step_size,
-    )
+    if config.agent == "ac":
+        bootstrap = make_target_bootstrap(
+            agent.update_fn,
+            config.l,
+            meta_objective=agent.meta_objective,
+            step_size=config.target_step_size,
+        )
+    else:
+        bootstrap = make_target_bootstrap(agent.update_fn, config.l, final_update_fn=agent.learn_fn)
     if config.continue_from == "target":
         continue_from = "target"
     else:  # x_K's learner, the stream (env, latest rollout, context, counters) of x_{K+L-1}
@@ -185,13 +233,19 @@ def make_algorithm(config: TwoColorsConfig, agent) -> MetaLearner:
     )
 
 
+def inner_or_target(metrics: dict, name: str) -> jax.Array:
+    """A learner metric of the K inner updates, or of the target's updates when K = 0."""
+    return metrics[name] if name in metrics else metrics[f"target/{name}"]
+
+
 def make_train(config: TwoColorsConfig):
     """Return `(init, run_chunk)` for one seed; both pure and jittable, `vmap` them for seeds.
 
     init(key) -> Carry; run_chunk(carry) -> (carry, Trace over `meta_steps_per_chunk` steps).
     """
-    agent = make_actor_critic(config.agent, config.env.params())
+    agent = make_agent(config)
     algorithm = make_algorithm(config, agent)
+    schedule_metric = "learner/entropy_weight" if config.agent == "ac" else "learner/epsilon"
 
     def init(key: jax.Array) -> Carry:
         learner_key, meta_key, run_key = jax.random.split(key, 3)
@@ -208,8 +262,8 @@ def make_train(config: TwoColorsConfig):
         trace = Trace(
             env_steps=extras.env_steps,
             reward=extras.reward_sum - reward_before,
-            entropy_weight=metrics["learner/entropy_weight"],
-            policy_entropy=metrics["learner/entropy"],
+            schedule=inner_or_target(metrics, schedule_metric),
+            policy_entropy=inner_or_target(metrics, "learner/entropy"),
             meta_loss=metrics.get("meta/loss", jnp.zeros(())),
         )
         # Reset the reward accumulator so float32 never sums a whole lifetime.

@@ -19,16 +19,17 @@ import numpy as np  # noqa: E402
 from bmg.experiments.two_colors import Trace  # noqa: E402
 
 FLIP_WINDOW = 10_000  # steps before / after each flip for the entropy statistics
-CSV_FIELDS = [
-    "seed",
-    "chunk",
-    "env_steps",
-    "reward_per_step",
-    "cumulative_reward",
-    "entropy_weight",
-    "policy_entropy",
-    "meta_loss",
-]
+SCHEDULE = {  # agent -> (metrics.csv column, summary.json prefix, plot label)
+    "ac": ("entropy_weight", "entropy", "entropy weight"),
+    "q": ("epsilon", "epsilon", "epsilon"),
+}
+
+
+def csv_fields(agent: str) -> list[str]:
+    """metrics.csv columns; the schedule column is `entropy_weight` (ac) or `epsilon` (q)."""
+    column = SCHEDULE[agent][0]
+    base = ["seed", "chunk", "env_steps", "reward_per_step", "cumulative_reward"]
+    return [*base, column, "policy_entropy", "meta_loss"]
 
 
 def mean_se(values: np.ndarray) -> dict[str, float]:
@@ -43,7 +44,9 @@ def cumulative_reward(trace, first_rewards: np.ndarray) -> np.ndarray:
     return first_rewards[:, None] + np.cumsum(np.asarray(trace.reward, np.float64), axis=1)
 
 
-def chunk_rows(trace, first_rewards, chunk: int, meta_steps_per_chunk: int) -> list[dict]:
+def chunk_rows(
+    trace, first_rewards, chunk: int, meta_steps_per_chunk: int, agent: str = "ac"
+) -> list[dict]:
     """One metrics.csv row per seed for chunk `chunk` of the trace."""
     cumulative = cumulative_reward(trace, first_rewards)
     start, stop = chunk * meta_steps_per_chunk, (chunk + 1) * meta_steps_per_chunk
@@ -58,7 +61,7 @@ def chunk_rows(trace, first_rewards, chunk: int, meta_steps_per_chunk: int) -> l
                 "env_steps": int(trace.env_steps[seed, stop - 1]),
                 "reward_per_step": float(trace.reward[seed, start:stop].sum() / steps),
                 "cumulative_reward": float(cumulative[seed, stop - 1]),
-                "entropy_weight": float(trace.entropy_weight[seed, start:stop].mean()),
+                SCHEDULE[agent][0]: float(trace.schedule[seed, start:stop].mean()),
                 "policy_entropy": float(trace.policy_entropy[seed, start:stop].mean()),
                 "meta_loss": float(trace.meta_loss[seed, start:stop].mean()),
             }
@@ -86,9 +89,10 @@ def flip_statistics(env_steps: np.ndarray, schedule: np.ndarray, switch_every: i
 
 
 def summarize(
-    trace, first_rewards, *, switch_every: int, seconds: float, schedule_name: str = "entropy"
+    trace, first_rewards, *, switch_every: int, seconds: float, agent: str = "ac"
 ) -> dict[str, Any]:
     """summary.json: per-seed values and their mean and standard error."""
+    schedule_name = SCHEDULE[agent][1]
     env_steps = np.asarray(trace.env_steps)
     total_steps = env_steps[:, -1]
     cumulative = cumulative_reward(trace, first_rewards)
@@ -101,7 +105,7 @@ def summarize(
         "total_reward": cumulative[:, -1],
         "reward_per_step_last_10pct": last_rewards / (total_steps - steps_before_window),
     }
-    after, before = flip_statistics(env_steps, np.asarray(trace.entropy_weight), switch_every)
+    after, before = flip_statistics(env_steps, np.asarray(trace.schedule), switch_every)
     per_seed[f"{schedule_name}_after_flip"] = after
     per_seed[f"{schedule_name}_before_flip"] = before
     summary: dict[str, Any] = {
@@ -146,7 +150,7 @@ def folded(trace, switch_every: int, bins: int = 50) -> tuple[np.ndarray, np.nda
     """Schedule folded over the flip cycle: position since the last flip -> mean over cycles
     (after the first flip) and seeds. Returns (bin centres, [seeds, bins] means)."""
     steps = np.asarray(trace.env_steps)
-    values = np.asarray(trace.entropy_weight)
+    values = np.asarray(trace.schedule)
     position = (steps - 1) % switch_every
     index = np.minimum(position * bins // switch_every, bins - 1)
     after_first_flip = steps > switch_every
@@ -167,11 +171,12 @@ def plot_run(
     switch_every: int,
     out: Path,
     title: str,
-    schedule_label: str = "entropy weight",
+    agent: str = "ac",
 ) -> list[Path]:
     """Cumulative reward, moving reward per step, schedule over time and folded over the cycle."""
     x = trace.env_steps[0]
     paths = []
+    schedule_label = SCHEDULE[agent][2]
 
     def save(fig, name):
         path = out / name
@@ -193,7 +198,7 @@ def plot_run(
     save(fig, "reward_per_step.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    _band(ax, x, np.asarray(trace.entropy_weight), title)
+    _band(ax, x, np.asarray(trace.schedule), title)
     _flips(ax, x[-1], switch_every)
     ax.set(xlabel="environment steps", ylabel=schedule_label, title=f"{title}: flips dotted")
     save(fig, "schedule.png")
@@ -228,11 +233,17 @@ def load_run(run_dir: Path):
 def run_label(config: dict) -> str:
     """Short name: algo, K, L and context."""
     c = config["config"]
-    context = c["agent"]["context"]
+    agent = c.get("agent", "ac")
+    learner = c[agent]
+    prefix = "" if agent == "ac" else "q "
     if c["algo"] == "ac":
-        return "ac"
-    label = f"{c['algo']} K={c['k']}" + (f" L={c['l']}" if c["algo"] == "bmg" else "")
-    return label + ("" if context == "reward" else " no-context")
+        return f"ac eps={learner['entropy_weight']}"
+    if c["algo"] == "fixed":
+        return f"q eps={learner['epsilon']}"
+    if c["algo"] == "decay":
+        return f"q decay {learner['decay_start']}->{learner['decay_final']}"
+    label = prefix + f"{c['algo']} K={c['k']}" + (f" L={c['l']}" if c["algo"] == "bmg" else "")
+    return label + ("" if learner["context"] == "reward" else " no-context")
 
 
 def format_mean_se(stat: dict, digits: int = 3) -> str:
@@ -253,12 +264,17 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
                 "steps/seed": f"{summary['env_steps_per_seed']:,}",
                 "total reward": format_mean_se(summary["total_reward"], 0),
                 "reward/step, last 10%": format_mean_se(summary["reward_per_step_last_10pct"]),
-                "entropy w. after flip": format_mean_se(summary["entropy_after_flip"], 4),
-                "entropy w. before flip": format_mean_se(summary["entropy_before_flip"], 4),
+                "schedule after flip": format_mean_se(_flip_stat(summary, "after"), 4),
+                "schedule before flip": format_mean_se(_flip_stat(summary, "before"), 4),
                 "steps/s (all seeds)": f"{summary['env_steps_per_second']['all_seeds']:,.0f}",
             }
         )
     return rows
+
+
+def _flip_stat(summary: dict, when: str) -> dict:
+    """The `<schedule>_<when>_flip` entry of a summary (entropy weight or epsilon)."""
+    return next(v for k, v in summary.items() if k.endswith(f"_{when}_flip"))
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
@@ -281,13 +297,13 @@ def rich_table(rows: list[dict[str, str]]):
 
 
 def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
-    """Cumulative reward and entropy weight of several runs on shared axes."""
+    """Cumulative reward, reward per step and schedule of several runs on shared axes."""
     runs = [load_run(d) for d in run_dirs]
     paths = []
     for key, ylabel, name in (
         ("cumulative", "cumulative reward", "comparison_cumulative_reward.png"),
         ("moving", "reward per step (20k-step window)", "comparison_reward_per_step.png"),
-        ("entropy_weight", "entropy weight", "comparison_entropy_weight.png"),
+        ("schedule", "entropy weight / epsilon", "comparison_schedule.png"),
     ):
         fig, ax = plt.subplots(figsize=(7, 4))
         for config, _, arrays in runs:
@@ -297,7 +313,7 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
             elif key == "moving":
                 values = moving_reward_per_step(trace)
             else:
-                values = np.asarray(trace.entropy_weight)
+                values = np.asarray(trace.schedule)
             _band(ax, trace.env_steps[0], values, run_label(config))
         switch_every = runs[0][0]["config"]["env"]["switch_every"]
         _flips(ax, max(a["env_steps"].max() for _, _, a in runs), switch_every)
