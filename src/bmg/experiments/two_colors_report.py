@@ -234,7 +234,10 @@ def run_label(config: dict) -> str:
     """Short name: algo, K, L and context."""
     c = config["config"]
     agent = c.get("agent", "ac")
-    learner = c[agent]
+    if isinstance(agent, dict):  # config.json of runs made before the q agent existed
+        agent, learner = "ac", agent
+    else:
+        learner = c[agent]
     prefix = "" if agent == "ac" else "q "
     if c["algo"] == "ac":
         return f"ac eps={learner['entropy_weight']}"
