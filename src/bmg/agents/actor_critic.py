@@ -35,6 +35,7 @@ import rlax
 from bmg.agents import stream
 from bmg.core import LearnerState, kl_and_value, policy_kl
 from bmg.core.types import PyTree
+from bmg.core.unroll import check_integer
 from bmg.envs import two_colors
 
 
@@ -72,9 +73,7 @@ class ActorCriticConfig:
 
     def __post_init__(self):
         for name in ("hidden_size", "rollout_length", "context_length", "meta_hidden_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+            check_integer(name, getattr(self, name), 1)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         if not 0 <= self.discount <= 1:

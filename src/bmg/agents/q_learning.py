@@ -36,6 +36,7 @@ from bmg.agents import stream
 from bmg.agents.actor_critic import MLP
 from bmg.core import LearnerState
 from bmg.core.types import PyTree
+from bmg.core.unroll import check_integer
 from bmg.envs import two_colors
 
 
@@ -78,9 +79,7 @@ class QLearningConfig:
             "meta_hidden_size",
             "decay_steps",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+            check_integer(name, getattr(self, name), 1)
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         for name in ("discount", "trace_lambda", "decay_start", "decay_final"):

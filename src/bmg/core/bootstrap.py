@@ -24,7 +24,7 @@ from bmg.core.types import (
     TargetBootstrap,
     UpdateFn,
 )
-from bmg.core.unroll import check_num_steps, mean_over_steps, unroll
+from bmg.core.unroll import check_integer, mean_over_steps, unroll
 
 
 def gradient_step(
@@ -112,7 +112,7 @@ def make_target_bootstrap(
       `target_bootstrap(meta_params, state, key) -> Bootstrapped(target, state, metrics)`, with
       `target` = x~ and `state` = x_{K+L-1}, both stop-gradient-ed.
     """
-    check_num_steps("num_bootstrap_steps (L)", num_steps, 1)
+    check_integer("num_bootstrap_steps (L)", num_steps, 1)
     if final_update_fn is None:
         if meta_objective is None:
             raise ValueError(

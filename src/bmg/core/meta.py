@@ -30,7 +30,7 @@ from bmg.core.types import (
     TargetBootstrap,
     UpdateFn,
 )
-from bmg.core.unroll import check_num_steps, mean_over_steps, unroll
+from bmg.core.unroll import check_integer, mean_over_steps, unroll
 
 ContinueFrom = Literal["inner", "target"] | Callable[[LearnerState, LearnerState], LearnerState]
 
@@ -93,7 +93,7 @@ def make_metagradient(
       num_inner_steps: K >= 1.
       remat: rematerialise each inner update on the backward pass (`jax.checkpoint`).
     """
-    num_inner_steps = check_num_steps("num_inner_steps (K) for MG", num_inner_steps, 1)
+    num_inner_steps = check_integer("num_inner_steps (K) for MG", num_inner_steps, 1)
 
     def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
         inner_key, objective_key = jax.random.split(key)
@@ -150,7 +150,7 @@ def make_bmg(
         parameters but the environment stream of x_{K+L-1}.
       remat: rematerialise each inner update on the backward pass.
     """
-    num_inner_steps = check_num_steps("num_inner_steps (K) for BMG", num_inner_steps, 0)
+    num_inner_steps = check_integer("num_inner_steps (K) for BMG", num_inner_steps, 0)
     if continue_from == "inner":
         continue_fn = lambda inner, bootstrapped: inner
     elif continue_from == "target":
@@ -206,7 +206,7 @@ def make_fixed(update_fn: UpdateFn, *, num_inner_steps: int = 1) -> MetaLearner:
 
     The baseline with the same interface as MG and BMG (its `meta_gradient` is zero).
     """
-    num_inner_steps = check_num_steps("num_inner_steps (K)", num_inner_steps, 1)
+    num_inner_steps = check_integer("num_inner_steps (K)", num_inner_steps, 1)
 
     def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
         state, inner_metrics = unroll(update_fn, meta_params, learner_state, key, num_inner_steps)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from bmg.core.types import LearnerState, Metrics, PyTree, UpdateFn
 
 
-def check_num_steps(name: str, value: int, minimum: int) -> int:
+def check_integer(name: str, value: int, minimum: int) -> int:
     """Return `value` if it is an int >= `minimum`, else raise a `ValueError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
@@ -42,7 +42,7 @@ def unroll(
     Returns:
       `(x_K, metrics)` where each metric is stacked over the K updates (leading axis K).
     """
-    check_num_steps("num_steps", num_steps, 0)
+    check_integer("num_steps", num_steps, 0)
     if num_steps == 0:
         return state, {}
     step_fn = jax.checkpoint(update_fn) if remat else update_fn

@@ -30,6 +30,7 @@ from bmg.core import (
     make_metagradient,
     make_target_bootstrap,
 )
+from bmg.core.unroll import check_integer
 from bmg.envs import two_colors
 
 
@@ -111,9 +112,7 @@ class TwoColorsConfig:
             ("chunk_steps", 1),
         )
         for name, minimum in integers:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+            check_integer(name, getattr(self, name), minimum)
         for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
