@@ -29,6 +29,16 @@ def _use_all_cpu_cores() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def print_table(console, rows) -> None:
+    """A rich table on a terminal; the markdown table in logs (no wrapping at 80 columns)."""
+    from bmg.experiments import two_colors_report as report
+
+    if console.is_terminal:
+        console.print(report.rich_table(rows))
+    else:
+        print(report.markdown_table(rows))
+
+
 def two_colors_command(argv: list[str]) -> None:
     _use_all_cpu_cores()
     import tyro
@@ -136,7 +146,7 @@ def two_colors_command(argv: list[str]) -> None:
         title=report.run_label({"config": dataclasses.asdict(config)}),
         agent=config.agent,
     )
-    console.print(report.rich_table(report.comparison_rows([run_dir])))
+    print_table(console, report.comparison_rows([run_dir]))
     console.print(f"wrote {run_dir}")
 
 
@@ -154,7 +164,7 @@ def compare_command(argv: list[str]) -> None:
     except ValueError as error:
         sys.exit(f"bmg compare: error: {error}")
     table = report.markdown_table(rows)
-    Console().print(report.rich_table(rows))
+    print_table(Console(), rows)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "comparison.md").write_text(table + "\n")
