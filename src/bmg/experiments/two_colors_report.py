@@ -321,7 +321,7 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
         switch_every = runs[0][0]["config"]["env"]["switch_every"]
         _flips(ax, max(a["env_steps"].max() for _, _, a in runs), switch_every)
         ax.set(xlabel="environment steps", ylabel=ylabel)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
