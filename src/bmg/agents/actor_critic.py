@@ -26,13 +26,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 import rlax
 
 from bmg.agents import stream
+from bmg.agents.meta_schedule import make_meta_schedule
+from bmg.agents.networks import MLP
 from bmg.core import LearnerState, kl_and_value, policy_kl
 from bmg.core.types import PyTree
 from bmg.core.unroll import check_integer
@@ -97,23 +98,6 @@ class ActorCriticConfig:
             raise ValueError(f"matching must be 'kl' or 'kl_value', got {self.matching!r}.")
 
 
-class MLP(nn.Module):
-    """ReLU MLP with a linear output layer."""
-
-    hidden_sizes: tuple[int, ...]
-    output_size: int
-    zero_output: bool = False
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        # PyTorch's default Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) [default].
-        init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-        for size in self.hidden_sizes:
-            x = nn.relu(nn.Dense(size, kernel_init=init)(x))
-        output_init = nn.initializers.zeros if self.zero_output else init
-        return nn.Dense(self.output_size, kernel_init=output_init)(x)
-
-
 class ActorCritic(NamedTuple):
     """The learner's pieces for `bmg.core` and the training loop."""
 
@@ -132,12 +116,16 @@ def make_actor_critic(config: ActorCriticConfig, env_params: two_colors.EnvParam
     hidden = (config.hidden_size, config.hidden_size)
     policy_net = MLP(hidden, num_actions)
     value_net = MLP(hidden, 1)
-    meta_net = MLP((config.meta_hidden_size,), 1, zero_output=True)
+    schedule = make_meta_schedule(
+        config.entropy_weight,
+        use_context=config.context == "reward",
+        context_length=config.context_length,
+        hidden_size=config.meta_hidden_size,
+    )
     optimizer = optax.sgd(config.learning_rate)
     if config.max_grad_norm > 0:
         optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer)
     obs_size = two_colors.observation_size(env_params)
-    initial_logit = jnp.log(config.entropy_weight) - jnp.log1p(-config.entropy_weight)
 
     def policy_logits(params, obs):
         return policy_net.apply(params["policy"], obs)
@@ -147,15 +135,7 @@ def make_actor_critic(config: ActorCriticConfig, env_params: two_colors.EnvParam
 
     def entropy_weight(meta_params, reward_history):
         """eps = sigmoid(MLP_w(context)) or sigmoid(w); the context carries no gradient."""
-        if config.context == "none":
-            return jax.nn.sigmoid(meta_params["logit"])
-        context = jax.lax.stop_gradient(reward_history)
-        return jax.nn.sigmoid(meta_net.apply(meta_params["net"], context)[0] + initial_logit)
-
-    def init_meta_params(key):
-        if config.context == "none":
-            return {"logit": jnp.asarray(initial_logit, jnp.float32)}
-        return {"net": meta_net.init(key, jnp.zeros((config.context_length,)))}
+        return schedule.value(meta_params, reward_history)
 
     def collect(params, env_state, obs, key):
         """Act for T steps with pi_params from `obs`; parameters are data here (no gradient)."""
@@ -246,7 +226,7 @@ def make_actor_critic(config: ActorCriticConfig, env_params: two_colors.EnvParam
         meta_objective=meta_objective,
         matching_fn=matching_fn,
         init_state=init_state,
-        init_meta_params=init_meta_params,
+        init_meta_params=schedule.init,
         entropy_weight=entropy_weight,
         policy_logits=policy_logits,
     )

@@ -33,7 +33,8 @@ import optax
 import rlax
 
 from bmg.agents import stream
-from bmg.agents.actor_critic import MLP
+from bmg.agents.meta_schedule import make_meta_schedule
+from bmg.agents.networks import MLP
 from bmg.core import LearnerState
 from bmg.core.types import PyTree
 from bmg.core.unroll import check_integer
@@ -137,12 +138,16 @@ def make_q_learner(
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
     num_actions = two_colors.NUM_ACTIONS
     q_net = MLP((config.hidden_size, config.hidden_size), num_actions)
-    meta_net = MLP((config.meta_hidden_size,), 1, zero_output=True)
+    meta_schedule = make_meta_schedule(
+        config.epsilon,
+        use_context=config.context == "reward" and schedule == "meta",
+        context_length=config.context_length,
+        hidden_size=config.meta_hidden_size,
+    )
     optimizer = optax.sgd(config.learning_rate)
     if config.max_grad_norm > 0:
         optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optimizer)
     obs_size = two_colors.observation_size(env_params)
-    initial_logit = jnp.log(config.epsilon) - jnp.log1p(-config.epsilon)
 
     def q_values(params, obs):
         return q_net.apply(params, obs)
@@ -152,15 +157,7 @@ def make_q_learner(
         if schedule == "decay":
             progress = jnp.minimum(extras.env_steps / config.decay_steps, 1.0)
             return config.decay_start + (config.decay_final - config.decay_start) * progress
-        if config.context == "none" or schedule == "fixed":
-            return jax.nn.sigmoid(meta_params["logit"])
-        context = jax.lax.stop_gradient(extras.reward_history)
-        return jax.nn.sigmoid(meta_net.apply(meta_params["net"], context)[0] + initial_logit)
-
-    def init_meta_params(key):
-        if config.context == "none" or schedule != "meta":
-            return {"logit": jnp.asarray(initial_logit, jnp.float32)}
-        return {"net": meta_net.init(key, jnp.zeros((config.context_length,)))}
+        return meta_schedule.value(meta_params, extras.reward_history)
 
     def collect(params, eps, env_state, obs, key):
         """Act epsilon-greedily for T steps; parameters and epsilon are data here."""
@@ -244,7 +241,7 @@ def make_q_learner(
         meta_objective=meta_objective,
         matching_fn=matching_fn,
         init_state=init_state,
-        init_meta_params=init_meta_params,
+        init_meta_params=meta_schedule.init,
         epsilon=epsilon,
         q_values=q_values,
     )
