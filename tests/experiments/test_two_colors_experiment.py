@@ -273,6 +273,7 @@ def test_seed_axis_sharded_over_two_devices_gives_the_same_run(sharded_subproces
         (lambda: TwoColorsConfig(algo="mg", k=0), "k"),
         (lambda: TwoColorsConfig(algo="bmg", k=-1), "k"),
         (lambda: TwoColorsConfig(agent="q", algo="ac"), "algo"),
+        (lambda: TwoColorsConfig(agent="q", algo="bmg", k=0, l=1), "k \\+ l - 1"),
         (lambda: TwoColorsConfig(k=True), "k"),
         (lambda: TwoColorsConfig(l=0), "l"),
         (lambda: TwoColorsConfig(algo="x"), "algo"),

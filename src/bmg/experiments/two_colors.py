@@ -113,6 +113,11 @@ class TwoColorsConfig:
         )
         for name, minimum in integers:
             check_integer(name, getattr(self, name), minimum)
+        if self.algo == "bmg" and self.k + self.l - 1 < 1:
+            raise ValueError(
+                f"k + l - 1 must be >= 1 for bmg (each meta-step takes K + L - 1 learner "
+                f"updates); got k={self.k}, l={self.l}: use l >= 2 with k = 0."
+            )
         for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
@@ -160,7 +165,7 @@ PRESETS: dict[str, dict] = {
     # and a 10x meta-learning rate so the entropy weight can move within the short lifetime.
     "demo": dict(steps=1_000_000, seeds=4, chunk_steps=100_000, meta_learning_rate=1e-3),
     # paper-notes section 2: 10 seeds, 6.4M steps, flips every 100k steps.
-    "paper": dict(steps=6_400_000, seeds=10, chunk_steps=200_000, env=EnvConfig()),
+    "paper": dict(steps=6_400_000, seeds=10, chunk_steps=200_000),
     # paper-notes section 3: epsilon-greedy Q(lambda), BMG with K = 0 and L = 16 on epsilon.
     "exploration": dict(
         agent="q", algo="bmg", k=0, l=16, steps=6_400_000, seeds=10, chunk_steps=200_000
