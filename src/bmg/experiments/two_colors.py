@@ -167,8 +167,17 @@ PRESETS: dict[str, dict] = {
     # paper-notes section 2: 10 seeds, 6.4M steps, flips every 100k steps.
     "paper": dict(steps=6_400_000, seeds=10, chunk_steps=200_000),
     # paper-notes section 3: epsilon-greedy Q(lambda), BMG with K = 0 and L = 16 on epsilon.
+    # Half the paper lifetime (32 flips) and a 10x meta-learning rate: with L = 128 a lifetime
+    # holds only 1,560 meta-steps, too few for Adam(1e-4) to move epsilon (docs/exploration.md).
     "exploration": dict(
-        agent="q", algo="bmg", k=0, l=16, steps=6_400_000, seeds=10, chunk_steps=200_000
+        agent="q",
+        algo="bmg",
+        k=0,
+        l=16,
+        steps=3_200_000,
+        seeds=10,
+        chunk_steps=200_000,
+        meta_learning_rate=1e-3,
     ),
 }
 
