@@ -152,6 +152,60 @@ def test_quadratic_learner_matches_closed_form(num_inner_steps, num_bootstrap_st
     np.testing.assert_allclose(bmg_grad, -(target - x_k) * dx_k_dw, rtol=1e-12)
 
 
+# MAML: w is the initialisation, x_0 = w; inner loss a/2 (x - b)^2, step eta; f(x) = 1/2 (x - c)^2.
+B, C, ETA = 0.7, -0.4, 0.1
+
+
+def maml_update(meta_params, state, key):
+    x = state.params
+    return state._replace(params=x - ETA * A * (x - B)), {}
+
+
+def maml_objective(state, key):
+    return 0.5 * (state.params - C) ** 2, {}
+
+
+def start_from_meta_params(meta_params, state):
+    return state._replace(params=meta_params)
+
+
+@pytest.mark.parametrize("num_inner_steps", [1, 3])
+def test_start_fn_makes_the_initialisation_the_meta_parameter(num_inner_steps):
+    K, L = num_inner_steps, 2
+    w = jnp.asarray(0.9)
+    placeholder = LearnerState(params=jnp.asarray(123.0))  # overwritten by start_fn
+    rho = 1 - ETA * A
+    x_k = B + rho**K * (w - B)  # x_k - b contracts by rho per step; dx_K/dw = rho^K
+    key = jax.random.key(0)
+
+    mg = make_metagradient(
+        maml_update,
+        maml_objective,
+        optax.sgd(1.0),
+        num_inner_steps=K,
+        start_fn=start_from_meta_params,
+    )
+    mg_grad, (mg_state, _) = mg.meta_gradient(w, placeholder, key)
+    np.testing.assert_allclose(mg_state.params, x_k, rtol=1e-12)
+    np.testing.assert_allclose(mg_grad, (x_k - C) * rho**K, rtol=1e-12)
+
+    bootstrap = make_target_bootstrap(
+        maml_update, L, meta_objective=maml_objective, step_size=ALPHA
+    )
+    bmg = make_bmg(
+        maml_update,
+        bootstrap,
+        parameter_matching(),
+        optax.sgd(1.0),
+        num_inner_steps=K,
+        start_fn=start_from_meta_params,
+    )
+    bmg_grad, _ = bmg.meta_gradient(w, placeholder, key)
+    x_l = B + rho ** (L - 1) * (x_k - B)
+    target = x_l - ALPHA * (x_l - C)
+    np.testing.assert_allclose(bmg_grad, -(target - x_k) * rho**K, rtol=1e-12)
+
+
 def test_unroll_scan_equals_python_loop_and_remat_changes_nothing():
     learner, state, meta_params = regression()
     key = jax.random.key(4)

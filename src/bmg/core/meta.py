@@ -33,6 +33,11 @@ from bmg.core.types import (
 from bmg.core.unroll import check_integer, mean_over_steps, unroll
 
 ContinueFrom = Literal["inner", "target"] | Callable[[LearnerState, LearnerState], LearnerState]
+StartFn = Callable[[PyTree, LearnerState], LearnerState]
+
+
+def _keep_state(meta_params: PyTree, learner_state: LearnerState) -> LearnerState:
+    return learner_state
 
 
 def _check_scalar(name: str, value: jax.Array) -> None:
@@ -80,6 +85,7 @@ def make_metagradient(
     *,
     num_inner_steps: int,
     remat: bool = False,
+    start_fn: StartFn | None = None,
 ) -> MetaLearner:
     """MG: back-propagate the meta-objective through K learner updates.
 
@@ -92,15 +98,24 @@ def make_metagradient(
       meta_optimizer: optax transformation for w (e.g. `optax.adam(1e-4)`).
       num_inner_steps: K >= 1.
       remat: rematerialise each inner update on the backward pass (`jax.checkpoint`).
+      start_fn: x_0 as a function of w, `(meta_params, state) -> state`, differentiated with the
+        unroll (MAML: the meta-parameters are the initialisation, x_0 = w). Default: the given
+        state.
     """
     num_inner_steps = check_integer("num_inner_steps (K) for MG", num_inner_steps, 1)
+    start_fn = start_fn or _keep_state
 
     def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
         inner_key, objective_key = jax.random.split(key)
 
         def meta_loss(meta_params):
             state, inner_metrics = unroll(
-                update_fn, meta_params, learner_state, inner_key, num_inner_steps, remat=remat
+                update_fn,
+                meta_params,
+                start_fn(meta_params, learner_state),
+                inner_key,
+                num_inner_steps,
+                remat=remat,
             )
             loss, objective_metrics = meta_objective(state, objective_key)
             _check_scalar("meta_objective", loss)
@@ -129,6 +144,7 @@ def make_bmg(
     num_inner_steps: int,
     continue_from: ContinueFrom = "inner",
     remat: bool = False,
+    start_fn: StartFn | None = None,
 ) -> MetaLearner:
     """BMG: match the K-step learner x_K(w) to a bootstrapped target x~ under mu.
 
@@ -149,8 +165,10 @@ def make_bmg(
         are then not wasted), or a function `(x_K, x_{K+L-1}) -> state`, e.g. to keep x_K's
         parameters but the environment stream of x_{K+L-1}.
       remat: rematerialise each inner update on the backward pass.
+      start_fn: x_0 as a function of w, as in `make_metagradient` (MAML-style initialisations).
     """
     num_inner_steps = check_integer("num_inner_steps (K) for BMG", num_inner_steps, 0)
+    start_fn = start_fn or _keep_state
     if continue_from == "inner":
         continue_fn = lambda inner, bootstrapped: inner
     elif continue_from == "target":
@@ -165,16 +183,13 @@ def make_bmg(
 
     def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
         inner_key, target_key = jax.random.split(key)
-        if num_inner_steps > 0:
-            inner_state, vjp_fn, inner_metrics = jax.vjp(
-                lambda w: unroll(
-                    update_fn, w, learner_state, inner_key, num_inner_steps, remat=remat
-                ),
-                meta_params,
-                has_aux=True,
-            )
-        else:
-            inner_state, inner_metrics = learner_state, {}
+        inner_state, vjp_fn, inner_metrics = jax.vjp(
+            lambda w: unroll(
+                update_fn, w, start_fn(w, learner_state), inner_key, num_inner_steps, remat=remat
+            ),
+            meta_params,
+            has_aux=True,
+        )
         bootstrapped = target_bootstrap(meta_params, inner_state, target_key)
 
         def matching_loss(state, meta_params):
@@ -187,9 +202,7 @@ def make_bmg(
         loss, (state_cotangent, direct_grads) = jax.value_and_grad(
             matching_loss, argnums=(0, 1), allow_int=True
         )(inner_state, meta_params)
-        grads = direct_grads
-        if num_inner_steps > 0:
-            grads = _tree_add(grads, vjp_fn(state_cotangent)[0])
+        grads = _tree_add(direct_grads, vjp_fn(state_cotangent)[0])
         metrics: Metrics = {
             **mean_over_steps(inner_metrics),
             **bootstrapped.metrics,
