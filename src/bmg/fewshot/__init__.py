@@ -1,0 +1,1 @@
+"""Few-shot classification: MiniImagenet data, the conv-4 model, MAML and BMG."""

@@ -1,0 +1,60 @@
+"""The standard few-shot backbone: four conv blocks and a linear head (Vinyals et al.; MAML).
+
+block(x) = max_pool_2x2(relu(batch_norm(conv_3x3(x))))  with 32 filters, x4, then flatten and a
+linear head with one logit per way. 84x84 inputs give 5x5x32 = 800 features.
+
+Batch norm always normalises with the statistics of the batch it is given (no running averages),
+as in the MAML reference implementation: a task's support set and its query set are each
+normalised by their own statistics ("transductive" batch norm). Its scale and offset are ordinary
+parameters, adapted in the inner loop with everything else; the convolutions have no bias (batch
+norm would subtract it again: its gradient is zero up to rounding, which Adam would amplify).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class BatchStatNorm(nn.Module):
+    """y = scale * (x - mean_B(x)) / sqrt(var_B(x) + eps) + offset, statistics over N, H, W."""
+
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        offset = self.param("offset", nn.initializers.zeros, (features,))
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - mean), axis=axes)
+        return scale * (x - mean) * jax.lax.rsqrt(var + self.epsilon) + offset
+
+
+class Conv4(nn.Module):
+    """Images [N, S, S, C] (NHWC) -> logits [N, num_classes]."""
+
+    num_classes: int
+    filters: int = 32
+    num_blocks: int = 4
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = images
+        for _ in range(self.num_blocks):
+            x = nn.Conv(self.filters, (3, 3), padding="SAME", use_bias=False)(x)
+            x = BatchStatNorm()(x)
+            x = nn.relu(x)
+            x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+        x = x.reshape(x.shape[0], -1)
+        return nn.Dense(self.num_classes)(x)
+
+
+def feature_size(image_size: int, *, filters: int = 32, num_blocks: int = 4) -> int:
+    """Flattened features before the head: each block halves the side (floor)."""
+    side = image_size
+    for _ in range(num_blocks):
+        side //= 2
+    return side * side * filters
