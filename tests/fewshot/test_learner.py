@@ -1,12 +1,13 @@
 """MAML and BMG on the conv-4 net: identities, finite differences and batching invariance."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from bmg.fewshot.conv4 import BatchStatNorm, Conv4, feature_size
+from bmg.fewshot.conv4 import BatchStatNorm, Conv4, feature_size, max_pool_2x2
 from bmg.fewshot.learner import (
     Task,
     make_evaluate,
@@ -149,11 +150,11 @@ def test_bmg_kl_gradient_is_zero_when_the_target_equals_the_learner():
 @pytest.mark.parametrize("algo", ["maml", "bmg"])
 def test_task_batching_modes_give_the_same_meta_step(algo):
     tasks = random_tasks(jax.random.key(7), 3)
-    _, _, meta_learner, params = system(algo, k=2, l=2)
+    _, learner, meta_learner, params = system(algo, k=2, l=2)
     optimizer = optax.sgd(1.0)
     results = {}
     for batching in ("vmap", "map", "unroll"):
-        step = jax.jit(make_meta_step(meta_learner, optimizer, batching))
+        step = jax.jit(make_meta_step(learner, meta_learner, optimizer, batching))
         results[batching] = step(params, optimizer.init(params), tasks, jax.random.key(8))
     for batching in ("map", "unroll"):
         params_and_state, metrics = results[batching][:2], results[batching][2]
@@ -163,9 +164,9 @@ def test_task_batching_modes_give_the_same_meta_step(algo):
 
 def test_meta_step_uses_the_mean_of_the_task_gradients():
     tasks = random_tasks(jax.random.key(9), 2)
-    _, _, maml, params = system("maml", k=1)
+    _, learner, maml, params = system("maml", k=1)
     optimizer = optax.sgd(1.0)
-    step = make_meta_step(maml, optimizer)
+    step = make_meta_step(learner, maml, optimizer)
     new_params, _, _ = step(params, optimizer.init(params), tasks, jax.random.key(1))
     grads = [task_gradient(maml, params, task_at(tasks, i))[0] for i in (0, 1)]
     expected = jax.tree.map(lambda p, a, b: p - (a + b) / 2, params, *grads)
@@ -214,3 +215,13 @@ def test_conv4_shapes():
     params = model.init(jax.random.key(0), jnp.zeros((1, 84, 84, 3)))
     assert params["params"]["Dense_0"]["kernel"].shape == (feature_size(84), 5) == (800, 5)
     assert model.apply(params, jnp.zeros((7, 84, 84, 3))).shape == (7, 5)
+
+
+@pytest.mark.parametrize("side", [6, 7])
+def test_reshape_max_pool_equals_flax_max_pool_in_value_and_gradient(side):
+    x = jax.random.normal(jax.random.key(0), (2, side, side, 3))
+    reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
+    weights = jax.random.normal(jax.random.key(1), reference(x).shape)
+    grad = lambda pool: jax.grad(lambda x: jnp.sum(weights * pool(x)))(x)
+    np.testing.assert_array_equal(grad(max_pool_2x2), grad(reference))

@@ -183,15 +183,25 @@ def over_tasks(fn: Callable[[Task, jax.Array], Any], batching: TaskBatching):
 
 
 def make_meta_step(
+    learner: FewShotLearner,
     meta_learner: MetaLearner,
     meta_optimizer: optax.GradientTransformation,
     batching: TaskBatching = "vmap",
 ):
-    """One meta-update on a meta-batch: w <- opt(w, mean over tasks of the task meta-gradients)."""
+    """One meta-update on a meta-batch: w <- opt(w, mean over tasks of the task meta-gradients).
+
+    Also reports the query loss and accuracy of x_K ("train/...") for MAML and BMG alike.
+    """
 
     def task_gradient(meta_params, task: Task, key):
         placeholder = LearnerState(params=meta_params, extras=task)  # start_fn sets x_0 = w
-        grads, (_, metrics) = meta_learner.meta_gradient(meta_params, placeholder, key)
+        grads, (inner_state, metrics) = meta_learner.meta_gradient(meta_params, placeholder, key)
+        loss, objective_metrics = learner.meta_objective(inner_state, None)
+        metrics = {
+            **metrics,
+            "train/query_loss": loss,
+            "train/query_accuracy": objective_metrics["query_accuracy"],
+        }
         return grads, metrics
 
     def meta_step(meta_params, opt_state, tasks: Task, key):
