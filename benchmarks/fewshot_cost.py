@@ -1,0 +1,149 @@
+"""Few-shot cost: time per meta-step and compiled memory of MAML and BMG against K and L.
+
+    python benchmarks/fewshot_cost.py --size 84 --repeats 3          # the MiniImagenet shape
+    python benchmarks/fewshot_cost.py --size 84 --batching-only       # vmap vs lax.map vs unroll
+
+One meta-step = a meta-batch of 5-way tasks (random images of the real shape; the cost does not
+depend on the pixels), K support steps differentiated (MAML: back-propagation through all K; BMG:
+one VJP through K), and for BMG a target L-1 support steps plus one query step ahead, then Adam.
+Compiled steps are timed interleaved (a shuffled order per round) so background load spreads over
+all configurations; the table gives the median. Memory is XLA's compiled memory analysis
+(temporary buffers: the working memory of the step), which on CPU is what the step allocates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_cost import fmt, machine_description, memory_stats, parse_ints, ratio, time_interleaved  # noqa: E402
+
+from bmg.fewshot.conv4 import Conv4  # noqa: E402
+from bmg.fewshot.learner import Task, make_learner, make_meta_learner, make_meta_step  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=84, help="image side")
+    parser.add_argument("--ways", type=int, default=5)
+    parser.add_argument("--shots", type=int, default=1)
+    parser.add_argument("--queries", type=int, default=15)
+    parser.add_argument("--meta-batch-size", type=int, default=4)
+    parser.add_argument("--maml-ks", type=parse_ints, default=(1, 5, 10))
+    parser.add_argument("--bmg-ks", type=parse_ints, default=(1, 5))
+    parser.add_argument("--ls", type=parse_ints, default=(1, 5, 10))
+    parser.add_argument("--batching", default="unroll", choices=("vmap", "map", "unroll"))
+    parser.add_argument(
+        "--batching-only", action="store_true", help="compare task batchings for MAML K=5"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed meta-steps per config")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--json", type=str, default=None, help="also write results here")
+    args = parser.parse_args()
+    if args.repeats < 1 or args.warmup < 0 or args.size < 16:
+        parser.error("--repeats must be >= 1, --warmup >= 0 and --size >= 16")
+    return args
+
+
+def random_tasks(args) -> Task:
+    rng = np.random.default_rng(0)
+    b, w = args.meta_batch_size, args.ways
+
+    def images(per_class):
+        return jnp.asarray(rng.random((b, w * per_class, args.size, args.size, 3)), jnp.float32)
+
+    def labels(per_class):
+        return jnp.tile(jnp.repeat(jnp.arange(w), per_class), (b, 1))
+
+    return Task(images(args.shots), labels(args.shots), images(args.queries), labels(args.queries))
+
+
+def compile_meta_step(args, algo: str, k: int, l: int, batching: str):
+    model = Conv4(num_classes=args.ways)
+    learner = make_learner(
+        model.apply, inner_learning_rate=0.01, first_order=algo == "fomaml", matching="kl"
+    )
+    optimizer = optax.adam(1e-3)
+    meta_learner = make_meta_learner(
+        learner, algo, optimizer, num_inner_steps=k, num_bootstrap_steps=l, target_step_size=0.01
+    )
+    step = make_meta_step(learner, meta_learner, optimizer, batching)
+    params = model.init(jax.random.key(0), jnp.zeros((1, args.size, args.size, 3)))
+    opt_state = optimizer.init(params)
+    tasks = random_tasks(args)
+    import time
+
+    start = time.perf_counter()
+    compiled = jax.jit(step).lower(params, opt_state, tasks, jax.random.key(0)).compile()
+    compile_s = time.perf_counter() - start
+
+    def call(state, tasks, key):  # the (compiled, a, b) triple `time_interleaved` expects
+        return compiled(params, state, tasks, key)
+
+    return (call, opt_state, tasks), {"compile_s": compile_s, **memory_stats(compiled)}
+
+
+def main() -> None:
+    args = parse_args()
+    if args.batching_only:
+        configs = [("maml", 5, 0, batching) for batching in ("unroll", "map", "vmap")]
+    else:
+        configs = [("maml", k, 0, args.batching) for k in args.maml_ks]
+        configs += [("fomaml", 5, 0, args.batching)]
+        configs += [("bmg", k, l, args.batching) for k in args.bmg_ks for l in args.ls]
+    runs, stats = [], []
+    for algo, k, l, batching in configs:
+        print(f"compiling {algo} K={k} L={l} ({batching}) ...", flush=True)
+        run, stat = compile_meta_step(args, algo, k, l, batching)
+        runs.append(run)
+        stats.append(stat)
+    keys = list(jax.random.split(jax.random.key(1), args.repeats))
+    times = time_interleaved(runs, keys, args.warmup)
+    reference = next(
+        (i for i, c in enumerate(configs) if c[0] == "maml" and c[1] == 5), 0
+    )  # MAML K=5 (the protocol's K) is the unit
+    ref_ms = statistics.median(times[reference])
+    ref_mib = stats[reference]["temp_mib"]
+    rows = []
+    for (algo, k, l, batching), stat, ms in zip(configs, stats, times, strict=True):
+        median = statistics.median(ms)
+        rows.append(
+            dict(
+                algo=algo, k=k, l=l if algo == "bmg" else None, batching=batching,
+                ms_per_meta_step=median, time_vs_maml5=ratio(median, ref_ms),
+                temp_mib=stat["temp_mib"], memory_vs_maml5=ratio(stat["temp_mib"], ref_mib),
+                compile_s=stat["compile_s"],
+            )
+        )  # fmt: skip
+    title = (
+        f"{args.ways}-way {args.shots}-shot, {args.queries} queries, {args.size}x{args.size}, "
+        f"meta-batch {args.meta_batch_size}, median of {args.repeats}"
+    )
+    print(f"\n{title}\n")
+    print("| algo | K | L | batching | s / meta-step | x MAML K=5 | temp memory (MiB) | "
+          "x MAML K=5 | compile (s) |")  # fmt: skip
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['algo']} | {r['k']} | {r['l'] or '-'} | {r['batching']} | "
+            f"{r['ms_per_meta_step'] / 1e3:.3f} | {fmt(r['time_vs_maml5'], '.2f')} | "
+            f"{fmt(r['temp_mib'], '.1f')} | {fmt(r['memory_vs_maml5'], '.2f')} | "
+            f"{r['compile_s']:.1f} |"
+        )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"setting": title, "machine": machine_description(), "rows": rows}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()
