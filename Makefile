@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo example test lint install clean
+.PHONY: demo fewshot-demo example test lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ demo: $(STAMP)
 	  $(BIN)/bmg two-colors --preset demo --algo $$algo --out $$dir/$$algo; \
 	done; \
 	$(BIN)/bmg compare $$dir/ac $$dir/mg $$dir/bmg --out $$dir
+
+# Few-shot, MAML vs BMG on the tiny preset (synthetic 16x16 data, 300 meta-steps), table + plots.
+fewshot-demo: $(STAMP)
+	@set -e; dir=runs/fewshot-demo/$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/bmg fewshot make-synthetic --out $$dir/data --format pkl --classes 20 --per-class 60 \
+	  --size 16; \
+	for algo in maml bmg; do \
+	  $(BIN)/bmg fewshot --preset tiny --algo $$algo --data-dir $$dir/data --out $$dir/$$algo; \
+	done; \
+	$(BIN)/bmg compare $$dir/maml $$dir/bmg --out $$dir
 
 example: $(STAMP)
 	$(BIN)/python examples/meta_lr_regression.py

@@ -62,6 +62,11 @@ def test_fewshot_run_directory_and_model_selection(data_dir, tmp_path, capsys):
     val_again = system.evaluate(best, "val", config.val_tasks, fs.VAL_SEED)
     np.testing.assert_allclose(val_again.mean(), summary["best_val_accuracy"], rtol=1e-6)
     assert "test acc" in capsys.readouterr().out
+    main(["compare", str(out), "--out", str(tmp_path / "compare")])
+    table = (tmp_path / "compare" / "comparison.md").read_text()
+    assert "bmg K=1 L=2 5-way 1-shot" in table
+    assert f"{100 * summary['test_accuracy']:.2f} ± {100 * summary['test_ci95']:.2f}%" in table
+    assert (tmp_path / "compare" / "accuracy_vs_wall_clock.png").is_file()
 
 
 def test_training_is_deterministic_and_the_seed_matters(data_dir):

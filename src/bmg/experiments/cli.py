@@ -34,12 +34,12 @@ def _use_all_cpu_cores() -> None:
 
 def print_table(console, rows) -> None:
     """A rich table on a terminal; the markdown table in logs (no wrapping at 80 columns)."""
-    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.tables import markdown_table, rich_table
 
     if console.is_terminal:
-        console.print(report.rich_table(rows))
+        console.print(rich_table(rows))
     else:
-        print(report.markdown_table(rows))
+        print(markdown_table(rows))
 
 
 def two_colors_command(argv: list[str]) -> None:
@@ -273,17 +273,27 @@ def fewshot_command(argv: list[str]) -> None:
 def compare_command(argv: list[str]) -> None:
     from rich.console import Console
 
+    from bmg.experiments import fewshot_report
     from bmg.experiments import two_colors_report as report
+    from bmg.experiments.tables import markdown_table
 
     parser = argparse.ArgumentParser(prog="bmg compare", description=COMMANDS["compare"])
     parser.add_argument("runs", nargs="+", type=Path, help="finished run directories")
     parser.add_argument("--out", type=Path, default=None, help="where to write the table and plots")
     args = parser.parse_args(argv)
     try:
+        missing = [str(run) for run in args.runs if not (run / "config.json").is_file()]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} is not a finished run: config.json is missing.")
+        kinds = {fewshot_report.is_fewshot_run(run) for run in args.runs}
+        if len(kinds) > 1:
+            raise ValueError("cannot compare few-shot runs with Two-colors runs; pass one kind.")
+        if kinds == {True}:
+            report = fewshot_report
         rows = report.comparison_rows(args.runs)
     except ValueError as error:
         sys.exit(f"bmg compare: error: {error}")
-    table = report.markdown_table(rows)
+    table = markdown_table(rows)
     print_table(Console(), rows)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

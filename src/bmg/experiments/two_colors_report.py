@@ -280,25 +280,6 @@ def _flip_stat(summary: dict, when: str) -> dict:
     return next(v for k, v in summary.items() if k.endswith(f"_{when}_flip"))
 
 
-def markdown_table(rows: list[dict[str, str]]) -> str:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def rich_table(rows: list[dict[str, str]]):
-    """The same rows as a rich Table for the console."""
-    from rich.table import Table
-
-    table = Table()
-    for name in rows[0]:
-        table.add_column(name, justify="left" if name == "run" else "right")
-    for row in rows:
-        table.add_row(*row.values())
-    return table
-
-
 def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
     """Cumulative reward, reward per step and schedule of several runs on shared axes."""
     runs = [load_run(d) for d in run_dirs]
