@@ -166,7 +166,7 @@ def test_meta_step_uses_the_mean_of_the_task_gradients():
     tasks = random_tasks(jax.random.key(9), 2)
     _, learner, maml, params = system("maml", k=1)
     optimizer = optax.sgd(1.0)
-    step = make_meta_step(learner, maml, optimizer)
+    step = make_meta_step(learner, maml, optimizer, "unroll")
     new_params, _, _ = step(params, optimizer.init(params), tasks, jax.random.key(1))
     grads = [task_gradient(maml, params, task_at(tasks, i))[0] for i in (0, 1)]
     expected = jax.tree.map(lambda p, a, b: p - (a + b) / 2, params, *grads)
@@ -176,7 +176,7 @@ def test_meta_step_uses_the_mean_of_the_task_gradients():
 def test_evaluate_adapts_from_the_initialisation_and_scores_the_query_set():
     tasks = random_tasks(jax.random.key(10), 2)
     model, learner, _, params = system("maml")
-    losses, accuracies = make_evaluate(learner, 4)(params, tasks)
+    losses, accuracies = make_evaluate(learner, 4, "unroll")(params, tasks)
 
     def support_loss(p, task):
         logits = model.apply(p, task.support_images)
@@ -225,3 +225,15 @@ def test_reshape_max_pool_equals_flax_max_pool_in_value_and_gradient(side):
     weights = jax.random.normal(jax.random.key(1), reference(x).shape)
     grad = lambda pool: jax.grad(lambda x: jnp.sum(weights * pool(x)))(x)
     np.testing.assert_array_equal(grad(max_pool_2x2), grad(reference))
+
+
+def test_evaluation_batchings_agree_in_float32():
+    # Under x64, vmap of the adaptation scan differs from the per-task result (a JAX quirk we
+    # have not isolated; the experiments run in float32, where all three agree).
+    with jax.enable_x64(False):
+        tasks = random_tasks(jax.random.key(11), 2)
+        _, learner, _, params = system("maml")
+        params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+        results = [make_evaluate(learner, 4, b)(params, tasks) for b in ("vmap", "map", "unroll")]
+        for other in results[1:]:
+            tree_allclose(other, results[0], rtol=1e-5, atol=1e-6)
