@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -80,8 +81,6 @@ def compile_meta_step(args, algo: str, k: int, l: int, batching: str):
     params = model.init(jax.random.key(0), jnp.zeros((1, args.size, args.size, 3)))
     opt_state = optimizer.init(params)
     tasks = random_tasks(args)
-    import time
-
     start = time.perf_counter()
     compiled = jax.jit(step).lower(params, opt_state, tasks, jax.random.key(0)).compile()
     compile_s = time.perf_counter() - start

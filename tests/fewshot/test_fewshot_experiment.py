@@ -3,6 +3,7 @@
 import csv
 import json
 
+import jax
 import numpy as np
 import pytest
 from flax import serialization
@@ -55,7 +56,7 @@ def test_fewshot_run_directory_and_model_selection(data_dir, tmp_path, capsys):
     # The saved best initialisation reproduces its validation score.
     config = fs.FewShotConfig(**{**json.loads((out / "config.json").read_text())["config"]})
     system = fs.FewShotSystem(config)
-    template, _ = system.init(__import__("jax").random.key(0))
+    template, _ = system.init(jax.random.key(0))
     best = serialization.from_state_dict(
         template, serialization.msgpack_restore((out / "best.msgpack").read_bytes())
     )

@@ -42,9 +42,24 @@ def print_table(console, rows) -> None:
         print(markdown_table(rows))
 
 
+def parse_config(argv: list[str], config_cls, presets: dict, prog: str, description: str):
+    """(config, preset, out) from `--preset P --out DIR` plus tyro flags for `config_cls`.
+
+    A preset sets the defaults that explicit flags then override. A bad value raises ValueError.
+    """
+    import tyro
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=sorted(presets), default=None)
+    pre.add_argument("--out", default=None)
+    known, rest = pre.parse_known_args(argv)
+    default = config_cls(**presets[known.preset]) if known.preset else config_cls()
+    config = tyro.cli(config_cls, default=default, args=rest, prog=prog, description=description)
+    return config, known.preset, known.out
+
+
 def two_colors_command(argv: list[str]) -> None:
     _use_all_cpu_cores()
-    import tyro
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -58,34 +73,25 @@ def two_colors_command(argv: list[str]) -> None:
     from bmg.experiments import two_colors_report as report
     from bmg.experiments.rundir import CsvAppender, make_run_dir, save_npz, write_config, write_json
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", choices=sorted(tc.PRESETS), default=None)
-    pre.add_argument("--out", default=None)
-    known, rest = pre.parse_known_args(argv)
-    default = (
-        tc.TwoColorsConfig(**tc.PRESETS[known.preset]) if known.preset else tc.TwoColorsConfig()
-    )
     try:
-        config = tyro.cli(
+        config, preset, out = parse_config(
+            argv,
             tc.TwoColorsConfig,
-            default=default,
-            args=rest,
-            prog="bmg two-colors",
-            description=(
-                "Two-colors: an actor-critic (--agent ac) with a fixed (ac), meta-gradient (mg) "
-                "or BMG (bmg) entropy weight, or epsilon-greedy Q(lambda) (--agent q) with a "
-                "fixed, decaying, mg or bmg epsilon. Also: --preset {demo,paper,exploration} "
-                "sets the defaults below; --out DIR is the run directory (default "
-                "runs/two-colors/<algo>-<time>)."
-            ),
+            tc.PRESETS,
+            "bmg two-colors",
+            "Two-colors: an actor-critic (--agent ac) with a fixed (ac), meta-gradient (mg) "
+            "or BMG (bmg) entropy weight, or epsilon-greedy Q(lambda) (--agent q) with a "
+            "fixed, decaying, mg or bmg epsilon. Also: --preset {demo,paper,exploration} "
+            "sets the defaults below; --out DIR is the run directory (default "
+            "runs/two-colors/<algo>-<time>).",
         )
-        run_dir = make_run_dir(known.out, "two-colors", config.algo)
+        run_dir = make_run_dir(out, "two-colors", config.algo)
     except ValueError as error:  # a bad value: one sentence, no traceback
         sys.exit(f"bmg two-colors: error: {error}")
     console = Console()
     import jax
 
-    write_config(run_dir, config, preset=known.preset)
+    write_config(run_dir, config, preset=preset)
     csv = CsvAppender(run_dir / "metrics.csv", report.csv_fields(config.agent))
     from tensorboardX import SummaryWriter
 
@@ -185,7 +191,6 @@ def make_synthetic_command(argv: list[str]) -> None:
 def fewshot_command(argv: list[str]) -> None:
     if argv and argv[0] == "make-synthetic":
         return make_synthetic_command(argv[1:])
-    import tyro
     from rich.console import Console
 
     from bmg.experiments import fewshot as fs
@@ -199,31 +204,24 @@ def fewshot_command(argv: list[str]) -> None:
     )
     from bmg.fewshot.data import DataError
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", choices=sorted(fs.PRESETS), default=None)
-    pre.add_argument("--out", default=None)
-    known, rest = pre.parse_known_args(argv)
-    default = fs.FewShotConfig(**fs.PRESETS[known.preset]) if known.preset else fs.FewShotConfig()
     console = Console()
     try:
-        config = tyro.cli(
+        config, preset, out = parse_config(
+            argv,
             fs.FewShotConfig,
-            default=default,
-            args=rest,
-            prog="bmg fewshot",
-            description=(
-                "Few-shot classification: meta-learn a conv-4 initialisation with MAML, "
-                "first-order MAML or BMG. Also: --preset {tiny,paper} sets the defaults below; "
-                "--out DIR is the run directory (default runs/fewshot/<algo>-<time>); "
-                "`bmg fewshot make-synthetic --help` writes synthetic data."
-            ),
+            fs.PRESETS,
+            "bmg fewshot",
+            "Few-shot classification: meta-learn a conv-4 initialisation with MAML, "
+            "first-order MAML or BMG. Also: --preset {tiny,paper} sets the defaults below; "
+            "--out DIR is the run directory (default runs/fewshot/<algo>-<time>); "
+            "`bmg fewshot make-synthetic --help` writes synthetic data.",
         )
         system = fs.FewShotSystem(config)  # loads and validates the data before anything else
-        run_dir = make_run_dir(known.out, "fewshot", config.algo)
+        run_dir = make_run_dir(out, "fewshot", config.algo)
     except ValueError as error:  # bad flags, values or data (DataError): one sentence
         kind = "data error" if isinstance(error, DataError) else "error"
         sys.exit(f"bmg fewshot: {kind}: {error}")
-    write_config(run_dir, config, preset=known.preset)
+    write_config(run_dir, config, preset=preset)
     title = report.run_label(dataclasses.asdict(config))
     console.print(
         f"[bold]fewshot[/bold] {title}: {config.meta_steps:,} meta-steps of "
@@ -240,9 +238,7 @@ def fewshot_command(argv: list[str]) -> None:
         tmp.write_bytes(serialization.msgpack_serialize(serialization.to_state_dict(params)))
         os.replace(tmp, run_dir / f"{name}.msgpack")
 
-    best = {"val": -1.0}
-
-    def on_eval(row, meta_params):
+    def on_eval(row, meta_params, is_best: bool):
         if state["csv"] is None:
             state["csv"] = CsvAppender(run_dir / "metrics.csv", list(row))
         state["csv"].append([row])
@@ -251,8 +247,7 @@ def fewshot_command(argv: list[str]) -> None:
                 writer.add_scalar(name, value, row["meta_step"])
         writer.flush()
         save_params("latest", meta_params)
-        if row["val_accuracy"] > best["val"]:
-            best["val"] = row["val_accuracy"]
+        if is_best:
             save_params("best", meta_params)
         console.print(
             f"meta-step {row['meta_step']:,}/{config.meta_steps:,}: val accuracy "

@@ -203,14 +203,13 @@ VAL_SEED, TEST_SEED = 1_000_003, 2_000_003
 
 def train(
     system: FewShotSystem,
-    on_eval: Callable[[dict[str, Any], Any], None] | None = None,
-    on_step: Callable[[int], None] | None = None,
+    on_eval: Callable[[dict[str, Any], Any, bool], None] | None = None,
 ) -> dict[str, Any]:
     """Meta-train with model selection on validation; score the selected initialisation on test.
 
-    `on_eval(row, meta_params)` is called at every validation score (row: meta_step, wall-clock
-    training seconds, meta-batch metrics averaged since the last score, val accuracy), e.g. to
-    write metrics and checkpoints.
+    `on_eval(row, meta_params, is_best)` is called at every validation score (row: meta_step,
+    wall-clock training seconds, meta-batch metrics averaged since the last score, val accuracy),
+    e.g. to write metrics and checkpoints.
     Returns the summary (best validation score, test accuracy with its 95% interval, timings).
     """
     config = system.config
@@ -236,8 +235,6 @@ def train(
         for name, value in metrics.items():
             metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
         steps_since_eval += 1
-        if on_step is not None:
-            on_step(step)
         if step % config.eval_every == 0 or step == config.meta_steps:
             val = system.evaluate(meta_params, "val", config.val_tasks, VAL_SEED)
             row = {
@@ -248,11 +245,12 @@ def train(
             }
             metric_sums, steps_since_eval = {}, 0
             rows.append(row)
-            if row["val_accuracy"] > best["val_accuracy"]:
+            is_best = row["val_accuracy"] > best["val_accuracy"]
+            if is_best:
                 best = dict(val_accuracy=row["val_accuracy"], meta_step=step)
                 best_params = meta_params
             if on_eval is not None:
-                on_eval(row, meta_params)
+                on_eval(row, meta_params, is_best)
     test = system.evaluate(best_params, "test", config.test_tasks, TEST_SEED)
     test_mean, test_ci = confidence_interval(test)
     timed_steps = max(config.meta_steps - 1, 1)
