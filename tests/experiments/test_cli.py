@@ -2,10 +2,12 @@
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
 
+from bmg.experiments import two_colors as tc
 from bmg.experiments.cli import main
 
 TINY = [
@@ -14,9 +16,16 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_two_colors_run_directory(tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """An uninterrupted tiny BMG run: 2 seeds, 3 chunks."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
     main(["two-colors", "--algo", "bmg", *TINY, "--out", str(out)])
+    return out
+
+
+def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
+    out = tiny_run
     for name in (
         "config.json",
         "metrics.csv",
@@ -73,6 +82,63 @@ def test_bad_input_fails_with_one_sentence(argv, message, tmp_path, capsys):
     assert message in printed
     assert "Traceback" not in printed
     assert not (tmp_path / "x").exists()  # nothing started
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_to_the_same_files(tiny_run, tmp_path, monkeypatch, capsys):
+    """Killed while saving chunk 2 of 3 (trace.npz written, checkpoint.npz not yet), then
+    `--resume`: metrics.csv, trace.npz and summary.json are those of the uninterrupted run."""
+    out = tmp_path / "run"
+    save_checkpoint = tc.save_checkpoint
+
+    def crash_while_saving_chunk_2(run_dir, checkpoint):
+        if checkpoint.chunks_done == 1:
+            save_checkpoint(run_dir, checkpoint)
+            shutil.copy(run_dir / tc.CHECKPOINT, tmp_path / "chunk1.npz")
+        else:  # trace.npz and metrics.csv now hold chunk 2, the checkpoint only chunk 1
+            save_checkpoint(run_dir, checkpoint)
+            shutil.copy(tmp_path / "chunk1.npz", run_dir / tc.CHECKPOINT)
+            raise Crash
+
+    monkeypatch.setattr(tc, "save_checkpoint", crash_while_saving_chunk_2)
+    with pytest.raises(Crash):
+        main(["two-colors", "--algo", "bmg", *TINY, "--out", str(out)])
+    monkeypatch.undo()
+    assert np.load(out / "trace.npz")["reward"].shape == (2, 100)
+    # Starting it again is refused, pointing at --resume.
+    with pytest.raises(SystemExit, match="already holds a run.*--resume"):
+        main(["two-colors", "--algo", "bmg", *TINY, "--out", str(out)])
+    # A config.json edited to another configuration no longer fits the checkpoint.
+    shutil.copytree(out, tmp_path / "edited")
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["seeds"] = 4
+    (tmp_path / "edited" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="checkpoint.npz does not fit config.json"):
+        main(["two-colors", "--resume", str(tmp_path / "edited")])
+
+    main(["two-colors", "--resume", str(out)])
+    assert "resumed after chunk 1" in " ".join(capsys.readouterr().out.split())
+    assert (out / "metrics.csv").read_text() == (tiny_run / "metrics.csv").read_text()
+    resumed, uninterrupted = np.load(out / "trace.npz"), np.load(tiny_run / "trace.npz")
+    assert sorted(resumed.files) == sorted(uninterrupted.files)
+    for name in resumed.files:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+    summary = json.loads((out / "summary.json").read_text())
+    expected = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["total_reward"] == expected["total_reward"]
+    assert not (out / tc.CHECKPOINT).exists()  # finished runs keep no state
+    with pytest.raises(SystemExit, match="finished run.*nothing to resume"):
+        main(["two-colors", "--resume", str(out)])
+
+
+def test_resume_takes_no_other_flags(tmp_path):
+    with pytest.raises(SystemExit, match=r"drop the other arguments \(--seeds 3\)"):
+        main(["two-colors", "--resume", str(tmp_path), "--seeds", "3"])
+    with pytest.raises(SystemExit, match="config.json cannot be read"):
+        main(["two-colors", "--resume", str(tmp_path / "missing")])
 
 
 def test_existing_run_is_never_overwritten(tmp_path):

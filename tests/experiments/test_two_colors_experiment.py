@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
-from bmg.experiments.two_colors import EnvConfig, Lifetime, TwoColorsConfig, make_train
+from bmg.experiments.two_colors import (
+    EnvConfig,
+    Lifetime,
+    TwoColorsConfig,
+    load_checkpoint,
+    make_train,
+    run_lifetime,
+    save_checkpoint,
+)
 
 T = 4
 AGENT = ActorCriticConfig(hidden_size=16, rollout_length=T, context_length=17, meta_hidden_size=8)
@@ -139,6 +147,34 @@ def test_same_config_and_seed_give_identical_traces(ac_lifetime, ac_run):
         np.testing.assert_array_equal(x, y, err_msg=name)
     for x, y in zip(jax.tree.leaves(again_carry), jax.tree.leaves(carry), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_lifetime_equals_the_uninterrupted_one(ac_lifetime, ac_run, tmp_path):
+    """Stopped after chunk 1 of 2 and resumed from its checkpoint files: the same numbers."""
+    first, trace, carry = ac_run
+
+    def stop_after_saving(checkpoint):
+        save_checkpoint(tmp_path, checkpoint)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_lifetime(AC, stop_after_saving, lifetime=ac_lifetime)
+    resume = load_checkpoint(tmp_path, ac_lifetime)
+    assert resume.chunks_done == 1 and resume.trace.reward.shape == (2, AC.meta_steps_per_chunk)
+    resumed_trace, resumed_first, _ = run_lifetime(AC, lifetime=ac_lifetime, resume=resume)
+    np.testing.assert_array_equal(resumed_first, first)
+    for name, x, y in zip(trace._fields, resumed_trace, trace, strict=True):
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+    # A checkpoint of another configuration is refused, naming the file and the mismatch.
+    with pytest.raises(ValueError, match=r"checkpoint.npz does not fit config.json.*needs"):
+        load_checkpoint(tmp_path, Lifetime(dataclasses.replace(AC, seeds=3)))
+    with pytest.raises(ValueError, match=r"does not exist: the run stopped before"):
+        load_checkpoint(tmp_path / "nowhere", ac_lifetime)
 
 
 def test_different_seeds_give_different_traces(ac_run):

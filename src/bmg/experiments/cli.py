@@ -1,6 +1,7 @@
 """The `bmg` command line.
 
-  bmg two-colors [--preset {demo,paper}] [--out DIR] [--algo {ac,mg,bmg}] [--k K] [--l L] ...
+  bmg two-colors [--preset {demo,paper,exploration}] [--out DIR] [--algo {ac,mg,bmg}] [--k K] ...
+  bmg two-colors --resume DIR
   bmg fewshot [--preset {tiny,paper}] --data-dir DIR [--out DIR] [--algo {maml,fomaml,bmg}] ...
   bmg fewshot make-synthetic --out DIR --format {csv,pkl} --classes C --per-class N --size S
   bmg compare RUN_DIR [RUN_DIR ...] [--out DIR]
@@ -71,28 +72,73 @@ def two_colors_command(argv: list[str]) -> None:
 
     from bmg.experiments import two_colors as tc
     from bmg.experiments import two_colors_report as report
-    from bmg.experiments.rundir import CsvAppender, make_run_dir, save_npz, write_config, write_json
+    from bmg.experiments.rundir import (
+        CsvAppender,
+        make_run_dir,
+        read_config,
+        write_config,
+        write_json,
+    )
 
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--resume", default=None)
+    known, rest = pre.parse_known_args(argv)
     try:
-        config, preset, out = parse_config(
-            argv,
-            tc.TwoColorsConfig,
-            tc.PRESETS,
-            "bmg two-colors",
-            "Two-colors: an actor-critic (--agent ac) with a fixed (ac), meta-gradient (mg) "
-            "or BMG (bmg) entropy weight, or epsilon-greedy Q(lambda) (--agent q) with a "
-            "fixed, decaying, mg or bmg epsilon. Also: --preset {demo,paper,exploration} "
-            "sets the defaults below; --out DIR is the run directory (default "
-            "runs/two-colors/<algo>-<time>).",
-        )
-        run_dir = make_run_dir(out, "two-colors", config.algo)
+        if known.resume is None:
+            config, preset, out = parse_config(
+                rest,
+                tc.TwoColorsConfig,
+                tc.PRESETS,
+                "bmg two-colors",
+                "Two-colors: an actor-critic (--agent ac) with a fixed (ac), meta-gradient (mg) "
+                "or BMG (bmg) entropy weight, or epsilon-greedy Q(lambda) (--agent q) with a "
+                "fixed, decaying, mg or bmg epsilon. Also: --preset {demo,paper,exploration} "
+                "sets the defaults below; --out DIR is the run directory (default "
+                "runs/two-colors/<algo>-<time>); --resume DIR (alone) continues an interrupted "
+                "run from its last finished chunk.",
+            )
+            run_dir = make_run_dir(
+                out,
+                "two-colors",
+                config.algo,
+                resume_hint="; to continue it, run `bmg two-colors --resume DIR`",
+            )
+        else:
+            if rest:
+                raise ValueError(
+                    f"--resume DIR continues the run in DIR with the config.json there; drop "
+                    f"the other arguments ({' '.join(rest)})."
+                )
+            run_dir = Path(known.resume)
+            if (run_dir / "summary.json").exists():
+                raise ValueError(
+                    f"{run_dir} holds a finished run (summary.json); there is nothing to resume."
+                )
+            config = read_config(run_dir, tc.TwoColorsConfig)
     except ValueError as error:  # a bad value: one sentence, no traceback
         sys.exit(f"bmg two-colors: error: {error}")
     console = Console()
     import jax
 
-    write_config(run_dir, config, preset=preset)
-    csv = CsvAppender(run_dir / "metrics.csv", report.csv_fields(config.agent))
+    lifetime = tc.Lifetime(config)
+    fields = report.csv_fields(config.agent)
+    if known.resume is None:
+        write_config(run_dir, config, preset=preset)
+        resume = None
+    else:
+        try:
+            resume = tc.load_checkpoint(run_dir, lifetime)
+        except ValueError as error:
+            sys.exit(f"bmg two-colors: error: {error}")
+    csv = CsvAppender(run_dir / "metrics.csv", fields)
+    if resume is not None:  # metrics.csv again from the checkpoint's trace, nothing after it
+        for chunk in range(resume.chunks_done):
+            csv.append(
+                report.chunk_rows(
+                    resume.trace, resume.first_rewards, chunk, config.meta_steps_per_chunk,
+                    config.agent,
+                )
+            )  # fmt: skip
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
@@ -101,6 +147,7 @@ def two_colors_command(argv: list[str]) -> None:
         f"[bold]two-colors[/bold] {report.run_label({'config': dataclasses.asdict(config)})}: "
         f"{config.seeds} seeds x {total:,} steps on "
         f"{len(jax.devices())} device(s) -> {run_dir}"
+        + ("" if resume is None else f", resumed after chunk {resume.chunks_done}")
     )
     progress = Progress(
         TextColumn("{task.description}"),
@@ -112,17 +159,18 @@ def two_colors_command(argv: list[str]) -> None:
         console=console,
     )
 
-    def on_chunk(chunk, trace, first_rewards, seconds):
+    def on_chunk(checkpoint):
+        chunk, trace = checkpoint.chunks_done - 1, checkpoint.trace
         rows = report.chunk_rows(
-            trace, first_rewards, chunk, config.meta_steps_per_chunk, config.agent
+            trace, checkpoint.first_rewards, chunk, config.meta_steps_per_chunk, config.agent
         )
         csv.append(rows)
-        save_npz(run_dir / "trace.npz", first_rewards=first_rewards, **trace._asdict())
+        tc.save_checkpoint(run_dir, checkpoint)
         steps = int(trace.env_steps[0, -1])
-        for name in report.csv_fields(config.agent)[3:]:
+        for name in fields[3:]:
             writer.add_scalar(name, sum(r[name] for r in rows) / len(rows), steps)
         writer.flush()
-        rate = steps * config.seeds / seconds
+        rate = steps * config.seeds / checkpoint.seconds
         progress.update(task, completed=steps, rate=f"{rate:,.0f} steps/s")
         if not console.is_terminal:  # logs get one line per chunk instead of a live bar
             eta = (total - steps) * config.seeds / rate
@@ -133,10 +181,10 @@ def two_colors_command(argv: list[str]) -> None:
             )
 
     with progress:
-        task = progress.add_task("compiling", total=total, rate="")
-        lifetime = tc.Lifetime(config)
-        progress.update(task, description="running")
-        trace, first_rewards, seconds = tc.run_lifetime(config, on_chunk, lifetime=lifetime)
+        task = progress.add_task("running", total=total, rate="")
+        trace, first_rewards, seconds = tc.run_lifetime(
+            config, on_chunk, lifetime=lifetime, resume=resume
+        )
     writer.close()
     summary = report.summarize(
         trace,
@@ -147,6 +195,7 @@ def two_colors_command(argv: list[str]) -> None:
     )
     summary["compile_seconds"] = lifetime.compile_seconds
     write_json(run_dir / "summary.json", summary)
+    (run_dir / tc.CHECKPOINT).unlink(missing_ok=True)  # finished: the state is no longer needed
     report.plot_run(
         trace,
         first_rewards,

@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import subprocess
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,11 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def make_run_dir(out: str | None, experiment: str, name: str) -> Path:
-    """`out` if given, else `runs/<experiment>/<name>-<timestamp>/`; created; must hold no run."""
+def make_run_dir(out: str | None, experiment: str, name: str, resume_hint: str = "") -> Path:
+    """`out` if given, else `runs/<experiment>/<name>-<timestamp>/`; created; must hold no run.
+
+    `resume_hint` is added to the error for a directory that holds an unfinished run.
+    """
     if out:
         path = Path(out)
     else:
@@ -46,7 +50,9 @@ def make_run_dir(out: str | None, experiment: str, name: str) -> Path:
     if (path / "config.json").exists():
         raise ValueError(
             f"--out {path} already holds a run (config.json); choose a new directory so finished "
-            "work is never overwritten."
+            "work is never overwritten"
+            + ("" if (path / "summary.json").exists() else resume_hint)
+            + "."
         )
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -59,10 +65,10 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def save_npz(path: Path, **arrays: np.ndarray) -> None:
+def save_npz(path: Path, compress: bool = True, **arrays: np.ndarray) -> None:
     """Save arrays atomically."""
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
     os.replace(tmp, path)
 
 
@@ -88,6 +94,39 @@ def write_config(path: Path, config: Any, **extra: Any) -> None:
             **extra,
         },
     )
+
+
+def config_from_dict(cls, data: dict):
+    """Rebuild a frozen (nested) dataclass config from its `dataclasses.asdict` form.
+
+    Lists become tuples. Raises ValueError when the fields differ from `cls`'s.
+    """
+    names = {field.name for field in dataclasses.fields(cls)}
+    if set(data) != names:
+        raise ValueError(
+            f"the saved {cls.__name__} does not match this version's: missing "
+            f"{sorted(names - set(data)) or 'none'}, unknown {sorted(set(data) - names) or 'none'}."
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        if dataclasses.is_dataclass(hints[name]):
+            value = config_from_dict(hints[name], value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)
+
+
+def read_config(run_dir: Path, cls):
+    """The config of the run in `run_dir` (its config.json) as a `cls`; ValueError if unusable."""
+    path = run_dir / "config.json"
+    try:
+        return config_from_dict(cls, json.loads(path.read_text())["config"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as a run's config ({error}).") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 class CsvAppender:

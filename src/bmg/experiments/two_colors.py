@@ -2,8 +2,9 @@
 epsilon) with a fixed, decaying, meta-gradient (`mg`) or BMG (`bmg`) schedule.
 
 The whole lifetime is compiled: `lax.scan` over meta-steps in chunks, `vmap` over seeds, and the
-seed axis sharded over every visible device. Between chunks the host appends to `metrics.csv` and
-`trace.npz`, so an interrupted run keeps all finished chunks.
+seed axis sharded over every visible device. Between chunks the host appends to `metrics.csv`,
+saves `trace.npz` and a `Checkpoint` of every seed's state, so an interrupted run keeps all finished
+chunks and `bmg two-colors --resume DIR` continues it exactly.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import jax
@@ -32,6 +34,9 @@ from bmg.core import (
 )
 from bmg.core.unroll import check_integer
 from bmg.envs import two_colors
+from bmg.experiments.rundir import save_npz
+
+CHECKPOINT = "checkpoint.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,12 +306,27 @@ def initial_reward(carry: Carry) -> jax.Array:
     return carry.learner_state.extras.reward_sum
 
 
+class Checkpoint(NamedTuple):
+    """A lifetime after `chunks_done` chunks: enough to continue it exactly where it stopped."""
+
+    carry: Carry  # every seed's learner, meta-learner and key (on device)
+    trace: Trace  # host arrays [seeds, chunks_done * meta_steps_per_chunk]
+    first_rewards: np.ndarray  # [seeds]
+    chunks_done: int
+    seconds: float  # spent running chunks so far, compilation excluded
+
+
+def _is_key(leaf) -> bool:
+    return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
 class Lifetime:
     """A compiled, chunked, seed-parallel Two-colors lifetime.
 
     `start()` initialises every seed and compiles the chunk ahead of time (`compile_seconds`);
     `run_chunk(carry)` then advances all seeds by one chunk and returns the host-side `Trace`
-    ([seeds, meta_steps_per_chunk] arrays).
+    ([seeds, meta_steps_per_chunk] arrays). `carry_arrays` / `restore` turn a carry into host
+    arrays and back, for checkpoints.
     """
 
     def __init__(self, config: TwoColorsConfig):
@@ -317,19 +337,108 @@ class Lifetime:
         self._run_chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
         self.compile_seconds = float("nan")
 
-    def start(self) -> tuple[Carry, np.ndarray]:
-        """Initial carry (sharded over seeds) and the rewards of each seed's first rollout."""
+    def _keys(self) -> jax.Array:
         seeds = self.config.seed + jnp.arange(self.config.seeds)
-        keys = jax.device_put(jax.vmap(jax.random.key)(seeds), self.sharding)
-        carry = self._init(keys)
+        return jax.device_put(jax.vmap(jax.random.key)(seeds), self.sharding)
+
+    def _compile(self, carry: Carry) -> None:
         start = time.perf_counter()
         self._compiled = self._run_chunk.lower(carry).compile()
         self.compile_seconds = time.perf_counter() - start
+
+    def start(self) -> tuple[Carry, np.ndarray]:
+        """Initial carry (sharded over seeds) and the rewards of each seed's first rollout."""
+        carry = self._init(self._keys())
+        self._compile(carry)
         return carry, np.asarray(initial_reward(carry), np.float64)
 
     def run_chunk(self, carry: Carry) -> tuple[Carry, Trace]:
         carry, trace = self._compiled(carry)
         return carry, Trace(*(np.asarray(x) for x in trace))
+
+    @staticmethod
+    def carry_arrays(carry: Carry) -> list[np.ndarray]:
+        """The carry's leaves as host arrays (PRNG keys as their raw key data)."""
+        return [
+            np.asarray(jax.random.key_data(x) if _is_key(x) else x) for x in jax.tree.leaves(carry)
+        ]
+
+    def restore(self, arrays: list[np.ndarray]) -> Carry:
+        """The carry that `carry_arrays` saved, sharded over seeds; compiles the chunk for it.
+
+        Raises ValueError when the arrays do not fit this configuration.
+        """
+        template = jax.eval_shape(self._init, self._keys())
+        leaves, treedef = jax.tree.flatten(template)
+        if len(arrays) != len(leaves):
+            raise ValueError(
+                f"the checkpoint holds {len(arrays)} arrays, this configuration's state has "
+                f"{len(leaves)}."
+            )
+        restored = []
+        for index, (array, leaf) in enumerate(zip(arrays, leaves, strict=True)):
+            shape = leaf.shape + ((2,) if _is_key(leaf) else ())
+            dtype = np.uint32 if _is_key(leaf) else leaf.dtype
+            if array.shape != shape or array.dtype != dtype:
+                raise ValueError(
+                    f"checkpoint array {index} is {array.dtype}{list(array.shape)}, this "
+                    f"configuration needs {np.dtype(dtype)}{list(shape)}."
+                )
+            value = jax.device_put(array, self.sharding)
+            restored.append(jax.random.wrap_key_data(value) if _is_key(leaf) else value)
+        carry = jax.tree.unflatten(treedef, restored)
+        self._compile(carry)
+        return carry
+
+
+def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
+    """Write `trace.npz` (the trace so far), then `checkpoint.npz` (every seed's state)."""
+    save_npz(
+        run_dir / "trace.npz", first_rewards=checkpoint.first_rewards, **checkpoint.trace._asdict()
+    )
+    carry = Lifetime.carry_arrays(checkpoint.carry)
+    save_npz(
+        run_dir / CHECKPOINT,
+        compress=False,
+        chunks_done=np.asarray(checkpoint.chunks_done),
+        seconds=np.asarray(checkpoint.seconds),
+        **{f"carry_{index}": array for index, array in enumerate(carry)},
+    )
+
+
+def load_checkpoint(run_dir: Path, lifetime: Lifetime) -> Checkpoint:
+    """The Checkpoint `save_checkpoint` left in `run_dir`, its carry restored onto the devices.
+
+    Raises ValueError naming the file when it is missing, unreadable or not of this configuration.
+    """
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(
+            f"{path} does not exist: the run stopped before its first chunk finished; start it "
+            "again in a new directory."
+        )
+    try:
+        with np.load(path) as saved:
+            chunks_done, seconds = int(saved["chunks_done"]), float(saved["seconds"])
+            carry = [saved[f"carry_{index}"] for index in range(len(saved.files) - 2)]
+        with np.load(run_dir / "trace.npz") as saved:
+            first_rewards = saved["first_rewards"]
+            trace = Trace(*(saved[name] for name in Trace._fields))
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} or trace.npz beside it cannot be read ({error}).") from None
+    # trace.npz is written first, so it may hold one chunk more than the checkpoint.
+    meta_steps = chunks_done * lifetime.config.meta_steps_per_chunk
+    if trace.env_steps.shape[1] < meta_steps:
+        raise ValueError(
+            f"{run_dir / 'trace.npz'} holds {trace.env_steps.shape[1]} meta-steps, fewer than "
+            f"the {meta_steps} of the checkpoint's {chunks_done} chunks."
+        )
+    try:
+        restored = lifetime.restore(carry)
+    except ValueError as error:
+        raise ValueError(f"{path} does not fit config.json: {error}") from None
+    trace = Trace(*(x[:, :meta_steps] for x in trace))
+    return Checkpoint(restored, trace, first_rewards, chunks_done, seconds)
 
 
 def concatenate(pieces: list[Trace]) -> Trace:
@@ -338,23 +447,30 @@ def concatenate(pieces: list[Trace]) -> Trace:
 
 
 def run_lifetime(
-    config: TwoColorsConfig, on_chunk=None, lifetime: Lifetime | None = None
+    config: TwoColorsConfig,
+    on_chunk=None,
+    lifetime: Lifetime | None = None,
+    resume: Checkpoint | None = None,
 ) -> tuple[Trace, np.ndarray, float]:
-    """Run every chunk of every seed.
+    """Run every chunk of every seed, or every chunk after `resume.chunks_done`.
 
+    `resume` is a Checkpoint whose carry `lifetime.restore` built (the chunk is compiled there).
     Returns the Trace ([seeds, meta_steps]), the first rollout's reward per seed and the seconds
-    spent running chunks (compilation excluded). `on_chunk(index, trace_so_far, first_rewards,
-    seconds_so_far)` is called after each chunk, e.g. to save and report progress.
+    spent running chunks (compilation excluded). `on_chunk(checkpoint)` is called after each
+    chunk, e.g. to save and report progress; its carry is valid only during the call.
     """
     lifetime = Lifetime(config) if lifetime is None else lifetime
-    carry, first_rewards = lifetime.start()
-    pieces: list[Trace] = []
-    seconds = 0.0
-    for chunk in range(config.num_chunks):
+    if resume is None:
+        carry, first_rewards = lifetime.start()
+        trace, seconds, first_chunk = None, 0.0, 0
+    else:
+        carry, first_rewards = resume.carry, resume.first_rewards
+        trace, seconds, first_chunk = resume.trace, resume.seconds, resume.chunks_done
+    for chunk in range(first_chunk, config.num_chunks):
         start = time.perf_counter()
-        carry, trace = lifetime.run_chunk(carry)
+        carry, piece = lifetime.run_chunk(carry)
         seconds += time.perf_counter() - start
-        pieces.append(trace)
+        trace = piece if trace is None else concatenate([trace, piece])
         if on_chunk is not None:
-            on_chunk(chunk, concatenate(pieces), first_rewards, seconds)
-    return concatenate(pieces), first_rewards, seconds
+            on_chunk(Checkpoint(carry, trace, first_rewards, chunk + 1, seconds))
+    return trace, first_rewards, seconds
