@@ -1,7 +1,7 @@
 """Few-shot cost: time per meta-step and compiled memory of MAML and BMG against K and L.
 
     python benchmarks/fewshot_cost.py --size 84 --repeats 3          # the MiniImagenet shape
-    python benchmarks/fewshot_cost.py --size 84 --batching-only       # vmap vs lax.map vs unroll
+    python benchmarks/fewshot_cost.py --size 84 --formulations-only   # task batching x inner loops
 
 One meta-step = a meta-batch of 5-way tasks (random images of the real shape; the cost does not
 depend on the pixels), K support steps differentiated (MAML: back-propagation through all K; BMG:
@@ -44,7 +44,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ls", type=parse_ints, default=(1, 5, 10))
     parser.add_argument("--batching", default="unroll", choices=("vmap", "map", "unroll"))
     parser.add_argument(
-        "--batching-only", action="store_true", help="compare task batchings for MAML K=5"
+        "--loops",
+        default="unrolled",
+        choices=("unrolled", "scan"),
+        help="inner and target steps as straight-line code or lax.scan loops",
+    )
+    parser.add_argument(
+        "--formulations-only",
+        action="store_true",
+        help="compare task batchings x inner-loop forms for MAML K=5",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed meta-steps per config")
     parser.add_argument("--warmup", type=int, default=1)
@@ -68,14 +76,20 @@ def random_tasks(args) -> Task:
     return Task(images(args.shots), labels(args.shots), images(args.queries), labels(args.queries))
 
 
-def compile_meta_step(args, algo: str, k: int, l: int, batching: str):
+def compile_meta_step(args, algo: str, k: int, l: int, batching: str, loops: str):
     model = Conv4(num_classes=args.ways)
     learner = make_learner(
         model.apply, inner_learning_rate=0.01, first_order=algo == "fomaml", matching="kl"
     )
     optimizer = optax.adam(1e-3)
     meta_learner = make_meta_learner(
-        learner, algo, optimizer, num_inner_steps=k, num_bootstrap_steps=l, target_step_size=0.01
+        learner,
+        algo,
+        optimizer,
+        num_inner_steps=k,
+        num_bootstrap_steps=l,
+        target_step_size=0.01,
+        unroll_loop=loops == "unrolled",
     )
     step = make_meta_step(learner, meta_learner, optimizer, batching)
     params = model.init(jax.random.key(0), jnp.zeros((1, args.size, args.size, 3)))
@@ -93,16 +107,21 @@ def compile_meta_step(args, algo: str, k: int, l: int, batching: str):
 
 def main() -> None:
     args = parse_args()
-    if args.batching_only:
-        configs = [("maml", 5, 0, batching) for batching in ("unroll", "map", "vmap")]
+    if args.formulations_only:
+        configs = [
+            ("maml", 5, 0, batching, loops)
+            for loops in ("unrolled", "scan")
+            for batching in ("unroll", "map", "vmap")
+        ]
     else:
-        configs = [("maml", k, 0, args.batching) for k in args.maml_ks]
-        configs += [("fomaml", 5, 0, args.batching)]
-        configs += [("bmg", k, l, args.batching) for k in args.bmg_ks for l in args.ls]
+        form = (args.batching, args.loops)
+        configs = [("maml", k, 0, *form) for k in args.maml_ks]
+        configs += [("fomaml", 5, 0, *form)]
+        configs += [("bmg", k, l, *form) for k in args.bmg_ks for l in args.ls]
     runs, stats = [], []
-    for algo, k, l, batching in configs:
-        print(f"compiling {algo} K={k} L={l} ({batching}) ...", flush=True)
-        run, stat = compile_meta_step(args, algo, k, l, batching)
+    for algo, k, l, batching, loops in configs:
+        print(f"compiling {algo} K={k} L={l} ({batching}, {loops} loops) ...", flush=True)
+        run, stat = compile_meta_step(args, algo, k, l, batching, loops)
         runs.append(run)
         stats.append(stat)
     keys = list(jax.random.split(jax.random.key(1), args.repeats))
@@ -113,11 +132,11 @@ def main() -> None:
     ref_ms = statistics.median(times[reference])
     ref_mib = stats[reference]["temp_mib"]
     rows = []
-    for (algo, k, l, batching), stat, ms in zip(configs, stats, times, strict=True):
+    for (algo, k, l, batching, loops), stat, ms in zip(configs, stats, times, strict=True):
         median = statistics.median(ms)
         rows.append(
             dict(
-                algo=algo, k=k, l=l if algo == "bmg" else None, batching=batching,
+                algo=algo, k=k, l=l if algo == "bmg" else None, batching=batching, loops=loops,
                 ms_per_meta_step=median, time_vs_maml5=ratio(median, ref_ms),
                 temp_mib=stat["temp_mib"], memory_vs_maml5=ratio(stat["temp_mib"], ref_mib),
                 compile_s=stat["compile_s"],
@@ -128,12 +147,12 @@ def main() -> None:
         f"meta-batch {args.meta_batch_size}, median of {args.repeats}"
     )
     print(f"\n{title}\n")
-    print("| algo | K | L | batching | s / meta-step | x MAML K=5 | temp memory (MiB) | "
+    print("| algo | K | L | batching | loops | s / meta-step | x MAML K=5 | temp memory (MiB) | "
           "x MAML K=5 | compile (s) |")  # fmt: skip
-    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['algo']} | {r['k']} | {r['l'] or '-'} | {r['batching']} | "
+            f"| {r['algo']} | {r['k']} | {r['l'] or '-'} | {r['batching']} | {r['loops']} | "
             f"{r['ms_per_meta_step'] / 1e3:.3f} | {fmt(r['time_vs_maml5'], '.2f')} | "
             f"{fmt(r['temp_mib'], '.1f')} | {fmt(r['memory_vs_maml5'], '.2f')} | "
             f"{r['compile_s']:.1f} |"

@@ -206,7 +206,7 @@ def test_start_fn_makes_the_initialisation_the_meta_parameter(num_inner_steps):
     np.testing.assert_allclose(bmg_grad, -(target - x_k) * rho**K, rtol=1e-12)
 
 
-def test_unroll_scan_equals_python_loop_and_remat_changes_nothing():
+def test_unroll_scan_equals_python_loop_and_remat_and_unroll_loop_change_nothing():
     learner, state, meta_params = regression()
     key = jax.random.key(4)
     scanned, metrics = unroll(learner.update_fn, meta_params, state, key, 5)
@@ -218,14 +218,16 @@ def test_unroll_scan_equals_python_loop_and_remat_changes_nothing():
         )
     tree_allclose(scanned, looped, rtol=1e-12)
     assert int(scanned.extras) == 5
+    straight, _ = unroll(learner.update_fn, meta_params, state, key, 5, unroll_loop=True)
+    tree_allclose(straight, looped, rtol=1e-12)
 
-    def meta_loss(w, remat):
-        x_k, _ = unroll(learner.update_fn, w, state, key, 5, remat=remat)
+    def meta_loss(w, remat, unroll_loop):
+        x_k, _ = unroll(learner.update_fn, w, state, key, 5, remat=remat, unroll_loop=unroll_loop)
         return learner.meta_objective(x_k, key)[0]
 
-    tree_allclose(
-        jax.grad(meta_loss)(meta_params, False), jax.grad(meta_loss)(meta_params, True), rtol=1e-12
-    )
+    grad = jax.grad(meta_loss)(meta_params, False, False)
+    tree_allclose(jax.grad(meta_loss)(meta_params, True, False), grad, rtol=1e-12)
+    tree_allclose(jax.grad(meta_loss)(meta_params, False, True), grad, rtol=1e-12)
 
 
 def test_vmap_over_seeds_equals_separate_runs():

@@ -16,7 +16,7 @@ from bmg.fewshot.synthetic import make_synthetic
 SHORT = [
     "--preset", "tiny", "--meta-steps", "6", "--eval-every", "3", "--val-tasks", "12",
     "--test-tasks", "30", "--eval-batch-size", "12", "--meta-batch-size", "2", "--k", "1",
-    "--l", "2", "--filters", "8",
+    "--l", "2", "--filters", "8", "--eval-inner-steps", "5",
 ]  # fmt: skip
 
 
@@ -52,6 +52,7 @@ def test_fewshot_run_directory_and_model_selection(data_dir, tmp_path, capsys):
     test = np.load(out / "test_accuracies.npz")["test_accuracy"]
     assert test.shape == (30,) and summary["test_tasks"] == 30
     np.testing.assert_allclose(summary["test_accuracy"], test.mean(), rtol=1e-6)
+    assert test.std() > 0  # tasks differ, so the interval is not trivially 0
     np.testing.assert_allclose(summary["test_ci95"], 1.96 * test.std(ddof=1) / np.sqrt(30))
     # The saved best initialisation reproduces its validation score.
     config = fs.FewShotConfig(**{**json.loads((out / "config.json").read_text())["config"]})
@@ -75,6 +76,7 @@ def test_training_is_deterministic_and_the_seed_matters(data_dir):
     base = dict(
         data_dir=data_dir, algo="maml", queries=5, k=1, meta_steps=3, eval_every=3,
         val_tasks=8, test_tasks=8, meta_batch_size=2, filters=8, image_size=16,
+        eval_inner_steps=2,
     )  # fmt: skip
     results = [
         fs.train(fs.FewShotSystem(fs.FewShotConfig(**base, seed=s), splits)) for s in (0, 0, 1)

@@ -95,6 +95,7 @@ def make_target_bootstrap(
     final_update_fn: FinalUpdateFn | None = None,
     meta_objective: MetaObjective | None = None,
     step_size: float = 1.0,
+    unroll_loop: bool = False,
 ) -> TargetBootstrap:
     """Build TB: from x_K, L-1 updates of phi with w held constant, then one final step.
 
@@ -107,6 +108,7 @@ def make_target_bootstrap(
         preconditioned target, or `update_fn` itself for L plain learner updates.
       meta_objective: f, required when `final_update_fn` is None.
       step_size: alpha for the default final step.
+      unroll_loop: compile the L-1 updates as straight-line code, not a loop (see `unroll`).
 
     Returns:
       `target_bootstrap(meta_params, state, key) -> Bootstrapped(target, state, metrics)`, with
@@ -123,7 +125,9 @@ def make_target_bootstrap(
 
     def target_bootstrap(meta_params: PyTree, state: LearnerState, key: jax.Array):
         unroll_key, final_key = jax.random.split(key)
-        state, unroll_metrics = unroll(update_fn, meta_params, state, unroll_key, num_steps - 1)
+        state, unroll_metrics = unroll(
+            update_fn, meta_params, state, unroll_key, num_steps - 1, unroll_loop=unroll_loop
+        )
         target, final_metrics = final_update_fn(meta_params, state, final_key)
         metrics: Metrics = {
             name if name.startswith("target/") else f"target/{name}": value

@@ -85,6 +85,7 @@ def make_metagradient(
     *,
     num_inner_steps: int,
     remat: bool = False,
+    unroll_loop: bool = False,
     start_fn: StartFn | None = None,
 ) -> MetaLearner:
     """MG: back-propagate the meta-objective through K learner updates.
@@ -98,6 +99,7 @@ def make_metagradient(
       meta_optimizer: optax transformation for w (e.g. `optax.adam(1e-4)`).
       num_inner_steps: K >= 1.
       remat: rematerialise each inner update on the backward pass (`jax.checkpoint`).
+      unroll_loop: compile the K updates as straight-line code, not a loop (see `unroll`).
       start_fn: x_0 as a function of w, `(meta_params, state) -> state`, differentiated with the
         unroll (MAML: the meta-parameters are the initialisation, x_0 = w). Default: the given
         state.
@@ -116,6 +118,7 @@ def make_metagradient(
                 inner_key,
                 num_inner_steps,
                 remat=remat,
+                unroll_loop=unroll_loop,
             )
             loss, objective_metrics = meta_objective(state, objective_key)
             _check_scalar("meta_objective", loss)
@@ -144,6 +147,7 @@ def make_bmg(
     num_inner_steps: int,
     continue_from: ContinueFrom = "inner",
     remat: bool = False,
+    unroll_loop: bool = False,
     start_fn: StartFn | None = None,
 ) -> MetaLearner:
     """BMG: match the K-step learner x_K(w) to a bootstrapped target x~ under mu.
@@ -165,6 +169,8 @@ def make_bmg(
         are then not wasted), or a function `(x_K, x_{K+L-1}) -> state`, e.g. to keep x_K's
         parameters but the environment stream of x_{K+L-1}.
       remat: rematerialise each inner update on the backward pass.
+      unroll_loop: compile the K updates as straight-line code, not a loop (see `unroll`); the
+        target's updates are set in `make_target_bootstrap`.
       start_fn: x_0 as a function of w, as in `make_metagradient` (MAML-style initialisations).
     """
     num_inner_steps = check_integer("num_inner_steps (K) for BMG", num_inner_steps, 0)
@@ -185,7 +191,13 @@ def make_bmg(
         inner_key, target_key = jax.random.split(key)
         inner_state, vjp_fn, inner_metrics = jax.vjp(
             lambda w: unroll(
-                update_fn, w, start_fn(w, learner_state), inner_key, num_inner_steps, remat=remat
+                update_fn,
+                w,
+                start_fn(w, learner_state),
+                inner_key,
+                num_inner_steps,
+                remat=remat,
+                unroll_loop=unroll_loop,
             ),
             meta_params,
             has_aux=True,

@@ -78,8 +78,12 @@ def make_learner(
     inner_learning_rate: float,
     first_order: bool = False,
     matching: Matching = "kl",
+    unroll_loop: bool = False,
 ) -> FewShotLearner:
-    """Support-set SGD (phi), the query loss (f), x_0 = w, and the matching function (mu)."""
+    """Support-set SGD (phi), the query loss (f), x_0 = w, and the matching function (mu).
+
+    `unroll_loop` compiles `adapt`'s inner steps as straight-line code (see `bmg.core.unroll`).
+    """
     if matching not in ("kl", "params"):
         raise ValueError(f"matching must be 'kl' or 'params', got {matching!r}.")
 
@@ -113,7 +117,9 @@ def make_learner(
     def adapt(meta_params, task: Task, num_steps: int):
         """x_k from w on the task's support set (no meta-gradient): evaluation."""
         state = start_fn(meta_params, LearnerState(params=meta_params, extras=task))
-        state, _ = unroll(update_fn, meta_params, state, jax.random.key(0), num_steps)
+        state, _ = unroll(
+            update_fn, meta_params, state, jax.random.key(0), num_steps, unroll_loop=unroll_loop
+        )
         return meta_objective(state, None)
 
     return FewShotLearner(
@@ -133,14 +139,20 @@ def make_meta_learner(
     num_inner_steps: int,
     num_bootstrap_steps: int = 1,
     target_step_size: float = 0.01,
+    unroll_loop: bool = False,
 ) -> MetaLearner:
-    """MAML / first-order MAML (`make_metagradient`) or BMG (`make_bmg`) for one task."""
+    """MAML / first-order MAML (`make_metagradient`) or BMG (`make_bmg`) for one task.
+
+    `unroll_loop` compiles the K inner steps and the target's steps as straight-line code instead
+    of `lax.scan` loops: the same numbers, about 3x faster on CPU at 84x84 (docs/fewshot.md).
+    """
     if algo in ("maml", "fomaml"):
         return make_metagradient(
             learner.update_fn,
             learner.meta_objective,
             meta_optimizer,
             num_inner_steps=num_inner_steps,
+            unroll_loop=unroll_loop,
             start_fn=learner.start_fn,
         )
     if algo == "bmg":
@@ -149,6 +161,7 @@ def make_meta_learner(
             num_bootstrap_steps,
             meta_objective=learner.meta_objective,
             step_size=target_step_size,
+            unroll_loop=unroll_loop,
         )
         return make_bmg(
             learner.update_fn,
@@ -156,6 +169,7 @@ def make_meta_learner(
             learner.matching_fn,
             meta_optimizer,
             num_inner_steps=num_inner_steps,
+            unroll_loop=unroll_loop,
             start_fn=learner.start_fn,
         )
     raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {algo!r}.")
