@@ -218,7 +218,7 @@ def test_conv4_shapes():
 
 
 @pytest.mark.parametrize("side", [6, 7])
-def test_reshape_max_pool_equals_flax_max_pool_in_value_and_gradient(side):
+def test_max_pool_equals_flax_max_pool_in_value_and_gradient(side):
     x = jax.random.normal(jax.random.key(0), (2, side, side, 3))
     reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     np.testing.assert_array_equal(max_pool_2x2(x), reference(x))
@@ -227,13 +227,31 @@ def test_reshape_max_pool_equals_flax_max_pool_in_value_and_gradient(side):
     np.testing.assert_array_equal(grad(max_pool_2x2), grad(reference))
 
 
-def test_evaluation_batchings_agree_in_float32():
-    # Under x64, vmap of the adaptation scan differs from the per-task result (a JAX quirk we
-    # have not isolated; the experiments run in float32, where all three agree).
-    with jax.enable_x64(False):
-        tasks = random_tasks(jax.random.key(11), 2)
-        _, learner, _, params = system("maml")
-        params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
-        results = [make_evaluate(learner, 4, b)(params, tasks) for b in ("vmap", "map", "unroll")]
-        for other in results[1:]:
-            tree_allclose(other, results[0], rtol=1e-5, atol=1e-6)
+def test_conv_norm_pool_step_is_the_same_under_vmap_and_scan():
+    """Regression: with a pool differentiated by comparing each window to its maximum, this
+    float64 SGD step inside a vmapped scan differed from the per-task step by up to 0.18."""
+
+    def loss(kernel, images):
+        x = jax.lax.conv_general_dilated(
+            images, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        x = BatchStatNorm().apply({"params": {"scale": jnp.ones(4), "offset": jnp.zeros(4)}}, x)
+        return jnp.sum(jnp.tanh(max_pool_2x2(x)) ** 2)
+
+    def step_in_scan(kernel, images):
+        body = lambda kernel, _: (kernel - 0.1 * jax.grad(loss)(kernel, images), None)
+        return jax.lax.scan(body, kernel, None, length=1)[0]
+
+    keys = jax.random.split(jax.random.key(0), 2)
+    images = jax.random.normal(keys[0], (2, 6, 8, 8, 3), jnp.float64)
+    kernels = jax.random.normal(keys[1], (2, 3, 3, 3, 4), jnp.float64)
+    per_task = jnp.stack([step_in_scan(kernels[i], images[i]) for i in range(2)])
+    np.testing.assert_allclose(jax.vmap(step_in_scan)(kernels, images), per_task, atol=1e-12)
+
+
+def test_evaluation_batchings_agree():
+    tasks = random_tasks(jax.random.key(11), 2)
+    _, learner, _, params = system("maml")
+    results = [make_evaluate(learner, 4, b)(params, tasks) for b in ("vmap", "map", "unroll")]
+    for other in results[1:]:
+        tree_allclose(other, results[0], rtol=1e-9, atol=1e-12)

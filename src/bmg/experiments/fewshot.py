@@ -82,8 +82,10 @@ class FewShotConfig:
     """how a meta-batch's tasks are batched in the compiled step: same numbers, different speed
     (docs/fewshot.md: on CPU "unroll" is fastest)."""
     unroll_loops: bool = True
-    """compile the inner, target and evaluation steps as straight-line code instead of lax.scan
-    loops: same numbers, longer compiles, ~3x faster on CPU at 84x84 (docs/fewshot.md)."""
+    """compile the meta-step's inner and target steps as straight-line code instead of lax.scan
+    loops: same numbers, longer compiles, ~3x faster on CPU at 84x84 (docs/fewshot.md).
+    Evaluation keeps the loop: unrolling eval_inner_steps x eval_batch_size tasks compiles for
+    minutes."""
     seed: int = 0
 
     def __post_init__(self):
@@ -157,7 +159,6 @@ class FewShotSystem:
             inner_learning_rate=config.inner_learning_rate,
             first_order=config.algo == "fomaml",
             matching=config.matching,
-            unroll_loop=config.unroll_loops,
         )
         self.meta_optimizer = optax.adam(config.meta_learning_rate)
         meta_learner = make_meta_learner(

@@ -78,12 +78,8 @@ def make_learner(
     inner_learning_rate: float,
     first_order: bool = False,
     matching: Matching = "kl",
-    unroll_loop: bool = False,
 ) -> FewShotLearner:
-    """Support-set SGD (phi), the query loss (f), x_0 = w, and the matching function (mu).
-
-    `unroll_loop` compiles `adapt`'s inner steps as straight-line code (see `bmg.core.unroll`).
-    """
+    """Support-set SGD (phi), the query loss (f), x_0 = w, and the matching function (mu)."""
     if matching not in ("kl", "params"):
         raise ValueError(f"matching must be 'kl' or 'params', got {matching!r}.")
 
@@ -117,9 +113,7 @@ def make_learner(
     def adapt(meta_params, task: Task, num_steps: int):
         """x_k from w on the task's support set (no meta-gradient): evaluation."""
         state = start_fn(meta_params, LearnerState(params=meta_params, extras=task))
-        state, _ = unroll(
-            update_fn, meta_params, state, jax.random.key(0), num_steps, unroll_loop=unroll_loop
-        )
+        state, _ = unroll(update_fn, meta_params, state, jax.random.key(0), num_steps)
         return meta_objective(state, None)
 
     return FewShotLearner(
