@@ -40,7 +40,7 @@ def unroll(
       num_steps: K >= 0; K = 0 returns `state` unchanged and empty metrics.
       remat: rematerialise each update on the backward pass.
       unroll_loop: compile the K updates as straight-line code (`lax.scan(..., unroll=True)`)
-        instead of a loop: the same numbers, a longer compile, and on CPU about 3x faster for
+        instead of a loop: the same numbers, a longer compile, and on CPU 2.3-2.6x faster for
         convolutional learners, whose convolutions XLA handles poorly inside loops
         (docs/fewshot.md).
 
