@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -27,9 +28,16 @@ def data_dir(tmp_path_factory):
     return out
 
 
-def test_fewshot_run_directory_and_model_selection(data_dir, tmp_path, capsys):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def bmg_run(data_dir, tmp_path_factory):
+    """An uninterrupted short BMG run (validation scores at meta-steps 3 and 6)."""
+    out = tmp_path_factory.mktemp("bmg") / "run"
     main(["fewshot", *SHORT, "--algo", "bmg", "--data-dir", str(data_dir), "--out", str(out)])
+    return out
+
+
+def test_fewshot_run_directory_and_model_selection(bmg_run, tmp_path):
+    out = bmg_run
     for name in (
         "config.json",
         "metrics.csv",
@@ -41,6 +49,7 @@ def test_fewshot_run_directory_and_model_selection(data_dir, tmp_path, capsys):
         "accuracy_vs_wall_clock.png",
     ):
         assert (out / name).is_file(), name
+    assert not (out / fs.CHECKPOINT).exists()  # finished runs keep best.msgpack, not the state
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["meta_step"]) for r in rows] == [3, 6]
@@ -63,12 +72,64 @@ def test_fewshot_run_directory_and_model_selection(data_dir, tmp_path, capsys):
     )
     val_again = system.evaluate(best, "val", config.val_tasks, fs.VAL_SEED)
     np.testing.assert_allclose(val_again.mean(), summary["best_val_accuracy"], rtol=1e-6)
-    assert "test acc" in capsys.readouterr().out
     main(["compare", str(out), "--out", str(tmp_path / "compare")])
     table = (tmp_path / "compare" / "comparison.md").read_text()
     assert "bmg K=1 L=2 5-way 1-shot" in table
     assert f"{100 * summary['test_accuracy']:.2f} ± {100 * summary['test_ci95']:.2f}%" in table
     assert (tmp_path / "compare" / "accuracy_vs_wall_clock.png").is_file()
+
+
+class Crash(Exception):
+    pass
+
+
+def _without_timings(path):
+    with path.open() as f:
+        return [{k: v for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(f)]
+
+
+def test_an_interrupted_run_resumes_to_the_same_results(bmg_run, data_dir, tmp_path, monkeypatch):
+    """Killed at the second validation score (metrics.csv and latest.msgpack written, the
+    checkpoint not), then `--resume`: the rows, the selected initialisation and the test score
+    are those of the uninterrupted run."""
+    out = tmp_path / "run"
+    save_checkpoint = fs.save_checkpoint
+
+    def crash_at_meta_step_6(run_dir, state):
+        if state.meta_step == 6:
+            raise Crash
+        save_checkpoint(run_dir, state)
+
+    monkeypatch.setattr(fs, "save_checkpoint", crash_at_meta_step_6)
+    argv = ["fewshot", *SHORT, "--algo", "bmg", "--data-dir", str(data_dir), "--out", str(out)]
+    with pytest.raises(Crash):
+        main(argv)
+    monkeypatch.undo()
+    assert len(_without_timings(out / "metrics.csv")) == 2
+    with pytest.raises(SystemExit, match="already holds a run.*--resume"):
+        main(argv)
+    with pytest.raises(SystemExit, match=r"drop the other arguments \(--seed 1\)"):
+        main(["fewshot", "--resume", str(out), "--seed", "1"])
+    main(["fewshot", "--resume", str(out)])
+    assert _without_timings(out / "metrics.csv") == _without_timings(bmg_run / "metrics.csv")
+    assert (out / "best.msgpack").read_bytes() == (bmg_run / "best.msgpack").read_bytes()
+    summary = json.loads((out / "summary.json").read_text())
+    expected = json.loads((bmg_run / "summary.json").read_text())
+    for name in ("best_val_accuracy", "best_meta_step", "test_accuracy", "test_ci95"):
+        assert summary[name] == expected[name], name
+    assert not (out / fs.CHECKPOINT).exists()
+    with pytest.raises(SystemExit, match="finished run.*nothing to resume"):
+        main(["fewshot", "--resume", str(out)])
+
+
+def test_resume_needs_a_checkpoint(bmg_run, tmp_path):
+    out = tmp_path / "run"  # stopped before its first validation score: only config.json
+    out.mkdir()
+    shutil.copy(bmg_run / "config.json", out)
+    with pytest.raises(SystemExit, match="checkpoint.msgpack is missing"):
+        main(["fewshot", "--resume", str(out)])
+    with pytest.raises(SystemExit, match="config.json cannot be read"):
+        main(["fewshot", "--resume", str(tmp_path / "missing")])
 
 
 def test_training_is_deterministic_and_the_seed_matters(data_dir):

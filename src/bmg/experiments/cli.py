@@ -3,6 +3,7 @@
   bmg two-colors [--preset {demo,paper,exploration}] [--out DIR] [--algo {ac,mg,bmg}] [--k K] ...
   bmg two-colors --resume DIR
   bmg fewshot [--preset {tiny,paper}] --data-dir DIR [--out DIR] [--algo {maml,fomaml,bmg}] ...
+  bmg fewshot --resume DIR
   bmg fewshot make-synthetic --out DIR --format {csv,pkl} --classes C --per-class N --size S
   bmg compare RUN_DIR [RUN_DIR ...] [--out DIR]
 
@@ -59,6 +60,27 @@ def parse_config(argv: list[str], config_cls, presets: dict, prog: str, descript
     return config, known.preset, known.out
 
 
+def parse_resume(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """(the run directory of `--resume DIR` or None, the other arguments).
+
+    `--resume DIR` must come alone, and DIR must not hold a finished run; else ValueError.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--resume", type=Path, default=None)
+    known, rest = pre.parse_known_args(argv)
+    if known.resume is not None:
+        if rest:
+            raise ValueError(
+                f"--resume DIR continues the run in DIR with the config.json there; drop "
+                f"the other arguments ({' '.join(rest)})."
+            )
+        if (known.resume / "summary.json").exists():
+            raise ValueError(
+                f"{known.resume} holds a finished run (summary.json); there is nothing to resume."
+            )
+    return known.resume, rest
+
+
 def two_colors_command(argv: list[str]) -> None:
     _use_all_cpu_cores()
     from rich.console import Console
@@ -80,11 +102,9 @@ def two_colors_command(argv: list[str]) -> None:
         write_json,
     )
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--resume", default=None)
-    known, rest = pre.parse_known_args(argv)
     try:
-        if known.resume is None:
+        resume_dir, rest = parse_resume(argv)
+        if resume_dir is None:
             config, preset, out = parse_config(
                 rest,
                 tc.TwoColorsConfig,
@@ -104,16 +124,7 @@ def two_colors_command(argv: list[str]) -> None:
                 resume_hint="; to continue it, run `bmg two-colors --resume DIR`",
             )
         else:
-            if rest:
-                raise ValueError(
-                    f"--resume DIR continues the run in DIR with the config.json there; drop "
-                    f"the other arguments ({' '.join(rest)})."
-                )
-            run_dir = Path(known.resume)
-            if (run_dir / "summary.json").exists():
-                raise ValueError(
-                    f"{run_dir} holds a finished run (summary.json); there is nothing to resume."
-                )
+            run_dir = resume_dir
             config = read_config(run_dir, tc.TwoColorsConfig)
     except ValueError as error:  # a bad value: one sentence, no traceback
         sys.exit(f"bmg two-colors: error: {error}")
@@ -122,7 +133,7 @@ def two_colors_command(argv: list[str]) -> None:
 
     lifetime = tc.Lifetime(config)
     fields = report.csv_fields(config.agent)
-    if known.resume is None:
+    if resume_dir is None:
         write_config(run_dir, config, preset=preset)
         resume = None
     else:
@@ -247,6 +258,7 @@ def fewshot_command(argv: list[str]) -> None:
     from bmg.experiments.rundir import (
         CsvAppender,
         make_run_dir,
+        read_config,
         save_npz,
         write_config,
         write_json,
@@ -255,49 +267,73 @@ def fewshot_command(argv: list[str]) -> None:
 
     console = Console()
     try:
-        config, preset, out = parse_config(
-            argv,
-            fs.FewShotConfig,
-            fs.PRESETS,
-            "bmg fewshot",
-            "Few-shot classification: meta-learn a conv-4 initialisation with MAML, "
-            "first-order MAML or BMG. Also: --preset {tiny,paper} sets the defaults below; "
-            "--out DIR is the run directory (default runs/fewshot/<algo>-<time>); "
-            "`bmg fewshot make-synthetic --help` writes synthetic data.",
-        )
+        resume_dir, rest = parse_resume(argv)
+        if resume_dir is None:
+            config, preset, out = parse_config(
+                rest,
+                fs.FewShotConfig,
+                fs.PRESETS,
+                "bmg fewshot",
+                "Few-shot classification: meta-learn a conv-4 initialisation with MAML, "
+                "first-order MAML or BMG. Also: --preset {tiny,paper} sets the defaults below; "
+                "--out DIR is the run directory (default runs/fewshot/<algo>-<time>); "
+                "--resume DIR (alone) continues an interrupted run from its last validation "
+                "score; `bmg fewshot make-synthetic --help` writes synthetic data.",
+            )
+        else:
+            config = read_config(resume_dir, fs.FewShotConfig)
         system = fs.FewShotSystem(config)  # loads and validates the data before anything else
-        run_dir = make_run_dir(out, "fewshot", config.algo)
+        if resume_dir is None:
+            run_dir = make_run_dir(
+                out,
+                "fewshot",
+                config.algo,
+                resume_hint="; to continue it, run `bmg fewshot --resume DIR`",
+            )
+            resume = None
+        else:
+            run_dir, resume = resume_dir, fs.load_checkpoint(resume_dir, system)
     except ValueError as error:  # bad flags, values or data (DataError): one sentence
         kind = "data error" if isinstance(error, DataError) else "error"
         sys.exit(f"bmg fewshot: {kind}: {error}")
-    write_config(run_dir, config, preset=preset)
+    if resume is None:
+        write_config(run_dir, config, preset=preset)
     title = report.run_label(dataclasses.asdict(config))
     console.print(
         f"[bold]fewshot[/bold] {title}: {config.meta_steps:,} meta-steps of "
         f"{config.meta_batch_size} tasks -> {run_dir}"
+        + ("" if resume is None else f", resumed after meta-step {resume.meta_step:,}")
     )
     from flax import serialization
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
-    state = {"csv": None}
+    csv = None
 
     def save_params(name: str, params) -> None:
         tmp = run_dir / f"{name}.msgpack.tmp"
         tmp.write_bytes(serialization.msgpack_serialize(serialization.to_state_dict(params)))
         os.replace(tmp, run_dir / f"{name}.msgpack")
 
-    def on_eval(row, meta_params, is_best: bool):
-        if state["csv"] is None:
-            state["csv"] = CsvAppender(run_dir / "metrics.csv", list(row))
-        state["csv"].append([row])
+    if resume is not None:  # metrics.csv and best.msgpack again from the checkpoint
+        csv = CsvAppender(run_dir / "metrics.csv", list(resume.rows[0]))
+        csv.append(resume.rows)
+        save_params("best", resume.best_params)
+
+    def on_eval(state, is_best: bool):
+        nonlocal csv
+        row = state.rows[-1]
+        if csv is None:
+            csv = CsvAppender(run_dir / "metrics.csv", list(row))
+        csv.append([row])
         for name, value in row.items():
             if name != "meta_step":
                 writer.add_scalar(name, value, row["meta_step"])
         writer.flush()
-        save_params("latest", meta_params)
+        save_params("latest", state.meta_params)
         if is_best:
-            save_params("best", meta_params)
+            save_params("best", state.meta_params)
+        fs.save_checkpoint(run_dir, state)
         console.print(
             f"meta-step {row['meta_step']:,}/{config.meta_steps:,}: val accuracy "
             f"{100 * row['val_accuracy']:.2f}%, train query accuracy "
@@ -305,10 +341,11 @@ def fewshot_command(argv: list[str]) -> None:
             f"{row['train_seconds']:.0f} s training"
         )
 
-    result = fs.train(system, on_eval=on_eval)
+    result = fs.train(system, on_eval=on_eval, resume=resume)
     writer.close()
     write_json(run_dir / "summary.json", result["summary"])
     save_npz(run_dir / "test_accuracies.npz", test_accuracy=result["test"])
+    (run_dir / fs.CHECKPOINT).unlink(missing_ok=True)  # finished: best.msgpack is what is kept
     report.plot_accuracy([(title, result["rows"])], run_dir)
     print_table(console, [report.result_row(dataclasses.asdict(config), result["summary"])])
     console.print(f"wrote {run_dir}")

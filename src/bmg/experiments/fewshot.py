@@ -10,16 +10,19 @@ test tasks with a 95% confidence interval (1.96 standard errors).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import serialization
 
 from bmg.core.unroll import check_integer
 from bmg.fewshot import data as fewshot_data
@@ -208,35 +211,77 @@ def confidence_interval(accuracies: np.ndarray) -> tuple[float, float]:
 VAL_SEED, TEST_SEED = 1_000_003, 2_000_003
 
 
+class TrainState(NamedTuple):
+    """Everything `train` needs to continue a run after `meta_step` meta-steps."""
+
+    meta_step: int
+    meta_params: Any
+    opt_state: Any
+    key: jax.Array
+    rng_state: dict[str, Any]
+    """`np.random.Generator.bit_generator.state` of the training-task sampler."""
+    best_params: Any
+    best_val_accuracy: float
+    best_meta_step: int
+    train_seconds: float
+    compile_seconds: float
+    compiled_calls: int
+    """meta-step calls that compiled (one per process): not counted as training time."""
+    rows: list[dict[str, float]]
+
+
+def initial_state(system: FewShotSystem) -> TrainState:
+    key = jax.random.key(system.config.seed)
+    init_key, key = jax.random.split(key)
+    meta_params, opt_state = system.init(init_key)
+    return TrainState(
+        meta_step=0,
+        meta_params=meta_params,
+        opt_state=opt_state,
+        key=key,
+        rng_state=np.random.default_rng(system.config.seed).bit_generator.state,
+        best_params=meta_params,
+        best_val_accuracy=-1.0,
+        best_meta_step=0,
+        train_seconds=0.0,
+        compile_seconds=0.0,
+        compiled_calls=0,
+        rows=[],
+    )
+
+
 def train(
     system: FewShotSystem,
-    on_eval: Callable[[dict[str, Any], Any, bool], None] | None = None,
+    on_eval: Callable[[TrainState, bool], None] | None = None,
+    resume: TrainState | None = None,
 ) -> dict[str, Any]:
     """Meta-train with model selection on validation; score the selected initialisation on test.
 
-    `on_eval(row, meta_params, is_best)` is called at every validation score (row: meta_step,
-    wall-clock training seconds, meta-batch metrics averaged since the last score, val accuracy),
-    e.g. to write metrics and checkpoints.
+    `on_eval(state, is_best)` is called at every validation score with the state after it
+    (`state.rows[-1]`: meta_step, wall-clock training seconds, meta-batch metrics averaged since
+    the last score, val accuracy), e.g. to write metrics and checkpoints. `resume` (a state
+    `on_eval` was given) continues a run to the numbers an uninterrupted run gives.
     Returns the summary (best validation score, test accuracy with its 95% interval, timings).
     """
     config = system.config
-    key = jax.random.key(config.seed)
-    init_key, key = jax.random.split(key)
-    meta_params, opt_state = system.init(init_key)
-    rng = np.random.default_rng(config.seed)
-    best = dict(val_accuracy=-1.0, meta_step=0)
-    best_params = meta_params
-    train_seconds, compile_seconds = 0.0, None
-    rows, metric_sums, steps_since_eval = [], {}, 0
-    for step in range(1, config.meta_steps + 1):
+    state = initial_state(system) if resume is None else resume
+    meta_params, opt_state, key = state.meta_params, state.opt_state, state.key
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng_state
+    train_seconds, compile_seconds = state.train_seconds, state.compile_seconds
+    compiled_calls = state.compiled_calls
+    metric_sums, steps_since_eval, compiled = {}, 0, False
+    for step in range(state.meta_step + 1, config.meta_steps + 1):
         tasks = system.sample("train", rng, config.meta_batch_size)
         key, step_key = jax.random.split(key)
         start = time.perf_counter()
         meta_params, opt_state, metrics = system.meta_step(meta_params, opt_state, tasks, step_key)
         jax.block_until_ready(meta_params)
         elapsed = time.perf_counter() - start
-        if compile_seconds is None:
-            compile_seconds = elapsed  # the first call compiles; not counted as training time
+        if not compiled:  # the first call of a process compiles; not counted as training time
+            compiled = True
+            compile_seconds += elapsed
+            compiled_calls += 1
         else:
             train_seconds += elapsed
         for name, value in metrics.items():
@@ -251,27 +296,95 @@ def train(
                 "val_accuracy": float(val.mean()),
             }
             metric_sums, steps_since_eval = {}, 0
-            rows.append(row)
-            is_best = row["val_accuracy"] > best["val_accuracy"]
-            if is_best:
-                best = dict(val_accuracy=row["val_accuracy"], meta_step=step)
-                best_params = meta_params
+            is_best = row["val_accuracy"] > state.best_val_accuracy
+            state = TrainState(
+                meta_step=step,
+                meta_params=meta_params,
+                opt_state=opt_state,
+                key=key,
+                rng_state=rng.bit_generator.state,
+                best_params=meta_params if is_best else state.best_params,
+                best_val_accuracy=row["val_accuracy"] if is_best else state.best_val_accuracy,
+                best_meta_step=step if is_best else state.best_meta_step,
+                train_seconds=train_seconds,
+                compile_seconds=compile_seconds,
+                compiled_calls=compiled_calls,
+                rows=[*state.rows, row],
+            )
             if on_eval is not None:
-                on_eval(row, meta_params, is_best)
-    test = system.evaluate(best_params, "test", config.test_tasks, TEST_SEED)
+                on_eval(state, is_best)
+    test = system.evaluate(state.best_params, "test", config.test_tasks, TEST_SEED)
     test_mean, test_ci = confidence_interval(test)
-    timed_steps = max(config.meta_steps - 1, 1)
+    timed_steps = max(config.meta_steps - state.compiled_calls, 1)
     summary = {
         "algo": config.algo,
         "ways": config.ways,
         "shots": config.shots,
-        "best_val_accuracy": best["val_accuracy"],
-        "best_meta_step": best["meta_step"],
+        "best_val_accuracy": state.best_val_accuracy,
+        "best_meta_step": state.best_meta_step,
         "test_accuracy": test_mean,
         "test_ci95": test_ci,
         "test_tasks": len(test),
-        "seconds_per_meta_step": train_seconds / timed_steps,
-        "train_seconds": train_seconds,
-        "compile_seconds": compile_seconds,
+        "seconds_per_meta_step": state.train_seconds / timed_steps,
+        "train_seconds": state.train_seconds,
+        "compile_seconds": state.compile_seconds,
     }
-    return {"summary": summary, "rows": rows, "best_params": best_params, "test": test}
+    return {"summary": summary, "rows": state.rows, "best_params": state.best_params, "test": test}
+
+
+CHECKPOINT = "checkpoint.msgpack"
+
+
+def save_checkpoint(run_dir: Path, state: TrainState) -> None:
+    """`run_dir/checkpoint.msgpack`, written atomically: arrays as msgpack, the rest as JSON."""
+    arrays = {
+        "meta_params": state.meta_params,
+        "opt_state": state.opt_state,
+        "best_params": state.best_params,
+        "key": jax.random.key_data(state.key),
+    }
+    scalars = {name: value for name, value in state._asdict().items() if name not in arrays}
+    payload = {
+        "arrays": serialization.to_state_dict(arrays),
+        # JSON: the sampler's 128-bit state does not fit msgpack integers.
+        "scalars": json.dumps(scalars),
+    }
+    tmp = run_dir / (CHECKPOINT + ".tmp")
+    tmp.write_bytes(serialization.msgpack_serialize(payload))
+    os.replace(tmp, run_dir / CHECKPOINT)
+
+
+def _shapes(tree) -> list[tuple[int, ...]]:
+    return [np.shape(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+
+
+def load_checkpoint(run_dir: Path, system: FewShotSystem) -> TrainState:
+    """The TrainState `save_checkpoint` left in `run_dir`; ValueError if absent or unusable."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(
+            f"{path} is missing: the run stopped before its first validation score, so there is "
+            "nothing to continue; start it again."
+        )
+    template = initial_state(system)
+    target = {
+        "meta_params": template.meta_params,
+        "opt_state": template.opt_state,
+        "best_params": template.best_params,
+        "key": jax.random.key_data(template.key),
+    }
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+        arrays = serialization.from_state_dict(target, payload["arrays"])
+        scalars = json.loads(payload["scalars"])
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"{path} cannot be read as a checkpoint ({error}).") from None
+    if _shapes(arrays) != _shapes(target):
+        raise ValueError(f"{path} does not fit config.json: the parameter shapes differ.")
+    return TrainState(
+        **scalars,
+        meta_params=arrays["meta_params"],
+        opt_state=arrays["opt_state"],
+        best_params=arrays["best_params"],
+        key=jax.random.wrap_key_data(arrays["key"]),
+    )
