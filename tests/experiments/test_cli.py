@@ -121,6 +121,8 @@ def test_an_interrupted_run_resumes_to_the_same_files(tiny_run, tmp_path, monkey
 
     main(["two-colors", "--resume", str(out)])
     assert "resumed after chunk 1" in " ".join(capsys.readouterr().out.split())
+    (resumed_record,) = json.loads((out / "config.json").read_text())["resumed"]
+    assert resumed_record["after_chunk"] == 1 and resumed_record["git_commit"]
     assert (out / "metrics.csv").read_text() == (tiny_run / "metrics.csv").read_text()
     resumed, uninterrupted = np.load(out / "trace.npz"), np.load(tiny_run / "trace.npz")
     assert sorted(resumed.files) == sorted(uninterrupted.files)

@@ -74,7 +74,7 @@ def test_fewshot_run_directory_and_model_selection(bmg_run, tmp_path):
     np.testing.assert_allclose(val_again.mean(), summary["best_val_accuracy"], rtol=1e-6)
     main(["compare", str(out), "--out", str(tmp_path / "compare")])
     table = (tmp_path / "compare" / "comparison.md").read_text()
-    assert "bmg K=1 L=2 5-way 1-shot" in table
+    assert "bmg K=1 L=2 5-way 1-shot seed 0" in table
     assert f"{100 * summary['test_accuracy']:.2f} ± {100 * summary['test_ci95']:.2f}%" in table
     assert (tmp_path / "compare" / "accuracy_vs_wall_clock.png").is_file()
 
@@ -111,6 +111,8 @@ def test_an_interrupted_run_resumes_to_the_same_results(bmg_run, data_dir, tmp_p
     with pytest.raises(SystemExit, match=r"drop the other arguments \(--seed 1\)"):
         main(["fewshot", "--resume", str(out), "--seed", "1"])
     main(["fewshot", "--resume", str(out)])
+    (resumed_record,) = json.loads((out / "config.json").read_text())["resumed"]
+    assert resumed_record["after_meta_step"] == 3
     assert _without_timings(out / "metrics.csv") == _without_timings(bmg_run / "metrics.csv")
     assert (out / "best.msgpack").read_bytes() == (bmg_run / "best.msgpack").read_bytes()
     summary = json.loads((out / "summary.json").read_text())

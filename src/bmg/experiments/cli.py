@@ -98,6 +98,7 @@ def two_colors_command(argv: list[str]) -> None:
         CsvAppender,
         make_run_dir,
         read_config,
+        record_resume,
         write_config,
         write_json,
     )
@@ -141,6 +142,7 @@ def two_colors_command(argv: list[str]) -> None:
             resume = tc.load_checkpoint(run_dir, lifetime)
         except ValueError as error:
             sys.exit(f"bmg two-colors: error: {error}")
+        record_resume(run_dir, after_chunk=resume.chunks_done)
     csv = CsvAppender(run_dir / "metrics.csv", fields)
     if resume is not None:  # metrics.csv again from the checkpoint's trace, nothing after it
         for chunk in range(resume.chunks_done):
@@ -182,7 +184,7 @@ def two_colors_command(argv: list[str]) -> None:
             writer.add_scalar(name, sum(r[name] for r in rows) / len(rows), steps)
         writer.flush()
         rate = steps * config.seeds / checkpoint.seconds
-        progress.update(task, completed=steps, rate=f"{rate:,.0f} steps/s")
+        progress.update(task, description="running", completed=steps, rate=f"{rate:,.0f} steps/s")
         if not console.is_terminal:  # logs get one line per chunk instead of a live bar
             eta = (total - steps) * config.seeds / rate
             console.print(
@@ -192,7 +194,8 @@ def two_colors_command(argv: list[str]) -> None:
             )
 
     with progress:
-        task = progress.add_task("running", total=total, rate="")
+        # A new run compiles its chunk before the first one runs (a resumed one already has).
+        task = progress.add_task("compiling" if resume is None else "running", total=total, rate="")
         trace, first_rewards, seconds = tc.run_lifetime(
             config, on_chunk, lifetime=lifetime, resume=resume
         )
@@ -259,6 +262,7 @@ def fewshot_command(argv: list[str]) -> None:
         CsvAppender,
         make_run_dir,
         read_config,
+        record_resume,
         save_npz,
         write_config,
         write_json,
@@ -298,6 +302,8 @@ def fewshot_command(argv: list[str]) -> None:
         sys.exit(f"bmg fewshot: {kind}: {error}")
     if resume is None:
         write_config(run_dir, config, preset=preset)
+    else:
+        record_resume(run_dir, after_meta_step=resume.meta_step)
     title = report.run_label(dataclasses.asdict(config))
     console.print(
         f"[bold]fewshot[/bold] {title}: {config.meta_steps:,} meta-steps of "

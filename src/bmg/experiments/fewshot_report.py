@@ -13,14 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def run_label(config: dict) -> str:
-    """e.g. "bmg K=5 L=5 5-way 1-shot"."""
+    """e.g. "bmg K=5 L=5 5-way 1-shot seed 0"."""
     label = config["algo"]
     label += f" K={config['k']}"
     if config["algo"] == "bmg":
         label += f" L={config['l']}"
         if config.get("matching", "kl") != "kl":
             label += f" ({config['matching']})"
-    return label + f" {config['ways']}-way {config['shots']}-shot"
+    return label + f" {config['ways']}-way {config['shots']}-shot seed {config['seed']}"
 
 
 def is_fewshot_run(run_dir: Path) -> bool:

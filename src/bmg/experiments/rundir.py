@@ -96,6 +96,15 @@ def write_config(path: Path, config: Any, **extra: Any) -> None:
     )
 
 
+def record_resume(path: Path, **where: Any) -> None:
+    """Add a resume (when, the code's git commit, `where` it continued) to config.json's
+    "resumed" list, so a run's record names every commit that produced part of it."""
+    record = json.loads((path / "config.json").read_text())
+    resume = {"time": datetime.datetime.now().isoformat(timespec="seconds"), **where}
+    record["resumed"] = [*record.get("resumed", []), {**resume, "git_commit": git_commit()}]
+    write_json(path / "config.json", record)
+
+
 def config_from_dict(cls, data: dict):
     """Rebuild a frozen (nested) dataclass config from its `dataclasses.asdict` form.
 
