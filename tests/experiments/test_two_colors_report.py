@@ -1,9 +1,11 @@
 """Summary statistics of a Two-colors run against hand-worked traces."""
 
+import dataclasses
+
 import numpy as np
 
 from bmg.experiments import two_colors_report as report
-from bmg.experiments.two_colors import Trace
+from bmg.experiments.two_colors import Trace, TwoColorsConfig
 
 
 def hand_trace():
@@ -53,3 +55,16 @@ def test_folded_schedule_averages_cycles_after_the_first_flip():
     # After the flip at 20k: positions 0-5k -> 0.5 (25k), 5-10k -> 0.5 (30k), 10-15k -> 0.2,
     # 15-20k -> 0.2.
     np.testing.assert_allclose(means[0], [0.5, 0.5, 0.2, 0.2])
+
+
+def test_run_labels_name_what_differs_between_runs():
+    def label(**fields):
+        config = TwoColorsConfig(**fields)
+        return report.run_label({"config": dataclasses.asdict(config)})
+
+    assert label(algo="ac") == "ac eps=0.01"
+    assert label(algo="bmg", k=3, l=16) == "bmg K=3 L=16"
+    mg = TwoColorsConfig(algo="mg").ac
+    assert label(algo="mg", ac=dataclasses.replace(mg, context="none")) == "mg K=1 no-context"
+    outer = dataclasses.replace(mg, outer_entropy_weight=0.1)
+    assert label(algo="mg", ac=outer) == "mg K=1 outer-eps=0.1"

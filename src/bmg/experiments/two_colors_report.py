@@ -231,7 +231,7 @@ def load_run(run_dir: Path):
 
 
 def run_label(config: dict) -> str:
-    """Short name: algo, K, L and context."""
+    """Short name: algo, K, L, context and a non-zero outer entropy weight."""
     c = config["config"]
     agent = c.get("agent", "ac")
     if isinstance(agent, dict):  # config.json of runs made before the q agent existed
@@ -246,7 +246,9 @@ def run_label(config: dict) -> str:
     if c["algo"] == "decay":
         return f"q decay {learner['decay_start']}->{learner['decay_final']}"
     label = prefix + f"{c['algo']} K={c['k']}" + (f" L={c['l']}" if c["algo"] == "bmg" else "")
-    return label + ("" if learner["context"] == "reward" else " no-context")
+    label += "" if learner["context"] == "reward" else " no-context"
+    outer_entropy_weight = learner.get("outer_entropy_weight", 0.0)  # ac learners only
+    return label + (f" outer-eps={outer_entropy_weight}" if outer_entropy_weight else "")
 
 
 def format_mean_se(stat: dict, digits: int = 3) -> str:
