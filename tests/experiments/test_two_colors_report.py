@@ -68,3 +68,15 @@ def test_run_labels_name_what_differs_between_runs():
     assert label(algo="mg", ac=dataclasses.replace(mg, context="none")) == "mg K=1 no-context"
     outer = dataclasses.replace(mg, outer_entropy_weight=0.1)
     assert label(algo="mg", ac=outer) == "mg K=1 outer-eps=0.1"
+
+
+def test_reward_per_step_by_phase_and_paying_colour():
+    trace = hand_trace()  # phase 0: meta-steps ending at 5k-20k; phase 1: 25k-40k
+    rates = report.phase_reward_per_step(trace.env_steps, trace.reward, switch_every=20_000)
+    np.testing.assert_allclose(rates, [[10 / 20_000, 26 / 20_000], [0, 10 / 20_000]])
+    colour_0, colour_1 = report.late_colour_rates(trace.env_steps, trace.reward, 20_000)
+    np.testing.assert_allclose([colour_0["mean"], colour_0["se"]], [0.00025, 0.00025])
+    np.testing.assert_allclose(colour_1["mean"], 0.0009)
+    # Only complete phases count: at 30k steps (flips every 20k) object 1 has none yet.
+    _, none_yet = report.late_colour_rates(trace.env_steps[:, :6], trace.reward[:, :6], 20_000)
+    assert np.isnan(none_yet["mean"])

@@ -134,6 +134,40 @@ def _flips(ax, last_step, switch_every):
         ax.axvline(flip, color="grey", lw=0.5, ls=":")
 
 
+def phase_reward_per_step(env_steps: np.ndarray, reward: np.ndarray, switch_every: int):
+    """[seeds, phases] reward per step in each complete phase between flips.
+
+    Phase p holds the meta-steps that end in steps (p * switch_every, (p + 1) * switch_every];
+    object 0 pays in even phases, object 1 in odd ones. A meta-step that straddles a flip counts
+    in the phase it ends in.
+    """
+    env_steps, reward = np.asarray(env_steps), np.asarray(reward, np.float64)
+    steps_per_meta_step = int(np.diff(env_steps[0, :2])[0]) if env_steps.shape[1] > 1 else 1
+    phase = (env_steps[0] - 1) // switch_every
+    num_phases = int(env_steps[0, -1] // switch_every)
+    return np.stack(
+        [
+            reward[:, phase == p].sum(1) / ((phase == p).sum() * steps_per_meta_step)
+            for p in range(num_phases)
+        ],
+        axis=1,
+    )
+
+
+def late_colour_rates(env_steps, reward, switch_every: int) -> tuple[dict, dict]:
+    """Reward per step in the phases where object 0 / object 1 pays, over the last 25% of the
+    complete phases of each colour (mean and standard error over seeds; NaN without one)."""
+    rates = phase_reward_per_step(env_steps, reward, switch_every)
+    by_colour = []
+    for colour in (0, 1):
+        phases = rates[:, colour::2]
+        if phases.shape[1] == 0:
+            by_colour.append({"mean": float("nan"), "se": float("nan")})
+        else:
+            by_colour.append(mean_se(phases[:, int(0.75 * phases.shape[1]) :].mean(1)))
+    return by_colour[0], by_colour[1]
+
+
 def moving_reward_per_step(trace, window_steps: int = 20_000) -> np.ndarray:
     """[seeds, meta_steps] reward per step over the trailing `window_steps` environment steps."""
     steps_per_meta_step = (
@@ -261,7 +295,10 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
     """One table row per run."""
     rows = []
     for run_dir in run_dirs:
-        config, summary, _ = load_run(run_dir)
+        config, summary, trace = load_run(run_dir)
+        colour_rates = late_colour_rates(
+            trace["env_steps"], trace["reward"], config["config"]["env"]["switch_every"]
+        )
         rows.append(
             {
                 "run": run_label(config),
@@ -271,6 +308,8 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
                 "reward/step, last 10%": format_mean_se(summary["reward_per_step_last_10pct"]),
                 "schedule after flip": format_mean_se(_flip_stat(summary, "after"), 4),
                 "schedule before flip": format_mean_se(_flip_stat(summary, "before"), 4),
+                "object 0 pays, last 25%": format_mean_se(colour_rates[0]),
+                "object 1 pays, last 25%": format_mean_se(colour_rates[1]),
                 "steps/s (all seeds)": f"{summary['env_steps_per_second']['all_seeds']:,.0f}",
             }
         )
