@@ -27,8 +27,8 @@ def main(limit: int, run_dirs: list[str]) -> None:
         )
         colour_0, colour_1 = report.late_colour_rates(trace.env_steps, trace.reward, switch_every)
         total, last = summary["total_reward"], summary["reward_per_step_last_10pct"]
-        after = next(v for k, v in summary.items() if k.endswith("_after_flip"))["mean"]
-        before = next(v for k, v in summary.items() if k.endswith("_before_flip"))["mean"]
+        after = report._flip_stat(summary, "after")["mean"]
+        before = report._flip_stat(summary, "before")["mean"]
         print(
             f"| {report.run_label(config)} ({trace.env_steps[0, -1]:,} steps) "
             f"| {total['mean']:,.0f} ± {total['se']:,.0f} "

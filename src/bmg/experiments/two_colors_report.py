@@ -134,6 +134,10 @@ def _flips(ax, last_step, switch_every):
         ax.axvline(flip, color="grey", lw=0.5, ls=":")
 
 
+def _steps_per_meta_step(env_steps: np.ndarray) -> int:
+    return int(np.diff(env_steps[0, :2])[0]) if env_steps.shape[1] > 1 else 1
+
+
 def phase_reward_per_step(env_steps: np.ndarray, reward: np.ndarray, switch_every: int):
     """[seeds, phases] reward per step in each complete phase between flips.
 
@@ -142,7 +146,7 @@ def phase_reward_per_step(env_steps: np.ndarray, reward: np.ndarray, switch_ever
     in the phase it ends in.
     """
     env_steps, reward = np.asarray(env_steps), np.asarray(reward, np.float64)
-    steps_per_meta_step = int(np.diff(env_steps[0, :2])[0]) if env_steps.shape[1] > 1 else 1
+    steps_per_meta_step = _steps_per_meta_step(env_steps)
     phase = (env_steps[0] - 1) // switch_every
     num_phases = int(env_steps[0, -1] // switch_every)
     return np.stack(
@@ -170,9 +174,7 @@ def late_colour_rates(env_steps, reward, switch_every: int) -> tuple[dict, dict]
 
 def moving_reward_per_step(trace, window_steps: int = 20_000) -> np.ndarray:
     """[seeds, meta_steps] reward per step over the trailing `window_steps` environment steps."""
-    steps_per_meta_step = (
-        int(np.diff(trace.env_steps[0, :2])[0]) if trace.env_steps.shape[1] > 1 else 1
-    )
+    steps_per_meta_step = _steps_per_meta_step(trace.env_steps)
     width = max(1, window_steps // steps_per_meta_step)
     kernel = np.ones(width)
     sums = np.stack([np.convolve(r, kernel)[: len(r)] for r in np.asarray(trace.reward, float)])
