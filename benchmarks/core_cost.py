@@ -169,7 +169,7 @@ def main() -> None:
         task, hidden_sizes=args.hidden, batch_size=args.batch_size, meta_lr="diagonal"
     )
     learner_state = learner.init_state(jax.random.key(1))
-    meta_params = learner.init_meta_params(learner_state.params)
+    meta_params = learner.init_meta_params(jax.random.key(3))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(meta_params))
     num_params = sum(leaf.size for leaf in jax.tree.leaves(learner_state.params))
     print(f"learner parameters: {num_params} (and as many meta-parameters)\n", flush=True)

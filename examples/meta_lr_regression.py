@@ -79,7 +79,7 @@ def run(config: Config) -> dict[str, jax.Array]:
     }
     init_key, run_key = jax.random.split(jax.random.key(config.seed + 1))
     state = learner.init_state(init_key)
-    meta_params = learner.init_meta_params(state.params)
+    meta_params = learner.init_meta_params(jax.random.key(3))
 
     curves = {}
     for name, algorithm in algorithms.items():

@@ -34,7 +34,7 @@ def regression(meta_lr="diagonal", hidden_sizes=(8,)):
         task, hidden_sizes=hidden_sizes, batch_size=8, meta_lr=meta_lr, init_learning_rate=0.05
     )
     state = learner.init_state(jax.random.key(1))
-    return learner, state, learner.init_meta_params(state.params)
+    return learner, state, learner.init_meta_params(jax.random.key(3))
 
 
 def tree_allclose(a, b, **kwargs):
@@ -242,7 +242,7 @@ def test_vmap_over_seeds_equals_separate_runs():
     def run(seed):
         init_key, run_key = jax.random.split(jax.random.key(seed))
         state = learner.init_state(init_key)
-        meta_state = bmg.init(learner.init_meta_params(state.params))
+        meta_state = bmg.init(learner.init_meta_params(jax.random.key(3)))
 
         def body(carry, key):
             meta_state, state = carry

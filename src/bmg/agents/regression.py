@@ -12,13 +12,13 @@ on the whole dataset. Used by the README example, the core tests and `benchmarks
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from bmg.core.types import LearnerState, PyTree
+from bmg.core.matching import parameter_matching
+from bmg.core.types import Learner, LearnerState, PyTree
 
 
 class RegressionTask(NamedTuple):
@@ -76,15 +76,6 @@ def mse_loss(params: PyTree, inputs: jax.Array, targets: jax.Array) -> jax.Array
     return 0.5 * jnp.mean(jnp.sum(jnp.square(mlp_apply(params, inputs) - targets), axis=-1))
 
 
-class RegressionLearner(NamedTuple):
-    """The pieces `bmg.core` needs, plus initialisers."""
-
-    update_fn: Callable[..., Any]
-    meta_objective: Callable[..., Any]
-    init_state: Callable[[jax.Array], LearnerState]
-    init_meta_params: Callable[[PyTree], PyTree]
-
-
 def make_regression_learner(
     task: RegressionTask,
     *,
@@ -92,8 +83,11 @@ def make_regression_learner(
     batch_size: int = 32,
     meta_lr: Literal["scalar", "diagonal"] = "scalar",
     init_learning_rate: float = 0.01,
-) -> RegressionLearner:
+) -> Learner:
     """Build phi (minibatch SGD with learning rates exp(w)) and f (full-dataset loss).
+
+    Returns a `Learner` with parameter matching (1/2 squared distance) for BMG; `init_meta_params`
+    ignores its key (every log learning rate starts at log(init_learning_rate)).
 
     Args:
       task: the dataset.
@@ -117,11 +111,12 @@ def make_regression_learner(
         params = init_mlp(key, layer_sizes)
         return LearnerState(params=params, opt_state=(), extras=jnp.zeros((), jnp.int32))
 
-    def init_meta_params(params: PyTree) -> PyTree:
+    def init_meta_params(key: jax.Array) -> PyTree:
+        shapes = jax.eval_shape(lambda k: init_mlp(k, layer_sizes), key)
         log_lr = jnp.log(init_learning_rate)
         if meta_lr == "scalar":
-            return jnp.asarray(log_lr, dtype=jax.tree.leaves(params)[0].dtype)
-        return jax.tree.map(lambda p: jnp.full_like(p, log_lr), params)
+            return jnp.asarray(log_lr, dtype=jax.tree.leaves(shapes)[0].dtype)
+        return jax.tree.map(lambda p: jnp.full(p.shape, log_lr, p.dtype), shapes)
 
     def update_fn(meta_params: PyTree, state: LearnerState, key: jax.Array):
         index = jax.random.randint(key, (batch_size,), 0, task.inputs.shape[0])
@@ -140,4 +135,10 @@ def make_regression_learner(
         del key  # the full dataset: deterministic.
         return mse_loss(state.params, task.inputs, task.targets), {}
 
-    return RegressionLearner(update_fn, meta_objective, init_state, init_meta_params)
+    return Learner(
+        init_state=init_state,
+        init_meta_params=init_meta_params,
+        update_fn=update_fn,
+        meta_objective=meta_objective,
+        matching_fn=parameter_matching(),
+    )

@@ -2,7 +2,11 @@
 
 The algorithm only: it knows nothing of environments, networks or datasets. A learner supplies
 `update_fn` (phi, one differentiable update), a `meta_objective` (f) and, for BMG, a matching
-function (mu); `make_metagradient` and `make_bmg` return the same `MetaLearner(init, step, ...)`.
+function (mu), together a `Learner`; `make_meta_learner(learner, MetaConfig(...))` (or
+`make_fixed` / `make_metagradient` / `make_bmg` directly) returns a `MetaLearner(init, step, ...)`.
+
+Reference: Flennerhag, Schroecker, Zahavy, van Hasselt, Silver, Singh, "Bootstrapped
+Meta-Learning", ICLR 2022, arXiv:2109.04504 (section 3; the identity with MG in section 3.1).
 """
 
 from bmg.core.bootstrap import gradient_step, make_target_bootstrap
@@ -13,9 +17,20 @@ from bmg.core.matching import (
     policy_kl,
     squared_euclidean,
 )
-from bmg.core.meta import make_bmg, make_fixed, make_metagradient
+from bmg.core.meta import (
+    MetaConfig,
+    compose,
+    make_bmg,
+    make_fixed,
+    make_meta_learner,
+    make_metagradient,
+    over_batch,
+    over_devices,
+)
+from bmg.core.safe import clip_by_global_norm, safe_norm
 from bmg.core.types import (
     Bootstrapped,
+    Learner,
     LearnerState,
     MatchingFn,
     MetaLearner,
@@ -31,20 +46,28 @@ __all__ = [
     "LearnerState",
     "MatchingFn",
     "MetaLearner",
+    "Learner",
+    "MetaConfig",
     "MetaObjective",
     "MetaState",
     "Metrics",
     "UpdateFn",
+    "clip_by_global_norm",
+    "compose",
     "gradient_step",
     "kl_and_value",
     "make_bmg",
     "make_fixed",
+    "make_meta_learner",
     "make_metagradient",
+    "over_batch",
+    "over_devices",
     "make_target_bootstrap",
     "mean_over_steps",
     "parameter_distance",
     "parameter_matching",
     "policy_kl",
+    "safe_norm",
     "squared_euclidean",
     "unroll",
 ]

@@ -11,6 +11,7 @@ step of size alpha and mu = 1/2 ||.||^2, grad_w mu = alpha * grad_w f(x_K(w)) ex
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Literal
 
@@ -18,22 +19,29 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bmg.core.bootstrap import gradient_step, make_target_bootstrap
 from bmg.core.matching import parameter_distance
 from bmg.core.types import (
+    Learner,
     LearnerState,
     MatchingFn,
+    MetaGradientFn,
     MetaLearner,
     MetaObjective,
     MetaState,
     Metrics,
     PyTree,
+    Reduce,
+    StartFn,
     TargetBootstrap,
     UpdateFn,
 )
 from bmg.core.unroll import check_integer, mean_over_steps, unroll
 
-ContinueFrom = Literal["inner", "target"] | Callable[[LearnerState, LearnerState], LearnerState]
-StartFn = Callable[[PyTree, LearnerState], LearnerState]
+ContinueFrom = (
+    Literal["inner", "target", "inner_params"]
+    | Callable[[LearnerState, LearnerState], LearnerState]
+)
 
 
 def _keep_state(meta_params: PyTree, learner_state: LearnerState) -> LearnerState:
@@ -49,8 +57,18 @@ def _tree_add(a: PyTree, b: PyTree) -> PyTree:
     return jax.tree.map(jnp.add, a, b)
 
 
-def _make_meta_learner(meta_gradient, meta_optimizer: optax.GradientTransformation) -> MetaLearner:
-    """Wrap a `meta_gradient` function with the meta-optimiser into `(init, step)`."""
+def _make_meta_learner(
+    meta_gradient: MetaGradientFn,
+    meta_optimizer: optax.GradientTransformation,
+    reduce: Reduce | None = None,
+) -> MetaLearner:
+    """Wrap a `meta_gradient` function with the meta-optimiser into `(init, step)`.
+
+    `reduce` (e.g. `over_batch()`, `over_devices("d")`) transforms the meta-gradient function
+    before the optimiser sees its gradients; `meta_gradient` of the result is the reduced one.
+    """
+    if reduce is not None:
+        meta_gradient = reduce(meta_gradient)
 
     def init(meta_params: PyTree) -> MetaState:
         return MetaState(
@@ -87,6 +105,7 @@ def make_metagradient(
     remat: bool = False,
     unroll_loop: bool = False,
     start_fn: StartFn | None = None,
+    reduce: Reduce | None = None,
 ) -> MetaLearner:
     """MG: back-propagate the meta-objective through K learner updates.
 
@@ -103,6 +122,8 @@ def make_metagradient(
       start_fn: x_0 as a function of w, `(meta_params, state) -> state`, differentiated with the
         unroll (MAML: the meta-parameters are the initialisation, x_0 = w). Default: the given
         state.
+      reduce: averages the meta-gradient over a batch of tasks or over devices (`over_batch`,
+        `over_devices`); None = one learner.
     """
     num_inner_steps = check_integer("num_inner_steps (K) for MG", num_inner_steps, 1)
     start_fn = start_fn or _keep_state
@@ -135,7 +156,7 @@ def make_metagradient(
         }
         return grads, (state, metrics)
 
-    return _make_meta_learner(meta_gradient, meta_optimizer)
+    return _make_meta_learner(meta_gradient, meta_optimizer, reduce)
 
 
 def make_bmg(
@@ -149,6 +170,7 @@ def make_bmg(
     remat: bool = False,
     unroll_loop: bool = False,
     start_fn: StartFn | None = None,
+    reduce: Reduce | None = None,
 ) -> MetaLearner:
     """BMG: match the K-step learner x_K(w) to a bootstrapped target x~ under mu.
 
@@ -166,12 +188,14 @@ def make_bmg(
         only from meta-parameters that `matching_fn` uses directly (e.g. epsilon-greedy's epsilon).
       continue_from: where the learner goes on after the meta-step: "inner" (x_K, the default),
         "target" (x_{K+L-1}, the state before the target's final step; the L-1 bootstrap updates
-        are then not wasted), or a function `(x_K, x_{K+L-1}) -> state`, e.g. to keep x_K's
-        parameters but the environment stream of x_{K+L-1}.
+        are then not wasted), "inner_params" (x_K's parameters and optimiser state with the
+        `extras` of x_{K+L-1}: an RL learner keeps the environment stream the target advanced),
+        or a function `(x_K, x_{K+L-1}) -> state`.
       remat: rematerialise each inner update on the backward pass.
       unroll_loop: compile the K updates as straight-line code, not a loop (see `unroll`); the
         target's updates are set in `make_target_bootstrap`.
       start_fn: x_0 as a function of w, as in `make_metagradient` (MAML-style initialisations).
+      reduce: as in `make_metagradient`.
     """
     num_inner_steps = check_integer("num_inner_steps (K) for BMG", num_inner_steps, 0)
     start_fn = start_fn or _keep_state
@@ -179,11 +203,13 @@ def make_bmg(
         continue_fn = lambda inner, bootstrapped: inner
     elif continue_from == "target":
         continue_fn = lambda inner, bootstrapped: bootstrapped
+    elif continue_from == "inner_params":
+        continue_fn = lambda inner, bootstrapped: inner._replace(extras=bootstrapped.extras)
     elif callable(continue_from):
         continue_fn = continue_from
     else:
         raise ValueError(
-            "continue_from must be 'inner', 'target' or a function (inner_state, "
+            "continue_from must be 'inner', 'target', 'inner_params' or a function (inner_state, "
             f"bootstrapped_state) -> state; got {continue_from!r}."
         )
 
@@ -223,10 +249,12 @@ def make_bmg(
         }
         return grads, (continue_fn(inner_state, bootstrapped.state), metrics)
 
-    return _make_meta_learner(meta_gradient, meta_optimizer)
+    return _make_meta_learner(meta_gradient, meta_optimizer, reduce)
 
 
-def make_fixed(update_fn: UpdateFn, *, num_inner_steps: int = 1) -> MetaLearner:
+def make_fixed(
+    update_fn: UpdateFn, *, num_inner_steps: int = 1, reduce: Reduce | None = None
+) -> MetaLearner:
     """No meta-learning: K learner updates per step with the meta-parameters held fixed.
 
     The baseline with the same interface as MG and BMG (its `meta_gradient` is zero).
@@ -237,4 +265,198 @@ def make_fixed(update_fn: UpdateFn, *, num_inner_steps: int = 1) -> MetaLearner:
         state, inner_metrics = unroll(update_fn, meta_params, learner_state, key, num_inner_steps)
         return jax.tree.map(jnp.zeros_like, meta_params), (state, mean_over_steps(inner_metrics))
 
-    return _make_meta_learner(meta_gradient, optax.identity())
+    return _make_meta_learner(meta_gradient, optax.identity(), reduce)
+
+
+ALGOS = ("fixed", "mg", "bmg")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    """How the meta-parameters learn: fixed, MG or BMG (Flennerhag et al., ICLR 2022, eq. 1-3).
+
+    Only the meta-learning maths lives here; the learner's own hyper-parameters are in its config.
+    """
+
+    algo: Literal["fixed", "mg", "bmg"] = "bmg"
+    """fixed: w held (K learner updates per step); mg: K-step meta-gradient; bmg: bootstrapped."""
+    inner_steps: int = 1
+    """K, learner updates differentiated per meta-step (fixed and mg >= 1, bmg >= 0)."""
+    bootstrap_steps: int = 1
+    """L, the BMG target's look-ahead: L-1 updates of phi, then the target's final step."""
+    learning_rate: float = 1e-4
+    """beta, Adam's learning rate on w."""
+    adam_eps: float = 1e-8
+    """Adam's epsilon on w."""
+    target_step_size: float = 0.1
+    """alpha, the BMG target's plain gradient step (when the learner brings no `target_step`)."""
+    continue_from: Literal["inner", "target", "inner_params"] = "inner"
+    """bmg: where the learner goes on after a meta-step (see `make_bmg`)."""
+    remat: bool = False
+    """rematerialise each inner update on the backward pass (memory for compute)."""
+    unroll_loop: bool = False
+    """compile the K inner and L-1 target updates as straight-line code (see `unroll`)."""
+
+    def __post_init__(self):
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
+        check_integer("inner_steps (K)", self.inner_steps, 0 if self.algo == "bmg" else 1)
+        check_integer("bootstrap_steps (L)", self.bootstrap_steps, 1)
+        if self.algo == "bmg" and self.inner_steps + self.bootstrap_steps - 1 < 1:
+            raise ValueError(
+                "inner_steps + bootstrap_steps - 1 must be >= 1 for bmg (each meta-step takes "
+                f"K + L - 1 learner updates); got K={self.inner_steps}, L={self.bootstrap_steps}: "
+                "use L >= 2 with K = 0."
+            )
+        for name in ("learning_rate", "adam_eps", "target_step_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < float("inf")):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+        if self.continue_from not in ("inner", "target", "inner_params"):
+            raise ValueError(
+                "continue_from must be 'inner', 'target' or 'inner_params', "
+                f"got {self.continue_from!r}."
+            )
+
+    @property
+    def updates_per_step(self) -> int:
+        """Learner updates per meta-step, the target's L-1 included (its final step is not an
+        update of phi)."""
+        if self.algo == "bmg":
+            return self.inner_steps + self.bootstrap_steps - 1
+        return self.inner_steps
+
+
+def make_meta_learner(
+    learner: Learner,
+    config: MetaConfig,
+    *,
+    reduce: Reduce | None = None,
+    meta_optimizer: optax.GradientTransformation | None = None,
+) -> MetaLearner:
+    """Fixed, MG or BMG meta-learning for `learner`, as `config.algo` says.
+
+    BMG's target is L-1 updates of phi and then `learner.target_step` (or a plain gradient step of
+    size `config.target_step_size` on `learner.meta_objective`), matched with
+    `learner.matching_fn`.
+
+    Args:
+      learner: a `Learner`.
+      config: a `MetaConfig`.
+      reduce: averages meta-gradients over tasks (`over_batch()`) or devices
+        (`over_devices(axis_name)` under `shard_map`); compose them with `compose`.
+      meta_optimizer: overrides `optax.adam(config.learning_rate, eps=config.adam_eps)`.
+
+    Raises:
+      ValueError: BMG for a learner without `matching_fn`.
+    """
+    if meta_optimizer is None:
+        meta_optimizer = optax.adam(config.learning_rate, eps=config.adam_eps)
+    if config.algo == "fixed":
+        return make_fixed(learner.update_fn, num_inner_steps=config.inner_steps, reduce=reduce)
+    if config.algo == "mg":
+        return make_metagradient(
+            learner.update_fn,
+            learner.meta_objective,
+            meta_optimizer,
+            num_inner_steps=config.inner_steps,
+            remat=config.remat,
+            unroll_loop=config.unroll_loop,
+            start_fn=learner.start_fn,
+            reduce=reduce,
+        )
+    if learner.matching_fn is None:
+        raise ValueError("algo 'bmg' needs a learner with a matching_fn; this one has none.")
+    final_step = learner.target_step or gradient_step(
+        learner.meta_objective, step_size=config.target_step_size
+    )
+    bootstrap = make_target_bootstrap(
+        learner.update_fn,
+        config.bootstrap_steps,
+        final_update_fn=final_step,
+        unroll_loop=config.unroll_loop,
+    )
+    return make_bmg(
+        learner.update_fn,
+        bootstrap,
+        learner.matching_fn,
+        meta_optimizer,
+        num_inner_steps=config.inner_steps,
+        continue_from=config.continue_from,
+        remat=config.remat,
+        unroll_loop=config.unroll_loop,
+        start_fn=learner.start_fn,
+        reduce=reduce,
+    )
+
+
+Batching = Literal["vmap", "map", "unroll"]
+BATCHINGS = ("vmap", "map", "unroll")
+
+
+def over_batch(batching: Batching = "vmap") -> Reduce:
+    """Average a meta-gradient over a batch of learners (e.g. the tasks of a meta-batch).
+
+    The learner state passed to the reduced function has a leading batch axis B on every leaf;
+    the key is split into B keys (`jax.random.split(key, B)`), one per learner. Gradients and
+    metrics are averaged over B; the next learner states come back stacked.
+
+    `batching` is a speed choice only, the numbers are the same: "vmap" (one batched program),
+    "map" (`lax.map`, one learner at a time in a compiled loop) or "unroll" (a Python loop inside
+    the compiled function: straight-line code, fastest for convolutional learners on CPU).
+    """
+    if batching not in BATCHINGS:
+        raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}.")
+
+    def reduce(meta_gradient: MetaGradientFn) -> MetaGradientFn:
+        def batched(meta_params: PyTree, learner_states: LearnerState, key: jax.Array):
+            size = jax.tree.leaves(learner_states)[0].shape[0]
+            keys = jax.random.split(key, size)
+            one = lambda state, k: meta_gradient(meta_params, state, k)
+            if batching == "vmap":
+                grads, (states, metrics) = jax.vmap(one)(learner_states, keys)
+            elif batching == "map":
+                grads, (states, metrics) = jax.lax.map(lambda a: one(*a), (learner_states, keys))
+            else:
+                results = [
+                    one(jax.tree.map(lambda x, i=i: x[i], learner_states), keys[i])
+                    for i in range(size)
+                ]
+                grads, (states, metrics) = jax.tree.map(lambda *xs: jnp.stack(xs), *results)
+            grads, metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), (grads, metrics))
+            return grads, (states, metrics)
+
+        return batched
+
+    return reduce
+
+
+def over_devices(axis_name: str) -> Reduce:
+    """Average a meta-gradient (and its metrics) over the devices of a `shard_map` axis.
+
+    Inside `jax.shard_map(..., axis_names={axis_name})` each device computes the meta-gradient of
+    its shard, then `jax.lax.pmean` makes every device apply the same averaged update, so the
+    meta-parameters stay replicated. Compose with `over_batch` for a batch split over devices:
+    `compose(over_batch(), over_devices("d"))`.
+    """
+
+    def reduce(meta_gradient: MetaGradientFn) -> MetaGradientFn:
+        def averaged(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
+            grads, (state, metrics) = meta_gradient(meta_params, learner_state, key)
+            grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+            return grads, (state, metrics)
+
+        return averaged
+
+    return reduce
+
+
+def compose(*reduces: Reduce) -> Reduce:
+    """`compose(a, b)(mg) = b(a(mg))`: the first reduction is the innermost."""
+
+    def reduce(meta_gradient: MetaGradientFn) -> MetaGradientFn:
+        for r in reduces:
+            meta_gradient = r(meta_gradient)
+        return meta_gradient
+
+    return reduce

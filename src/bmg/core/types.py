@@ -98,6 +98,52 @@ class Bootstrapped(NamedTuple):
 
 TargetBootstrap = Callable[[PyTree, LearnerState, jax.Array], Bootstrapped]
 
+StartFn = Callable[[PyTree, LearnerState], LearnerState]
+"""x_0 as a function of w, `(meta_params, state) -> state` (MAML: the initialisation is w)."""
+
+Probes = Callable[[PyTree, LearnerState], Metrics]
+"""Named scalars of a learner state that an experiment reads, `(meta_params, state) -> dict`."""
+
+MetaGradientFn = Callable[[PyTree, LearnerState, jax.Array], tuple[PyTree, tuple[LearnerState, Metrics]]]
+"""`(meta_params, learner_state, key) -> (grads, (next_learner_state, metrics))`."""
+
+Reduce = Callable[[MetaGradientFn], MetaGradientFn]
+"""Turns a meta-gradient into a reduced one: averaged over a batch of tasks or over devices."""
+
+
+class Learner(NamedTuple):
+    """Everything `bmg.core` needs of a learner, and what an experiment may read of it.
+
+    An agent (actor-critic, Q(lambda), STACX, regression, few-shot) is a function of its config
+    returning one of these; `make_meta_learner(learner, MetaConfig(...))` then builds fixed, MG or
+    BMG meta-learning for it, and a runner drives it. The experiment layer never reads
+    `LearnerState.extras`: it reads `probes`.
+
+    Attributes:
+      init_state: `key -> LearnerState`, x_0 (with the first rollout, an optimiser state, ...).
+      init_meta_params: `key -> meta_params`, w_0.
+      update_fn: phi, one learner update differentiable in w (`UpdateFn`).
+      meta_objective: f (`MetaObjective`): MG's objective and, by default, the objective of the
+        BMG target's final step.
+      matching_fn: mu (`MatchingFn`); None for a learner that only supports fixed and MG.
+      target_step: the BMG target's final (L-th) step (`FinalUpdateFn`); None = a plain gradient
+        step of size `MetaConfig.target_step_size` on `meta_objective`.
+      start_fn: x_0 as a function of w (`StartFn`), differentiated with the unroll; None = the
+        state as given.
+      probes: `(meta_params, state) -> {name: scalar}`, the quantities an experiment reports
+        (e.g. `env_steps`, `reward_sum` counters, the meta-learned `entropy_cost` or `epsilon`);
+        names are the learner's documented vocabulary. None = no probes.
+    """
+
+    init_state: Callable[[jax.Array], LearnerState]
+    init_meta_params: Callable[[jax.Array], PyTree]
+    update_fn: UpdateFn
+    meta_objective: MetaObjective
+    matching_fn: MatchingFn | None = None
+    target_step: FinalUpdateFn | None = None
+    start_fn: StartFn | None = None
+    probes: Probes | None = None
+
 
 class MetaLearner(NamedTuple):
     """A meta-learning algorithm (MG or BMG) as pure functions.
@@ -112,4 +158,4 @@ class MetaLearner(NamedTuple):
 
     init: Callable[[PyTree], MetaState]
     step: Callable[[MetaState, LearnerState, jax.Array], tuple[MetaState, LearnerState, Metrics]]
-    meta_gradient: Callable[[PyTree, LearnerState, jax.Array], tuple[PyTree, Any]]
+    meta_gradient: MetaGradientFn
