@@ -1,0 +1,399 @@
+"""Checkpoints of any pytree of arrays (PRNG keys included) through one orbax `CheckpointManager`.
+
+A checkpoint at step `s` is orbax's step directory `<directory>/<s>/` holding two items: `state`,
+the pytree's leaves saved by orbax's `StandardCheckpointHandler` (tensorstore / OCDBT), and
+`meta`, one JSON document with the caller's `meta` dict and a description of every leaf (tree
+path, shape, dtype, PRNG key implementation, CRC-32 of its bytes). Orbax writes a step into a
+temporary directory and renames it when every item is complete, so a save interrupted at any
+point (a kill, a full disk) leaves the previous steps as they were; the latest two steps are kept.
+
+Restoring checks, before handing anything back, that the saved tree fits the template (paths,
+shapes, dtypes) and that every leaf's bytes and the JSON document are those that were written;
+any damage (a missing, truncated, empty or corrupt file, or a checkpoint of another
+configuration) raises `CheckpointError` with one sentence naming the directory and what to do.
+
+Orbax is imported only when a `Checkpointer` is made (it takes about a second), so modules that
+merely mention checkpoints stay quick to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import logging
+import math
+import sys
+import warnings
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+PyTree = Any
+
+FORMAT = 1
+"""Version of the `meta` item's layout; bumped when it changes."""
+
+STATE, META = "state", "meta"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or read back; the message is one sentence for a person."""
+
+
+def _is_key(leaf: Any) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _key_impl(leaf: Any) -> str:
+    """The name of a PRNG key array's implementation, e.g. "threefry2x32"."""
+    return str(leaf.dtype._impl.name)
+
+
+def _describe(path: tuple, leaf: Any) -> dict[str, Any]:
+    """Path, shape and dtype of one leaf (keys by their implementation), as JSON values."""
+    shape = [int(n) for n in np.shape(leaf)]
+    if _is_key(leaf):
+        return {
+            "path": jax.tree_util.keystr(path),
+            "shape": shape,
+            "dtype": "key<" + _key_impl(leaf) + ">",
+        }
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+    return {"path": jax.tree_util.keystr(path), "shape": shape, "dtype": str(np.dtype(dtype))}
+
+
+def _leaf_name(index: int) -> str:
+    return f"leaf_{index:05d}"
+
+
+def _strict_json(value: Any) -> Any:
+    """`value` with NumPy scalars as Python numbers, tuples as lists and NaN/inf as None."""
+    if isinstance(value, dict):
+        return {str(k): _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"checkpoint meta values must be JSON values, got {type(value).__name__}")
+
+
+def _digest(document: dict[str, Any]) -> str:
+    """SHA-256 of a JSON document's canonical form (sorted keys, no spaces)."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _crc32(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence orbax while it runs: its absl log lines, and the abandoned coroutines and
+    threads of a failed restore (Python would print their tracebacks when collecting them);
+    every failure reaches the caller as one CheckpointError instead."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
+    levels, unraisable = [logger.level for logger in loggers], sys.unraisablehook
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda _: None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                yield
+            except BaseException:
+                gc.collect()  # collect abandoned coroutines now, while their reports are muted
+                raise
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        sys.unraisablehook = unraisable
+
+
+def _default_sharding() -> jax.sharding.Sharding:
+    return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+
+class Checkpointer:
+    """Save and restore `(state, meta)` at integer steps in `directory`, keeping the latest two.
+
+    `state` is any pytree of arrays (jax, NumPy or Python scalars), including new-style PRNG key
+    arrays (`jax.random.key`), which are saved as their key data and re-wrapped on restore.
+    `meta` is a dict of JSON values (numbers, strings, lists, nested dicts); Python integers of
+    any size round-trip exactly (e.g. a NumPy `PCG64` bit generator's state), NaN and inf are
+    written as null.
+
+    Usage:
+      checkpointer = Checkpointer(run_dir / "checkpoints")
+      checkpointer.save(step, state, {"seconds": 12.5})
+      state, meta = checkpointer.restore(jax.eval_shape(init, keys))  # onto init's shardings
+
+    Errors: every failure to write or read raises `CheckpointError` (a `ValueError`) with one
+    sentence naming the directory or step directory and what to do.
+    """
+
+    def __init__(self, directory: str | Path, *, max_to_keep: int = 2):
+        self.directory = Path(directory).absolute()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise CheckpointError(
+                f"{self.directory} is a file, not a checkpoint directory; choose another path."
+            )
+        self.max_to_keep = max_to_keep
+        self._manager = None
+
+    # orbax ---------------------------------------------------------------------------------
+
+    def _orbax(self):
+        """The orbax `CheckpointManager`, made on first use (imports orbax)."""
+        if self._manager is None:
+            import orbax.checkpoint as ocp
+
+            self._ocp = ocp
+            options = ocp.CheckpointManagerOptions(
+                preservation_policy=ocp.checkpoint_managers.LatestN(self.max_to_keep),
+                enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,
+                create=True,
+            )
+            try:
+                with _quiet():
+                    self._manager = ocp.CheckpointManager(
+                        self.directory, options=options, item_names=(STATE, META)
+                    )
+            except OSError as error:
+                raise CheckpointError(
+                    f"cannot use {self.directory} for checkpoints ({error.strerror or error}); "
+                    "choose a writable directory."
+                ) from None
+        return self._manager
+
+    def close(self) -> None:
+        """Release orbax's resources (threads); the checkpointer can be used again afterwards."""
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # steps -----------------------------------------------------------------------------------
+
+    def all_steps(self) -> list[int]:
+        """Steps with a complete checkpoint, oldest first (none if the directory does not exist)."""
+        if not self.directory.is_dir():
+            return []
+        manager = self._orbax()
+        with _quiet():
+            manager.reload()
+            return sorted(manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest complete step, or None when there is none."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def step_dir(self, step: int) -> Path:
+        """The directory orbax keeps step `step` in."""
+        return self.directory / str(step)
+
+    # save ------------------------------------------------------------------------------------
+
+    def save(self, step: int, state: PyTree, meta: dict[str, Any] | None = None) -> None:
+        """Write `state` and `meta` as step `step`, atomically; drop all but the latest two.
+
+        Blocks until the checkpoint is complete on disk. Raises CheckpointError when it cannot
+        be written (e.g. a full disk): the previous steps stay intact and restorable.
+        """
+        if not isinstance(step, int | np.integer) or step < 0:
+            raise CheckpointError(f"checkpoint step must be an integer >= 0, got {step!r}.")
+        step = int(step)
+        flat, _ = jax.tree_util.tree_flatten_with_path(state)
+        leaves, described = {}, []
+        for index, (path, leaf) in enumerate(flat):
+            description = _describe(path, leaf)
+            if _is_key(leaf):
+                leaf = jax.random.key_data(leaf)
+            elif not isinstance(leaf, jax.Array):
+                leaf = np.asarray(leaf)
+            description["crc32"] = _crc32(np.asarray(leaf))
+            leaves[_leaf_name(index)] = leaf
+            described.append(description)
+        document = {"format": FORMAT, "leaves": described, "meta": _strict_json(meta or {})}
+        document["digest"] = _digest(document)
+        manager, ocp = self._orbax(), self._ocp
+        if step in self.all_steps():
+            raise CheckpointError(
+                f"checkpoint step {step} already exists in {self.directory}; steps are written "
+                "once (save the next step, or use a new directory)."
+            )
+        try:
+            with _quiet():
+                manager.save(
+                    step,
+                    args=ocp.args.Composite(
+                        **{STATE: ocp.args.StandardSave(leaves), META: ocp.args.JsonSave(document)}
+                    ),
+                )
+                manager.wait_until_finished()
+        except Exception as error:  # a full disk reaches us as OSError or wrapped by tensorstore
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else None
+            raise CheckpointError(
+                f"cannot write checkpoint step {step} to {self.directory} "
+                f"({reason or _short(error)}); the previous checkpoints are intact: free space or "
+                "fix the directory, then resume."
+            ) from None
+
+    # restore ---------------------------------------------------------------------------------
+
+    def read_meta(self, step: int | None = None) -> dict[str, Any]:
+        """The `meta` dict saved at `step` (default: the latest), checked against its digest."""
+        step = self._step(step)
+        return self._document(step)["meta"]
+
+    def _step(self, step: int | None) -> int:
+        steps = self.all_steps()
+        if not steps:
+            raise CheckpointError(
+                f"{self.directory} holds no complete checkpoint (the run stopped before its first "
+                "save, or the directory is not a run's checkpoints); start the run again in a new "
+                "directory."
+            )
+        if step is None:
+            return steps[-1]
+        if step not in steps:
+            raise CheckpointError(
+                f"{self.directory} holds no checkpoint at step {step} (it has {steps})."
+            )
+        return step
+
+    def _damaged(self, step: int, what: str) -> CheckpointError:
+        older = [s for s in self.all_steps() if s < step]
+        hint = (
+            f"delete {self.step_dir(step)} to resume from step {older[-1]}, or start again"
+            if older
+            else "start the run again in a new directory"
+        )
+        return CheckpointError(f"checkpoint {self.step_dir(step)} is damaged ({what}); {hint}.")
+
+    def _document(self, step: int) -> dict[str, Any]:
+        manager, ocp = self._orbax(), self._ocp
+        try:
+            restored = manager.restore(
+                step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()})
+            )
+            document = dict(restored[META])
+            digest = document.pop("digest")
+            valid = digest == _digest(document) and document.get("format") == FORMAT
+        except Exception as error:  # orbax raises many kinds for damaged files
+            raise self._damaged(step, f"{META}/ unreadable: {_short(error)}") from None
+        if not valid:
+            raise self._damaged(step, f"{META}/ does not match its checksum")
+        return document
+
+    def restore(
+        self,
+        template: PyTree | Callable[[dict[str, Any]], PyTree],
+        step: int | None = None,
+    ) -> tuple[PyTree, dict[str, Any]]:
+        """The state and meta saved at `step` (default: the latest), onto `template`'s layout.
+
+        Args:
+          template: a pytree like the saved state whose leaves have `shape`, `dtype` and,
+            optionally, `sharding` (e.g. `jax.eval_shape` of a jitted, sharded init, or concrete
+            arrays); the state is restored onto those shardings (one local device where a leaf
+            has none). May be a function of the saved meta returning the template, for states
+            whose shapes depend on it (e.g. a trace that grows by chunk).
+          step: which step; None = the latest.
+
+        Returns:
+          `(state, meta)`: the state as jax arrays with the template's tree structure (PRNG key
+          leaves as key arrays), and the saved meta dict.
+
+        Raises:
+          CheckpointError: no checkpoint; a damaged step (missing, truncated, empty or altered
+            files: orbax cannot read it, or a leaf's CRC-32 or the meta's SHA-256 differs); a
+            saved tree whose paths, shapes or dtypes differ from the template's.
+        """
+        step = self._step(step)
+        document = self._document(step)
+        meta = document["meta"]
+        if callable(template):
+            template = template(meta)
+        flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+        expected = [_describe(path, leaf) for path, leaf in flat]
+        saved = [{k: v for k, v in leaf.items() if k != "crc32"} for leaf in document["leaves"]]
+        if saved != expected:
+            raise CheckpointError(
+                f"checkpoint {self.step_dir(step)} does not fit this configuration "
+                f"({_first_difference(saved, expected)}); resume with the configuration that "
+                "wrote it, or start a new run."
+            )
+        targets = {}
+        for index, (_, leaf) in enumerate(flat):
+            sharding = getattr(leaf, "sharding", None) or _default_sharding()
+            if _is_key(leaf):
+                shape = jax.eval_shape(
+                    jax.random.key_data, jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+                )
+                target = jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding)
+            else:
+                target = jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding)
+            targets[_leaf_name(index)] = target
+        manager, ocp = self._orbax(), self._ocp
+        try:
+            with _quiet():
+                restored = manager.restore(
+                    step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(targets)})
+                )[STATE]
+            arrays = [restored[_leaf_name(index)] for index in range(len(flat))]
+        except Exception as error:  # orbax / tensorstore raise many kinds for damaged files
+            raise self._damaged(step, f"{STATE}/ unreadable: {_short(error)}") from None
+        leaves = []
+        for array, (path, leaf), record in zip(arrays, flat, document["leaves"], strict=True):
+            if _crc32(np.asarray(array)) != record["crc32"]:
+                raise self._damaged(
+                    step,
+                    f"the bytes of {jax.tree_util.keystr(path) or 'the state'} differ from "
+                    "those written",
+                )
+            if _is_key(leaf):
+                array = jax.random.wrap_key_data(array, impl=_key_impl(leaf))
+            leaves.append(array)
+        return jax.tree.unflatten(treedef, leaves), meta
+
+
+def _first_difference(saved: list[dict], expected: list[dict]) -> str:
+    """'saved <path> float32[3], expected float32[4]' for the first leaf that differs."""
+
+    def show(leaf: dict) -> str:
+        return f"{leaf['path'] or 'the state'} {leaf['dtype']}{leaf['shape']}"
+
+    for a, b in zip(saved, expected, strict=False):
+        if a != b:
+            return f"saved {show(a)}, expected {show(b)}"
+    return f"saved {len(saved)} arrays, expected {len(expected)}"
+
+
+def _short(error: BaseException) -> str:
+    """An exception as one short line (its type and the start of its message)."""
+    text = " ".join(str(error).split())
+    return type(error).__name__ + (f": {text[:160]}" if text else "")

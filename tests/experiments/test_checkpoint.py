@@ -1,0 +1,298 @@
+"""Checkpointer: bit-identical round trips (PRNG keys, big ints), the latest two steps kept, and
+one CheckpointError sentence, never an orbax traceback nor wrong data, for every damaged file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bmg.experiments.checkpoint import Checkpointer, CheckpointError
+
+
+class Carry(NamedTuple):
+    params: dict
+    key: jax.Array
+    step: jax.Array
+
+
+def make_state(seed: int = 0) -> Carry:
+    key = jax.random.key(seed)
+    return Carry(
+        params={
+            "w": jax.random.normal(key, (10, 30)),
+            "b": (jnp.arange(3, dtype=jnp.int32), jnp.float32(seed)),
+        },
+        key=jax.vmap(jax.random.key)(jnp.arange(10) + seed),
+        step=jnp.asarray(seed, jnp.int32),
+    )
+
+
+def leaves_as_numpy(tree) -> list[np.ndarray]:
+    """Every leaf as a host array, PRNG keys as their key data."""
+    out = []
+    for leaf in jax.tree.leaves(tree):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        out.append(np.asarray(leaf))
+    return out
+
+
+def assert_identical(a, b) -> None:
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(leaves_as_numpy(a), leaves_as_numpy(b), strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+
+
+TEMPLATE = jax.eval_shape(make_state)
+PCG64_STATE = np.random.Generator(np.random.PCG64(1234)).bit_generator.state
+META = {
+    "chunks_done": 3,
+    "seconds": 1.25,
+    "label": "bmg",
+    "numpy": PCG64_STATE,  # 128-bit integers
+    "nested": {"big": 2**100 + 1, "negative": -(2**70), "list": [1, 2.5, "x"]},
+}
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    """Steps 0, 1 and 2 saved (states make_state(0..2)); step 0 dropped (latest two kept)."""
+    with Checkpointer(tmp_path / "ckpt") as checkpointer:
+        for step in range(3):
+            checkpointer.save(step, make_state(step), {**META, "step": step})
+    return tmp_path / "ckpt"
+
+
+def test_round_trip_is_bit_identical_keys_and_big_ints_included(saved):
+    checkpointer = Checkpointer(saved)
+    assert checkpointer.all_steps() == [1, 2] and checkpointer.latest_step() == 2
+    state, meta = checkpointer.restore(TEMPLATE)
+    assert_identical(state, make_state(2))
+    assert isinstance(state, Carry) and jax.dtypes.issubdtype(state.key.dtype, jax.dtypes.prng_key)
+    # the restored keys draw the same numbers as the originals
+    np.testing.assert_array_equal(
+        jax.vmap(jax.random.uniform)(state.key), jax.vmap(jax.random.uniform)(make_state(2).key)
+    )
+    assert meta == {**META, "step": 2}
+    assert meta["numpy"] == PCG64_STATE  # a generator restarted from it continues exactly
+    generator = np.random.Generator(np.random.PCG64())
+    generator.bit_generator.state = meta["numpy"]
+    expected = np.random.Generator(np.random.PCG64(1234))
+    assert generator.integers(1 << 62) == expected.integers(1 << 62)
+    older, older_meta = checkpointer.restore(TEMPLATE, step=1)
+    assert_identical(older, make_state(1)) and older_meta["step"] == 1
+    assert checkpointer.read_meta()["step"] == 2
+
+
+def test_restore_onto_template_shardings_and_template_from_meta(saved):
+    device = jax.devices()[0]
+    sharding = jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.array([device]), ("seed",)), jax.sharding.PartitionSpec("seed")
+    )
+    template = TEMPLATE._replace(
+        key=jax.ShapeDtypeStruct(TEMPLATE.key.shape, TEMPLATE.key.dtype, sharding=sharding)
+    )
+    state, _ = Checkpointer(saved).restore(lambda meta: template if meta["step"] == 2 else None)
+    assert state.key.sharding == sharding
+    assert_identical(state, make_state(2))
+
+
+def test_meta_nan_written_as_null_and_strict_json(tmp_path):
+    with Checkpointer(tmp_path) as checkpointer:
+        checkpointer.save(0, {"x": jnp.zeros(2)}, {"loss": float("nan"), "n": np.int64(3)})
+        assert checkpointer.read_meta() == {"loss": None, "n": 3}
+    (metadata,) = tmp_path.glob("0/meta/metadata")
+    json.loads(metadata.read_text(), parse_constant=lambda name: pytest.fail(name))
+
+
+@pytest.mark.parametrize("where", ["missing", "empty dir", "a file"])
+def test_no_checkpoint_is_one_sentence(tmp_path, where):
+    path = tmp_path / "ckpt"
+    if where == "empty dir":
+        path.mkdir()
+    if where == "a file":
+        path.write_text("x")
+    with pytest.raises(CheckpointError, match=str(path)) as error:
+        Checkpointer(path).restore(TEMPLATE)
+    assert str(error.value).count(". ") == 0 and str(error.value).endswith(".")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda s: s._replace(step=jnp.zeros((2,), jnp.int32)),
+            r"saved \.step int32\[\], expected \.step int32\[2\]",
+        ),
+        (lambda s: s._replace(step=jnp.zeros((), jnp.float32)), r"expected \.step float32\[\]"),
+        (
+            lambda s: s._replace(params={**s.params, "extra": jnp.ones(1)}),
+            r"expected \.params\[.extra.\]",
+        ),
+        (
+            lambda s: s._replace(key=jnp.zeros((10, 2), jnp.uint32)),
+            r"saved \.key key<threefry2x32>\[10\], expected \.key uint32\[10, 2\]",
+        ),
+    ],
+)
+def test_state_of_another_configuration_is_refused(saved, change, message):
+    template = jax.eval_shape(lambda: change(make_state()))
+    with pytest.raises(CheckpointError, match="does not fit this configuration") as error:
+        Checkpointer(saved).restore(template)
+    assert str(saved / "2") in str(error.value)
+    assert error.match(message)
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncate":
+        data = data[: len(data) // 2]
+    elif how == "empty":
+        data = b""
+    elif how == "flip":
+        data = bytearray(data)
+        data[len(data) // 2] ^= 0xFF
+        data = bytes(data)
+    path.write_bytes(data)
+
+
+def _step_files(saved: Path) -> list[Path]:
+    return sorted(p.relative_to(saved / "2") for p in (saved / "2").rglob("*") if p.is_file())
+
+
+# Files orbax writes but does not read back when restoring (markers, informational metadata,
+# and in ocdbt.process_0/ the B-tree nodes that the merged root index in state/d/ superseded):
+# damage to them cannot alter the restored state, which must then be bit-identical. Every other
+# file must give CheckpointError.
+NOT_READ = ("commit_success.txt", "_CHECKPOINT_METADATA", "_sharding", "ocdbt.process_0")
+
+
+@pytest.mark.parametrize("how", ["truncate", "empty", "flip"])
+def test_every_damaged_file_gives_checkpoint_error_or_identical_state(saved, tmp_path, how):
+    files = _step_files(saved)
+    assert len(files) >= 8  # orbax's layout: metadata, manifests, data files
+    read_files = []
+    for relative in files:
+        copy = tmp_path / f"copy-{how}"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(saved, copy)
+        _damage(copy / "2" / relative, how)
+        checkpointer = Checkpointer(copy)
+        try:
+            state, meta = checkpointer.restore(TEMPLATE)
+        except CheckpointError as error:
+            read_files.append(relative)
+            text = str(error)
+            assert text.startswith(f"checkpoint {copy / '2'} is damaged"), text
+            assert f"delete {copy / '2'} to resume from step 1" in text
+            assert "\n" not in text
+        else:
+            assert any(part in NOT_READ for part in relative.parts), relative
+            assert_identical(state, make_state(2))
+            assert meta["step"] == 2
+        finally:
+            checkpointer.close()
+        # the step before stays restorable
+        assert_identical(Checkpointer(copy).restore(TEMPLATE, step=1)[0], make_state(1))
+    read = [f for f in files if not any(part in NOT_READ for part in f.parts)]
+    assert set(read) <= set(read_files) and len(read) >= 5
+    assert any("ocdbt.process_0" in f.parts for f in read_files)  # the arrays' data
+
+
+def test_flipped_data_bytes_are_caught_by_the_checksum(saved):
+    """A flip inside a chunk that tensorstore reads without complaint changes the numbers: only
+    the CRC-32 in the meta catches it."""
+    data = max((saved / "2" / "state" / "d").iterdir(), key=lambda p: p.stat().st_size)
+    _damage(data, "flip")
+    with pytest.raises(CheckpointError, match="is damaged"):
+        Checkpointer(saved).restore(TEMPLATE)
+
+
+def test_meta_whose_value_changed_but_still_parses_is_caught(saved):
+    path = saved / "2" / "meta" / "metadata"
+    path.write_text(path.read_text().replace('"chunks_done": 3', '"chunks_done": 4'))
+    assert '"chunks_done": 4' in path.read_text()
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        Checkpointer(saved).restore(TEMPLATE)
+
+
+def test_leftover_temporary_directory_is_ignored_and_cleaned(saved):
+    partial = saved / "3.orbax-checkpoint-tmp-1234567890"
+    shutil.copytree(saved / "2" / "state", partial / "state")
+    checkpointer = Checkpointer(saved)
+    assert checkpointer.latest_step() == 2
+    assert_identical(checkpointer.restore(TEMPLATE)[0], make_state(2))
+    checkpointer.save(3, make_state(3), META)
+    assert not partial.exists() and checkpointer.all_steps() == [2, 3]
+
+
+def test_save_killed_between_writes_leaves_previous_step_restorable(tmp_path):
+    """SIGKILL inside orbax's save of step 1, after the state's arrays are written and before
+    the meta item: step 0 is still the latest and restores exactly; step 1 can then be saved."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_checkpoint import make_state, META
+        from bmg.experiments.checkpoint import Checkpointer
+        from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+
+        checkpointer = Checkpointer({str(tmp_path / "ckpt")!r})
+        checkpointer.save(0, make_state(0), META)
+
+        async def killed(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        handler.JsonCheckpointHandler.async_save = killed
+        checkpointer.save(1, make_state(1), META)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -9, result.stderr
+    assert list((tmp_path / "ckpt").glob("1.orbax-checkpoint-tmp*"))  # the half-written step
+    checkpointer = Checkpointer(tmp_path / "ckpt")
+    assert checkpointer.latest_step() == 0
+    assert_identical(checkpointer.restore(TEMPLATE)[0], make_state(0))
+    checkpointer.save(1, make_state(1), META)
+    assert_identical(checkpointer.restore(TEMPLATE)[0], make_state(1))
+
+
+def test_disk_full_during_save_is_one_sentence_and_keeps_previous(saved, monkeypatch):
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+
+    async def disk_full(*args, **kwargs):
+        raise OSError(28, os.strerror(28))
+
+    checkpointer = Checkpointer(saved)
+    checkpointer.all_steps()  # orbax imported and the manager made before patching
+    monkeypatch.setattr(handler.JsonCheckpointHandler, "async_save", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device") as error:
+        checkpointer.save(3, make_state(3), META)
+    assert str(saved) in str(error.value) and "previous checkpoints are intact" in str(error.value)
+    monkeypatch.undo()
+    fresh = Checkpointer(saved)
+    assert fresh.latest_step() == 2
+    assert_identical(fresh.restore(TEMPLATE)[0], make_state(2))
+
+
+def test_a_step_is_written_once(saved):
+    with pytest.raises(CheckpointError, match="step 2 already exists"):
+        Checkpointer(saved).save(2, make_state(2), META)
+
+
+def test_importing_the_module_does_not_import_orbax():
+    code = "import sys, bmg.experiments.checkpoint; print('orbax' in ' '.join(sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
