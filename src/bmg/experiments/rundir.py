@@ -1,11 +1,23 @@
-"""Run directories: `config.json`, append-as-you-go `metrics.csv`, atomic JSON and NumPy saves."""
+"""Run directories: `config.json`, append-as-you-go `metrics.csv`, atomic JSON and NumPy saves.
+
+A run directory belongs to one run: `make_run_dir` checks it before any work (not a file, not
+under a file, writable, no run in it yet) and locks it (`flock` on `.lock`) for the run's life, so
+a second run into it refuses; commands that write elsewhere (`bmg compare --out`) use
+`make_output_dir`, which refuses run directories. Every write is atomic (a temporary file, then
+a rename), JSON is strict (NaN and inf written as null), and a failed write or a damaged file
+read back is one sentence naming the file.
+"""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import datetime
+import errno
+import fcntl
+import io
 import json
+import math
 import os
 import subprocess
 import typing
@@ -37,49 +49,245 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def make_run_dir(out: str | None, experiment: str, name: str, resume_hint: str = "") -> Path:
-    """`out` if given, else `runs/<experiment>/<name>-<timestamp>/`; created; must hold no run.
+LOCK = ".lock"
+"""The run directory's lock file: `flock`-ed (exclusively) for as long as a run writes there."""
 
-    `resume_hint` is added to the error for a directory that holds an unfinished run.
-    """
-    if out:
-        path = Path(out)
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path("runs") / experiment / f"{name}-{stamp}"
-    if (path / "config.json").exists():
-        raise ValueError(
-            f"--out {path} already holds a run (config.json); choose a new directory so finished "
-            "work is never overwritten"
-            + ("" if (path / "summary.json").exists() else resume_hint)
-            + "."
-        )
-    path.mkdir(parents=True, exist_ok=True)
+_HELD: dict[Path, int] = {}  # run directories this process has locked -> the lock's descriptor
+
+
+def _write_error(path: Path, error: OSError, what: str = "") -> ValueError:
+    """One sentence for an OSError while writing `path`."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.EROFS:
+        reason = "the file system is read-only"
+    return ValueError(f"cannot write {path} ({reason}){what}.")
+
+
+def _check_out(out: str | os.PathLike, flag: str) -> Path:
+    """`out` as a directory path that can be created, or ValueError saying why not."""
+    if str(out).strip() == "":
+        raise ValueError(f"{flag} must name a directory, got an empty string.")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory; choose a directory.")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(
+                    f"{flag} {path} cannot be created: {parent} is a file, not a directory."
+                )
+            break
     return path
 
 
+def _create(path: Path, flag: str) -> None:
+    """mkdir -p `path` and check that files can be written in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.errno == errno.EROFS:
+            reason = "the file system is read-only"
+        raise ValueError(
+            f"{flag} {path} cannot be written ({reason}); choose a writable directory."
+        ) from None
+
+
+def lock_run_dir(path: Path) -> None:
+    """Hold an exclusive `flock` on `path/.lock` for the rest of this process's life.
+
+    The operating system releases it when the process ends, normally or not (a crash, SIGKILL),
+    so a directory is never left locked by a run that is gone. Locking a directory this process
+    already holds is a no-op.
+
+    Raises:
+      ValueError: another process holds the lock (a run is writing into `path`), or the lock
+        file cannot be created.
+    """
+    path = Path(path).absolute()
+    if path in _HELD:
+        return
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise ValueError(
+            f"{path} cannot be locked for the run ({error.strerror or error}); choose a "
+            "writable directory."
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ValueError(
+            f"{path} is in use by another run (it holds the lock {path / LOCK}); wait for that "
+            "run to finish or choose another directory."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[path] = fd
+
+
+def release_run_dir(path: Path) -> None:
+    """Release the lock `lock_run_dir` took (it is released at exit anyway)."""
+    fd = _HELD.pop(Path(path).absolute(), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds a run (its config.json)."""
+    return (Path(path) / "config.json").is_file()
+
+
+def make_run_dir(
+    out: str | os.PathLike | None,
+    experiment: str,
+    name: str,
+    resume_hint: str = "",
+    *,
+    flag: str = "--out",
+) -> Path:
+    """`out` if given, else `runs/<experiment>/<name>-<timestamp>/`: created, locked, empty of runs.
+
+    Checked before any work, each with one sentence: `out` empty, a file, under a file, not
+    writable (read-only file system, permissions), locked by a run in progress, or already
+    holding a run (config.json; `resume_hint` is added when that run is unfinished). The lock
+    (`lock_run_dir`) is held until the process ends.
+
+    Raises:
+      ValueError: the directory cannot be this run's.
+    """
+    if out is not None:
+        path = _check_out(out, flag)
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / experiment / f"{name}-{stamp}"
+    if is_run_dir(path):
+        raise ValueError(
+            f"{flag} {path} already holds a run (config.json); choose a new directory so "
+            "finished work is never overwritten"
+            + ("" if (path / "summary.json").exists() else resume_hint)
+            + "."
+        )
+    _create(path, flag)
+    lock_run_dir(path)
+    if is_run_dir(path):  # written by a run that started between the check and the lock
+        release_run_dir(path)
+        raise ValueError(
+            f"{flag} {path} already holds a run (config.json); choose a new directory."
+        )
+    return path
+
+
+def make_output_dir(out: str | os.PathLike, *, flag: str = "--out") -> Path:
+    """A directory for a command's outputs (e.g. `bmg compare --out`) that is not a run's.
+
+    Created if needed. Raises ValueError (one sentence) when `out` is empty, a file, under a
+    file, not writable, or the directory of a run (it holds config.json): a command never
+    writes into a run directory that is not its own.
+    """
+    path = _check_out(out, flag)
+    if is_run_dir(path):
+        raise ValueError(
+            f"{flag} {path} is a run's directory (it holds config.json); choose another "
+            "directory so that run's files stay its own."
+        )
+    _create(path, flag)
+    return path
+
+
+def to_json(value: Any) -> Any:
+    """`value` as strict JSON values: NaN and +-inf become None (null), NumPy scalars and arrays
+    Python numbers and lists, tuples lists, Paths strings, dataclasses dicts.
+
+    Raises TypeError for anything else.
+    """
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(dataclasses.asdict(value))
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_atomic(path: Path, data: bytes | str, what: str = "") -> None:
+    """Write `path` atomically: a temporary file beside it, flushed to disk, then renamed.
+
+    A reader sees the old file or the new one, never half of one. On an OSError (a full disk,
+    a read-only file system) the temporary file is removed, the previous `path` stays as it was,
+    and ValueError says so in one sentence naming `path`.
+    """
+    path = Path(path)
+    data = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        kept = f"; the previous {path.name} is intact" if path.exists() else ""
+        raise _write_error(path, error, kept + what) from None
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_to_builtin) + "\n")
-    os.replace(tmp, path)
+    """Write strict JSON (NaN and inf as null) atomically; ValueError naming `path` on failure."""
+    text = json.dumps(to_json(obj), indent=2, allow_nan=False) + "\n"
+    write_atomic(path, text)
+
+
+def read_json(path: Path, what: str = "") -> Any:
+    """The JSON in `path`; ValueError naming the file when it is missing, unreadable or not
+    valid JSON. `what` (e.g. "a run's summary") is added to the message."""
+    path = Path(path)
+    kind = f" as {what}" if what else ""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path} cannot be read{kind}: it does not exist.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} cannot be read{kind} ({_reason(error)}).") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path} is not valid JSON{kind} ({error.msg} at line {error.lineno} column "
+            f"{error.colno}); the file is damaged: restore it or re-run."
+        ) from None
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def save_npz(path: Path, compress: bool = True, **arrays: np.ndarray) -> None:
-    """Save arrays atomically."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    (np.savez_compressed if compress else np.savez)(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _to_builtin(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    """Save arrays atomically; ValueError naming `path` when they cannot be written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        (np.savez_compressed if compress else np.savez)(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        kept = f"; the previous {path.name} is intact" if path.exists() else ""
+        raise _write_error(path, error, kept) from None
 
 
 def write_config(path: Path, config: Any, **extra: Any) -> None:
@@ -99,7 +307,7 @@ def write_config(path: Path, config: Any, **extra: Any) -> None:
 def record_resume(path: Path, **where: Any) -> None:
     """Add a resume (when, the code's git commit, `where` it continued) to config.json's
     "resumed" list, so a run's record names every commit that produced part of it."""
-    record = json.loads((path / "config.json").read_text())
+    record = read_json(path / "config.json", "a run's config")
     resume = {"time": datetime.datetime.now().isoformat(timespec="seconds"), **where}
     record["resumed"] = [*record.get("resumed", []), {**resume, "git_commit": git_commit()}]
     write_json(path / "config.json", record)
@@ -129,25 +337,46 @@ def config_from_dict(cls, data: dict):
 
 def read_config(run_dir: Path, cls):
     """The config of the run in `run_dir` (its config.json) as a `cls`; ValueError if unusable."""
-    path = run_dir / "config.json"
+    path = Path(run_dir) / "config.json"
+    record = read_json(path, "a run's config")
     try:
-        return config_from_dict(cls, json.loads(path.read_text())["config"])
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} cannot be read as a run's config ({error}).") from None
+        return config_from_dict(cls, record["config"])
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path} cannot be read as a run's config ({error!r}).") from None
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
 
 
 class CsvAppender:
-    """Append rows to a CSV file, flushing after each batch so nothing finished is lost."""
+    """Append rows to a CSV file, flushing after each batch so nothing finished is lost.
+
+    A batch is all or nothing: when a write fails (e.g. a full disk) the file is cut back to its
+    previous rows and ValueError names it in one sentence.
+    """
 
     def __init__(self, path: Path, fieldnames: list[str]):
-        self.path = path
+        self.path = Path(path)
         self.fieldnames = fieldnames
-        with path.open("w", newline="") as f:
-            csv.DictWriter(f, fieldnames=fieldnames).writeheader()
+        header = io.StringIO()
+        csv.DictWriter(header, fieldnames=fieldnames).writeheader()
+        write_atomic(self.path, header.getvalue())
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fieldnames)
-            writer.writerows(rows)
+        text = io.StringIO()
+        csv.DictWriter(text, fieldnames=self.fieldnames).writerows(rows)
+        data = text.getvalue().encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    written = 0
+                    while written < len(data):
+                        written += os.write(fd, data[written:])
+                except OSError:
+                    os.ftruncate(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise _write_error(self.path, error, "; its earlier rows are intact") from None
