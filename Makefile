@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo fewshot-demo example test lint install clean
+.PHONY: demo fewshot-demo example test test-fast lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,13 @@ fewshot-demo: $(STAMP)
 example: $(STAMP)
 	$(BIN)/python examples/meta_lr_regression.py
 
+# Every test (the README's command; under 12 minutes on 2 cores).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The unit tier for day-to-day work: everything but the end-to-end runs marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
