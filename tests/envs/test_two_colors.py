@@ -1,4 +1,4 @@
-"""Tests for the Two-colors grid world (bmg.envs.two_colors)."""
+"""Tests for the Two-colors grid world (bmg.envs.two_colors.TwoColors, a gymnax Environment)."""
 
 import math
 
@@ -6,11 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gymnax.environments import environment
+from gymnax.wrappers.purerl import FlattenObservationWrapper
 
 from bmg.envs import two_colors as tc
 
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 KEY = jax.random.PRNGKey(0)
+ENV = tc.TwoColors()
 
 
 def onehot(i, n=5):
@@ -39,7 +42,7 @@ def test_hand_worked_trajectory():
     params = tc.make_params()
     state = tc.make_state(agent=(2, 2), objects=((2, 4), (0, 2)))
 
-    obs, state, r, term, trunc, info = tc.step(KEY, state, RIGHT, params)
+    obs, state, r, term, trunc, info = ENV.step(KEY, state, RIGHT, params)
     assert float(r) == 0.0
     assert r.dtype == jnp.float32
     assert int(info["picked"]) == -1
@@ -56,7 +59,7 @@ def test_hand_worked_trajectory():
     )
     np.testing.assert_array_equal(np.asarray(obs), hand)
 
-    obs, state, r, term, trunc, info = tc.step(jax.random.PRNGKey(1), state, RIGHT, params)
+    obs, state, r, term, trunc, info = ENV.step(jax.random.PRNGKey(1), state, RIGHT, params)
     assert float(r) == 1.0
     assert int(info["picked"]) == 0
     assert int(info["good_object"]) == 0
@@ -76,7 +79,7 @@ def test_moves_in_the_open():
     expected = {UP: (1, 2), DOWN: (3, 2), LEFT: (2, 1), RIGHT: (2, 3)}
     for action, target in expected.items():
         state = tc.make_state(agent=(2, 2), objects=((4, 4), (0, 0)))
-        _, new, r, *_ = tc.step(KEY, state, action, params)
+        _, new, r, *_ = ENV.step(KEY, state, action, params)
         assert tuple(np.asarray(new.agent)) == target
         assert float(r) == 0.0
 
@@ -87,19 +90,19 @@ def test_moves_in_the_open():
 def test_walls_leave_agent_in_place(start, action):
     params = tc.make_params()
     state = tc.make_state(agent=start, objects=((2, 2), (3, 1)))
-    _, new, r, *_ = tc.step(KEY, state, action, params)
+    _, new, r, *_ = ENV.step(KEY, state, action, params)
     assert tuple(np.asarray(new.agent)) == start
     assert cells(new)[1:] == [(2, 2), (3, 1)]
     assert float(r) == 0.0
 
 
 def pick_reward(time, obj, params):
-    """Reward of stepping RIGHT onto object ``obj`` on step index ``time``."""
+    """Reward of stepping RIGHT onto object ``obj`` on (global) step index ``time``."""
     objects = ((2, 3), (0, 0)) if obj == 0 else ((0, 0), (2, 3))
-    state = tc.make_state(agent=(2, 2), objects=objects, time=time)
-    _, new, r, _, _, info = tc.step(KEY, state, RIGHT, params)
+    state = tc.make_state(agent=(2, 2), objects=objects, time=tc.clock(time, params))
+    _, new, r, _, _, info = ENV.step(KEY, state, RIGHT, params)
     assert int(info["picked"]) == obj
-    assert int(new.time) == time + 1
+    assert int(new.time) == tc.clock(time + 1, params)
     return float(r), int(info["good_object"])
 
 
@@ -124,7 +127,7 @@ def test_default_flip_at_100k():
 def test_step_penalty():
     params = tc.make_params(step_penalty=0.04)
     state = tc.make_state(agent=(2, 2), objects=((4, 4), (0, 0)))
-    _, _, r, *_ = tc.step(KEY, state, UP, params)
+    _, _, r, *_ = ENV.step(KEY, state, UP, params)
     assert float(r) == pytest.approx(-0.04)
     assert r.dtype == jnp.float32
     # A pick-up gives exactly +-1, no penalty added.
@@ -134,8 +137,8 @@ def test_step_penalty():
 
 def test_terminated_truncated_false_and_time_increments():
     params = tc.make_params(respawn="object")
-    _, state = tc.reset(KEY, params)
-    step = jax.jit(tc.step)
+    _, state = ENV.reset(KEY, params)
+    step = jax.jit(ENV.step)
     keys = jax.random.split(jax.random.PRNGKey(3), 60)
     for i, k in enumerate(keys):
         _, state, _, term, trunc, _ = step(k, state, i % 4, params)
@@ -148,17 +151,17 @@ def test_scan_stream_invariants():
     """A long random stream: positions stay in the grid and distinct, rewards are legal."""
     for respawn in ("all", "object"):
         params = tc.make_params(respawn=respawn, switch_every=50, step_penalty=0.5)
-        _, state = tc.reset(jax.random.PRNGKey(11), params)
+        _, state = ENV.reset(jax.random.PRNGKey(11), params)
 
         def body(s, k, params=params):
             ka, ks = jax.random.split(k)
             a = jax.random.randint(ka, (), 0, tc.NUM_ACTIONS)
-            _, s2, r, *_ = tc.step(ks, s, a, params)
+            _, s2, r, *_ = ENV.step(ks, s, a, params)
             return s2, (s2.agent, s2.objects, r)
 
         keys = jax.random.split(jax.random.PRNGKey(12), 2000)
         final, (agents, objects, rewards) = jax.lax.scan(body, state, keys)
-        assert int(final.time) == 2000
+        assert int(final.time) == tc.clock(2000, params) == 2000 % 100
         pos = np.concatenate([np.asarray(agents)[:, None], np.asarray(objects)], axis=1)
         assert pos.min() >= 0 and pos.max() <= 4
         flat = pos[..., 0] * 5 + pos[..., 1]
@@ -175,7 +178,7 @@ def test_scan_stream_invariants():
 def batched_pickups(params, n_keys=1000):
     state = tc.make_state(agent=(2, 2), objects=((2, 3), (0, 1)))
     keys = jax.random.split(jax.random.PRNGKey(7), n_keys)
-    step = jax.jit(jax.vmap(tc.step, in_axes=(0, None, None, None)))
+    step = jax.jit(jax.vmap(ENV.step, in_axes=(0, None, None, None)))
     _, new, r, _, _, info = step(keys, state, jnp.int32(RIGHT), params)
     assert np.all(np.asarray(info["picked"]) == 0)
     assert np.all(np.asarray(r) == 1.0)
@@ -215,7 +218,7 @@ def test_respawn_object_second_object():
     params = tc.make_params(respawn="object")
     state = tc.make_state(agent=(0, 0), objects=((4, 4), (1, 0)))
     keys = jax.random.split(jax.random.PRNGKey(5), 300)
-    _, new, r, _, _, info = jax.vmap(tc.step, in_axes=(0, None, None, None))(
+    _, new, r, _, _, info = jax.vmap(ENV.step, in_axes=(0, None, None, None))(
         keys, state, jnp.int32(DOWN), params
     )
     assert np.all(np.asarray(info["picked"]) == 1)
@@ -232,7 +235,7 @@ def test_no_respawn_without_pickup():
     for respawn in ("all", "object"):
         params = tc.make_params(respawn=respawn)
         state = tc.make_state(agent=(2, 2), objects=((4, 4), (0, 0)))
-        _, new, *_ = tc.step(KEY, state, DOWN, params)
+        _, new, *_ = ENV.step(KEY, state, DOWN, params)
         assert cells(new) == [(3, 2), (4, 4), (0, 0)]
 
 
@@ -243,7 +246,7 @@ def test_no_respawn_without_pickup():
 def test_reset_distinct_and_uniform():
     params = tc.make_params()
     keys = jax.random.split(jax.random.PRNGKey(2), 2000)
-    obs, state = jax.jit(jax.vmap(tc.reset, in_axes=(0, None)))(keys, params)
+    obs, state = jax.jit(jax.vmap(ENV.reset, in_axes=(0, None)))(keys, params)
     obs, agent, objects = np.asarray(obs), np.asarray(state.agent), np.asarray(state.objects)
     assert obs.shape == (2000, 30)
     assert np.all(obs.sum(axis=1) == 6) and set(np.unique(obs)) == {0.0, 1.0}
@@ -272,6 +275,7 @@ def test_reset_distinct_and_uniform():
         ("switch_every", 0),
         ("switch_every", -3),
         ("switch_every", 2.5),
+        ("switch_every", 2**30),
         ("respawn", "none"),
         ("respawn", None),
         ("step_penalty", -0.1),
@@ -308,8 +312,8 @@ def test_jit_and_vmap_match_eager(respawn):
     params = tc.make_params(respawn=respawn, step_penalty=0.04)
     state = tc.make_state(agent=(2, 2), objects=((2, 3), (4, 0)), time=5)
     key = jax.random.PRNGKey(42)
-    eager = tc.step(key, state, RIGHT, params)
-    jitted = jax.jit(tc.step)(key, state, RIGHT, params)
+    eager = ENV.step(key, state, RIGHT, params)
+    jitted = jax.jit(ENV.step)(key, state, RIGHT, params)
     jax.tree_util.tree_map(np.testing.assert_array_equal, eager, jitted)
 
     # vmap over a batch of states/actions/keys equals a loop of single steps.
@@ -319,11 +323,93 @@ def test_jit_and_vmap_match_eager(respawn):
     actions = jnp.array([RIGHT, DOWN, LEFT], jnp.int32)
     keys = jax.random.split(key, 3)
     batch = tc.make_state(agents, objects, times)
-    out = jax.vmap(tc.step, in_axes=(0, 0, 0, None))(keys, batch, actions, params)
+    out = jax.vmap(ENV.step, in_axes=(0, 0, 0, None))(keys, batch, actions, params)
     for i in range(3):
-        single = tc.step(
+        single = ENV.step(
             keys[i], tc.make_state(agents[i], objects[i], times[i]), actions[i], params
         )
         jax.tree_util.tree_map(
             lambda b, s, i=i: np.testing.assert_array_equal(np.asarray(b)[i], s), out, single
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# The gymnax interface
+
+
+def test_is_a_gymnax_environment():
+    params = tc.make_params(grid_size=4)
+    assert isinstance(ENV, environment.Environment)
+    assert ENV == tc.TwoColors() and hash(ENV) == hash(tc.TwoColors())  # one jit cache entry
+    assert ENV.num_actions == tc.NUM_ACTIONS == ENV.action_space(params).n == 4
+    assert ENV.observation_space(params).shape == (24,)
+    assert ENV.observation_space(params).dtype == jnp.float32
+    assert ENV.default_params == tc.EnvParams()
+    state = tc.make_state(agent=(1, 1), objects=((1, 2), (3, 3)))
+    assert not bool(ENV.is_terminated(state, params)) and not bool(ENV.is_truncated(state, params))
+    np.testing.assert_array_equal(ENV.get_obs(state, params), tc.observation(state, params))
+
+
+@pytest.mark.parametrize("respawn", ["all", "object"])
+def test_step_is_step_env_with_the_unsplit_key(respawn):
+    """No reset branch: the re-spawn draws from the step key itself, as step_env does."""
+    params = tc.make_params(respawn=respawn)
+    state = tc.make_state(agent=(2, 2), objects=((2, 3), (0, 1)), time=7)
+    key = jax.random.PRNGKey(9)
+    obs, new, r, term, trunc, info = ENV.step(key, state, RIGHT, params)
+    obs_e, new_e, r_e, term_e, info_e = ENV.step_env(key, state, RIGHT, params)
+    assert float(r) == 1.0  # a pick-up: the key matters
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal, (obs, new, r, term), (obs_e, new_e, r_e, term_e)
+    )
+    assert set(info) == {"picked", "good_object", "terminated", "truncated", "final_observation"}
+    np.testing.assert_array_equal(info["final_observation"], obs)
+    assert not bool(info["terminated"]) and not bool(info["truncated"]) and not bool(trunc)
+    # gymnax's own step splits the key and would re-spawn elsewhere.
+    _, gymnax_state, *_ = environment.Environment.step(ENV, key, state, RIGHT, params)
+    assert cells(gymnax_state) != cells(new)
+
+
+def test_clock_wraps_at_twice_switch_every():
+    params = tc.make_params(switch_every=3)
+    state = tc.make_state(agent=(2, 2), objects=((4, 4), (0, 0)))
+    times = []
+    for _ in range(8):
+        _, state, *_ = ENV.step(KEY, state, UP, params)
+        times.append(int(state.time))
+    assert times == [1, 2, 3, 4, 5, 0, 1, 2]
+    assert [tc.clock(n, params) for n in (0, 5, 6, 2**40 + 1)] == [0, 5, 0, (2**40 + 1) % 6]
+
+
+def test_the_good_colour_and_the_next_flip_are_right_past_two_to_the_31():
+    """Issue 12 item 3: an int32 step count wraps at 2^31 (the wrong colour paid and the next flip
+    came after 83,648 steps instead of 16,352). The clock keeps the phase: from step 2^31 - 3 on,
+    every step's good colour is (n // switch_every) % 2 with Python integers."""
+    params = tc.make_params()  # switch_every = 100,000
+    start = 2**31 - 3
+    count = 16_360
+    state = tc.make_state(agent=(2, 2), objects=((4, 4), (0, 0)), time=tc.clock(start, params))
+
+    def body(state, i):
+        _, state, _, _, _, info = ENV.step(KEY, state, i % 2, params)  # up, down, up, ...
+        return state, (info["good_object"], state.time)
+
+    state, (good, times) = jax.jit(
+        lambda s: jax.lax.scan(body, s, jnp.arange(count, dtype=jnp.int32))
+    )(state)
+    steps = np.arange(start, start + count, dtype=object)
+    np.testing.assert_array_equal(np.asarray(good), [(n // 100_000) % 2 for n in steps])
+    np.testing.assert_array_equal(np.asarray(times), [tc.clock(n + 1, params) for n in steps])
+    assert int(good[3]) == 0  # step 2^31: 2^31 = 21474 * 100,000 + 83,648, an even phase
+    flips = np.flatnonzero(np.diff(np.asarray(good))) + 1
+    assert list(flips) == [3 + 16_352]  # the next flip: 16,352 steps after step 2^31
+    assert np.asarray(times).min() >= 0
+
+
+def test_gymnax_wrappers_apply():
+    """A gymnax wrapper (here FlattenObservationWrapper) wraps Two-colors like any game."""
+    wrapped = FlattenObservationWrapper(ENV)
+    params = tc.make_params()
+    obs, state = wrapped.reset(KEY, params)
+    obs2, _, r, *_ = wrapped.step(KEY, state, UP, params)
+    assert obs.shape == obs2.shape == (30,) and r.dtype == jnp.float32
