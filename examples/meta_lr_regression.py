@@ -17,13 +17,15 @@ import time
 
 import jax
 import jax.numpy as jnp
-import optax
 import tyro
 from rich.console import Console
 from rich.table import Table
 
 from bmg.agents.regression import make_ill_conditioned_task, make_regression_learner
-from bmg.core import make_bmg, make_metagradient, make_target_bootstrap, parameter_matching
+from bmg.core import MetaConfig, make_meta_learner
+
+# Column label -> MetaConfig.algo: the fixed learning rate, the K-step meta-gradient and BMG.
+ALGOS = {"fixed lr": "fixed", "MG": "mg", "BMG": "bmg"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +34,9 @@ class Config:
 
     meta_steps: int = 400
     """meta-updates; the learner takes K updates per meta-update."""
-    k: int = 1
+    inner_steps: int = 1
     """K, inner updates per meta-update (both MG and BMG)."""
-    l: int = 8
+    bootstrap_steps: int = 8
     """L, the BMG target's look-ahead."""
     target_step_size: float = 0.01
     """alpha, the BMG target's final gradient step."""
@@ -56,26 +58,19 @@ def run(config: Config) -> dict[str, jax.Array]:
     learner = make_regression_learner(
         task, meta_lr="diagonal", init_learning_rate=config.init_learning_rate
     )
-    meta_optimizer = optax.adam(config.meta_learning_rate)
+
+    def meta_config(algo: str) -> MetaConfig:
+        return MetaConfig(
+            algo=algo,
+            inner_steps=config.inner_steps,
+            bootstrap_steps=config.bootstrap_steps,
+            learning_rate=config.meta_learning_rate,
+            target_step_size=config.target_step_size,
+        )
+
+    # BMG matches with the learner's matching_fn: 1/2 squared parameter distance.
     algorithms = {
-        "MG": make_metagradient(
-            learner.update_fn, learner.meta_objective, meta_optimizer, num_inner_steps=config.k
-        ),
-        "BMG": make_bmg(
-            learner.update_fn,
-            make_target_bootstrap(
-                learner.update_fn,
-                config.l,
-                meta_objective=learner.meta_objective,
-                step_size=config.target_step_size,
-            ),
-            parameter_matching(),
-            meta_optimizer,
-            num_inner_steps=config.k,
-        ),
-        "fixed lr": make_metagradient(
-            learner.update_fn, learner.meta_objective, optax.sgd(0.0), num_inner_steps=config.k
-        ),
+        name: make_meta_learner(learner, meta_config(algo)) for name, algo in ALGOS.items()
     }
     init_key, run_key = jax.random.split(jax.random.key(config.seed + 1))
     state = learner.init_state(init_key)
@@ -108,10 +103,10 @@ def run(config: Config) -> dict[str, jax.Array]:
 
 def main(config: Config) -> None:
     curves = run(config)
-    names = ["fixed lr", "MG", "BMG"]
+    names = list(ALGOS)
     table = Table(
-        title=f"Full-dataset loss (mean learning rate) vs learner updates; K={config.k}, "
-        f"BMG L={config.l}"
+        title=f"Full-dataset loss (mean learning rate) vs learner updates; K={config.inner_steps}, "
+        f"BMG L={config.bootstrap_steps}"
     )
     table.add_column("learner updates", justify="right")
     for name in names:
@@ -119,7 +114,7 @@ def main(config: Config) -> None:
     rows = jnp.linspace(0, config.meta_steps - 1, config.rows).astype(int)
     for i in rows.tolist():
         cells = [f"{curves[n][0][i]:.4f} ({curves[n][1][i]:.4f})" for n in names]
-        table.add_row(str((i + 1) * config.k), *cells)
+        table.add_row(str((i + 1) * config.inner_steps), *cells)
     console = Console()
     console.print(table)
     seconds = ", ".join(f"{n} {curves[n + ' seconds']:.1f} s" for n in names)

@@ -17,7 +17,7 @@ logit_batches = arrays(np.float32, (4, 5), elements=st.floats(-5, 5, allow_nan=F
 @given(logit_batches, logit_batches)
 def test_policy_kl_zero_at_target_and_gradient_is_softmax_difference(target, logits):
     assert abs(float(policy_kl(logits, logits))) < 1e-6
-    grad = jax.grad(lambda l: policy_kl(target, l))(logits)
+    grad = jax.grad(lambda x: policy_kl(target, x))(logits)
     batch = logits.shape[0]
     expected = (jax.nn.softmax(logits) - jax.nn.softmax(target)) / batch
     np.testing.assert_allclose(grad, expected, atol=1e-6)
