@@ -1,0 +1,30 @@
+"""bmg.rl: single-stream RL maths in the rlax style, for any gymnax environment.
+
+``rollout``: ``collect`` T steps of one stream with auto-reset, per-step ``discount_t``,
+truncation marks and cumulative counters (``Rollout``, ``Stream``, ``start_stream``).
+``losses``: ``a2c_loss``, ``q_lambda_loss`` (Watkins), ``n_step_returns``,
+``truncation_bootstrap``. Importable and tested without any agent or meta-learning.
+"""
+
+from bmg.rl.losses import (
+    a2c_loss,
+    n_step_returns,
+    policy_gradient_and_entropy,
+    q_lambda_loss,
+    truncation_bootstrap,
+    watkins_lambdas,
+)
+from bmg.rl.rollout import Rollout, Stream, collect, start_stream
+
+__all__ = [
+    "Rollout",
+    "Stream",
+    "a2c_loss",
+    "collect",
+    "n_step_returns",
+    "policy_gradient_and_entropy",
+    "q_lambda_loss",
+    "start_stream",
+    "truncation_bootstrap",
+    "watkins_lambdas",
+]
