@@ -1,0 +1,519 @@
+"""The compiled, chunked, seed-parallel lifetime for any `bmg.core.Learner` (the Anakin pattern).
+
+Hessel, Kroiss, Clark, Kemaev, Quan, Keck, Viola, van Hasselt, "Podracer architectures for
+scalable reinforcement learning", 2021: when the environment is written in JAX, acting and
+learning compile into one program, vmapped over independent copies and sharded over devices.
+
+Here one chunk is `lax.scan` over `meta_steps_per_chunk` meta-steps of
+`MetaLearner.step(meta_state, learner_state, key)`, `vmap`-ed over seeds, with the seed axis
+sharded over the local devices (`NamedSharding`). After every meta-step it records, per seed,
+the learner's probes (`Learner.probes(meta_params, state)`), chosen metrics of the meta-step
+(e.g. `meta/loss`) and whether the learner parameters, the meta-parameters and the meta-loss are
+all finite. The host, between chunks: appends the chunk to the trace (`name -> [seeds,
+meta_steps]` arrays), stops with one sentence at the first non-finite value (keeping the last
+good checkpoint), saves a checkpoint (carry, trace, chunks done, seconds) through a
+`Checkpointer`, and calls `on_chunk`. A run restored from a checkpoint continues bit-identically.
+
+Before anything runs, the init and the chunk are compiled from abstract shapes and XLA's memory
+analysis of them is checked against the memory of the devices: a lifetime that cannot fit is
+refused with one sentence saying how many seeds would.
+
+Usage:
+  runner = Anakin(learner, MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=4),
+                  num_seeds=10, meta_steps_per_chunk=100, num_chunks=20,
+                  metrics=("meta/loss",), checkpointer=Checkpointer(run_dir / "checkpoints"))
+  state = runner.restore() if resuming else runner.start()
+  result = runner.run(state, on_chunk=print_progress)
+  result.trace["meta/loss"]  # [seeds, 2000]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from bmg.core import Learner, LearnerState, MetaConfig, MetaLearner, MetaState, make_meta_learner
+from bmg.core.unroll import check_integer
+
+Trace = dict[str, np.ndarray]
+"""name -> host array [seeds, meta_steps] (probes, metrics and `finite/...` flags)."""
+
+FINITE = ("params", "meta_params", "meta_loss")
+"""Quantities the NaN guard checks after every meta-step, recorded as `finite/<name>`."""
+
+_QUANTITY = {
+    "params": "the learner parameters",
+    "meta_params": "the meta-parameters",
+    "meta_loss": "the meta-loss",
+}
+
+
+class Carry(NamedTuple):
+    """Everything that runs on between meta-steps, for one seed (vmapped: a leading seed axis)."""
+
+    meta_state: MetaState
+    learner_state: LearnerState
+    key: jax.Array
+
+
+class State(NamedTuple):
+    """A lifetime after `chunks_done` chunks: enough to continue it exactly.
+
+    Attributes:
+      carry: every seed's `Carry`, on the devices (sharded over seeds).
+      initial: the probes at initialisation, name -> [seeds] host arrays.
+      trace: name -> [seeds, chunks_done * meta_steps_per_chunk] host arrays.
+      chunks_done: chunks finished.
+      seconds: wall-clock seconds spent running chunks on the devices (compilation and host work
+        between chunks excluded).
+      host_seconds: seconds of host work between chunks (trace transfer, checkpoint, callback).
+    """
+
+    carry: Carry
+    initial: Trace
+    trace: Trace
+    chunks_done: int
+    seconds: float
+    host_seconds: float
+
+
+class NonFiniteError(ValueError):
+    """A parameter, meta-parameter or meta-loss became NaN or infinite; `state` is the last good
+    state (the one the last checkpoint holds) and `trace` the trace up to the bad chunk."""
+
+    def __init__(self, message: str, state: State, trace: Trace):
+        super().__init__(message)
+        self.state = state
+        self.trace = trace
+
+
+class OutOfMemoryError(ValueError):
+    """The compiled program needs more memory than the devices have."""
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def make_lifetime(
+    learner: Learner,
+    meta_learner: MetaLearner,
+    *,
+    meta_steps_per_chunk: int,
+    metrics: Sequence[str] = (),
+    probes: Sequence[str] | None = None,
+):
+    """`(init, probe, run_chunk)` for one seed: pure, jittable; `vmap` them over seeds.
+
+    init(key) -> Carry: x_0 from `learner.init_state`, w_0 from `learner.init_meta_params`, the
+      meta-optimiser state, and the key the meta-steps draw from.
+    probe(carry) -> {name: scalar}: the selected probes of the carry's learner.
+    run_chunk(carry) -> (carry, {name: [meta_steps_per_chunk]}): the meta-steps of one chunk,
+      recording after each the selected probes, the metrics named in `metrics` and the
+      `finite/params`, `finite/meta_params` and `finite/meta_loss` flags (the last True where the
+      algorithm has no `meta/loss`, e.g. fixed).
+
+    Raises (when traced): ValueError naming a metric or probe the learner does not produce.
+    """
+
+    def select_probes(meta_params, learner_state) -> dict[str, jax.Array]:
+        values = learner.probes(meta_params, learner_state) if learner.probes else {}
+        names = list(values) if probes is None else list(probes)
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise ValueError(
+                f"probes {missing} are not among the learner's probes {sorted(values)}."
+            )
+        return {name: jnp.asarray(values[name]) for name in names}
+
+    def init(key: jax.Array) -> Carry:
+        learner_key, meta_key, run_key = jax.random.split(key, 3)
+        learner_state = learner.init_state(learner_key)
+        meta_state = meta_learner.init(learner.init_meta_params(meta_key))
+        return Carry(meta_state, learner_state, run_key)
+
+    def probe(carry: Carry) -> dict[str, jax.Array]:
+        return select_probes(carry.meta_state.meta_params, carry.learner_state)
+
+    def meta_step(carry: Carry, _) -> tuple[Carry, dict[str, jax.Array]]:
+        key, step_key = jax.random.split(carry.key)
+        meta_state, learner_state, step_metrics = meta_learner.step(
+            carry.meta_state, carry.learner_state, step_key
+        )
+        missing = [name for name in metrics if name not in step_metrics]
+        if missing:
+            raise ValueError(
+                f"metrics {missing} are not among the meta-step's metrics {sorted(step_metrics)}."
+            )
+        record = select_probes(meta_state.meta_params, learner_state)
+        record.update({name: jnp.asarray(step_metrics[name]) for name in metrics})
+        meta_loss = step_metrics.get("meta/loss", jnp.zeros(()))
+        record["finite/params"] = _all_finite(learner_state.params)
+        record["finite/meta_params"] = _all_finite(meta_state.meta_params)
+        record["finite/meta_loss"] = _all_finite(meta_loss)
+        return Carry(meta_state, learner_state, key), record
+
+    def run_chunk(carry: Carry):
+        return jax.lax.scan(meta_step, carry, None, length=meta_steps_per_chunk)
+
+    return init, probe, run_chunk
+
+
+def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> NamedSharding:
+    """Shard a leading seed axis over the most local devices that divide `num_seeds`."""
+    devices = list(devices or jax.local_devices())
+    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    return NamedSharding(Mesh(np.array(devices[:count]), ("seed",)), PartitionSpec("seed"))
+
+
+def available_memory(device: jax.Device) -> int | None:
+    """Bytes free on `device`: its allocator's limit minus use (accelerators), or the host's
+    available memory (CPU). None when unknown."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+
+
+def program_bytes(compiled) -> int | None:
+    """Peak bytes per device of a compiled program from XLA's memory analysis (arguments +
+    outputs + temporaries - donated arguments reused as outputs), or None if unavailable."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # not every backend implements it
+        return None
+    if stats is None:
+        return None
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+        - stats.alias_size_in_bytes
+    )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+class Result(NamedTuple):
+    """A finished (or stopped) lifetime.
+
+    Attributes:
+      state: the final `State` (carry on device, trace on host).
+      compile_seconds: seconds compiling the init and the chunk.
+      meta_steps_per_second: meta-steps of all seeds together per second of device time.
+      memory_bytes: XLA's estimate of the chunk's peak memory per device (None if unknown).
+    """
+
+    state: State
+    compile_seconds: float
+    meta_steps_per_second: float
+    memory_bytes: int | None
+
+
+class ChunkInfo(NamedTuple):
+    """What `on_chunk` receives after each chunk (and its checkpoint)."""
+
+    state: State  # its carry is valid only during the call (the next chunk donates it)
+    num_chunks: int
+    chunk_seconds: float  # device seconds of this chunk
+    chunk_host_seconds: float  # host seconds of this chunk's trace transfer and checkpoint
+    compile_seconds: float
+    meta_steps_per_second: float  # all seeds, over all chunks so far
+
+
+class Anakin:
+    """A compiled, chunked, seed-parallel lifetime of `learner` under `meta_learner`.
+
+    Args:
+      learner: a `bmg.core.Learner`.
+      meta_learner: a `MetaLearner`, or a `MetaConfig` (then `make_meta_learner(learner, it)`).
+      num_seeds: independent seeds run in parallel (vmap), sharded over local devices.
+      first_seed: seeds are first_seed, first_seed + 1, ...; seed s starts from
+        `jax.random.key(s)`.
+      meta_steps_per_chunk: meta-steps compiled into one chunk (one `lax.scan`).
+      num_chunks: chunks in the lifetime.
+      metrics: names of meta-step metrics to record (e.g. "meta/loss").
+      probes: names of the learner's probes to record; None = all it has.
+      checkpointer: a `Checkpointer`; a checkpoint is saved after every chunk. None = none.
+      memory_limit: bytes per device the compiled programs may use; None = what the device
+        reports free (host memory on CPU).
+      devices: the devices to shard seeds over; None = all local devices.
+
+    Raises:
+      ValueError: a count that is not a positive integer (one sentence naming it).
+    """
+
+    def __init__(
+        self,
+        learner: Learner,
+        meta_learner: MetaLearner | MetaConfig,
+        *,
+        num_seeds: int,
+        meta_steps_per_chunk: int,
+        num_chunks: int,
+        first_seed: int = 0,
+        metrics: Sequence[str] = (),
+        probes: Sequence[str] | None = None,
+        checkpointer=None,
+        memory_limit: int | None = None,
+        devices: Sequence[jax.Device] | None = None,
+    ):
+        self.num_seeds = check_integer("num_seeds", num_seeds, 1)
+        self.first_seed = check_integer("first_seed", first_seed, 0)
+        self.meta_steps_per_chunk = check_integer("meta_steps_per_chunk", meta_steps_per_chunk, 1)
+        self.num_chunks = check_integer("num_chunks", num_chunks, 1)
+        if self.first_seed + self.num_seeds > 2**31:
+            raise ValueError(
+                f"first_seed + num_seeds must be <= 2**31, got {self.first_seed + self.num_seeds}."
+            )
+        if isinstance(meta_learner, MetaConfig):
+            meta_learner = make_meta_learner(learner, meta_learner)
+        self.metrics = tuple(metrics)
+        self.checkpointer = checkpointer
+        self.memory_limit = memory_limit
+        init, probe, run_chunk = make_lifetime(
+            learner,
+            meta_learner,
+            meta_steps_per_chunk=self.meta_steps_per_chunk,
+            metrics=self.metrics,
+            probes=probes,
+        )
+        self.sharding = seed_sharding(self.num_seeds, devices)
+        self._init = jax.jit(jax.vmap(init), out_shardings=self.sharding)
+        self._probe = jax.jit(jax.vmap(probe))
+        self._run_chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
+        self._compiled = None
+        self.compile_seconds = float("nan")
+        self.memory_bytes: int | None = None
+
+    # set-up ------------------------------------------------------------------------------------
+
+    def _abstract_keys(self) -> jax.ShapeDtypeStruct:
+        key_type = jax.eval_shape(lambda: jax.random.key(0)).dtype
+        return jax.ShapeDtypeStruct((self.num_seeds,), key_type, sharding=self.sharding)
+
+    def abstract_carry(self) -> Carry:
+        """The carry's shapes, dtypes and shardings (`jax.eval_shape` of the init), no work."""
+        return jax.eval_shape(self._init, self._abstract_keys())
+
+    def compile(self) -> float:
+        """Compile the init and the chunk from abstract shapes and check their memory.
+
+        Returns the compile seconds (also `self.compile_seconds`); a second call is free.
+
+        Raises:
+          ValueError: the programs need more memory per device than is available; the
+            sentence says how much, and how many seeds would fit.
+        """
+        if self._compiled is not None:
+            return self.compile_seconds
+        start = time.perf_counter()
+        init = self._init.lower(self._abstract_keys()).compile()
+        chunk = self._run_chunk.lower(self.abstract_carry()).compile()
+        self.compile_seconds = time.perf_counter() - start
+        needs = [program_bytes(init), program_bytes(chunk)]
+        self.memory_bytes = needs[1]
+        device = self.sharding.mesh.devices.flat[0]
+        limit = self.memory_limit if self.memory_limit is not None else available_memory(device)
+        need = max((n for n in needs if n is not None), default=None)
+        if limit is not None and need is not None and need > limit:
+            per_seed = need / (self.num_seeds / self.sharding.mesh.size)
+            fits = int(limit // per_seed) * self.sharding.mesh.size
+            raise OutOfMemoryError(
+                f"{self.num_seeds} seeds with {self.meta_steps_per_chunk} meta-steps per chunk "
+                f"need about {_gib(need)} per device ({device.platform}) but {_gib(limit)} is "
+                f"available; about {fits} seeds fit (or use fewer inner or bootstrap steps, "
+                "or remat)."
+            )
+        self._compiled_init, self._compiled = init, chunk
+        return self.compile_seconds
+
+    def keys(self) -> jax.Array:
+        """Each seed's starting key, `jax.random.key(first_seed + i)`, sharded over seeds."""
+        seeds = self.first_seed + jnp.arange(self.num_seeds)
+        return jax.device_put(jax.vmap(jax.random.key)(seeds), self.sharding)
+
+    def start(self) -> State:
+        """A fresh lifetime: every seed initialised (after `compile`), its probes recorded."""
+        self.compile()
+        carry = self._compiled_init(self.keys())
+        initial = {k: np.asarray(v) for k, v in self._probe(carry).items()}
+        return State(carry, initial, self._empty_trace(), 0, 0.0, 0.0)
+
+    def _empty_trace(self) -> Trace:
+        shapes = jax.eval_shape(self._run_chunk, self.abstract_carry())[1]
+        return {name: np.zeros((self.num_seeds, 0), s.dtype) for name, s in sorted(shapes.items())}
+
+    # checkpoints -------------------------------------------------------------------------------
+
+    def _meta(self, state: State) -> dict[str, Any]:
+        return {
+            "chunks_done": state.chunks_done,
+            "seconds": state.seconds,
+            "host_seconds": state.host_seconds,
+            "num_seeds": self.num_seeds,
+            "first_seed": self.first_seed,
+            "meta_steps_per_chunk": self.meta_steps_per_chunk,
+        }
+
+    def _template(self, meta: dict[str, Any]) -> dict[str, Any]:
+        for name in ("num_seeds", "first_seed", "meta_steps_per_chunk"):
+            if meta.get(name) != getattr(self, name):
+                raise ValueError(
+                    f"the checkpoint was written with {name} = {meta.get(name)}, this run has "
+                    f"{getattr(self, name)}; resume with the run's own configuration."
+                )
+        steps = int(meta["chunks_done"]) * self.meta_steps_per_chunk
+        trace = self._empty_trace()
+        initial = jax.eval_shape(self._probe, self.abstract_carry())
+        return {
+            "carry": self.abstract_carry(),
+            "initial": {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in initial.items()},
+            "trace": {
+                k: jax.ShapeDtypeStruct((self.num_seeds, steps), v.dtype) for k, v in trace.items()
+            },
+        }
+
+    def save(self, state: State) -> None:
+        """Checkpoint `state` as step `state.chunks_done` (no-op without a checkpointer)."""
+        if self.checkpointer is None:
+            return
+        self.checkpointer.save(
+            state.chunks_done,
+            {"carry": state.carry, "initial": state.initial, "trace": state.trace},
+            self._meta(state),
+        )
+
+    def restore(self) -> State:
+        """The state of the latest checkpoint, its carry on this runner's shardings.
+
+        Raises:
+          CheckpointError: no checkpoint, a damaged one, or one of another configuration (the
+            seeds, the first seed or the chunk length differ, or the state's shapes).
+        """
+        from bmg.experiments.checkpoint import CheckpointError
+
+        if self.checkpointer is None:
+            raise ValueError("restore needs a checkpointer; this runner has none.")
+
+        def template(meta):
+            try:
+                return self._template(meta)
+            except (KeyError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{self.checkpointer.directory}: {error}") from None
+
+        saved, meta = self.checkpointer.restore(template)
+        self.compile()
+        state = State(
+            carry=saved["carry"],
+            initial={k: np.asarray(v) for k, v in saved["initial"].items()},
+            trace={k: np.asarray(v) for k, v in saved["trace"].items()},
+            chunks_done=int(meta["chunks_done"]),
+            seconds=float(meta["seconds"]),
+            host_seconds=float(meta["host_seconds"]),
+        )
+        return state
+
+    # running -----------------------------------------------------------------------------------
+
+    def _check_finite(self, state: State, piece: Trace) -> None:
+        """NonFiniteError at the first meta-step of `piece` where a guarded quantity is not
+        finite (earliest step, then the order of FINITE, then the lowest seed)."""
+        flags = np.stack([piece[f"finite/{name}"] for name in FINITE])  # [3, seeds, steps]
+        if flags.all():
+            return
+        bad = ~flags
+        step = int(np.argmax(bad.any(axis=(0, 1))))
+        quantity, seed = (int(i) for i in np.argwhere(bad[:, :, step])[0])
+        meta_step = state.chunks_done * self.meta_steps_per_chunk + step + 1
+        kept = (
+            f"the last good checkpoint (after chunk {state.chunks_done}) is kept"
+            if self.checkpointer is not None and state.chunks_done > 0
+            else "nothing was saved after the start"
+        )
+        trace = {k: np.concatenate([state.trace[k], v], axis=1) for k, v in piece.items()}
+        raise NonFiniteError(
+            f"{_QUANTITY[FINITE[quantity]]} of seed {self.first_seed + seed} became NaN or "
+            f"infinite at meta-step {meta_step} (chunk {state.chunks_done + 1}); {kept}: lower "
+            "the learning rates or check the inputs.",
+            state,
+            trace,
+        )
+
+    def run_chunk(self, state: State) -> tuple[State, float, float]:
+        """One chunk from `state` (whose carry is donated): the next state, not yet saved, and
+        the chunk's device and host seconds. Raises NonFiniteError (see `_check_finite`)."""
+        self.compile()
+        start = time.perf_counter()
+        carry, piece = self._compiled(state.carry)
+        jax.block_until_ready(carry)
+        jax.block_until_ready(piece)
+        device_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        piece = {k: np.asarray(v) for k, v in piece.items()}
+        self._check_finite(state, piece)
+        trace = {k: np.concatenate([state.trace[k], piece[k]], axis=1) for k in state.trace}
+        host_seconds = time.perf_counter() - start
+        new = State(
+            carry,
+            state.initial,
+            trace,
+            state.chunks_done + 1,
+            state.seconds + device_seconds,
+            state.host_seconds + host_seconds,
+        )
+        return new, device_seconds, host_seconds
+
+    def meta_steps_per_second(self, state: State) -> float:
+        """Meta-steps of all seeds per device second so far."""
+        steps = state.chunks_done * self.meta_steps_per_chunk * self.num_seeds
+        return steps / state.seconds if state.seconds > 0 else float("nan")
+
+    def run(
+        self, state: State | None = None, on_chunk: Callable[[ChunkInfo], None] | None = None
+    ) -> Result:
+        """Run the chunks after `state.chunks_done` (a fresh `start()` when None) to the end.
+
+        After each chunk: its trace is appended, the state checkpointed, then `on_chunk` called.
+        Raises NonFiniteError (the last good checkpoint kept) or the compile's ValueError.
+        """
+        state = self.start() if state is None else state
+        self.compile()
+        while state.chunks_done < self.num_chunks:
+            state, device_seconds, host_seconds = self.run_chunk(state)
+            start = time.perf_counter()
+            self.save(state)
+            save_seconds = time.perf_counter() - start
+            host_seconds += save_seconds
+            state = state._replace(host_seconds=state.host_seconds + save_seconds)
+            if on_chunk is not None:
+                on_chunk(
+                    ChunkInfo(
+                        state,
+                        self.num_chunks,
+                        device_seconds,
+                        host_seconds,
+                        self.compile_seconds,
+                        self.meta_steps_per_second(state),
+                    )
+                )
+        return Result(
+            state, self.compile_seconds, self.meta_steps_per_second(state), self.memory_bytes
+        )
