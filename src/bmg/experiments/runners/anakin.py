@@ -443,11 +443,12 @@ class Anakin:
         step = int(np.argmax(bad.any(axis=(0, 1))))
         quantity, seed = (int(i) for i in np.argwhere(bad[:, :, step])[0])
         meta_step = state.chunks_done * self.meta_steps_per_chunk + step + 1
-        kept = (
-            f"the last good checkpoint (after chunk {state.chunks_done}) is kept"
-            if self.checkpointer is not None and state.chunks_done > 0
-            else "nothing was saved after the start"
-        )
+        if self.checkpointer is None:
+            kept = "this run saves no checkpoints"
+        elif state.chunks_done == 0:
+            kept = "no chunk finished, so no checkpoint was written"
+        else:
+            kept = f"the last good checkpoint (after chunk {state.chunks_done}) is kept"
         trace = {k: np.concatenate([state.trace[k], v], axis=1) for k, v in piece.items()}
         raise NonFiniteError(
             f"{_QUANTITY[FINITE[quantity]]} of seed {self.first_seed + seed} became NaN or "
