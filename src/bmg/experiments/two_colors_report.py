@@ -5,8 +5,8 @@ All statistics are over seeds: mean and standard error (sample std / sqrt(seeds)
 
 from __future__ import annotations
 
-import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +16,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bmg.experiments.rundir import read_json  # noqa: E402
 from bmg.experiments.two_colors import Trace  # noqa: E402
 
 FLIP_WINDOW = 10_000  # steps before / after each flip for the entropy statistics
 SCHEDULE = {  # agent -> (metrics.csv column, summary.json prefix, plot label)
-    "ac": ("entropy_weight", "entropy", "entropy weight"),
+    "ac": ("entropy_cost", "entropy", "entropy cost"),
     "q": ("epsilon", "epsilon", "epsilon"),
 }
 
 
 def csv_fields(agent: str) -> list[str]:
-    """metrics.csv columns; the schedule column is `entropy_weight` (ac) or `epsilon` (q)."""
+    """metrics.csv columns; the schedule column is `entropy_cost` (ac) or `epsilon` (q)."""
     column = SCHEDULE[agent][0]
     base = ["seed", "chunk", "env_steps", "reward_per_step", "cumulative_reward"]
     return [*base, column, "policy_entropy", "meta_loss"]
 
 
 def mean_se(values: np.ndarray) -> dict[str, float]:
-    """Mean and standard error over the first axis (NaN-free values assumed)."""
+    """Mean and standard error over the first axis; NaN for an empty or all-NaN statistic (e.g.
+    the entropy around flips of a run shorter than one phase)."""
     values = np.asarray(values, np.float64)
+    if values.size == 0 or np.isnan(values).all():
+        return {"mean": float("nan"), "se": float("nan")}
     se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
     return {"mean": float(values.mean()), "se": se}
 
@@ -149,13 +153,11 @@ def phase_reward_per_step(env_steps: np.ndarray, reward: np.ndarray, switch_ever
     steps_per_meta_step = _steps_per_meta_step(env_steps)
     phase = (env_steps[0] - 1) // switch_every
     num_phases = int(env_steps[0, -1] // switch_every)
-    return np.stack(
-        [
-            reward[:, phase == p].sum(1) / ((phase == p).sum() * steps_per_meta_step)
-            for p in range(num_phases)
-        ],
-        axis=1,
-    )
+    rates = [
+        reward[:, phase == p].sum(1) / ((phase == p).sum() * steps_per_meta_step)
+        for p in range(num_phases)
+    ]
+    return np.stack(rates, axis=1) if rates else np.zeros((reward.shape[0], 0))
 
 
 def late_colour_rates(env_steps, reward, switch_every: int) -> tuple[dict, dict]:
@@ -259,36 +261,50 @@ def load_run(run_dir: Path):
     for name in ("config.json", "summary.json", "trace.npz"):
         if not (run_dir / name).exists():
             raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
-    config = json.loads((run_dir / "config.json").read_text())
-    summary = json.loads((run_dir / "summary.json").read_text())
-    with np.load(run_dir / "trace.npz") as data:
-        arrays = {k: data[k] for k in data.files}
+    config = read_json(run_dir / "config.json", "a run's config")
+    summary = read_json(run_dir / "summary.json", "a run's summary")
+    try:
+        with np.load(run_dir / "trace.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{run_dir / 'trace.npz'} cannot be read ({type(error).__name__}: {error}); the run's "
+            "trace is damaged: run it again."
+        ) from None
+    missing = [name for name in ("first_rewards", *Trace._fields) if name not in arrays]
+    if missing:
+        raise ValueError(f"{run_dir / 'trace.npz'} lacks {missing}: not a Two-colors trace.")
     return config, summary, arrays
 
 
 def run_label(config: dict) -> str:
-    """Short name: algo, K, L, context and a non-zero outer entropy weight."""
+    """Short name: agent, algo, K, L, context and a non-zero outer entropy cost."""
     c = config["config"]
-    agent = c.get("agent", "ac")
-    if isinstance(agent, dict):  # config.json of runs made before the q agent existed
-        agent, learner = "ac", agent
-    else:
-        learner = c[agent]
+    agent = c["agent"]
+    learner = c[agent]
     prefix = "" if agent == "ac" else "q "
-    if c["algo"] == "ac":
-        return f"ac eps={learner['entropy_weight']}"
     if c["algo"] == "fixed":
+        if agent == "ac":
+            return f"ac entropy-cost={learner['entropy_cost']}"
         return f"q eps={learner['epsilon']}"
     if c["algo"] == "decay":
         return f"q decay {learner['decay_start']}->{learner['decay_final']}"
-    label = prefix + f"{c['algo']} K={c['k']}" + (f" L={c['l']}" if c["algo"] == "bmg" else "")
+    label = prefix + f"{c['algo']} K={c['inner_steps']}"
+    label += f" L={c['bootstrap_steps']}" if c["algo"] == "bmg" else ""
     label += "" if learner["context"] == "reward" else " no-context"
-    outer_entropy_weight = learner.get("outer_entropy_weight", 0.0)  # ac learners only
-    return label + (f" outer-eps={outer_entropy_weight}" if outer_entropy_weight else "")
+    outer_entropy_cost = learner.get("outer_entropy_cost", 0.0)  # ac learners only
+    return label + (f" outer-entropy={outer_entropy_cost}" if outer_entropy_cost else "")
+
+
+def _missing(value) -> bool:
+    return value is None or math.isnan(value)  # summary.json writes NaN as null
 
 
 def format_mean_se(stat: dict, digits: int = 3) -> str:
-    if math.isnan(stat["se"]):
+    """"mean ± se", "mean" for one seed, "-" for a statistic the run has no data for."""
+    if _missing(stat["mean"]):
+        return "-"
+    if _missing(stat["se"]):
         return f"{stat['mean']:.{digits}f}"
     return f"{stat['mean']:.{digits}f} ± {stat['se']:.{digits}f}"
 

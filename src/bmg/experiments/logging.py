@@ -1,0 +1,92 @@
+"""What a run shows and writes as it goes: metrics.csv rows, TensorBoard scalars, progress.
+
+One `RunLogger` per run directory, shared by the runners' experiments: a live progress bar on a
+terminal (steps, rate, elapsed, ETA) and one line per chunk or evaluation in logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+from bmg.experiments.rundir import CsvAppender
+
+KEYS = ("seed", "chunk")  # metrics.csv columns that are not measurements
+
+
+class RunLogger:
+    """metrics.csv (`fields` columns, rewritten from the header), TensorBoard events under
+    `run_dir/tensorboard` and a progress display towards `total_steps`.
+
+    Args:
+      run_dir: the run directory.
+      fields: metrics.csv columns, in order.
+      total_steps: the progress bar's end (environment steps per seed, or meta-steps).
+      console: a `rich.console.Console`.
+    """
+
+    def __init__(self, run_dir: Path, fields: list[str], *, total_steps: int, console):
+        from tensorboardX import SummaryWriter
+
+        self.csv = CsvAppender(Path(run_dir) / "metrics.csv", fields)
+        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        self.total_steps = total_steps
+        self.console = console
+        self._progress = None
+        self._task = None
+
+    @contextlib.contextmanager
+    def progress(self, description: str):
+        """Show a progress bar (terminal) while the block runs; it starts as `description`."""
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if not self.console.is_terminal:
+            self.console.print(f"{description}...")
+            yield
+            return
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        with self._progress:
+            self._task = self._progress.add_task(description, total=self.total_steps, rate="")
+            yield
+        self._progress = self._task = None
+
+    def rows(self, rows: list[dict[str, Any]], *, step: int | None = None, tensorboard=True):
+        """Append `rows` to metrics.csv; with `tensorboard`, log each measurement's mean over
+        the rows (seeds) at `step`."""
+        self.csv.append(rows)
+        if not tensorboard or not rows:
+            return
+        for name in self.csv.fieldnames:
+            if name in KEYS:
+                continue
+            values = [float(r[name]) for r in rows if r.get(name) is not None]
+            values = [v for v in values if math.isfinite(v)]
+            if values:
+                self.writer.add_scalar(name, sum(values) / len(values), step)
+        self.writer.flush()
+
+    def advance(self, completed: int, line: str, *, rate: str = "") -> None:
+        """Move the bar to `completed` (terminal) or print `line` (logs)."""
+        if self._progress is not None:
+            self._progress.update(self._task, description="running", completed=completed, rate=rate)
+        else:
+            self.console.print(line)
+
+    def close(self) -> None:
+        self.writer.close()
