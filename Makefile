@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Two-colors, ac vs mg vs bmg on the demo preset (4 seeds, 1M steps each), then one table + plots.
+# Two-colors, fixed vs mg vs bmg entropy cost on the demo preset (4 seeds, 1M steps each), then one table + plots.
 demo: $(STAMP)
 	@set -e; dir=runs/demo/$$(date +%Y%m%d-%H%M%S); \
-	for algo in ac mg bmg; do \
-	  $(BIN)/bmg two-colors --preset demo --algo $$algo --out $$dir/$$algo; \
+	for algo in fixed mg bmg; do \
+	  $(BIN)/bmg two-colors demo --algo $$algo --out $$dir/$$algo; \
 	done; \
-	$(BIN)/bmg compare $$dir/ac $$dir/mg $$dir/bmg --out $$dir
+	$(BIN)/bmg compare $$dir/fixed $$dir/mg $$dir/bmg --out $$dir/compare
 
 # Few-shot, MAML vs BMG on the tiny preset (synthetic 16x16 data, 300 meta-steps), table + plots.
 fewshot-demo: $(STAMP)
