@@ -31,11 +31,24 @@ class RunLogger:
         from tensorboardX import SummaryWriter
 
         self.csv = CsvAppender(Path(run_dir) / "metrics.csv", fields)
-        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        self.events = Path(run_dir) / "tensorboard"
+        with self._writing():
+            self.writer = SummaryWriter(str(self.events))
         self.total_steps = total_steps
         self.console = console
         self._progress = None
         self._task = None
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """TensorBoard's OSErrors (a full disk) as one sentence naming the directory."""
+        try:
+            yield
+        except OSError as error:
+            raise ValueError(
+                f"{self.events} cannot be written ({error.strerror or error}); the run's last "
+                "checkpoint is intact: free space and resume the run."
+            ) from None
 
     @contextlib.contextmanager
     def progress(self, description: str):
@@ -72,14 +85,15 @@ class RunLogger:
         self.csv.append(rows)
         if not tensorboard or not rows:
             return
-        for name in self.csv.fieldnames:
-            if name in KEYS:
-                continue
-            values = [float(r[name]) for r in rows if r.get(name) is not None]
-            values = [v for v in values if math.isfinite(v)]
-            if values:
-                self.writer.add_scalar(name, sum(values) / len(values), step)
-        self.writer.flush()
+        with self._writing():
+            for name in self.csv.fieldnames:
+                if name in KEYS:
+                    continue
+                values = [float(r[name]) for r in rows if r.get(name) is not None]
+                values = [v for v in values if math.isfinite(v)]
+                if values:
+                    self.writer.add_scalar(name, sum(values) / len(values), step)
+            self.writer.flush()
 
     def advance(self, completed: int, line: str, *, rate: str = "") -> None:
         """Move the bar to `completed` (terminal) or print `line` (logs)."""
@@ -89,4 +103,5 @@ class RunLogger:
             self.console.print(line)
 
     def close(self) -> None:
-        self.writer.close()
+        with self._writing():
+            self.writer.close()
