@@ -95,7 +95,7 @@ def test_values_equal_optax(seed, scale, tree_allclose):
     assert norms_and_clips(zero_tree())[0] == 0.0
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 @pytest.mark.parametrize("scale", [0.05, 10.0])
 def test_gradients_equal_optax_away_from_zero(seed, scale, tree_allclose):
     tree = random_tree(seed, scale)
