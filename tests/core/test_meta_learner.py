@@ -7,7 +7,7 @@
   - `over_batch` is the mean of the per-learner meta-gradients with keys `split(key, B)`, for every
     batching (vmap, map, unroll);
   - `compose(over_batch(), over_devices("d"))` under `jax.shard_map` over 4 host CPU devices gives
-    the 1-device numbers (two known failures are marked `xfail(strict=True)` with their cause).
+    the 1-device numbers.
 
 Everything in float64 (the `x64` fixture of tests/conftest.py), compared to rtol 1e-10 or tighter.
 Every comparison runs compiled (eager JAX compiles op by op, far slower for unrolls); a built
@@ -324,7 +324,7 @@ def test_over_batch_is_the_mean_of_individual_meta_gradients(tree_allclose):
 
 NUM_DEVICES, GLOBAL_BATCH = 4, 8
 # name: (deterministic learner?, shard_map's check_vma)
-CASES = {"det": (True, True), "det_no_vma": (True, False), "sto_no_vma": (False, False)}
+CASES = {"det": (True, True), "det_no_vma": (True, False), "sto": (False, True)}
 
 
 def _four_device_run(path: str) -> None:
@@ -419,27 +419,13 @@ def test_over_devices_equals_one_device_without_vma_checks(four_devices, one_dev
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="bmg.core bug: under shard_map's default check_vma=True, differentiating with respect "
-    "to the replicated meta_params inside the body already psums the per-device meta-gradients "
-    "(the transpose of the implicit pvary), so over_devices' pmean returns 4 x the mean. Fix: "
-    "meta_params = jax.lax.pcast(meta_params, axis_name, to='varying') in over_devices before "
-    "calling meta_gradient (checked: the step then equals the 1-device step to 1e-10).",
-)
 def test_over_devices_equals_one_device(four_devices, one_device, tree_allclose):
     """As above with shard_map's default `check_vma=True`, the way users call it."""
     assert_same_as_one_device("det", four_devices, one_device, tree_allclose)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="over_batch splits the key by the local batch size: on 4 devices each device's 2 "
-    "learners get split(key, 2), on 1 device the 8 learners get split(key, 8), so a learner "
-    "that uses its key (minibatches, rollouts) sees other draws on another device layout.",
-)
 def test_over_devices_equals_one_device_for_a_stochastic_learner(
     four_devices, one_device, tree_allclose
 ):
-    assert_same_as_one_device("sto_no_vma", four_devices, one_device, tree_allclose)
+    assert_same_as_one_device("sto", four_devices, one_device, tree_allclose)

@@ -273,7 +273,7 @@ ALGOS = ("fixed", "mg", "bmg")
 
 @dataclasses.dataclass(frozen=True)
 class MetaConfig:
-    """How the meta-parameters learn: fixed, MG or BMG (Flennerhag et al., ICLR 2022, eq. 1-3).
+    """How the meta-parameters learn: fixed, MG or BMG (Flennerhag et al., ICLR 2022, section 3).
 
     Only the meta-learning maths lives here; the learner's own hyper-parameters are in its config.
     """
@@ -397,8 +397,9 @@ BATCHINGS = ("vmap", "map", "unroll")
 def over_batch(batching: Batching = "vmap") -> Reduce:
     """Average a meta-gradient over a batch of learners (e.g. the tasks of a meta-batch).
 
-    The learner state passed to the reduced function has a leading batch axis B on every leaf;
-    the key is split into B keys (`jax.random.split(key, B)`), one per learner. Gradients and
+    The learner state passed to the reduced function has a leading batch axis B on every leaf.
+    The key is either one key, split into B (`jax.random.split(key, B)`, one per learner), or
+    already B keys (shape [B], as `over_devices` passes each device its share). Gradients and
     metrics are averaged over B; the next learner states come back stacked.
 
     `batching` is a speed choice only, the numbers are the same: "vmap" (one batched program),
@@ -411,7 +412,7 @@ def over_batch(batching: Batching = "vmap") -> Reduce:
     def reduce(meta_gradient: MetaGradientFn) -> MetaGradientFn:
         def batched(meta_params: PyTree, learner_states: LearnerState, key: jax.Array):
             size = jax.tree.leaves(learner_states)[0].shape[0]
-            keys = jax.random.split(key, size)
+            keys = key if jnp.shape(key) == (size,) else jax.random.split(key, size)
             one = lambda state, k: meta_gradient(meta_params, state, k)
             if batching == "vmap":
                 grads, (states, metrics) = jax.vmap(one)(learner_states, keys)
@@ -431,17 +432,35 @@ def over_batch(batching: Batching = "vmap") -> Reduce:
     return reduce
 
 
-def over_devices(axis_name: str) -> Reduce:
+def over_devices(axis_name: str, *, batched: bool = True) -> Reduce:
     """Average a meta-gradient (and its metrics) over the devices of a `shard_map` axis.
 
-    Inside `jax.shard_map(..., axis_names={axis_name})` each device computes the meta-gradient of
-    its shard, then `jax.lax.pmean` makes every device apply the same averaged update, so the
-    meta-parameters stay replicated. Compose with `over_batch` for a batch split over devices:
-    `compose(over_batch(), over_devices("d"))`.
+    Inside `jax.shard_map(..., in_specs=(P(), P(axis_name), P()))` (meta-state replicated,
+    learner states split, one replicated key) each device computes the meta-gradient of its
+    shard, then `jax.lax.pmean` makes every device apply the same averaged update, so the
+    meta-parameters stay replicated. The meta-parameters are marked device-varying first
+    (`jax.lax.pcast`): otherwise, under shard_map's default `check_vma=True`, differentiating
+    with respect to replicated values already sums over devices and the mean would be N x too
+    large.
+
+    Keys do not depend on the layout: with `batched` (compose with `over_batch`: a batch of B
+    learners split over N devices) the key is split into B keys and device i gets its B / N
+    of them, the same keys its learners get on one device; without it (one learner per device)
+    device i gets `jax.random.split(key, N)[i]`. So N devices give the numbers of one device
+    (to float reassociation in the mean).
     """
 
     def reduce(meta_gradient: MetaGradientFn) -> MetaGradientFn:
         def averaged(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
+            meta_params = jax.lax.pcast(meta_params, axis_name, to="varying")
+            devices = jax.lax.axis_size(axis_name)
+            index = jax.lax.axis_index(axis_name)
+            if batched:
+                local = jax.tree.leaves(learner_state)[0].shape[0]
+                keys = jax.random.split(key, devices * local).reshape(devices, local)
+            else:
+                keys = jax.random.split(key, devices)
+            key = jax.lax.dynamic_index_in_dim(keys, index, keepdims=False)
             grads, (state, metrics) = meta_gradient(meta_params, learner_state, key)
             grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
             return grads, (state, metrics)

@@ -104,7 +104,9 @@ StartFn = Callable[[PyTree, LearnerState], LearnerState]
 Probes = Callable[[PyTree, LearnerState], Metrics]
 """Named scalars of a learner state that an experiment reads, `(meta_params, state) -> dict`."""
 
-MetaGradientFn = Callable[[PyTree, LearnerState, jax.Array], tuple[PyTree, tuple[LearnerState, Metrics]]]
+MetaGradientFn = Callable[
+    [PyTree, LearnerState, jax.Array], tuple[PyTree, tuple[LearnerState, Metrics]]
+]
 """`(meta_params, learner_state, key) -> (grads, (next_learner_state, metrics))`."""
 
 Reduce = Callable[[MetaGradientFn], MetaGradientFn]
