@@ -1,10 +1,16 @@
-"""Summary statistics of a Two-colors run against hand-worked traces."""
+"""Two-colors statistics, metrics.csv rows, labels and the comparison table against hand-worked
+traces and hand-made run directories (pure functions: no lifetime runs here)."""
 
 import dataclasses
+import json
+import math
 
 import numpy as np
+import pytest
 
+from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.experiments import two_colors_report as report
+from bmg.experiments.rundir import save_npz, write_json
 from bmg.experiments.two_colors import Trace, TwoColorsConfig
 
 
@@ -12,7 +18,7 @@ def hand_trace():
     """2 seeds, meta-steps of 5,000 steps, 40,000 steps, flips every 20,000 (one flip inside)."""
     steps = np.tile(np.arange(1, 9) * 5_000, (2, 1))
     reward = np.array([[1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 10]], float)
-    # entropy weight: 0.1 just before the flip, 0.5 right after it, 0.2 elsewhere.
+    # entropy cost: 0.1 just before the flip, 0.5 right after it, 0.2 elsewhere.
     schedule = np.full((2, 8), 0.2)
     schedule[:, 2:4] = 0.1  # meta-steps ending at 15k, 20k: the 10k steps before the flip at 20k
     schedule[:, 4:6] = 0.5  # ending at 25k, 30k: the 10k steps after it
@@ -34,15 +40,30 @@ def test_summary_by_hand():
     np.testing.assert_allclose(summary["entropy_after_flip"]["per_seed"], [0.5, 0.5])
     np.testing.assert_allclose(summary["entropy_before_flip"]["per_seed"], [0.1, 0.1])
     np.testing.assert_allclose(summary["env_steps_per_second"]["all_seeds"], 80_000 / 2.0)
+    np.testing.assert_allclose(summary["env_steps_per_second"]["per_seed"], 40_000 / 2.0)
+    assert (summary["env_steps_per_seed"], summary["seeds"]) == (40_000, 2)
+
+
+def test_q_summary_names_epsilon():
+    summary = report.summarize(
+        hand_trace(), np.zeros(2), switch_every=20_000, seconds=1.0, agent="q"
+    )
+    np.testing.assert_allclose(summary["epsilon_after_flip"]["per_seed"], [0.5, 0.5])
+    assert not any(name.startswith("entropy") for name in summary)
 
 
 def test_chunk_rows_and_moving_average():
     trace = hand_trace()
     rows = report.chunk_rows(trace, np.array([1.0, -1.0]), chunk=1, meta_steps_per_chunk=4)
-    assert rows[0]["env_steps"] == 40_000
+    assert list(rows[0]) == report.csv_fields("ac")
+    assert (rows[0]["seed"], rows[0]["chunk"], rows[0]["env_steps"]) == (0, 1, 40_000)
     np.testing.assert_allclose(rows[0]["reward_per_step"], (5 + 6 + 7 + 8) / 20_000)
     np.testing.assert_allclose(rows[0]["cumulative_reward"], 37.0)
-    np.testing.assert_allclose(rows[1]["entropy_weight"], np.mean([0.5, 0.5, 0.2, 0.2]))
+    np.testing.assert_allclose(rows[1]["entropy_cost"], np.mean([0.5, 0.5, 0.2, 0.2]))
+    first_chunk = report.chunk_rows(trace, np.array([1.0, -1.0]), 0, 4, agent="q")
+    assert "epsilon" in first_chunk[0] and "entropy_cost" not in first_chunk[0]
+    np.testing.assert_allclose(first_chunk[0]["reward_per_step"], (1 + 2 + 3 + 4) / 20_000)
+    np.testing.assert_allclose(first_chunk[1]["cumulative_reward"], -1.0)
     moving = report.moving_reward_per_step(trace, window_steps=10_000)
     np.testing.assert_allclose(moving[0, 3], (3 + 4) / 10_000)
     np.testing.assert_allclose(moving[0, 0], 1 / 5_000)  # a partial window at the start
@@ -62,12 +83,14 @@ def test_run_labels_name_what_differs_between_runs():
         config = TwoColorsConfig(**fields)
         return report.run_label({"config": dataclasses.asdict(config)})
 
-    assert label(algo="ac") == "ac eps=0.01"
-    assert label(algo="bmg", k=3, l=16) == "bmg K=3 L=16"
-    mg = TwoColorsConfig(algo="mg").ac
-    assert label(algo="mg", ac=dataclasses.replace(mg, context="none")) == "mg K=1 no-context"
-    outer = dataclasses.replace(mg, outer_entropy_weight=0.1)
-    assert label(algo="mg", ac=outer) == "mg K=1 outer-eps=0.1"
+    assert label(algo="fixed") == "ac entropy-cost=0.01"
+    assert label(algo="bmg", inner_steps=3, bootstrap_steps=16) == "bmg K=3 L=16"
+    assert label(algo="mg", ac=ActorCriticConfig(context="none")) == "mg K=1 no-context"
+    outer = ActorCriticConfig(outer_entropy_cost=0.1)
+    assert label(algo="mg", ac=outer) == "mg K=1 outer-entropy=0.1"
+    assert label(agent="q", algo="fixed") == "q eps=0.1"
+    assert label(agent="q", algo="decay") == "q decay 1.0->0.01"
+    assert label(agent="q", algo="bmg", inner_steps=0, bootstrap_steps=16) == "q bmg K=0 L=16"
 
 
 def test_reward_per_step_by_phase_and_paying_colour():
@@ -80,3 +103,73 @@ def test_reward_per_step_by_phase_and_paying_colour():
     # Only complete phases count: at 30k steps (flips every 20k) object 1 has none yet.
     _, none_yet = report.late_colour_rates(trace.env_steps[:, :6], trace.reward[:, :6], 20_000)
     assert np.isnan(none_yet["mean"])
+
+
+def test_mean_and_standard_error_are_empty_safe():
+    assert report.mean_se(np.array([1.0, 3.0])) == {"mean": 2.0, "se": 1.0}  # std 1.414 / 1.414
+    one = report.mean_se(np.array([2.5]))
+    assert one["mean"] == 2.5 and math.isnan(one["se"])
+    for values in (np.zeros(0), np.array([np.nan, np.nan])):
+        stat = report.mean_se(values)
+        assert math.isnan(stat["mean"]) and math.isnan(stat["se"])
+    assert report.format_mean_se({"mean": 0.12345, "se": 0.01}) == "0.123 ± 0.010"
+    assert report.format_mean_se({"mean": 2.0, "se": float("nan")}) == "2.000"
+    assert report.format_mean_se({"mean": 2.0, "se": None}, 0) == "2"
+    assert report.format_mean_se({"mean": None, "se": None}) == "-"  # null in summary.json
+    assert report.format_mean_se({"mean": float("nan"), "se": 1.0}) == "-"
+
+
+def short_run_dir(path, *, steps_per_meta_step=1_000, meta_steps=2):
+    """A hand-made finished run of 2 seeds shorter than one colour phase (flips every 100k)."""
+    config = TwoColorsConfig(algo="fixed", seeds=2, steps=2_000, chunk_steps=1_000)
+    steps = np.tile(np.arange(1, meta_steps + 1) * steps_per_meta_step, (2, 1))
+    reward = np.array([[1.0, 2.0], [3.0, 5.0]])
+    zeros = np.zeros((2, meta_steps))
+    trace = Trace(steps, reward, np.full((2, meta_steps), 0.01), zeros, zeros)
+    first = np.array([0.0, 1.0])
+    path.mkdir(parents=True)
+    write_json(path / "config.json", {"config": dataclasses.asdict(config)})
+    summary = report.summarize(trace, first, switch_every=100_000, seconds=1.0)
+    write_json(path / "summary.json", summary)
+    save_npz(path / "trace.npz", first_rewards=first, **trace._asdict())
+    return path
+
+
+def test_a_run_shorter_than_one_phase_reports_dashes(tmp_path):
+    run = short_run_dir(tmp_path / "short")
+    summary = json.loads((run / "summary.json").read_text())  # strict JSON: NaN became null
+    assert summary["entropy_after_flip"]["mean"] is None
+    assert summary["entropy_after_flip"]["per_seed"] == [None, None]
+    assert summary["total_reward"]["per_seed"] == [3.0, 9.0]
+    (row,) = report.comparison_rows([run])
+    assert row["run"] == "ac entropy-cost=0.01"
+    assert row["total reward"] == "6 ± 3"  # mean 6, se = std([3, 9]) / sqrt(2) = 3
+    for column in (
+        "schedule after flip",
+        "schedule before flip",
+        "object 0 pays, last 25%",
+        "object 1 pays, last 25%",
+    ):
+        assert row[column] == "-", column
+    assert row["steps/s (all seeds)"] == "4,000"
+
+
+def test_damaged_run_files_are_named(tmp_path):
+    run = short_run_dir(tmp_path / "run")
+    (run / "trace.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=r"trace\.npz cannot be read.*damaged"):
+        report.comparison_rows([run])
+
+    run = short_run_dir(tmp_path / "partial")
+    np.savez(run / "trace.npz", reward=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"trace\.npz lacks \['first_rewards', 'env_steps'"):
+        report.load_run(run)
+
+    run = short_run_dir(tmp_path / "summary")
+    (run / "summary.json").write_text('{"seeds": 2,')
+    with pytest.raises(ValueError, match=r"summary\.json is not valid JSON as a run's summary"):
+        report.comparison_rows([run])
+
+    (run / "summary.json").unlink()
+    with pytest.raises(ValueError, match=r"not a finished run: summary\.json is missing"):
+        report.load_run(run)
