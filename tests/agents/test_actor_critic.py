@@ -6,20 +6,31 @@ rewards stay float32 as the environment makes them), so the references can be co
 
 import functools
 
+import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from bmg import rl
+from bmg.agents import stream
 from bmg.agents.actor_critic import ActorCriticConfig, make_actor_critic
-from bmg.agents.stream import Rollout
-from bmg.core import make_bmg, make_metagradient, make_target_bootstrap, parameter_matching
+from bmg.core import (
+    MetaConfig,
+    make_bmg,
+    make_meta_learner,
+    make_metagradient,
+    make_target_bootstrap,
+    parameter_matching,
+)
 from bmg.envs import two_colors
+from bmg.rl import Rollout
 
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 PENALTY = 0.1
 ENV = two_colors.make_params(grid_size=3, switch_every=50, step_penalty=PENALTY)
+TWO_COLORS = two_colors.TwoColors()
 SMALL = dict(hidden_size=16, rollout_length=3, context_length=3)
 
 
@@ -37,13 +48,13 @@ def make_agent(**overrides):
 @functools.cache
 def _make_agent(items):
     config = ActorCriticConfig(**dict(items))
-    agent = make_actor_critic(config, ENV)
+    agent = make_actor_critic(config, TWO_COLORS, ENV)
     return config, agent, jax.jit(agent.update_fn)
 
 
 # The learner of the loss and update tests: its entropy weight is sigmoid(one logit).
 LOSS_AGENT = dict(
-    discount=0.9, learning_rate=0.1, value_weight=0.7, context="none", max_grad_norm=0.0
+    discount=0.9, learning_rate=0.1, value_cost=0.7, context="none", max_grad_norm=0.0
 )
 CLIP = 0.05  # with this clip the global norm is always clipped in these tests
 # The learner of the stream, matching and meta-gradient tests.
@@ -138,24 +149,36 @@ def numpy_terms(params, rollout, gamma):
 
 
 def jax_terms(params, rollout, gamma):
-    """(pg_loss, value_loss, entropy) as differentiable functions of the parameters."""
+    """(pg_loss, value_loss, entropy) as differentiable functions of the parameters: the reference
+    MLP forward pass fed to `bmg.rl.a2c_loss` (itself tested by hand in tests/rl)."""
     obs = rollout.obs.astype(jnp.float64)
     T = rollout.rewards.shape[0]
     v = mlp(params["value"], obs, jnp)[:, 0]
-    rewards = rollout.rewards.astype(jnp.float64)
-    bootstrap = jax.lax.stop_gradient(v[T])
-    returns = jnp.stack(
-        [
-            sum(gamma ** (i - t) * rewards[i] for i in range(t, T)) + gamma ** (T - t) * bootstrap
-            for t in range(T)
-        ]
+    discounts = jnp.full((T,), gamma)
+    _, metrics = rl.a2c_loss(
+        mlp(params["policy"], obs[:T], jnp),
+        v[:T],
+        rollout.actions,
+        rollout.rewards.astype(jnp.float64),
+        discounts,
+        v[T],
+        entropy_cost=0.0,
+        value_cost=0.0,
     )
-    logp = jax.nn.log_softmax(mlp(params["policy"], obs[:T], jnp))
-    advantages = jax.lax.stop_gradient(returns - v[:T])
-    pg_loss = -jnp.mean(logp[jnp.arange(T), rollout.actions] * advantages)
-    value_loss = jnp.mean(jnp.square(jax.lax.stop_gradient(returns) - v[:T]))
-    entropy = jnp.mean(-jnp.sum(jnp.exp(logp) * logp, axis=-1))
-    return pg_loss, value_loss, entropy
+    return metrics["pg_loss"], metrics["value_loss"], metrics["entropy"]
+
+
+def make_rollout(obs, actions, rewards, discount=0.9):
+    """A Two-colors rollout record (never terminated nor truncated: final_obs = obs[1:])."""
+    rewards = jnp.asarray(rewards, jnp.float32)
+    return Rollout(
+        obs=obs,
+        actions=jnp.asarray(actions, jnp.int32),
+        rewards=rewards,
+        discount_t=jnp.full_like(rewards, discount),
+        truncated=jnp.zeros(rewards.shape, bool),
+        final_obs=obs[1:],
+    )
 
 
 def hand_rollout():
@@ -170,17 +193,18 @@ def hand_rollout():
         two_colors.make_state((1, 0), ((0, 2), (1, 1)), 2),
         two_colors.make_state((0, 0), ((2, 1), (2, 2)), 3),
     ]
-    rollout = Rollout(
-        obs=jnp.stack([two_colors.observation(s, ENV) for s in states]),
-        actions=jnp.array([RIGHT, UP, RIGHT], jnp.int32),
-        rewards=jnp.array([1.0, -PENALTY, -1.0], jnp.float32),
+    rollout = make_rollout(
+        jnp.stack([two_colors.observation(s, ENV) for s in states]),
+        [RIGHT, UP, RIGHT],
+        [1.0, -PENALTY, -1.0],
     )
     return rollout, states[-1]
 
 
 def with_hand_rollout(state, params=None):
     rollout, env_state = hand_rollout()
-    extras = state.extras._replace(rollout=rollout, env_state=env_state)
+    env_stream = state.extras.stream._replace(env_state=env_state, obs=rollout.obs[-1])
+    extras = state.extras._replace(rollout=rollout, stream=env_stream)
     return state._replace(params=state.params if params is None else params, extras=extras)
 
 
@@ -190,13 +214,13 @@ def with_hand_rollout(state, params=None):
 def test_hand_rollout_is_what_the_environment_does():
     rollout, _ = hand_rollout()
     state = two_colors.make_state((1, 1), ((1, 2), (0, 0)), 0)
-    _, state, reward, *_ = two_colors.step(jax.random.key(0), state, RIGHT, ENV)
+    _, state, reward, *_ = TWO_COLORS.step(jax.random.key(0), state, RIGHT, ENV)
     assert float(reward) == 1.0
     state = two_colors.make_state((2, 0), ((0, 2), (1, 1)), 1)
-    obs, state, reward, *_ = two_colors.step(jax.random.key(0), state, UP, ENV)
+    obs, state, reward, *_ = TWO_COLORS.step(jax.random.key(0), state, UP, ENV)
     np.testing.assert_array_equal(obs, rollout.obs[2])
     np.testing.assert_allclose(reward, -PENALTY, rtol=1e-7)
-    _, _, reward, *_ = two_colors.step(jax.random.key(0), state, RIGHT, ENV)
+    _, _, reward, *_ = TWO_COLORS.step(jax.random.key(0), state, RIGHT, ENV)
     assert float(reward) == -1.0
 
 
@@ -225,7 +249,7 @@ def test_returns_and_loss_terms_with_constant_networks_match_hand_values():
         metrics["learner/pg_loss"], np.log(4) * np.mean(returns - 0.5), rtol=1e-6
     )
     np.testing.assert_allclose(metrics["learner/entropy"], np.log(4), rtol=1e-12)
-    np.testing.assert_allclose(metrics["learner/entropy_weight"], config.entropy_weight, rtol=1e-6)
+    np.testing.assert_allclose(metrics["learner/entropy_cost"], config.entropy_cost, rtol=1e-6)
 
 
 def test_loss_terms_on_random_networks_match_numpy():
@@ -244,10 +268,10 @@ def test_loss_terms_on_random_networks_match_numpy():
 
 @pytest.mark.parametrize("max_grad_norm", [0.0, CLIP])
 def test_update_is_minus_lr_times_clipped_gradient(max_grad_norm):
-    """x' - x = -lr * clip(grad(PG + value_weight * MSE - eps * H)), clip to the global norm."""
+    """x' - x = -lr * clip(grad(PG + value_cost * MSE - eps * H)), clip to the global norm."""
     gamma = float(np.float32(0.9))
     config, agent, update = make_agent(**{**LOSS_AGENT, "max_grad_norm": max_grad_norm})
-    lr, value_weight = config.learning_rate, config.value_weight
+    lr, value_cost = config.learning_rate, config.value_cost
     state, _ = init(agent, seed=5)
     state = with_hand_rollout(state)
     logit = jnp.float64(0.3)  # eps = sigmoid(0.3) ~ 0.57: the entropy term matters
@@ -255,7 +279,7 @@ def test_update_is_minus_lr_times_clipped_gradient(max_grad_norm):
 
     def loss(params):
         pg_loss, value_loss, entropy = jax_terms(params, state.extras.rollout, gamma)
-        return pg_loss + value_weight * value_loss - eps * entropy
+        return pg_loss + value_cost * value_loss - eps * entropy
 
     grads = jax.grad(loss)(state.params)
     norm = global_norm(grads)
@@ -269,7 +293,7 @@ def test_update_is_minus_lr_times_clipped_gradient(max_grad_norm):
     tree_allclose(tree_sub(new_state.params, state.params), expected_update, rtol=1e-8, atol=1e-13)
 
 
-def test_entropy_weight_moves_the_policy_only():
+def test_entropy_cost_moves_the_policy_only():
     """d x'/d eps = lr * dH/dx for the policy and exactly 0 for the value net."""
     gamma = float(np.float32(0.9))
     config, agent, update = make_agent(**LOSS_AGENT)
@@ -302,40 +326,52 @@ def test_entropy_weight_moves_the_policy_only():
     assert global_norm(tree_sub(low["value"], high["value"])) > 1e-6
 
 
-# --- 2. The entropy weight ---------------------------------------------------------------------
+# --- 2. The entropy cost -----------------------------------------------------------------------
 
 
-def test_entropy_weight_without_context_is_sigmoid_of_the_logit():
-    _, agent, _ = make_agent(context="none", entropy_weight=0.2)
+@functools.cache
+def probe_state(agent):
+    return agent.init_state(jax.random.key(0))
+
+
+def entropy_cost(agent, meta_params, history):
+    """The entropy cost at context `history`, as the learner's probes report it."""
+    state = probe_state(agent)
+    state = state._replace(extras=state.extras._replace(reward_history=history))
+    return agent.probes(meta_params, state)["entropy_cost"]
+
+
+def test_entropy_cost_without_context_is_sigmoid_of_the_logit():
+    _, agent, _ = make_agent(context="none", entropy_cost=0.2)
     meta_params = agent.init_meta_params(jax.random.key(0))
-    np.testing.assert_allclose(agent.entropy_weight(meta_params, jnp.ones(3)), 0.2, rtol=1e-6)
+    np.testing.assert_allclose(entropy_cost(agent, meta_params, jnp.ones(3)), 0.2, rtol=1e-6)
     for w in (-3.0, 0.0, 1.5):
-        eps = agent.entropy_weight({"logit": jnp.asarray(w)}, jnp.ones(3))
+        eps = entropy_cost(agent, {"logit": jnp.asarray(w)}, jnp.ones(3))
         np.testing.assert_allclose(eps, 1 / (1 + np.exp(-w)), rtol=1e-12)
-    grad = jax.grad(lambda w: agent.entropy_weight({"logit": w}, jnp.ones(3)))(jnp.asarray(1.5))
+    grad = jax.grad(lambda w: entropy_cost(agent, {"logit": w}, jnp.ones(3)))(jnp.asarray(1.5))
     np.testing.assert_allclose(grad, np.exp(-1.5) / (1 + np.exp(-1.5)) ** 2, rtol=1e-12)
 
 
-def test_entropy_weight_with_reward_context():
-    _, agent, _ = make_agent(context="reward", entropy_weight=0.2, context_length=3)
+def test_entropy_cost_with_reward_context():
+    _, agent, _ = make_agent(context="reward", entropy_cost=0.2, context_length=3)
     meta_params = agent.init_meta_params(jax.random.key(0))
     histories = [jnp.zeros(3), jnp.array([1.0, -0.5, 0.25]), jnp.array([-1.0, -1.0, 3.0])]
-    # Zero-initialised output layer: exactly the configured weight, whatever the context.
+    # Zero-initialised output layer: exactly the configured cost, whatever the context.
     for history in histories:
-        np.testing.assert_allclose(agent.entropy_weight(meta_params, history), 0.2, rtol=1e-12)
+        np.testing.assert_allclose(entropy_cost(agent, meta_params, history), 0.2, rtol=1e-12)
 
     # A trained meta-network (random output layer) depends on the context...
     layers = meta_params["net"]["params"]
     kernel = jax.random.normal(jax.random.key(1), layers["Dense_1"]["kernel"].shape)
     output = {"kernel": kernel, "bias": layers["Dense_1"]["bias"]}
     trained = {"net": {"params": {**layers, "Dense_1": output}}}
-    values = [float(agent.entropy_weight(trained, h)) for h in histories]
+    values = [float(entropy_cost(agent, trained, h)) for h in histories]
     assert len(set(values)) == len(values)
     # ...but the context is data: no gradient flows into it, while the meta-parameters get one.
     for history in histories[1:]:
-        context_grad = jax.grad(lambda h: agent.entropy_weight(trained, h))(history)
+        context_grad = jax.grad(lambda h: entropy_cost(agent, trained, h))(history)
         np.testing.assert_array_equal(context_grad, np.zeros(3))
-        meta_grad = jax.grad(lambda w, h=history: agent.entropy_weight(w, h))(trained)
+        meta_grad = jax.grad(lambda w, h=history: entropy_cost(agent, w, h))(trained)
         assert global_norm(meta_grad) > 1e-6
 
 
@@ -349,42 +385,54 @@ def decode(obs, grid_size=3):
     return two_colors.make_state(cells[0], cells[1:], 0)
 
 
-def test_stream_continuity_and_accounting():
+def test_stream_continuity_accounting_and_probes():
     T, n = STREAM["rollout_length"], 4
     _, agent, update = make_agent(**STREAM)
     state, meta_params = init(agent, seed=7)
     extras = state.extras
     rollouts = [extras.rollout]
     # The initial rollout counts.
-    assert int(extras.env_steps) == T and int(extras.env_state.time) == T
-    np.testing.assert_allclose(extras.reward_sum, np.sum(extras.rollout.rewards), rtol=1e-12)
+    assert int(extras.stream.env_steps) == T and int(extras.stream.env_state.time) == T
+    np.testing.assert_allclose(extras.stream.reward_sum, np.sum(extras.rollout.rewards), rtol=1e-12)
     np.testing.assert_allclose(extras.reward_history, [0, 0, np.mean(extras.rollout.rewards)])
 
     for i in range(1, n + 1):
         state, metrics = update(meta_params, state, jax.random.key(100 + i))
         extras = state.extras
         rollout = extras.rollout
-        assert int(extras.env_steps) == T * (i + 1)
-        assert int(extras.env_state.time) == T * (i + 1)
+        assert int(extras.stream.env_steps) == T * (i + 1)
+        assert int(extras.stream.env_state.time) == T * (i + 1)
         # The stream continues: no reset between rollouts.
         np.testing.assert_array_equal(rollout.obs[0], rollouts[-1].obs[-1])
         np.testing.assert_array_equal(
-            rollout.obs[-1], two_colors.observation(extras.env_state, ENV)
+            rollout.obs[-1], two_colors.observation(extras.stream.env_state, ENV)
         )
         np.testing.assert_allclose(metrics["env/rollout_reward"], np.sum(rollout.rewards))
         rollouts.append(rollout)
 
     all_rewards = np.concatenate([np.asarray(r.rewards, np.float64) for r in rollouts])
-    np.testing.assert_allclose(extras.reward_sum, all_rewards.sum(), rtol=1e-6)
+    np.testing.assert_allclose(extras.stream.reward_sum, all_rewards.sum(), rtol=1e-6)
     np.testing.assert_allclose(
         extras.reward_history, [np.mean(r.rewards) for r in rollouts[-3:]], rtol=1e-6
     )
     assert len(set(np.round(all_rewards, 4))) > 1  # the accounting sees more than one reward
 
+    # The probes: cumulative counters (first rollout included), the policy's entropy on the latest
+    # rollout's states, the entropy cost at the current context.
+    probes = agent.probes(meta_params, state)
+    assert probes["env_steps"].dtype == jnp.int32 and int(probes["env_steps"]) == T * (n + 1)
+    assert probes["reward_sum"].dtype == jnp.float32
+    np.testing.assert_allclose(probes["reward_sum"], all_rewards.sum(), rtol=1e-6)
+    assert int(probes["episodes"]) == 0 and float(probes["episode_return_sum"]) == 0.0
+    logp = log_softmax(mlp(state.params["policy"], np.asarray(extras.rollout.obs[:-1])))
+    entropy = np.mean(-np.sum(np.exp(logp) * logp, axis=-1))
+    np.testing.assert_allclose(probes["policy_entropy"], entropy, rtol=1e-10)
+    np.testing.assert_allclose(probes["entropy_cost"], 0.01, rtol=1e-10)
+
     # Every transition is the environment's: replay it from the decoded observation.
     for rollout in rollouts:
         for t in range(T):
-            obs, _, reward, *_ = two_colors.step(
+            obs, _, reward, *_ = TWO_COLORS.step(
                 jax.random.key(0), decode(rollout.obs[t]), rollout.actions[t], ENV
             )
             assert float(reward) == float(rollout.rewards[t])
@@ -416,7 +464,7 @@ def numpy_kl(target_params, params, obs):
 def test_matching_fn(matching):
     weight = 0.7
     _, _, update = make_agent(**STREAM)
-    _, agent, _ = make_agent(**STREAM, matching=matching, matching_value_weight=weight)
+    _, agent, _ = make_agent(**STREAM, matching=matching, matching_value_cost=weight)
     state, meta_params = init(agent, seed=11)
     # The target: the learner one update on (its step magnified 5 times), with its new rollout.
     target, _ = update(meta_params, state, jax.random.key(1))
@@ -455,7 +503,7 @@ def test_matching_fn(matching):
 def test_bmg_with_one_plain_step_and_parameter_matching_is_alpha_times_mg():
     """L = 1, x~ = x_1 - alpha grad f(x_1), mu = 1/2 ||x~ - x_1(w)||^2: grad mu = alpha grad f."""
     alpha = 0.3
-    config, agent, _ = make_agent(**STREAM, outer_entropy_weight=0.05)
+    config, agent, _ = make_agent(**STREAM, outer_entropy_cost=0.05)
     state, meta_params = init(agent, seed=0)
     # Every meta-parameter gets a gradient: a non-zero output layer and a non-zero context.
     meta_params = jax.tree.map(
@@ -465,12 +513,12 @@ def test_bmg_with_one_plain_step_and_parameter_matching_is_alpha_times_mg():
     )
     history = jnp.array([0.3, -0.2, 0.5])
     state = state._replace(extras=state.extras._replace(reward_history=history))
-    eps = agent.entropy_weight(meta_params, history)
+    eps = entropy_cost(agent, meta_params, history)
 
     def loss(params):
         gamma = float(np.float32(config.discount))
         pg_loss, value_loss, entropy = jax_terms(params, state.extras.rollout, gamma)
-        return pg_loss + config.value_weight * value_loss - eps * entropy
+        return pg_loss + config.value_cost * value_loss - eps * entropy
 
     # The default clip (global norm 1) is active in the inner update.
     assert global_norm(jax.grad(loss)(state.params)) > config.max_grad_norm == 1.0
@@ -489,4 +537,160 @@ def test_bmg_with_one_plain_step_and_parameter_matching_is_alpha_times_mg():
         assert np.abs(np.asarray(g)).max() > 1e-9  # no leaf is trivially 0 = 0
     tree_allclose(bmg_grads, jax.tree.map(lambda g: alpha * g, mg_grads), rtol=1e-10, atol=1e-15)
     tree_allclose(bmg_state.params, mg_state.params, rtol=0, atol=0)  # both continue from x_K
-    assert int(bmg_state.extras.env_steps) == 2 * STREAM["rollout_length"]
+    assert int(bmg_state.extras.stream.env_steps) == 2 * STREAM["rollout_length"]
+
+
+# --- 6. Issue 12: the outer entropy sign, a zero-gradient state, bad configs --------------------
+
+
+def test_meta_objective_is_pg_minus_outer_entropy_cost_times_entropy():
+    """f = PG - outer_entropy_cost * H against the numpy reference: a flipped sign would be off
+    by 2 * 0.3 * H (H ~ log 4 here)."""
+    gamma = float(np.float32(0.9))
+    _, agent, _ = make_agent(**LOSS_AGENT, outer_entropy_cost=0.3)
+    state, _ = init(agent, seed=3)
+    state = with_hand_rollout(state)
+    _, pg_loss, _, entropy = numpy_terms(state.params, state.extras.rollout, gamma)
+    f, metrics = agent.meta_objective(state, jax.random.key(0))
+    assert entropy > 1.0
+    np.testing.assert_allclose(f, pg_loss - 0.3 * entropy, rtol=1e-10)
+    np.testing.assert_allclose(metrics["pg_loss"], pg_loss, rtol=1e-10)
+    # Its gradient is the same combination of the reference terms' gradients.
+    rollout = state.extras.rollout
+    grad = jax.grad(lambda p: agent.meta_objective(state._replace(params=p), None)[0])
+    expected = jax.grad(
+        lambda p: jax_terms(p, rollout, gamma)[0] - 0.3 * jax_terms(p, rollout, gamma)[2]
+    )
+    tree_allclose(grad(state.params), expected(state.params), rtol=1e-8, atol=1e-13)
+
+
+def zero_gradient_state(agent, env_params):
+    """All-zero parameters and a stored rollout without pick-ups (reward 0 everywhere): the
+    learner's gradient is exactly zero (uniform policy, V = 0, zero advantages)."""
+    state, meta_params = init(agent)
+    env_state = two_colors.make_state((1, 1), ((0, 0), (2, 2)), 0)
+    observations = [two_colors.observation(env_state, env_params)]
+    for action in (UP, DOWN, LEFT, RIGHT):  # (0, 1), (1, 1), (1, 0), (1, 1): no object
+        obs, env_state, reward, *_ = TWO_COLORS.step(
+            jax.random.key(0), env_state, action, env_params
+        )
+        assert float(reward) == 0.0
+        observations.append(obs)
+    rollout = make_rollout(jnp.stack(observations), [UP, DOWN, LEFT, RIGHT], np.zeros(4), 0.99)
+    env_stream = state.extras.stream._replace(env_state=env_state, obs=rollout.obs[-1])
+    extras = state.extras._replace(rollout=rollout, stream=env_stream)
+    params = jax.tree.map(jnp.zeros_like, state.params)
+    return state._replace(params=params, extras=extras), meta_params
+
+
+@pytest.mark.parametrize("algo", ["mg", "bmg"])
+def test_zero_gradient_state_gives_finite_meta_gradients(algo, monkeypatch):
+    """Issue 12 item 1: with optax's global-norm clip (default max_grad_norm 1.0) the clip's
+    derivative at a zero gradient is 0/0 and the meta-gradient NaN; bmg.core's clip gives 0."""
+    env_params = two_colors.make_params(grid_size=3, switch_every=50)  # no step penalty
+    config = ActorCriticConfig(**{**SMALL, **STREAM})
+    assert config.max_grad_norm == 1.0
+    meta_config = MetaConfig(algo=algo, inner_steps=1, bootstrap_steps=1)
+
+    def meta_gradient():
+        agent = make_actor_critic(config, TWO_COLORS, env_params)
+        state, meta_params = zero_gradient_state(agent, env_params)
+        grads, (_, metrics) = run_fast(
+            make_meta_learner(agent, meta_config).meta_gradient,
+            meta_params,
+            state,
+            jax.random.key(4),
+        )
+        return grads, metrics
+
+    grads, metrics = meta_gradient()
+    for leaf in jax.tree.leaves(grads):  # 0 up to round-off (the uniform policy's dH/dx ~ 1e-17)
+        np.testing.assert_allclose(leaf, np.zeros_like(leaf), atol=1e-12)
+    assert np.isfinite(float(metrics["meta/loss"]))
+    if algo == "bmg":
+        return
+    # The same state with optax's clip: NaN (the fault this pins).
+    monkeypatch.setattr(stream, "clip_by_global_norm", optax.clip_by_global_norm)
+    optax_grads, _ = meta_gradient()
+    assert any(np.isnan(np.asarray(leaf)).any() for leaf in jax.tree.leaves(optax_grads))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("learning_rate", float("inf")),
+        ("learning_rate", float("nan")),
+        ("learning_rate", 0.0),
+        ("learning_rate", True),
+        ("discount", float("nan")),
+        ("discount", 1.5),
+        ("max_grad_norm", float("inf")),
+        ("entropy_cost", float("nan")),
+        ("entropy_cost", 1.0),
+        ("value_cost", float("inf")),
+        ("outer_entropy_cost", -0.1),
+        ("matching_value_cost", float("nan")),
+        ("hidden_size", 2.5),
+        ("context", "rewards"),
+        ("matching", "l2"),
+    ],
+)
+def test_config_rejects_bad_values_in_one_sentence(field, value):
+    with pytest.raises(ValueError, match=f"^{field} must be .*, got {value!r}\\.$"):
+        ActorCriticConfig(**{field: value})
+
+
+# --- 7. Any gymnax environment: MinAtar -------------------------------------------------------
+
+
+def test_truncated_steps_bootstrap_from_the_value_of_the_final_observation():
+    """Breakout-MinAtar with a time limit of 2 steps: steps 1 and 3 of a 4-step rollout are
+    truncated, and the value loss bootstraps there from V(final_obs), not from the reset state."""
+    env, env_params = gymnax.make("Breakout-MinAtar")
+    env_params = env_params.replace(max_steps_in_episode=2)
+    config = ActorCriticConfig(
+        hidden_size=16, rollout_length=4, context="none", max_grad_norm=0.0, discount=0.9
+    )
+    agent = make_actor_critic(config, env, env_params)
+    state, meta_params = init(agent, seed=2)
+    rollout = state.extras.rollout
+    np.testing.assert_array_equal(rollout.truncated, [False, True, False, True])
+    assert not np.array_equal(rollout.final_obs[1], rollout.obs[2])  # a reset in between
+    _, metrics = jax.jit(agent.update_fn)(meta_params, state, jax.random.key(1))
+
+    flat = lambda x: np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    v = mlp(state.params["value"], flat(rollout.obs))[:, 0]
+    v_final = mlp(state.params["value"], flat(rollout.final_obs))[:, 0]
+    gamma = float(np.float32(0.9))
+    rewards = np.asarray(rollout.rewards, np.float64)
+    returns, following = np.zeros(4), v[4]
+    for t in reversed(range(4)):
+        following = rewards[t] + gamma * (v_final[t] if rollout.truncated[t] else following)
+        returns[t] = following
+    np.testing.assert_allclose(
+        metrics["learner/value_loss"], np.mean((returns - v[:4]) ** 2), rtol=1e-10
+    )
+    probes = agent.probes(meta_params, state)
+    assert int(probes["episodes"]) == 2 and int(probes["env_steps"]) == 4
+
+
+@pytest.mark.slow
+def test_fixed_mg_and_bmg_run_on_minatar_breakout():
+    env, env_params = gymnax.make("Breakout-MinAtar")
+    config = ActorCriticConfig(hidden_size=16, rollout_length=4, context_length=3)
+    agent = make_actor_critic(config, env, env_params)
+    for algo, inner, bootstrap in (("fixed", 1, 1), ("mg", 1, 1), ("bmg", 1, 2)):
+        meta_config = MetaConfig(
+            algo=algo, inner_steps=inner, bootstrap_steps=bootstrap, continue_from="inner_params"
+        )
+        meta_learner = make_meta_learner(agent, meta_config)
+        state = agent.init_state(jax.random.key(0))
+        meta_state = meta_learner.init(agent.init_meta_params(jax.random.key(1)))
+        step = jax.jit(meta_learner.step)
+        for i in range(2):
+            meta_state, state, metrics = step(meta_state, state, jax.random.key(10 + i))
+        probes = agent.probes(meta_state.meta_params, state)
+        leaves = jax.tree.leaves((metrics, probes, meta_state.meta_params, state.params))
+        assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves), algo
+        # Every environment step counts, the target's included (BMG goes on with its stream).
+        assert int(probes["env_steps"]) == 4 * (1 + 2 * meta_config.updates_per_step), algo

@@ -1,6 +1,8 @@
 """A meta-learned quantity in (0, 1): sigmoid of a learned logit, or of a network of the context.
 
-Used for the actor-critic's entropy weight and for Q-learning's epsilon:
+Used for the actor-critic's entropy cost and for Q(lambda)'s epsilon (Flennerhag et al., ICLR
+2022, section 5; Luketina et al., CoLLAs 2022, appendix A.3: a sigmoid output, pre-trained to
+the middle of its range, here by a zero-initialised output layer):
 
   value = sigmoid(MLP_w(context) + logit(initial))     (context = mean reward of recent rollouts)
   value = sigmoid(w),  w initialised at logit(initial)  (no context)

@@ -1,0 +1,224 @@
+"""Online Watkins Q(lambda) with an epsilon-greedy behaviour whose epsilon is meta-learned, on any
+gymnax environment stream.
+
+One learner update phi (Flennerhag et al., ICLR 2022, section 5.2; Luketina et al., CoLLAs 2022,
+appendix A.3, Table 4):
+
+  1. on the stored rollout (T steps, collected by the current parameters x),
+     ``bmg.rl.q_lambda_loss``:
+       G_t = r_t + discount_t [(1 - lambda_t) max_a Q(s_{t+1}, a) + lambda_t G_{t+1}],
+       lambda_t = lambda * [a_{t+1} = argmax_a Q(s_{t+1}, a)]   (Watkins: cut at exploration)
+       loss = 1/2 mean (G_t - Q(s_t, a_t))^2;
+  2. x <- x - lr * clip(grad loss);
+  3. collect the next rollout epsilon-greedily with the new parameters and push its mean reward
+     into the context.
+
+Epsilon never enters the loss: it only changes which data is collected, so the meta-gradient of
+any function of x_K with respect to epsilon is exactly zero. BMG reaches it with K = 0 by matching
+the learner's epsilon-greedy policy to the greedy policy of the Q-function L updates ahead
+(Flennerhag et al., section 5.2):
+
+  mu = mean_s -log pi_eps(a*(s) | s),   a*(s) = argmax_a Q_target(s, a),
+  pi_eps(a | s) = (1 - eps) [a = argmax_a Q_x(s, a)] + eps / |A|,
+
+averaged over the states of the target's latest rollout, with eps read at the learner's own
+context. Where today's and the target's greedy actions agree, mu falls as eps falls; where they
+disagree, mu = -log(eps / |A|) falls as eps rises. The target's final step is one more Q(lambda)
+step on the latest rollout (``target_step``), collecting nothing.
+
+Probes: ``env_steps``, ``reward_sum``, ``episodes``, ``episode_return_sum`` (cumulative, see
+``bmg.agents.stream.counter_probes``), ``policy_entropy`` (the epsilon-greedy behaviour's mean
+entropy on the latest rollout's states) and ``epsilon`` (at the current context).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bmg import rl
+from bmg.agents import stream
+from bmg.agents.meta_schedule import make_meta_schedule
+from bmg.agents.networks import MLP
+from bmg.core import Learner, LearnerState
+from bmg.core.unroll import check_integer
+
+Schedule = Literal["fixed", "meta", "decay"]
+SCHEDULES = ("fixed", "meta", "decay")
+
+
+@dataclasses.dataclass(frozen=True)
+class QLambdaConfig(stream.OnlineConfig):
+    """Q(lambda) learner and its epsilon (shared fields: ``OnlineConfig``; sources there)."""
+
+    trace_lambda: float = 0.9
+    """lambda of Watkins Q(lambda) [related]."""
+    epsilon: float = 0.1
+    """fixed epsilon ("fixed"), or the initial epsilon of the meta-learned schedule ("meta")."""
+    decay_start: float = 1.0
+    """decay: epsilon at step 0."""
+    decay_final: float = 0.01
+    """decay: epsilon from `decay_steps` on."""
+    decay_steps: int = 1_000_000
+    """decay: environment steps over which epsilon falls linearly."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_integer("decay_steps", self.decay_steps, 1)
+        for name in ("trace_lambda", "decay_start", "decay_final"):
+            stream.check_real(name, getattr(self, name), low=0, high=1)
+        stream.check_real("epsilon", self.epsilon, low=0, high=1, low_open=True, high_open=True)
+
+
+def epsilon_greedy_probs(q: jax.Array, eps: jax.Array) -> jax.Array:
+    """pi_eps(.|s) = (1 - eps) onehot(argmax q) + eps / |A| over the last axis."""
+    num_actions = q.shape[-1]
+    return (1 - eps) * jax.nn.one_hot(jnp.argmax(q, axis=-1), num_actions) + eps / num_actions
+
+
+def epsilon_greedy_entropy(eps: jax.Array, num_actions: int) -> jax.Array:
+    """Entropy (nats) of ``epsilon_greedy_probs`` (always one greedy action, ties to the first)."""
+    greedy = 1 - eps + eps / num_actions
+    other = eps / num_actions
+    return -(greedy * jnp.log(greedy) + (num_actions - 1) * other * jnp.log(other))
+
+
+def make_q_lambda(
+    config: QLambdaConfig, env: Any, env_params: Any, *, schedule: Schedule = "meta"
+) -> Learner:
+    """Epsilon-greedy Q(lambda) on ``env`` (any gymnax environment with discrete actions) as a
+    ``bmg.core.Learner`` (see the module docstring).
+
+    ``schedule``: "fixed" (eps = config.epsilon, held by fixed meta-parameters), "meta" (eps =
+    sigmoid(meta-network(context)) or sigmoid(w), meta-learned) or "decay" (linear in environment
+    steps, from ``decay_start`` to ``decay_final`` over ``decay_steps``).
+
+    Raises:
+      ValueError: an unknown schedule, or an action space that is not discrete.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    num_actions = stream.num_actions(env, env_params)
+    obs = stream.observation_shape(env, env_params)
+    truncates = stream.can_truncate(env)
+    q_net = MLP((config.hidden_size, config.hidden_size), num_actions)
+    meta_schedule = make_meta_schedule(
+        config.epsilon,
+        use_context=config.context == "reward" and schedule == "meta",
+        context_length=config.context_length,
+        hidden_size=config.meta_hidden_size,
+    )
+    optimizer = stream.make_optimizer(config)
+
+    def q_values(params, observations):
+        return q_net.apply(params, obs.flatten(observations))
+
+    def epsilon(meta_params, extras: stream.Extras):
+        """The behaviour's epsilon; the context carries no gradient."""
+        if schedule == "decay":
+            progress = jnp.minimum(extras.stream.env_steps / config.decay_steps, 1.0)
+            return config.decay_start + (config.decay_final - config.decay_start) * progress
+        return meta_schedule.value(meta_params, extras.reward_history)
+
+    def collect(params, eps, env_stream, key):
+        """Act epsilon-greedily for T steps; parameters and epsilon are data here."""
+        params, eps = jax.lax.stop_gradient((params, eps))
+        explore_key, action_key, env_key = jax.random.split(key, 3)
+        explore = jax.random.uniform(explore_key, (config.rollout_length,)) < eps
+        random_actions = jax.random.randint(action_key, (config.rollout_length,), 0, num_actions)
+
+        def act(o, noise):
+            explore_t, random_t = noise
+            return jnp.where(explore_t, random_t, jnp.argmax(q_values(params, o)))
+
+        noise = (explore, random_actions)
+        return rl.collect(
+            env, env_params, act, noise, env_stream, env_key, discount=config.discount
+        )
+
+    def td_loss(params, rollout):
+        q = q_values(params, rollout.obs)
+        truncated = rollout.truncated if truncates else None
+        q_final = q_values(params, rollout.final_obs) if truncates else None
+        loss, _ = rl.q_lambda_loss(
+            q[:-1],
+            rollout.actions,
+            rollout.rewards,
+            rollout.discount_t,
+            q[1:],
+            truncated,
+            q_final,
+            lambda_=config.trace_lambda,
+        )
+        return loss
+
+    def learn_fn(meta_params, state: LearnerState, key):
+        """One Q(lambda) step on the stored rollout, collecting nothing (the target's last step)."""
+        del meta_params, key
+        loss, grads = jax.value_and_grad(td_loss)(state.params, state.extras.rollout)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state._replace(params=params, opt_state=opt_state), {"learner/td_loss": loss}
+
+    def update_fn(meta_params, state: LearnerState, key):
+        state, metrics = learn_fn(meta_params, state, key)
+        extras: stream.Extras = state.extras
+        eps = epsilon(meta_params, extras)
+        rollout, env_stream = collect(state.params, eps, extras.stream, key)
+        metrics = {
+            **metrics,
+            "learner/epsilon": eps,
+            "learner/entropy": epsilon_greedy_entropy(eps, num_actions),
+            "env/rollout_reward": jnp.sum(rollout.rewards),
+        }
+        return state._replace(extras=stream.advance(extras, rollout, env_stream)), metrics
+
+    def meta_objective(state: LearnerState, key):
+        """f(x) = the Q(lambda) loss of x on its own latest rollout (MG's objective)."""
+        del key
+        return td_loss(state.params, state.extras.rollout), {}
+
+    def matching_fn(target: LearnerState, state: LearnerState, meta_params):
+        """mean_s -log pi_eps(argmax Q_target(s) | s) over the target rollout's states, with eps
+        at the learner's own context (``state``, not the target)."""
+        observations = target.extras.rollout.obs[:-1]
+        target_actions = jnp.argmax(q_values(target.params, observations), axis=-1)
+        eps = epsilon(meta_params, state.extras)
+        probs = epsilon_greedy_probs(q_values(state.params, observations), eps)
+        chosen = jnp.take_along_axis(probs, target_actions[:, None], axis=-1)[:, 0]
+        return -jnp.mean(jnp.log(chosen))
+
+    def init_state(key):
+        q_key, reset_key, collect_key = jax.random.split(key, 3)
+        params = q_net.init(q_key, jnp.zeros((obs.size,)))
+        # epsilon before any context: the decay's start, else the configured (initial) epsilon.
+        eps = config.decay_start if schedule == "decay" else config.epsilon
+        rollout, env_stream = collect(
+            params, jnp.asarray(eps), rl.start_stream(env, env_params, reset_key), collect_key
+        )
+        extras = stream.start(rollout, env_stream, config.context_length)
+        return LearnerState(params, optimizer.init(params), extras)
+
+    def probes(meta_params, state: LearnerState):
+        """Counters, ``policy_entropy`` (the epsilon-greedy behaviour's entropy, the same on every
+        state: ``epsilon_greedy_entropy``) and ``epsilon`` at the current context."""
+        eps = epsilon(meta_params, state.extras)
+        return {
+            **stream.counter_probes(state.extras),
+            "policy_entropy": epsilon_greedy_entropy(eps, num_actions),
+            "epsilon": eps,
+        }
+
+    return Learner(
+        init_state=init_state,
+        init_meta_params=meta_schedule.init,
+        update_fn=update_fn,
+        meta_objective=meta_objective,
+        matching_fn=matching_fn,
+        target_step=learn_fn,
+        probes=probes,
+    )
