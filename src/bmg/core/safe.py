@@ -44,8 +44,11 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
         del params
         norm = safe_norm(updates)
         clip = norm > max_norm
-        scale = max_norm / jnp.where(clip, norm, 1.0)
-        updates = jax.tree.map(lambda g: jnp.where(clip, g * scale.astype(g.dtype), g), updates)
+        divisor = jnp.where(clip, norm, 1.0)
+        # (g / norm) * max_norm, optax's order of operations: the same floats as optax's clip.
+        updates = jax.tree.map(
+            lambda g: jnp.where(clip, (g / divisor.astype(g.dtype)) * max_norm, g), updates
+        )
         return updates, state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
