@@ -1,11 +1,12 @@
-"""Few-shot cost: time per meta-step and compiled memory of MAML and BMG against K and L.
+"""Few-shot cost: time per meta-step and compiled memory of MAML and BMG against inner steps and L.
 
     python benchmarks/fewshot_cost.py --size 84 --repeats 3          # the MiniImagenet shape
     python benchmarks/fewshot_cost.py --size 84 --formulations-only   # task batching x inner loops
 
 One meta-step = a meta-batch of 5-way tasks (random images of the real shape; the cost does not
-depend on the pixels), K support steps differentiated (MAML: back-propagation through all K; BMG:
-one VJP through K), and for BMG a target L-1 support steps plus one query step ahead, then Adam.
+depend on the pixels), the inner support steps differentiated (MAML: back-propagation through all
+of them; BMG: one VJP through them), and for BMG a target L-1 support steps plus one query step
+ahead, then Adam.
 Compiled steps are timed interleaved (a shuffled order per round) so background load spreads over
 all configurations; the table gives the median. Memory is XLA's compiled memory analysis
 (temporary buffers: the working memory of the step), which on CPU is what the step allocates.
@@ -23,13 +24,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from core_cost import fmt, machine_description, memory_stats, parse_ints, ratio, time_interleaved  # noqa: E402
 
+from bmg.agents.fewshot import CORE_ALGO, Task, make_learner, task_states  # noqa: E402
+from bmg.core import MetaConfig, make_meta_learner, over_batch  # noqa: E402
 from bmg.fewshot.conv4 import Conv4  # noqa: E402
-from bmg.fewshot.learner import Task, make_learner, make_meta_learner, make_meta_step  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,9 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--queries", type=int, default=15)
     parser.add_argument("--meta-batch-size", type=int, default=4)
-    parser.add_argument("--maml-ks", type=parse_ints, default=(1, 5, 10))
-    parser.add_argument("--bmg-ks", type=parse_ints, default=(1, 5))
-    parser.add_argument("--ls", type=parse_ints, default=(1, 5, 10))
+    parser.add_argument("--maml-inner-steps", type=parse_ints, default=(1, 5, 10))
+    parser.add_argument("--bmg-inner-steps", type=parse_ints, default=(1, 5))
+    parser.add_argument("--bootstrap-steps", type=parse_ints, default=(1, 5, 10))
     parser.add_argument("--batching", default="unroll", choices=("vmap", "map", "unroll"))
     parser.add_argument(
         "--loops",
@@ -52,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--formulations-only",
         action="store_true",
-        help="compare task batchings x inner-loop forms for MAML K=5",
+        help="compare task batchings x inner-loop forms for MAML with 5 inner steps",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed meta-steps per config")
     parser.add_argument("--warmup", type=int, default=1)
@@ -76,33 +77,32 @@ def random_tasks(args) -> Task:
     return Task(images(args.shots), labels(args.shots), images(args.queries), labels(args.queries))
 
 
-def compile_meta_step(args, algo: str, k: int, l: int, batching: str, loops: str):
+def compile_meta_step(args, algo: str, inner: int, boot: int, batching: str, loops: str):
+    """`MetaLearner.step` of the few-shot learner over a meta-batch, compiled."""
     model = Conv4(num_classes=args.ways)
+    init = lambda key: model.init(key, jnp.zeros((1, args.size, args.size, 3)))
     learner = make_learner(
-        model.apply, inner_learning_rate=0.01, first_order=algo == "fomaml", matching="kl"
+        model.apply, init, inner_learning_rate=0.01, first_order=algo == "fomaml", matching="kl"
     )
-    optimizer = optax.adam(1e-3)
-    meta_learner = make_meta_learner(
-        learner,
-        algo,
-        optimizer,
-        num_inner_steps=k,
-        num_bootstrap_steps=l,
+    config = MetaConfig(
+        algo=CORE_ALGO[algo],
+        inner_steps=inner,
+        bootstrap_steps=max(boot, 1),
+        learning_rate=1e-3,
         target_step_size=0.01,
         unroll_loop=loops == "unrolled",
     )
-    step = make_meta_step(learner, meta_learner, optimizer, batching)
-    params = model.init(jax.random.key(0), jnp.zeros((1, args.size, args.size, 3)))
-    opt_state = optimizer.init(params)
+    meta_learner = make_meta_learner(learner, config, reduce=over_batch(batching))
+
+    def step(meta_state, tasks, key):
+        return meta_learner.step(meta_state, task_states(meta_state.meta_params, tasks), key)
+
+    meta_state = meta_learner.init(init(jax.random.key(0)))
     tasks = random_tasks(args)
     start = time.perf_counter()
-    compiled = jax.jit(step).lower(params, opt_state, tasks, jax.random.key(0)).compile()
+    compiled = jax.jit(step).lower(meta_state, tasks, jax.random.key(0)).compile()
     compile_s = time.perf_counter() - start
-
-    def call(state, tasks, key):  # the (compiled, a, b) triple `time_interleaved` expects
-        return compiled(params, state, tasks, key)
-
-    return (call, opt_state, tasks), {"compile_s": compile_s, **memory_stats(compiled)}
+    return (compiled, meta_state, tasks), {"compile_s": compile_s, **memory_stats(compiled)}
 
 
 def main() -> None:
@@ -115,30 +115,35 @@ def main() -> None:
         ]
     else:
         form = (args.batching, args.loops)
-        configs = [("maml", k, 0, *form) for k in args.maml_ks]
+        configs = [("maml", k, 0, *form) for k in args.maml_inner_steps]
         configs += [("fomaml", 5, 0, *form)]
-        configs += [("bmg", k, l, *form) for k in args.bmg_ks for l in args.ls]
+        configs += [
+            ("bmg", i, b, *form) for i in args.bmg_inner_steps for b in args.bootstrap_steps
+        ]
     runs, stats = [], []
-    for algo, k, l, batching, loops in configs:
-        print(f"compiling {algo} K={k} L={l} ({batching}, {loops} loops) ...", flush=True)
-        run, stat = compile_meta_step(args, algo, k, l, batching, loops)
+    for algo, inner, boot, batching, loops in configs:
+        label = f"{algo} {inner} inner steps L={boot} ({batching}, {loops} loops)"
+        print(f"compiling {label} ...", flush=True)
+        run, stat = compile_meta_step(args, algo, inner, boot, batching, loops)
         runs.append(run)
         stats.append(stat)
     keys = list(jax.random.split(jax.random.key(1), args.repeats))
     times = time_interleaved(runs, keys, args.warmup)
-    reference = next(
-        (i for i, c in enumerate(configs) if c[0] == "maml" and c[1] == 5), 0
-    )  # MAML K=5 (the protocol's K) is the unit
+    # The unit: MAML with 5 inner steps (the protocol's) when it ran, else the first config;
+    # the ratio columns name the one that was used.
+    reference = next((i for i, c in enumerate(configs) if c[0] == "maml" and c[1] == 5), 0)
+    unit = f"x {configs[reference][0]} ({configs[reference][1]} inner steps)"
     ref_ms = statistics.median(times[reference])
     ref_mib = stats[reference]["temp_mib"]
     rows = []
-    for (algo, k, l, batching, loops), stat, ms in zip(configs, stats, times, strict=True):
+    for (algo, inner, boot, batching, loops), stat, ms in zip(configs, stats, times, strict=True):
         median = statistics.median(ms)
         rows.append(
             dict(
-                algo=algo, k=k, l=l if algo == "bmg" else None, batching=batching, loops=loops,
-                ms_per_meta_step=median, time_vs_maml5=ratio(median, ref_ms),
-                temp_mib=stat["temp_mib"], memory_vs_maml5=ratio(stat["temp_mib"], ref_mib),
+                algo=algo, inner_steps=inner, bootstrap_steps=boot if algo == "bmg" else None,
+                batching=batching, loops=loops,
+                ms_per_meta_step=median, time_vs_unit=ratio(median, ref_ms),
+                temp_mib=stat["temp_mib"], memory_vs_unit=ratio(stat["temp_mib"], ref_mib),
                 compile_s=stat["compile_s"],
             )
         )  # fmt: skip
@@ -147,19 +152,23 @@ def main() -> None:
         f"meta-batch {args.meta_batch_size}, median of {args.repeats}"
     )
     print(f"\n{title}\n")
-    print("| algo | K | L | batching | loops | s / meta-step | x MAML K=5 | temp memory (MiB) | "
-          "x MAML K=5 | compile (s) |")  # fmt: skip
+    print(f"| algo | inner steps | L | batching | loops | s / meta-step | {unit} | "
+          f"temp memory (MiB) | {unit} | compile (s) |")  # fmt: skip
     print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['algo']} | {r['k']} | {r['l'] or '-'} | {r['batching']} | {r['loops']} | "
-            f"{r['ms_per_meta_step'] / 1e3:.3f} | {fmt(r['time_vs_maml5'], '.2f')} | "
-            f"{fmt(r['temp_mib'], '.1f')} | {fmt(r['memory_vs_maml5'], '.2f')} | "
+            f"| {r['algo']} | {r['inner_steps']} | {r['bootstrap_steps'] or '-'} | "
+            f"{r['batching']} | {r['loops']} | "
+            f"{r['ms_per_meta_step'] / 1e3:.3f} | {fmt(r['time_vs_unit'], '.2f')} | "
+            f"{fmt(r['temp_mib'], '.1f')} | {fmt(r['memory_vs_unit'], '.2f')} | "
             f"{r['compile_s']:.1f} |"
         )
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"setting": title, "machine": machine_description(), "rows": rows}, indent=2)
+            json.dumps(
+                {"setting": title, "machine": machine_description(), "unit": unit, "rows": rows},
+                indent=2,
+            )
         )
 
 

@@ -384,6 +384,67 @@ def test_class_shared_between_splits(tmp_path):
         load(root)
 
 
+def test_image_listed_in_two_splits(tmp_path):
+    """Issue 12 item 2: the same file in train.csv and test.csv (under a test class, so the
+    classes stay disjoint) is one data error naming the file and both split files."""
+    root = make(tmp_path)
+    filename = csv_rows(root / "train.csv")[1].split(",")[0]
+    test_class = csv_rows(root / "test.csv")[1].split(",")[1]
+    with open(root / "test.csv", "a") as f:
+        f.write(f"{filename},{test_class}\n")
+    pattern = (
+        rf"{re.escape(str(root / 'images' / filename))}: image listed in both "
+        rf"{re.escape(str(root / 'train.csv'))} \('train' split\) and "
+        rf"{re.escape(str(root / 'test.csv'))} \('test' split\)"
+    )
+    with pytest.raises(DataError, match=pattern):
+        load(root)
+
+
+def test_pkl_image_in_two_splits(tmp_path):
+    root = make(tmp_path, "pkl")
+    train = pickle.loads((root / "mini-imagenet-cache-train.pkl").read_bytes())
+
+    def copy_image(d):
+        d["image_data"] = d["image_data"].copy()
+        d["image_data"][4] = train["image_data"][2]
+        return d
+
+    rewrite_pkl(root, "test", copy_image)
+    with pytest.raises(
+        DataError,
+        match=r"mini-imagenet-cache-train\.pkl and .*mini-imagenet-cache-test\.pkl: row 2 of the "
+        r"'train' split and row 4 of the 'test' split are the same image",
+    ):
+        load(root)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "pkl"])
+def test_splits_of_different_image_sizes(tmp_path, fmt):
+    """Issue 12 item 5: 16x16 train and 32x32 val/test images fail at load naming the sizes and
+    suggesting --image-size (which then resizes them all)."""
+    root = make(tmp_path, fmt)
+    for split in ("val", "test"):
+        if fmt == "csv":
+            for row in csv_rows(root / f"{split}.csv")[1:]:
+                path = root / "images" / row.split(",")[0]
+                Image.open(path).resize((32, 32)).save(path, quality=95)
+        else:
+            rewrite_pkl(
+                root,
+                split,
+                lambda d: {**d, "image_data": d["image_data"].repeat(2, 1).repeat(2, 2)},
+            )
+    with pytest.raises(
+        DataError,
+        match=r"different sizes \(\S*train\S* 16x16, \S*val\S* 32x32, \S*test\S* 32x32\); pass "
+        r"--image-size N",
+    ):
+        load(root)
+    splits = load(root, image_size=SIZE)
+    assert {s.images.shape[1] for s in splits.values()} == {SIZE}
+
+
 def test_split_with_one_class(tmp_path):
     root = make(tmp_path)
     rows = csv_rows(root / "val.csv")

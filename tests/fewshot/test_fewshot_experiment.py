@@ -1,24 +1,30 @@
-"""`bmg fewshot` end to end on synthetic data: run directory, model selection, protocol, errors."""
+"""Few-shot end to end on synthetic data: run directory, model selection, resume, the NaN guard,
+progress, the protocol's evaluation, and the faults of bad configs and data."""
 
 import csv
+import dataclasses
+import io
 import json
-import shutil
+import math
 
 import jax
 import numpy as np
+import optax
 import pytest
-from flax import serialization
+from rich.console import Console
 
 from bmg.experiments import fewshot as fs
-from bmg.experiments.cli import main
-from bmg.fewshot.data import load_splits
+from bmg.experiments import fewshot_report as report
+from bmg.experiments.runners import host_loop
+from bmg.experiments.tables import markdown_table
+from bmg.fewshot.data import DataError, load_splits
 from bmg.fewshot.synthetic import make_synthetic
 
-SHORT = [
-    "--preset", "tiny", "--meta-steps", "6", "--eval-every", "3", "--val-tasks", "12",
-    "--test-tasks", "30", "--eval-batch-size", "12", "--meta-batch-size", "2", "--k", "1",
-    "--l", "2", "--filters", "8", "--eval-inner-steps", "5",
-]  # fmt: skip
+SHORT = dict(
+    queries=5, meta_steps=6, eval_every=3, val_tasks=12, test_tasks=30, eval_batch_size=12,
+    meta_batch_size=2, inner_steps=1, bootstrap_steps=2, filters=8, eval_inner_steps=5,
+    image_size=16,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +35,29 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bmg_run(data_dir, tmp_path_factory):
-    """An uninterrupted short BMG run (validation scores at meta-steps 3 and 6)."""
+def system(data_dir):
+    """One compiled BMG system shared by the tests (compiling dominates their time)."""
+    return fs.FewShotSystem(fs.FewShotConfig(data_dir=data_dir, algo="bmg", **SHORT))
+
+
+@pytest.fixture(scope="module")
+def bmg_run(system, tmp_path_factory):
+    """An uninterrupted short BMG run (validation scores at meta-steps 3 and 6) and its log."""
     out = tmp_path_factory.mktemp("bmg") / "run"
-    main(["fewshot", *SHORT, "--algo", "bmg", "--data-dir", str(data_dir), "--out", str(out)])
-    return out
+    out.mkdir()
+    log = io.StringIO()
+    fs.run(system, out, console=Console(file=log, width=200))
+    return out, log.getvalue()
 
 
-def test_fewshot_run_directory_and_model_selection(bmg_run, tmp_path):
-    out = bmg_run
+def read_rows(path, drop=("train_seconds",)):
+    with path.open() as f:
+        return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
+
+
+def test_run_directory_model_selection_and_confidence_interval(bmg_run, system):
+    out, log = bmg_run
     for name in (
-        "config.json",
         "metrics.csv",
         "summary.json",
         "best.msgpack",
@@ -49,9 +67,8 @@ def test_fewshot_run_directory_and_model_selection(bmg_run, tmp_path):
         "accuracy_vs_wall_clock.png",
     ):
         assert (out / name).is_file(), name
-    assert not (out / fs.CHECKPOINT).exists()  # finished runs keep best.msgpack, not the state
-    with (out / "metrics.csv").open() as f:
-        rows = list(csv.DictReader(f))
+    assert not (out / fs.CHECKPOINTS).exists()  # finished runs keep best.msgpack, not the state
+    rows = read_rows(out / "metrics.csv", drop=())
     assert [int(r["meta_step"]) for r in rows] == [3, 6]
     summary = json.loads((out / "summary.json").read_text())
     val = [float(r["val_accuracy"]) for r in rows]
@@ -64,122 +81,223 @@ def test_fewshot_run_directory_and_model_selection(bmg_run, tmp_path):
     assert test.std() > 0  # tasks differ, so the interval is not trivially 0
     np.testing.assert_allclose(summary["test_ci95"], 1.96 * test.std(ddof=1) / np.sqrt(30))
     # The saved best initialisation reproduces its validation score.
-    config = fs.FewShotConfig(**{**json.loads((out / "config.json").read_text())["config"]})
-    system = fs.FewShotSystem(config)
-    template, _ = system.init(jax.random.key(0))
-    best = serialization.from_state_dict(
-        template, serialization.msgpack_restore((out / "best.msgpack").read_bytes())
-    )
-    val_again = system.evaluate(best, "val", config.val_tasks, fs.VAL_SEED)
+    template = system.init()["meta_state"].meta_params
+    best = fs.load_params(out / "best.msgpack", template)
+    val_again = system.evaluate(best, "val", SHORT["val_tasks"], fs.VAL_SEED)
     np.testing.assert_allclose(val_again.mean(), summary["best_val_accuracy"], rtol=1e-6)
-    main(["compare", str(out), "--out", str(tmp_path / "compare")])
-    table = (tmp_path / "compare" / "comparison.md").read_text()
-    assert "bmg K=1 L=2 5-way 1-shot seed 0" in table
+    # Progress: compilation is announced and every score printed.
+    assert "compiling the meta-step" in log
+    assert "meta-step 3/6: val accuracy" in log and "meta-step 6/6: val accuracy" in log
+    table = markdown_table(report.comparison_rows([out]))
+    assert "bmg 1 inner steps L=2 5-way 1-shot seed 0" in table
     assert f"{100 * summary['test_accuracy']:.2f} ± {100 * summary['test_ci95']:.2f}%" in table
-    assert (tmp_path / "compare" / "accuracy_vs_wall_clock.png").is_file()
 
 
 class Crash(Exception):
     pass
 
 
-def _without_timings(path):
-    with path.open() as f:
-        return [{k: v for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(f)]
-
-
-def test_an_interrupted_run_resumes_to_the_same_results(bmg_run, data_dir, tmp_path, monkeypatch):
-    """Killed at the second validation score (metrics.csv and latest.msgpack written, the
-    checkpoint not), then `--resume`: the rows, the selected initialisation and the test score
-    are those of the uninterrupted run."""
+def test_an_interrupted_run_resumes_to_the_same_results(bmg_run, system, tmp_path, monkeypatch):
+    """Killed while checkpointing the second validation score, then resumed: the rows, the
+    selected initialisation and the test score are those of the uninterrupted run."""
+    reference, _ = bmg_run
     out = tmp_path / "run"
-    save_checkpoint = fs.save_checkpoint
+    out.mkdir()
+    save = host_loop.save
 
-    def crash_at_meta_step_6(run_dir, state):
-        if state.meta_step == 6:
+    def crash_at_meta_step_6(checkpointer, state):
+        if state.step == 6:
             raise Crash
-        save_checkpoint(run_dir, state)
+        save(checkpointer, state)
 
-    monkeypatch.setattr(fs, "save_checkpoint", crash_at_meta_step_6)
-    argv = ["fewshot", *SHORT, "--algo", "bmg", "--data-dir", str(data_dir), "--out", str(out)]
+    monkeypatch.setattr(host_loop, "save", crash_at_meta_step_6)
     with pytest.raises(Crash):
-        main(argv)
+        fs.run(system, out)
     monkeypatch.undo()
-    assert len(_without_timings(out / "metrics.csv")) == 2
-    with pytest.raises(SystemExit, match="already holds a run.*--resume"):
-        main(argv)
-    with pytest.raises(SystemExit, match=r"drop the other arguments \(--seed 1\)"):
-        main(["fewshot", "--resume", str(out), "--seed", "1"])
-    main(["fewshot", "--resume", str(out)])
-    (resumed_record,) = json.loads((out / "config.json").read_text())["resumed"]
-    assert resumed_record["after_meta_step"] == 3
-    assert _without_timings(out / "metrics.csv") == _without_timings(bmg_run / "metrics.csv")
-    assert (out / "best.msgpack").read_bytes() == (bmg_run / "best.msgpack").read_bytes()
+    assert len(read_rows(out / "metrics.csv")) == 1
+    log = io.StringIO()
+    fs.run(system, out, resume=True, console=Console(file=log, width=200))
+    assert "resumed after meta-step 3" in log.getvalue()
+    assert read_rows(out / "metrics.csv") == read_rows(reference / "metrics.csv")
+    assert (out / "best.msgpack").read_bytes() == (reference / "best.msgpack").read_bytes()
     summary = json.loads((out / "summary.json").read_text())
-    expected = json.loads((bmg_run / "summary.json").read_text())
+    expected = json.loads((reference / "summary.json").read_text())
     for name in ("best_val_accuracy", "best_meta_step", "test_accuracy", "test_ci95"):
         assert summary[name] == expected[name], name
-    assert not (out / fs.CHECKPOINT).exists()
-    with pytest.raises(SystemExit, match="finished run.*nothing to resume"):
-        main(["fewshot", "--resume", str(out)])
+    assert not (out / fs.CHECKPOINTS).exists()
 
 
-def test_resume_needs_a_checkpoint(bmg_run, tmp_path):
-    out = tmp_path / "run"  # stopped before its first validation score: only config.json
-    out.mkdir()
-    shutil.copy(bmg_run / "config.json", out)
-    with pytest.raises(SystemExit, match="checkpoint.msgpack is missing"):
-        main(["fewshot", "--resume", str(out)])
-    with pytest.raises(SystemExit, match="config.json cannot be read"):
-        main(["fewshot", "--resume", str(tmp_path / "missing")])
+def test_resume_needs_a_checkpoint(system, tmp_path):
+    with pytest.raises(ValueError, match="holds no checkpoint.*start it again"):
+        fs.run(system, tmp_path, resume=True)
+    assert not (tmp_path / "metrics.csv").exists()
 
 
-def test_training_is_deterministic_and_the_seed_matters(data_dir):
+def test_a_non_finite_initialisation_stops_the_run_and_keeps_the_last_checkpoint(
+    system, tmp_path, monkeypatch
+):
+    """Issue 12 item 8: the guard names the quantity and the meta-step; nothing of that step is
+    written and the checkpoint of the last score stays restorable."""
+    from bmg.experiments.checkpoint import Checkpointer
+
+    real_step = system.step
+
+    def poisoned(train, rng):
+        train, metrics = real_step(train, rng)
+        if int(train["meta_state"].step) == 4:
+            meta_state = train["meta_state"]
+            params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(np.nan), meta_state.meta_params)
+            train = {**train, "meta_state": meta_state._replace(meta_params=params)}
+        return train, metrics
+
+    monkeypatch.setattr(system, "step", poisoned)
+    with pytest.raises(
+        host_loop.NonFiniteError,
+        match=r"^the initialisation \(meta-parameters\) became non-finite \(NaN or infinite\) "
+        r"at meta-step 4, so training stopped \(the checkpoint of meta-step 3 is kept\); lower "
+        r"--meta-learning-rate",
+    ):
+        fs.run(system, tmp_path)
+    assert len(read_rows(tmp_path / "metrics.csv")) == 1
+    assert not (tmp_path / "summary.json").exists()
+    with Checkpointer(tmp_path / fs.CHECKPOINTS) as checkpointer:
+        assert checkpointer.latest_step() == 3
+        state = host_loop.restore(checkpointer, system.host_loop())
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.train["meta_state"]))
+
+
+class Recorder(fs.RunProgress):
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def on_compile(self, step):
+        self.events.append(("compile", step))
+
+    def on_validate(self, step, done, total):
+        self.events.append(("validate", step, done, total))
+
+    def on_test(self, done, total):
+        self.events.append(("test", done, total))
+
+
+def test_training_is_deterministic_the_seed_matters_and_progress_is_reported(data_dir):
     splits = load_splits(data_dir, image_size=16, min_per_class=6)
     base = dict(
-        data_dir=data_dir, algo="maml", queries=5, k=1, meta_steps=3, eval_every=3,
+        data_dir=data_dir, algo="maml", queries=5, inner_steps=1, meta_steps=3, eval_every=3,
         val_tasks=8, test_tasks=8, meta_batch_size=2, filters=8, image_size=16,
-        eval_inner_steps=2,
+        eval_inner_steps=2, eval_batch_size=5,
     )  # fmt: skip
-    results = [
-        fs.train(fs.FewShotSystem(fs.FewShotConfig(**base, seed=s), splits)) for s in (0, 0, 1)
+    seed0 = fs.FewShotSystem(fs.FewShotConfig(**base, seed=0), splits)
+    recorder = Recorder()
+    first = fs.train(seed0, callbacks=recorder)
+    again = fs.train(seed0)
+    other = fs.train(fs.FewShotSystem(fs.FewShotConfig(**base, seed=1), splits))
+    assert first["summary"]["test_accuracy"] == again["summary"]["test_accuracy"]
+    assert first["rows"][0]["train/query_loss"] == again["rows"][0]["train/query_loss"]
+    assert first["rows"][0]["train/query_loss"] != other["rows"][0]["train/query_loss"]
+    assert recorder.events == [
+        ("compile", 1),
+        ("validate", 3, 5, 8),
+        ("validate", 3, 8, 8),
+        ("test", 5, 8),
+        ("test", 8, 8),
     ]
-    first, again, other = (r["summary"] for r in results)
-    assert first["test_accuracy"] == again["test_accuracy"]
-    assert results[0]["rows"][0]["train/query_loss"] == results[1]["rows"][0]["train/query_loss"]
-    assert results[0]["rows"][0]["train/query_loss"] != results[2]["rows"][0]["train/query_loss"]
+
+
+def test_evaluation_takes_eval_inner_steps_hand_written_sgd_steps(data_dir):
+    """Issue 12 (mutation survivor): validation and test adapt with `eval_inner_steps` support
+    steps, not the training `inner_steps`: against three hand-written SGD steps."""
+    splits = load_splits(data_dir, image_size=16, min_per_class=6)
+    config = fs.FewShotConfig(
+        data_dir=data_dir, algo="maml", queries=5, inner_steps=1, eval_inner_steps=3,
+        inner_learning_rate=0.5, filters=4, image_size=16, task_batching="vmap",
+    )  # fmt: skip
+    system = fs.FewShotSystem(config, splits)
+    params = system.init()["meta_state"].meta_params
+    tasks = system.sample("val", np.random.default_rng(3), 4)
+    losses, accuracies = system.evaluate_batch(params, tasks)
+
+    def query_after(steps, i):
+        x = params
+        for _ in range(steps):
+            grads = jax.grad(
+                lambda p: optax.softmax_cross_entropy_with_integer_labels(
+                    system.model.apply(p, tasks.support_images[i]), tasks.support_labels[i]
+                ).mean()
+            )(x)
+            x = jax.tree.map(lambda p, g: p - 0.5 * g, x, grads)
+        logits = system.model.apply(x, tasks.query_images[i])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, tasks.query_labels[i])
+        return float(loss.mean()), float(np.mean(np.argmax(logits, -1) == tasks.query_labels[i]))
+
+    for i in range(4):
+        loss, accuracy = query_after(3, i)
+        np.testing.assert_allclose(losses[i], loss, rtol=2e-5)
+        assert accuracies[i] == accuracy
+        assert abs(query_after(1, i)[0] - loss) > 1e-3  # one step would give another number
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("field", "value", "message"),
     [
-        ([], "--data-dir is required"),
-        (["--data-dir", "/nonexistent/mini"], "/nonexistent/mini"),
-        (["--queries", "20"], "needed"),
-        (["--ways", "9"], "9"),
-        (["--k", "0"], "k must be"),
-        (["--matching", "cosine"], "cosine"),
+        ("meta_learning_rate", math.inf, r"meta_learning_rate must be a finite number in \(0, 1\]"),
+        ("meta_learning_rate", math.nan, "meta_learning_rate must be a finite number"),
+        ("meta_learning_rate", 1e30, r"meta_learning_rate .* got 1e\+30"),
+        ("meta_learning_rate", 0.0, "meta_learning_rate"),
+        ("inner_learning_rate", math.inf, r"inner_learning_rate must be .* in \(0, 10\]"),
+        ("inner_learning_rate", 1e30, "inner_learning_rate"),
+        ("inner_learning_rate", -0.01, "inner_learning_rate"),
+        ("target_step_size", math.nan, "target_step_size"),
+        ("target_step_size", True, "target_step_size"),
+        ("inner_steps", 0, "inner_steps must be an integer >= 1, got 0"),
+        ("bootstrap_steps", 0, "bootstrap_steps must be an integer >= 1"),
+        ("image_size", 8, "image_size must be an integer >= 16, got 8"),
+        ("matching", "cosine", "cosine"),
     ],
-)
-def test_bad_input_fails_with_one_sentence(data_dir, tmp_path, flags, message, capsys):
-    args = ["fewshot", "--preset", "tiny", "--out", str(tmp_path / "run")]
-    if flags and flags[0] != "--data-dir":
-        args += ["--data-dir", str(data_dir)]
-    with pytest.raises(SystemExit) as error:
-        main(args + flags)
-    text = str(error.value.code) + capsys.readouterr().err
-    assert message in text, text
-    assert not (tmp_path / "run" / "config.json").exists()
+)  # fmt: skip
+def test_bad_hyper_parameters_are_refused_at_start(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        fs.FewShotConfig(**{field: value})
 
 
-def test_make_synthetic_command(tmp_path, capsys):
-    main(["fewshot", "make-synthetic", "--out", str(tmp_path / "d"), "--format", "csv",
-          "--classes", "3", "--per-class", "4", "--size", "8"])  # fmt: skip
-    splits = load_splits(tmp_path / "d")
-    assert {name: s.num_classes for name, s in splits.items()} == {"train": 3, "val": 3, "test": 3}
-    with pytest.raises(SystemExit):
-        main(["fewshot", "make-synthetic", "--out", str(tmp_path / "e"), "--format", "png"])
-    assert "--format" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="classes"):
-        main(["fewshot", "make-synthetic", "--out", str(tmp_path / "f"), "--format", "csv",
-              "--classes", "1"])  # fmt: skip
+def test_images_smaller_than_the_network_needs_are_a_data_error(tmp_path):
+    """Issue 12 item 13: 8x8 images (`make-synthetic --size 8`) fail with one sentence when the
+    system is built, before any run directory exists; with --image-size 16 they work."""
+    data_dir = make_synthetic(tmp_path / "d", format="pkl", classes=5, per_class=6, size=8)
+    config = fs.FewShotConfig(data_dir=data_dir, queries=1, filters=2)
+    with pytest.raises(
+        DataError, match=r"images are 8x8 px but .* needs at least 16x16; pass --image-size 16"
+    ):
+        fs.FewShotSystem(config)
+    fs.FewShotSystem(dataclasses.replace(config, image_size=16))
+
+
+def fake_run(path, *, test_tasks, inner_steps=5):
+    path.mkdir()
+    config = dataclasses.asdict(fs.FewShotConfig(inner_steps=inner_steps, test_tasks=test_tasks))
+    (path / "config.json").write_text(json.dumps({"config": config}, default=str))
+    summary = dict(
+        best_val_accuracy=0.5, best_meta_step=10, test_accuracy=0.6, test_ci95=0.01,
+        test_tasks=test_tasks, seconds_per_meta_step=0.1,
+    )  # fmt: skip
+    (path / "summary.json").write_text(json.dumps(summary))
+    (path / "metrics.csv").write_text("meta_step,train_seconds,val_accuracy\n10,1.0,0.5\n")
+    return path
+
+
+def test_compare_runs_with_different_test_task_counts(tmp_path):
+    """Issue 12 item 13: the test-task count is its own column, so the table has one header."""
+    runs = [fake_run(tmp_path / "a", test_tasks=600), fake_run(tmp_path / "b", test_tasks=100)]
+    table = markdown_table(report.comparison_rows(runs))
+    lines = table.splitlines()
+    assert "| test acc (95% CI) | test tasks |" in lines[0]
+    assert lines[2].endswith("| 60.00 ± 1.00% | 600 | 0.100 |")
+    assert lines[3].endswith("| 60.00 ± 1.00% | 100 | 0.100 |")
+
+
+def test_run_label_names_inner_steps_not_k():
+    config = dataclasses.asdict(fs.FewShotConfig(algo="bmg", inner_steps=3, bootstrap_steps=4))
+    assert report.run_label(config) == "bmg 3 inner steps L=4 5-way 1-shot seed 0"
+    old = {"algo": "maml", "k": 5, "l": 5, "ways": 5, "shots": 1, "seed": 2}  # older runs
+    assert report.run_label(old) == "maml 5 inner steps 5-way 1-shot seed 2"

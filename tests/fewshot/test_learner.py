@@ -1,4 +1,6 @@
-"""MAML and BMG on the conv-4 net: identities, finite differences and batching invariance."""
+"""MAML and BMG on the conv-4 net through `bmg.core`: the few-shot `Learner`, `MetaLearner.step`
+over a meta-batch against a hand-written reference (per-task meta-gradients averaged, then Adam),
+identities, finite differences and batching invariance."""
 
 import flax.linen as nn
 import jax
@@ -7,15 +9,17 @@ import numpy as np
 import optax
 import pytest
 
-from bmg.fewshot.conv4 import BatchStatNorm, Conv4, feature_size, max_pool_2x2
-from bmg.fewshot.learner import (
+from bmg.agents.fewshot import (
+    CORE_ALGO,
     Task,
+    adapt,
     make_evaluate,
     make_learner,
-    make_meta_learner,
-    make_meta_step,
     task_at,
+    task_states,
 )
+from bmg.core import Learner, LearnerState, MetaConfig, make_meta_learner, over_batch
+from bmg.fewshot.conv4 import BatchStatNorm, Conv4, feature_size, max_pool_2x2
 
 WAYS, SHOTS, QUERIES, SIZE = 3, 2, 2, 16
 INNER_LR = 0.1
@@ -42,34 +46,60 @@ def random_tasks(key, num_tasks):
     return Task(images(keys[1], SHOTS), labels(SHOTS), images(keys[2], QUERIES), labels(QUERIES))
 
 
-def system(algo="maml", *, k=2, l=1, matching="kl", target_step_size=INNER_LR, filters=4):
+def network(filters=4):
     model = Conv4(num_classes=WAYS, filters=filters, num_blocks=2)
+
+    def init(key):
+        params = model.init(key, jnp.zeros((1, SIZE, SIZE, 3)))
+        return jax.tree.map(lambda x: x.astype(jnp.float64), params)
+
+    return model, init
+
+
+def system(
+    algo="maml",
+    *,
+    inner_steps=2,
+    bootstrap_steps=1,
+    matching="kl",
+    target_step_size=INNER_LR,
+    batching="vmap",
+    meta_optimizer=None,
+    learning_rate=1.0,
+):
+    """(model, learner, meta-learner, w_0); the meta-optimiser is SGD(1) unless given."""
+    model, init = network()
     learner = make_learner(
         model.apply,
+        init,
         inner_learning_rate=INNER_LR,
         first_order=algo == "fomaml",
         matching=matching,
     )
-    meta_learner = make_meta_learner(
-        learner,
-        algo,
-        optax.sgd(1.0),
-        num_inner_steps=k,
-        num_bootstrap_steps=l,
+    config = MetaConfig(
+        algo=CORE_ALGO[algo],
+        inner_steps=inner_steps,
+        bootstrap_steps=bootstrap_steps,
+        learning_rate=learning_rate,
         target_step_size=target_step_size,
     )
-    params = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
-    params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
-    return model, learner, meta_learner, params
-
-
-def task_gradient(meta_learner, params, task):
-    from bmg.core import LearnerState
-
-    grads, (state, metrics) = meta_learner.meta_gradient(
-        params, LearnerState(params=params, extras=task), jax.random.key(1)
+    meta_learner = make_meta_learner(
+        learner,
+        config,
+        reduce=over_batch(batching),
+        meta_optimizer=meta_optimizer if meta_optimizer is not None else optax.sgd(1.0),
     )
-    return grads, state, metrics
+    return model, learner, meta_learner, init(jax.random.key(0))
+
+
+def task_gradient(params, task, **kwargs):
+    """The meta-gradient of one task (a meta-batch of one: the mean is the task's own)."""
+    _, _, meta_learner, _ = system(**kwargs)
+    tasks = jax.tree.map(lambda x: x[None], task)
+    grads, (state, metrics) = meta_learner.meta_gradient(
+        params, task_states(params, tasks), jax.random.key(1)
+    )
+    return grads, jax.tree.map(lambda x: x[0], state), metrics
 
 
 def tree_allclose(a, b, **kwargs):
@@ -81,27 +111,148 @@ def first_task(tasks):
     return task_at(tasks, 0)
 
 
-def query_loss_after(learner, params, task, k):
-    loss, _ = learner.adapt(params, task, k)
-    return loss
+# The reference: what `make_meta_step` of bmg.fewshot.learner (commit fef3c3b) did, by hand --------
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_bmg_with_one_query_step_and_parameter_matching_is_alpha_times_maml(k):
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def sgd_steps(apply, x, task, steps, *, first_order=False):
+    """`steps` plain SGD steps of size INNER_LR on the support loss."""
+    for _ in range(steps):
+        grads = jax.grad(
+            lambda p: cross_entropy(apply(p, task.support_images), task.support_labels)
+        )(x)
+        if first_order:
+            grads = jax.lax.stop_gradient(grads)
+        x = jax.tree.map(lambda p, g: p - INNER_LR * g, x, grads)
+    return x
+
+
+def reference_task_gradient(apply, w, task, algo, matching, inner_steps, bootstrap_steps, alpha):
+    """d/dw of the task's meta-loss, written out: MAML / FOMAML's query loss at x_K(w), or BMG's
+    matching loss to the constant target x~ = (L-1 support steps, one query step of size alpha)
+    from x_K."""
+    query = lambda x: cross_entropy(apply(x, task.query_images), task.query_labels)
+
+    def inner(w):
+        return sgd_steps(apply, w, task, inner_steps, first_order=algo == "fomaml")
+
+    if algo in ("maml", "fomaml"):
+        return jax.grad(lambda w: query(inner(w)))(w)
+    x_k = inner(w)
+    x = sgd_steps(apply, x_k, task, bootstrap_steps - 1)
+    target = jax.tree.map(lambda p, g: p - alpha * g, x, jax.grad(query)(x))
+    target = jax.lax.stop_gradient(target)
+
+    def matching_loss(w):
+        x = inner(w)
+        if matching == "params":
+            return 0.5 * sum(
+                jnp.sum((a - b) ** 2)
+                for a, b in zip(jax.tree.leaves(target), jax.tree.leaves(x), strict=True)
+            )
+        p = jax.nn.log_softmax(apply(target, task.query_images))
+        q = jax.nn.log_softmax(apply(x, task.query_images))
+        return jnp.mean(jnp.sum(jnp.exp(p) * (p - q), axis=-1))
+
+    return jax.grad(matching_loss)(w)
+
+
+def reference_adam(w, grads, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """One Adam step (Kingma & Ba, 2015, Algorithm 1), t = 1, 2, ..."""
+    m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+    v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+    w = jax.tree.map(
+        lambda w, m, v: w - lr * (m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + eps), w, m, v
+    )
+    return w, m, v
+
+
+@pytest.mark.parametrize(
+    ("algo", "matching"), [("maml", "kl"), ("fomaml", "kl"), ("bmg", "kl"), ("bmg", "params")]
+)
+def test_meta_step_equals_the_hand_written_average_of_task_gradients_then_adam(algo, matching):
+    """Three `MetaLearner.step`s on meta-batches of 3 tasks, against per-task meta-gradients
+    averaged by hand and a hand-written Adam (what few-shot did before it used the core's step;
+    that code gave these numbers bit for bit, checked when it was replaced)."""
+    lr, inner_steps, bootstrap_steps, alpha = 1e-2, 2, 3, 0.05
+    model, learner, meta_learner, w0 = system(
+        algo,
+        inner_steps=inner_steps,
+        bootstrap_steps=bootstrap_steps,
+        matching=matching,
+        target_step_size=alpha,
+        meta_optimizer=optax.adam(lr),
+    )
+    step = jax.jit(
+        lambda ms, tasks, key: meta_learner.step(ms, task_states(ms.meta_params, tasks), key)
+    )
+    reference = jax.jit(
+        lambda w, task: reference_task_gradient(
+            model.apply, w, task, algo, matching, inner_steps, bootstrap_steps, alpha
+        )
+    )
+    x_k = jax.jit(lambda w, task: sgd_steps(model.apply, w, task, inner_steps))
+    meta_state = meta_learner.init(w0)
+    w, m, v = w0, *(jax.tree.map(jnp.zeros_like, w0),) * 2
+    for t in range(1, 4):
+        tasks = random_tasks(jax.random.fold_in(jax.random.key(7), t), 3)
+        meta_state, states, metrics = step(meta_state, tasks, jax.random.key(t))
+        mean = jax.tree.map(
+            lambda *g: sum(g) / 3, *[reference(w, task_at(tasks, i)) for i in range(3)]
+        )
+        np.testing.assert_allclose(metrics["meta/grad_norm"], optax.tree.norm(mean), rtol=1e-10)
+        # The learner state that comes back is x_K of each task from the w of this step.
+        tree_allclose(
+            jax.tree.map(lambda x: x[2], states.params),
+            x_k(w, task_at(tasks, 2)),
+            rtol=1e-10,
+            atol=1e-13,
+        )
+        w, m, v = reference_adam(w, mean, m, v, t, lr)
+        tree_allclose(meta_state.meta_params, w, rtol=1e-9, atol=1e-12)
+    assert int(meta_state.step) == 3
+
+
+def test_the_learner_is_a_core_learner_with_probes():
+    model, learner, _, params = system("bmg")
+    assert isinstance(learner, Learner)
+    task = first_task(random_tasks(jax.random.key(12), 1))
+    state = learner.start_fn(params, LearnerState(params=None, extras=task))
+    assert state.params is params  # x_0 = w
+    probes = learner.probes(params, state)
+    logits = model.apply(params, task.query_images)
+    np.testing.assert_allclose(
+        probes["query_loss"], cross_entropy(logits, task.query_labels), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        probes["query_accuracy"], np.mean(np.argmax(logits, -1) == task.query_labels)
+    )
+    one_step, metrics = learner.update_fn(params, state, jax.random.key(0))
+    tree_allclose(one_step.params, sgd_steps(model.apply, params, task, 1), rtol=1e-12)
+    assert set(metrics) == {"inner/loss", "inner/accuracy"}
+
+
+@pytest.mark.parametrize("inner_steps", [1, 3])
+def test_bmg_with_one_query_step_and_parameter_matching_is_alpha_times_maml(inner_steps):
     alpha = 0.05
     task = first_task(random_tasks(jax.random.key(2), 1))
-    _, _, maml, params = system("maml", k=k)
-    _, _, bmg, _ = system("bmg", k=k, l=1, matching="params", target_step_size=alpha)
-    maml_grads, _, _ = task_gradient(maml, params, task)
-    bmg_grads, _, _ = task_gradient(bmg, params, task)
+    _, _, _, params = system()
+    maml_grads, _, _ = task_gradient(params, task, algo="maml", inner_steps=inner_steps)
+    bmg_grads, _, _ = task_gradient(
+        params, task, algo="bmg", inner_steps=inner_steps, bootstrap_steps=1,
+        matching="params", target_step_size=alpha,
+    )  # fmt: skip
     tree_allclose(bmg_grads, jax.tree.map(lambda g: alpha * g, maml_grads), rtol=1e-9, atol=1e-14)
 
 
 def test_maml_gradient_matches_finite_differences_of_the_adapted_query_loss():
     task = first_task(random_tasks(jax.random.key(3), 1))
-    _, learner, maml, params = system("maml", k=2)
-    grads, _, metrics = task_gradient(maml, params, task)
-    loss = lambda w: query_loss_after(learner, w, task, 2)
+    _, learner, _, params = system("maml")
+    grads, _, metrics = task_gradient(params, task, algo="maml", inner_steps=2)
+    loss = lambda w: learner.probes(w, adapt(learner, w, task, 2))["query_loss"]
     np.testing.assert_allclose(metrics["meta/loss"], loss(params), rtol=1e-12)
     direction = jax.tree.map(
         lambda x, k: jax.random.normal(k, x.shape, x.dtype),
@@ -123,14 +274,13 @@ def test_maml_gradient_matches_finite_differences_of_the_adapted_query_loss():
 
 def test_first_order_maml_is_the_query_gradient_at_the_adapted_parameters():
     task = first_task(random_tasks(jax.random.key(5), 1))
-    _, learner, fomaml, params = system("fomaml", k=3)
-    _, _, maml, _ = system("maml", k=3)
-    grads, state, _ = task_gradient(fomaml, params, task)
+    _, learner, _, params = system("fomaml")
+    grads, state, _ = task_gradient(params, task, algo="fomaml", inner_steps=3)
     expected = jax.grad(lambda x: learner.meta_objective(state._replace(params=x), None)[0])(
         state.params
     )
     tree_allclose(grads, expected, rtol=1e-10, atol=1e-14)
-    second_order, _, _ = task_gradient(maml, params, task)
+    second_order, _, _ = task_gradient(params, task, algo="maml", inner_steps=3)
     difference = sum(
         float(jnp.sum(jnp.abs(a - b)))
         for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(second_order), strict=True)
@@ -141,8 +291,10 @@ def test_first_order_maml_is_the_query_gradient_at_the_adapted_parameters():
 def test_bmg_kl_gradient_is_zero_when_the_target_equals_the_learner():
     # L = 1 with a zero-size final step: the target is x_K itself, so KL and its gradient vanish.
     task = first_task(random_tasks(jax.random.key(6), 1))
-    _, _, bmg, params = system("bmg", k=2, l=1, target_step_size=1e-300)
-    grads, _, metrics = task_gradient(bmg, params, task)
+    _, _, _, params = system()
+    grads, _, metrics = task_gradient(
+        params, task, algo="bmg", inner_steps=2, bootstrap_steps=1, target_step_size=1e-300
+    )
     assert abs(float(metrics["meta/loss"])) < 1e-12
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) < 1e-10
 
@@ -150,53 +302,44 @@ def test_bmg_kl_gradient_is_zero_when_the_target_equals_the_learner():
 @pytest.mark.parametrize("algo", ["maml", "bmg"])
 def test_task_batching_modes_give_the_same_meta_step(algo):
     tasks = random_tasks(jax.random.key(7), 3)
-    _, learner, meta_learner, params = system(algo, k=2, l=2)
-    optimizer = optax.sgd(1.0)
     results = {}
     for batching in ("vmap", "map", "unroll"):
-        step = jax.jit(make_meta_step(learner, meta_learner, optimizer, batching))
-        results[batching] = step(params, optimizer.init(params), tasks, jax.random.key(8))
+        _, _, meta_learner, params = system(
+            algo, inner_steps=2, bootstrap_steps=2, batching=batching
+        )
+        step = jax.jit(
+            lambda ms, tasks, ml=meta_learner: ml.step(
+                ms, task_states(ms.meta_params, tasks), jax.random.key(8)
+            )
+        )
+        results[batching] = step(meta_learner.init(params), tasks)
     for batching in ("map", "unroll"):
-        params_and_state, metrics = results[batching][:2], results[batching][2]
-        tree_allclose(params_and_state, results["vmap"][:2], rtol=1e-9, atol=1e-12)
+        states, metrics = results[batching][:2], results[batching][2]
+        tree_allclose(states, results["vmap"][:2], rtol=1e-9, atol=1e-12)
         tree_allclose(metrics, results["vmap"][2], rtol=1e-6)  # accuracies are float32
 
 
 def test_meta_step_uses_the_mean_of_the_task_gradients():
     tasks = random_tasks(jax.random.key(9), 2)
-    _, learner, maml, params = system("maml", k=1)
-    optimizer = optax.sgd(1.0)
-    step = make_meta_step(learner, maml, optimizer, "unroll")
-    new_params, _, _ = step(params, optimizer.init(params), tasks, jax.random.key(1))
-    grads = [task_gradient(maml, params, task_at(tasks, i))[0] for i in (0, 1)]
+    _, _, maml, params = system("maml", inner_steps=1, batching="unroll")
+    new_state, _, _ = maml.step(maml.init(params), task_states(params, tasks), jax.random.key(1))
+    grads = [task_gradient(params, task_at(tasks, i), inner_steps=1)[0] for i in (0, 1)]
     expected = jax.tree.map(lambda p, a, b: p - (a + b) / 2, params, *grads)
-    tree_allclose(new_params, expected, rtol=1e-9, atol=1e-12)
+    tree_allclose(new_state.meta_params, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_evaluate_adapts_from_the_initialisation_and_scores_the_query_set():
     tasks = random_tasks(jax.random.key(10), 2)
     model, learner, _, params = system("maml")
     losses, accuracies = make_evaluate(learner, 4, "unroll")(params, tasks)
-
-    def support_loss(p, task):
-        logits = model.apply(p, task.support_images)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, task.support_labels).mean()
-
     for i in range(2):
         task = task_at(tasks, i)
-        x = params
-        for _ in range(4):  # four plain SGD steps on the support loss
-            grads = jax.grad(support_loss)(x, task)
-            x = jax.tree.map(lambda p, g: p - INNER_LR * g, x, grads)
+        x = sgd_steps(model.apply, params, task, 4)  # four plain SGD steps on the support loss
         logits = model.apply(x, task.query_images)
         np.testing.assert_allclose(
             accuracies[i], np.mean(np.argmax(logits, -1) == task.query_labels), rtol=1e-12
         )
-        np.testing.assert_allclose(
-            losses[i],
-            optax.softmax_cross_entropy_with_integer_labels(logits, task.query_labels).mean(),
-            rtol=1e-10,
-        )
+        np.testing.assert_allclose(losses[i], cross_entropy(logits, task.query_labels), rtol=1e-10)
 
 
 def test_batch_norm_uses_the_statistics_of_the_batch_it_is_given():

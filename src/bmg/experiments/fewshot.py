@@ -1,46 +1,72 @@
 """Few-shot MiniImagenet: MAML, first-order MAML and BMG meta-train a conv-4 initialisation.
 
-Protocol (paper-notes section 5): N-way K-shot tasks with 15 queries per class; 5 support steps
-of SGD(0.01) in meta-training and 10 at test; Adam(1e-3) on the initialisation. Every
-`eval_every` meta-steps the initialisation is scored on the same `val_tasks` validation tasks and
-the best one is kept (model selection); the final score is its mean accuracy over `test_tasks`
-test tasks with a 95% confidence interval (1.96 standard errors).
+Protocol (Finn et al., ICML 2017, section 5.2; Flennerhag et al., ICLR 2022, section 6): N-way
+K-shot tasks with 15 queries per class; 5 support steps of SGD(0.01) in meta-training and 10 at
+test; Adam(1e-3) on the initialisation. Every `eval_every` meta-steps the initialisation is scored
+on the same `val_tasks` validation tasks and the best one is kept (model selection); the final
+score is its mean accuracy over `test_tasks` test tasks with a 95% confidence interval (1.96
+standard errors).
+
+This module declares the config, presets, metrics and the system (data, learner, compiled
+meta-step, evaluation); the host-loop runner (`bmg.experiments.runners.host_loop`) trains it,
+and `run` writes the run directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import time
-from collections.abc import Callable
+import shutil
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax import serialization
 
-from bmg.core.unroll import check_integer
-from bmg.fewshot import data as fewshot_data
-from bmg.fewshot.conv4 import Conv4
-from bmg.fewshot.learner import (
+from bmg.agents.fewshot import (
     ALGOS,
+    CORE_ALGO,
     TASK_BATCHINGS,
     Task,
     make_evaluate,
     make_learner,
-    make_meta_learner,
-    make_meta_step,
+    task_states,
 )
+from bmg.core import MetaConfig, make_meta_learner, over_batch
+from bmg.core.unroll import check_integer
+from bmg.experiments.runners import host_loop
+from bmg.fewshot import data as fewshot_data
+from bmg.fewshot.conv4 import Conv4, feature_size
+
+NUM_BLOCKS = 4
+"""conv blocks of the network; each halves the image side."""
+MIN_IMAGE_SIZE = 2**NUM_BLOCKS
+"""the smallest image side the network accepts: 16 px leave one feature per filter."""
+MAX_STEP_SIZE = 10.0
+"""the largest SGD step (inner, target) accepted: beyond it a step only overflows."""
+MAX_META_LEARNING_RATE = 1.0
+"""the largest Adam step on the initialisation accepted (Adam moves each weight by about it)."""
+
+
+def _check_rate(name: str, value: Any, maximum: float) -> None:
+    """A step size: a finite real number in (0, maximum]; else one-sentence ValueError."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= maximum
+    ):
+        raise ValueError(
+            f"{name} must be a finite number in (0, {maximum:g}], got {value!r} (larger steps "
+            "only make the parameters overflow to NaN)."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class FewShotConfig:
-    """One few-shot run (sources in paper-notes.md section 5)."""
+    """One few-shot run. Sources: [MAML] Finn et al., ICML 2017; [paper] Flennerhag et al., ICLR
+    2022; [standard] the few-shot protocol of Vinyals et al., NeurIPS 2016; [default] ours."""
 
     data_dir: Path | None = None
     """MiniImagenet (or `bmg fewshot make-synthetic` data): Ravi & Larochelle csv splits with an
@@ -49,11 +75,12 @@ class FewShotConfig:
     """maml (second order, the MG baseline), fomaml (first order) or bmg."""
     ways: int = 5
     shots: int = 1
+    """K of N-way K-shot: support images per class."""
     queries: int = 15
     """query images per class [standard]."""
-    k: int = 5
-    """K, support steps differentiated in meta-training [MAML: 5]."""
-    l: int = 5
+    inner_steps: int = 5
+    """support steps differentiated in meta-training [MAML: 5]."""
+    bootstrap_steps: int = 5
     """L, the BMG target's look-ahead: L-1 more support steps and one query step [default]."""
     eval_inner_steps: int = 10
     """support steps at validation and test [MAML: 10]."""
@@ -79,7 +106,8 @@ class FewShotConfig:
     eval_batch_size: int = 50
     """tasks per compiled evaluation call."""
     image_size: int | None = None
-    """side of the images fed to the net (resized at load); None = as stored [MiniImagenet 84]."""
+    """side of the images fed to the net (resized at load, >= 16); None = as stored
+    [MiniImagenet 84]."""
     filters: int = 32
     task_batching: Literal["vmap", "map", "unroll"] = "unroll"
     """how a meta-batch's tasks are batched in the compiled step: same numbers, different speed
@@ -96,19 +124,18 @@ class FewShotConfig:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
         minimums = dict(
-            ways=2, shots=1, queries=1, k=1, l=1, eval_inner_steps=1, meta_batch_size=1,
-            meta_steps=1, eval_every=1, val_tasks=1, test_tasks=1, eval_batch_size=1, filters=1,
-            seed=0,
+            ways=2, shots=1, queries=1, inner_steps=1, bootstrap_steps=1, eval_inner_steps=1,
+            meta_batch_size=1, meta_steps=1, eval_every=1, val_tasks=1, test_tasks=1,
+            eval_batch_size=1, filters=1, seed=0,
         )  # fmt: skip
         for name, minimum in minimums.items():
             check_integer(name, getattr(self, name), minimum)
         if self.image_size is not None:
-            check_integer("image_size", self.image_size, 16)
-        for name in ("inner_learning_rate", "meta_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
-        if self.target_step_size is not None and not self.target_step_size > 0:
-            raise ValueError(f"target_step_size must be > 0, got {self.target_step_size!r}.")
+            check_integer("image_size", self.image_size, MIN_IMAGE_SIZE)
+        _check_rate("inner_learning_rate", self.inner_learning_rate, MAX_STEP_SIZE)
+        _check_rate("meta_learning_rate", self.meta_learning_rate, MAX_META_LEARNING_RATE)
+        if self.target_step_size is not None:
+            _check_rate("target_step_size", self.target_step_size, MAX_STEP_SIZE)
         if self.matching not in ("kl", "params"):
             raise ValueError(f"matching must be 'kl' or 'params', got {self.matching!r}.")
         if self.task_batching not in TASK_BATCHINGS:
@@ -121,20 +148,83 @@ class FewShotConfig:
     def images_per_class(self) -> int:
         return self.shots + self.queries
 
+    @property
+    def meta_config(self) -> MetaConfig:
+        """The core's `MetaConfig`: maml/fomaml -> mg, bmg -> bmg; Adam(meta_learning_rate)."""
+        return MetaConfig(
+            algo=CORE_ALGO[self.algo],
+            inner_steps=self.inner_steps,
+            bootstrap_steps=self.bootstrap_steps,
+            learning_rate=self.meta_learning_rate,
+            target_step_size=self.target_step_size or self.inner_learning_rate,
+            unroll_loop=self.unroll_loops,
+        )
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # Minutes on 2 CPU cores: 16x16 images (`bmg fewshot make-synthetic` data), 5 queries per
-    # class, 300 meta-steps; everything else as the paper preset.
-    "tiny": dict(
-        queries=5, meta_steps=300, eval_every=50, val_tasks=100, test_tasks=600, image_size=16
+
+CONFIG = FewShotConfig
+
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("the defaults below (the MAML protocol, images as stored)", {}),
+    "tiny": (
+        "minutes on 2 CPU cores: 16x16 images (`bmg fewshot make-synthetic` data), 5 queries "
+        "per class, 300 meta-steps; everything else as the paper preset",
+        dict(
+            queries=5, meta_steps=300, eval_every=50, val_tasks=100, test_tasks=600, image_size=16
+        ),
     ),
-    # The MAML protocol at 84x84 (a GPU job).
-    "paper": dict(image_size=84),
+    "paper": ("the MAML protocol at 84x84 (a GPU job)", dict(image_size=84)),
 }
+"""`bmg fewshot PRESET`: name -> (description, the fields it sets)."""
+
+METRICS: dict[str, tuple[str, str]] = {
+    "meta_step": ("meta-steps", "meta-updates of the initialisation so far"),
+    "train_seconds": ("s", "wall-clock of the meta-steps, compilation and evaluation excluded"),
+    "val_accuracy": ("fraction", "mean query accuracy over the validation tasks after "
+                     "eval_inner_steps support steps from the initialisation"),
+    "train/query_loss": ("nats", "query loss of x_K on the meta-batch (mean since last score)"),
+    "train/query_accuracy": ("fraction", "query accuracy of x_K on the meta-batch"),
+    "inner/loss": ("nats", "support loss during the K inner steps"),
+    "inner/accuracy": ("fraction", "support accuracy during the K inner steps"),
+    "meta/loss": ("nats", "the loss differentiated: the query loss (maml, fomaml) or the "
+                  "matching loss mu (bmg)"),
+    "meta/grad_norm": ("", "global norm of the task-averaged meta-gradient"),
+    "meta/update_norm": ("", "global norm of Adam's update of the initialisation"),
+    "target/distance": ("", "bmg: ||x~ - x_K||, parameter distance to the target"),
+    "target/objective": ("nats", "bmg: query loss at x_{K+L-1}, before the target's final step"),
+}  # fmt: skip
+"""Columns of metrics.csv: name -> (unit, meaning); the glossary is in docs/fewshot.md."""
+
+# Seeds of the evaluation task streams: the same validation tasks at every score.
+VAL_SEED, TEST_SEED = 1_000_003, 2_000_003
+CHECKPOINTS = "checkpoints"
+"""the run directory's orbax checkpoint folder (deleted when the run finishes)."""
+
+
+def check_image_size(splits: dict[str, fewshot_data.Split], source: Path | None) -> int:
+    """The images' side; DataError if the splits differ or the network cannot take it."""
+    sizes = {name: split.images.shape[1] for name, split in splits.items()}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{name} {size}x{size}" for name, size in sizes.items())
+        raise fewshot_data.DataError(
+            f"{source}: the splits hold images of different sizes ({listed}); pass "
+            "--image-size N to resize them all to N x N."
+        )
+    side = next(iter(sizes.values()))
+    if feature_size(side, num_blocks=NUM_BLOCKS) == 0:
+        raise fewshot_data.DataError(
+            f"{source}: the images are {side}x{side} px but the {NUM_BLOCKS}-block conv net "
+            f"halves the side {NUM_BLOCKS} times and needs at least {MIN_IMAGE_SIZE}x"
+            f"{MIN_IMAGE_SIZE}; pass --image-size {MIN_IMAGE_SIZE} (or larger) to resize them."
+        )
+    return side
 
 
 class FewShotSystem:
-    """Data, model, compiled meta-step and evaluation for one config."""
+    """Data, learner, compiled meta-step and evaluation for one config.
+
+    Loading and checking the data happens here (DataError with one sentence), so build the
+    system before creating a run directory.
+    """
 
     def __init__(self, config: FewShotConfig, splits: dict[str, fewshot_data.Split] | None = None):
         self.config = config
@@ -146,6 +236,7 @@ class FewShotSystem:
                 image_size=config.image_size,
                 min_per_class=config.images_per_class,
             )
+        image_size = check_image_size(splits, config.data_dir)
         self.splits = splits
         self.samplers = {
             name: fewshot_data.TaskSampler(
@@ -153,43 +244,57 @@ class FewShotSystem:
             )
             for name, split in splits.items()
         }
-        image_size = splits["train"].images.shape[1]
-        self.model = Conv4(num_classes=config.ways, filters=config.filters)
-        self.init_params = lambda key: self.model.init(
-            key, jnp.zeros((1, image_size, image_size, 3))
-        )
-        learner = make_learner(
+        self.model = Conv4(num_classes=config.ways, filters=config.filters, num_blocks=NUM_BLOCKS)
+        shape = lambda n: jax.ShapeDtypeStruct((n, image_size, image_size, 3), jnp.float32)
+        labels = lambda n: jax.ShapeDtypeStruct((n,), jnp.int32)
+        self.learner = make_learner(
             self.model.apply,
+            lambda key: self.model.init(key, jnp.zeros((1, image_size, image_size, 3))),
             inner_learning_rate=config.inner_learning_rate,
             first_order=config.algo == "fomaml",
             matching=config.matching,
+            task_shapes=Task(
+                shape(config.ways * config.shots),
+                labels(config.ways * config.shots),
+                shape(config.ways * config.queries),
+                labels(config.ways * config.queries),
+            ),
         )
-        self.meta_optimizer = optax.adam(config.meta_learning_rate)
-        meta_learner = make_meta_learner(
-            learner,
-            config.algo,
-            self.meta_optimizer,
-            num_inner_steps=config.k,
-            num_bootstrap_steps=config.l,
-            target_step_size=config.target_step_size or config.inner_learning_rate,
-            unroll_loop=config.unroll_loops,
+        self.meta_learner = make_meta_learner(
+            self.learner, config.meta_config, reduce=over_batch(config.task_batching)
         )
-        self.meta_step = jax.jit(
-            make_meta_step(learner, meta_learner, self.meta_optimizer, config.task_batching)
-        )
+        self.train_step = jax.jit(self._train_step)
         self.evaluate_batch = jax.jit(
-            make_evaluate(learner, config.eval_inner_steps, config.task_batching)
+            make_evaluate(self.learner, config.eval_inner_steps, config.task_batching)
         )
 
-    def init(self, key: jax.Array):
-        meta_params = self.init_params(key)
-        return meta_params, self.meta_optimizer.init(meta_params)
+    def _train_step(self, train: dict, tasks: Task) -> tuple[dict, dict]:
+        """One meta-step on a meta-batch: `MetaLearner.step` on the stacked task states, plus
+        the query loss and accuracy of x_K (the learner's probes) as `train/...`."""
+        key, step_key = jax.random.split(train["key"])
+        meta_state = train["meta_state"]
+        states = task_states(meta_state.meta_params, tasks)
+        meta_state, states, metrics = self.meta_learner.step(meta_state, states, step_key)
+        probes = jax.vmap(self.learner.probes, in_axes=(None, 0))(meta_state.meta_params, states)
+        metrics = {**metrics, **{f"train/{k}": jnp.mean(v) for k, v in probes.items()}}
+        return {"meta_state": meta_state, "key": key}, metrics
+
+    def init(self) -> dict:
+        """The training pytree at meta-step 0: the meta-state (w_0, Adam) and the PRNG key."""
+        init_key, key = jax.random.split(jax.random.key(self.config.seed))
+        meta_params = self.learner.init_meta_params(init_key)
+        return {"meta_state": self.meta_learner.init(meta_params), "key": key}
 
     def sample(self, split: str, rng: np.random.Generator, num_tasks: int) -> Task:
         return Task(*self.samplers[split].sample(rng, num_tasks))
 
-    def evaluate(self, meta_params, split: str, num_tasks: int, seed: int) -> np.ndarray:
-        """Query accuracy of each of `num_tasks` tasks (fixed by `seed`) after adaptation."""
+    def step(self, train: dict, rng: np.random.Generator) -> tuple[dict, dict]:
+        """One meta-step on a meta-batch of training tasks drawn from `rng`."""
+        return self.train_step(train, self.sample("train", rng, self.config.meta_batch_size))
+
+    def evaluate(self, meta_params, split: str, num_tasks: int, seed: int, progress=None):
+        """Query accuracy [num_tasks] of each task (fixed by `seed`) after `eval_inner_steps`
+        support steps from `meta_params`; `progress(done, total)` after each batch."""
         rng = np.random.default_rng(seed)
         accuracies = []
         batch = self.config.eval_batch_size
@@ -197,131 +302,57 @@ class FewShotSystem:
             tasks = self.sample(split, rng, min(batch, num_tasks - start))
             _, accuracy = self.evaluate_batch(meta_params, tasks)
             accuracies.append(np.asarray(accuracy))
+            if progress is not None:
+                progress(start + len(accuracies[-1]), num_tasks)
         return np.concatenate(accuracies)
+
+    def host_loop(self) -> host_loop.HostLoop:
+        """This system as the host loop's `HostLoop`."""
+        config = self.config
+        return host_loop.HostLoop(
+            num_steps=config.meta_steps,
+            eval_every=config.eval_every,
+            init=self.init,
+            init_rng=lambda: np.random.default_rng(config.seed),
+            step=self.step,
+            validate=lambda train, progress: {
+                "val_accuracy": float(
+                    self.evaluate(
+                        train["meta_state"].meta_params, "val", config.val_tasks, VAL_SEED, progress
+                    ).mean()
+                )
+            },
+            select=lambda train: train["meta_state"].meta_params,
+            watch=lambda train, metrics: {
+                "the initialisation (meta-parameters)": train["meta_state"].meta_params,
+                "the meta-loss (meta/loss)": metrics["meta/loss"],
+                "the query loss (train/query_loss)": metrics["train/query_loss"],
+            },
+            score_name="val_accuracy",
+            step_name="meta_step",
+            nan_hint="lower --meta-learning-rate or --inner-learning-rate and start again",
+        )
 
 
 def confidence_interval(accuracies: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95% normal confidence interval."""
+    """Mean and the half-width of its 95% normal confidence interval (0 for one task)."""
     accuracies = np.asarray(accuracies, np.float64)
+    if len(accuracies) < 2:
+        return float(accuracies.mean()), 0.0
     half_width = 1.96 * accuracies.std(ddof=1) / math.sqrt(len(accuracies))
     return float(accuracies.mean()), float(half_width)
 
 
-# Seeds of the evaluation task streams: the same validation tasks at every score.
-VAL_SEED, TEST_SEED = 1_000_003, 2_000_003
-
-
-class TrainState(NamedTuple):
-    """Everything `train` needs to continue a run after `meta_step` meta-steps."""
-
-    meta_step: int
-    meta_params: Any
-    opt_state: Any
-    key: jax.Array
-    rng_state: dict[str, Any]
-    """`np.random.Generator.bit_generator.state` of the training-task sampler."""
-    best_params: Any
-    best_val_accuracy: float
-    best_meta_step: int
-    train_seconds: float
-    compile_seconds: float
-    compiled_calls: int
-    """meta-step calls that compiled (one per process): not counted as training time."""
-    rows: list[dict[str, float]]
-
-
-def initial_state(system: FewShotSystem) -> TrainState:
-    key = jax.random.key(system.config.seed)
-    init_key, key = jax.random.split(key)
-    meta_params, opt_state = system.init(init_key)
-    return TrainState(
-        meta_step=0,
-        meta_params=meta_params,
-        opt_state=opt_state,
-        key=key,
-        rng_state=np.random.default_rng(system.config.seed).bit_generator.state,
-        best_params=meta_params,
-        best_val_accuracy=-1.0,
-        best_meta_step=0,
-        train_seconds=0.0,
-        compile_seconds=0.0,
-        compiled_calls=0,
-        rows=[],
-    )
-
-
-def train(
-    system: FewShotSystem,
-    on_eval: Callable[[TrainState, bool], None] | None = None,
-    resume: TrainState | None = None,
-) -> dict[str, Any]:
-    """Meta-train with model selection on validation; score the selected initialisation on test.
-
-    `on_eval(state, is_best)` is called at every validation score with the state after it
-    (`state.rows[-1]`: meta_step, wall-clock training seconds, meta-batch metrics averaged since
-    the last score, val accuracy), e.g. to write metrics and checkpoints. `resume` (a state
-    `on_eval` was given) continues a run to the numbers an uninterrupted run gives.
-    Returns the summary (best validation score, test accuracy with its 95% interval, timings).
-    """
-    config = system.config
-    state = initial_state(system) if resume is None else resume
-    meta_params, opt_state, key = state.meta_params, state.opt_state, state.key
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state.rng_state
-    train_seconds, compile_seconds = state.train_seconds, state.compile_seconds
-    compiled_calls = state.compiled_calls
-    metric_sums, steps_since_eval, compiled = {}, 0, False
-    for step in range(state.meta_step + 1, config.meta_steps + 1):
-        tasks = system.sample("train", rng, config.meta_batch_size)
-        key, step_key = jax.random.split(key)
-        start = time.perf_counter()
-        meta_params, opt_state, metrics = system.meta_step(meta_params, opt_state, tasks, step_key)
-        jax.block_until_ready(meta_params)
-        elapsed = time.perf_counter() - start
-        if not compiled:  # the first call of a process compiles; not counted as training time
-            compiled = True
-            compile_seconds += elapsed
-            compiled_calls += 1
-        else:
-            train_seconds += elapsed
-        for name, value in metrics.items():
-            metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
-        steps_since_eval += 1
-        if step % config.eval_every == 0 or step == config.meta_steps:
-            val = system.evaluate(meta_params, "val", config.val_tasks, VAL_SEED)
-            row = {
-                "meta_step": step,
-                "train_seconds": train_seconds,
-                **{name: total / steps_since_eval for name, total in metric_sums.items()},
-                "val_accuracy": float(val.mean()),
-            }
-            metric_sums, steps_since_eval = {}, 0
-            is_best = row["val_accuracy"] > state.best_val_accuracy
-            state = TrainState(
-                meta_step=step,
-                meta_params=meta_params,
-                opt_state=opt_state,
-                key=key,
-                rng_state=rng.bit_generator.state,
-                best_params=meta_params if is_best else state.best_params,
-                best_val_accuracy=row["val_accuracy"] if is_best else state.best_val_accuracy,
-                best_meta_step=step if is_best else state.best_meta_step,
-                train_seconds=train_seconds,
-                compile_seconds=compile_seconds,
-                compiled_calls=compiled_calls,
-                rows=[*state.rows, row],
-            )
-            if on_eval is not None:
-                on_eval(state, is_best)
-    test = system.evaluate(state.best_params, "test", config.test_tasks, TEST_SEED)
+def summarize(config: FewShotConfig, state: host_loop.LoopState, test: np.ndarray) -> dict:
+    """summary.json: the selected initialisation's validation and test scores, and timings."""
     test_mean, test_ci = confidence_interval(test)
     timed_steps = max(config.meta_steps - state.compiled_calls, 1)
-    summary = {
+    return {
         "algo": config.algo,
         "ways": config.ways,
         "shots": config.shots,
-        "best_val_accuracy": state.best_val_accuracy,
-        "best_meta_step": state.best_meta_step,
+        "best_val_accuracy": state.best_score,
+        "best_meta_step": state.best_step,
         "test_accuracy": test_mean,
         "test_ci95": test_ci,
         "test_tasks": len(test),
@@ -329,62 +360,221 @@ def train(
         "train_seconds": state.train_seconds,
         "compile_seconds": state.compile_seconds,
     }
-    return {"summary": summary, "rows": state.rows, "best_params": state.best_params, "test": test}
 
 
-CHECKPOINT = "checkpoint.msgpack"
+def train(system: FewShotSystem, checkpointer=None, *, resume=False, callbacks=None) -> dict:
+    """Meta-train with model selection on validation; score the selected initialisation on test.
 
-
-def save_checkpoint(run_dir: Path, state: TrainState) -> None:
-    """`run_dir/checkpoint.msgpack`, written atomically: arrays as msgpack, the rest as JSON."""
-    arrays = {
-        "meta_params": state.meta_params,
-        "opt_state": state.opt_state,
-        "best_params": state.best_params,
-        "key": jax.random.key_data(state.key),
-    }
-    scalars = {name: value for name, value in state._asdict().items() if name not in arrays}
-    payload = {
-        "arrays": serialization.to_state_dict(arrays),
-        # JSON: the sampler's 128-bit state does not fit msgpack integers.
-        "scalars": json.dumps(scalars),
-    }
-    tmp = run_dir / (CHECKPOINT + ".tmp")
-    tmp.write_bytes(serialization.msgpack_serialize(payload))
-    os.replace(tmp, run_dir / CHECKPOINT)
-
-
-def _shapes(tree) -> list[tuple[int, ...]]:
-    return [np.shape(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
-
-
-def load_checkpoint(run_dir: Path, system: FewShotSystem) -> TrainState:
-    """The TrainState `save_checkpoint` left in `run_dir`; ValueError if absent or unusable."""
-    path = run_dir / CHECKPOINT
-    if not path.is_file():
-        raise ValueError(
-            f"{path} is missing: the run stopped before its first validation score, so there is "
-            "nothing to continue; start it again."
-        )
-    template = initial_state(system)
-    target = {
-        "meta_params": template.meta_params,
-        "opt_state": template.opt_state,
-        "best_params": template.best_params,
-        "key": jax.random.key_data(template.key),
-    }
-    try:
-        payload = serialization.msgpack_restore(path.read_bytes())
-        arrays = serialization.from_state_dict(target, payload["arrays"])
-        scalars = json.loads(payload["scalars"])
-    except (KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} cannot be read as a checkpoint ({error}).") from None
-    if _shapes(arrays) != _shapes(target):
-        raise ValueError(f"{path} does not fit config.json: the parameter shapes differ.")
-    return TrainState(
-        **scalars,
-        meta_params=arrays["meta_params"],
-        opt_state=arrays["opt_state"],
-        best_params=arrays["best_params"],
-        key=jax.random.wrap_key_data(arrays["key"]),
+    Returns {"summary", "rows", "best_params", "test" (per-task test accuracies), "state"}.
+    """
+    config = system.config
+    state = host_loop.run(
+        system.host_loop(), checkpointer, resume=resume, callbacks=callbacks or RunProgress()
     )
+    progress = getattr(callbacks, "on_test", None)
+    test = system.evaluate(state.best, "test", config.test_tasks, TEST_SEED, progress)
+    return {
+        "summary": summarize(config, state, test),
+        "rows": state.rows,
+        "best_params": state.best,
+        "test": test,
+        "state": state,
+    }
+
+
+class RunProgress(host_loop.Callbacks):
+    """Progress on a rich console: a spinner while compiling, a bar of meta-steps, bars of the
+    validation and test tasks, and one line per score. Silent without a console."""
+
+    def __init__(self, config: FewShotConfig | None = None, console=None, on_eval=None):
+        self.config, self.console, self.extra_on_eval = config, console, on_eval
+        self.progress = self.steps = self.tasks = None
+
+    def __enter__(self):
+        if self.console is not None:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _print(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text)
+
+    def on_start(self, state, num_steps):
+        if self.progress is not None:
+            self.steps = self.progress.add_task("meta-steps", total=num_steps, completed=state.step)
+
+    def on_compile(self, step):
+        self._print("compiling the meta-step (once per process; can take a minute) ...")
+        if self.progress is not None:
+            self.progress.update(self.steps, description="compiling the meta-step")
+
+    def on_step(self, step, metrics):
+        if self.progress is not None:
+            self.progress.update(self.steps, completed=step, description="meta-steps")
+
+    def _tasks(self, description: str, done: int, total: int):
+        if self.progress is None:
+            return
+        if self.tasks is None:
+            self.tasks = self.progress.add_task(description, total=total)
+        self.progress.update(self.tasks, completed=done, total=total, description=description)
+        if done >= total:
+            self.progress.remove_task(self.tasks)
+            self.tasks = None
+
+    def on_validate(self, step, done, total):
+        self._tasks(f"validation after meta-step {step:,}", done, total)
+
+    def on_test(self, done, total):
+        self._tasks("test tasks", done, total)
+
+    def on_eval(self, state, is_best):
+        row = state.rows[-1]
+        total = f"/{self.config.meta_steps:,}" if self.config is not None else ""
+        self._print(
+            f"meta-step {row['meta_step']:,}{total}: val accuracy "
+            f"{100 * row['val_accuracy']:.2f}%{' (best)' if is_best else ''}, train query "
+            f"accuracy {100 * row['train/query_accuracy']:.2f}%, "
+            f"{row['train_seconds']:.0f} s training"
+        )
+        if self.extra_on_eval is not None:
+            self.extra_on_eval(state, is_best)
+
+
+def save_params(path: Path, params) -> None:
+    """`params` as flax's msgpack state dict at `path`, written atomically."""
+    import os
+
+    from flax import serialization
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(serialization.msgpack_serialize(serialization.to_state_dict(params)))
+    os.replace(tmp, path)
+
+
+def load_params(path: Path, template):
+    """Parameters `save_params` wrote, onto `template`'s structure."""
+    from flax import serialization
+
+    return serialization.from_state_dict(template, serialization.msgpack_restore(path.read_bytes()))
+
+
+def prepare(config: FewShotConfig) -> FewShotSystem:
+    """Load and check the data and build the system: call it before making the run directory,
+    so bad data (DataError, a ValueError with one sentence) leaves nothing behind; pass the
+    result to `run`."""
+    return FewShotSystem(config)
+
+
+def result_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The results table row of a finished run (as `bmg compare` prints it)."""
+    from bmg.experiments import fewshot_report as report
+
+    return report.comparison_rows([run_dir])
+
+
+def run(
+    config: FewShotConfig | FewShotSystem,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    console=None,
+) -> dict:
+    """Train `config` (or a system from `prepare`) into `run_dir`; returns the summary.
+
+    `config.json` and the record of a resume are the caller's (the CLI writes them). A new run
+    starts at meta-step 0; `resume=True` continues from the latest checkpoint in `run_dir`
+    (raising ValueError / CheckpointError with one sentence, before anything is written, when
+    there is none or it is damaged). During the run: `metrics.csv`, TensorBoard events,
+    `best.msgpack` and `latest.msgpack` (initialisations) and an orbax checkpoint
+    (`checkpoints/`) at every score.
+    At the end: `summary.json`, `test_accuracies.npz`, the accuracy plots; the checkpoints are
+    deleted (best.msgpack is what is kept).
+
+    Raises:
+      host_loop.NonFiniteError: training diverged (the last checkpoint is kept; resume is
+        pointless with the same config).
+    """
+    from tensorboardX import SummaryWriter
+
+    from bmg.experiments import fewshot_report as report
+    from bmg.experiments.checkpoint import Checkpointer
+    from bmg.experiments.rundir import CsvAppender, save_npz, write_json
+
+    system = config if isinstance(config, FewShotSystem) else prepare(config)
+    config = system.config
+    run_dir = Path(run_dir)
+    title = report.run_label(dataclasses.asdict(config))
+    checkpointer = Checkpointer(run_dir / CHECKPOINTS)
+    csv: CsvAppender | None = None
+    writer = None
+
+    def on_start(state: host_loop.LoopState) -> None:
+        nonlocal csv, writer
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+        if resume:  # metrics.csv and best.msgpack again from the checkpoint
+            csv = CsvAppender(run_dir / "metrics.csv", list(state.rows[0]))
+            csv.append(state.rows)
+            save_params(run_dir / "best.msgpack", state.best)
+        if console is not None:
+            console.print(
+                f"[bold]fewshot[/bold] {title}: {config.meta_steps:,} meta-steps of "
+                f"{config.meta_batch_size} tasks -> {run_dir}"
+                + (f", resumed after meta-step {state.step:,}" if resume else "")
+            )
+
+    def on_eval(state: host_loop.LoopState, is_best: bool) -> None:
+        nonlocal csv
+        row = state.rows[-1]
+        if csv is None:
+            csv = CsvAppender(run_dir / "metrics.csv", list(row))
+        csv.append([row])
+        for name, value in row.items():
+            if name != "meta_step":
+                writer.add_scalar(name, value, row["meta_step"])
+        writer.flush()
+        save_params(run_dir / "latest.msgpack", state.train["meta_state"].meta_params)
+        if is_best:
+            save_params(run_dir / "best.msgpack", state.best)
+
+    class Callbacks(RunProgress):
+        def on_start(self, state, num_steps):
+            on_start(state)
+            super().on_start(state, num_steps)
+
+    try:
+        with Callbacks(config, console, on_eval) as callbacks:
+            result = train(system, checkpointer, resume=resume, callbacks=callbacks)
+    finally:
+        checkpointer.close()
+        if writer is not None:
+            writer.close()
+    write_json(run_dir / "summary.json", result["summary"])
+    save_npz(run_dir / "test_accuracies.npz", test_accuracy=result["test"])
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+    report.plot_accuracy([(title, result["rows"])], run_dir)
+    return result["summary"]

@@ -13,11 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def run_label(config: dict) -> str:
-    """e.g. "bmg K=5 L=5 5-way 1-shot seed 0"."""
+    """e.g. "bmg 5 inner steps L=5 5-way 1-shot seed 0" (in few-shot, K names the shots).
+
+    Reads runs written before the rename too (their fields `k`, `l`)."""
     label = config["algo"]
-    label += f" K={config['k']}"
+    label += f" {config.get('inner_steps', config.get('k'))} inner steps"
     if config["algo"] == "bmg":
-        label += f" L={config['l']}"
+        label += f" L={config.get('bootstrap_steps', config.get('l'))}"
         if config.get("matching", "kl") != "kl":
             label += f" ({config['matching']})"
     return label + f" {config['ways']}-way {config['shots']}-shot seed {config['seed']}"
@@ -47,9 +49,11 @@ def result_row(config: dict, summary: dict) -> dict[str, str]:
         "meta-steps": f"{config['meta_steps']:,}",
         "best val acc": f"{100 * summary['best_val_accuracy']:.2f}%",
         "at step": f"{summary['best_meta_step']:,}",
-        f"test acc ({summary['test_tasks']} tasks, 95% CI)": (
+        # The same columns for every run, so runs with different --test-tasks compare.
+        "test acc (95% CI)": (
             f"{100 * summary['test_accuracy']:.2f} ± {100 * summary['test_ci95']:.2f}%"
         ),
+        "test tasks": f"{summary['test_tasks']:,}",
         "s / meta-step": f"{summary['seconds_per_meta_step']:.3f}",
     }
 

@@ -106,7 +106,8 @@ def load_splits(
     ``image_size=None`` keeps the size the data has (all images must then be one square size);
     an int resizes every image whose size differs to ``image_size x image_size`` (PIL bilinear),
     in both layouts. Every class must have at least ``min_per_class`` images (pass shots +
-    queries), every split at least 2 classes, and no class may appear in two splits.
+    queries), every split at least 2 classes, no class and no image may appear in two splits,
+    and with ``image_size=None`` every split must hold images of one size.
     """
     splits = _check_load_args(image_size, min_per_class, splits)
     root = Path(data_dir).expanduser().absolute()
@@ -229,12 +230,58 @@ def _load_csv_layout(
     for s, m in manifests.items():
         _check_classes(m.path, s, m.class_names, m.labels, min_per_class)
     _check_disjoint({s: (m.path, m.class_names) for s, m in manifests.items()})
+    _check_no_shared_files(root / IMAGES_DIR, manifests)
     cache = resolve_cache_dir(root, cache_dir)
     out = {}
     for s, m in manifests.items():
         images = _cached_images(root / IMAGES_DIR, s, m, image_size, cache)
         out[s] = _make_split(s, images, m.labels, m.class_names)
+    _check_one_size(root, {s: (m.path, out[s].images) for s, m in manifests.items()})
     return out
+
+
+def _check_no_shared_files(images_dir: Path, manifests: dict[str, _Manifest]) -> None:
+    """No image file may be listed in two splits (a test image seen in training)."""
+    seen: dict[str, tuple[str, Path]] = {}
+    for split, manifest in manifests.items():
+        for filename in manifest.filenames:
+            name = os.path.normpath(filename)
+            if name in seen and seen[name][0] != split:
+                other, other_path = seen[name]
+                raise DataError(
+                    f"{images_dir / name}: image listed in both {other_path} ('{other}' split) "
+                    f"and {manifest.path} ('{split}' split); list each image in one split only."
+                )
+            seen.setdefault(name, (split, manifest.path))
+
+
+def _check_one_size(root: Path, images: dict[str, tuple[Path, np.ndarray]]) -> None:
+    """Every split must hold images of one size (the network is built for one)."""
+    sizes = {split: array.shape[1] for split, (_, array) in images.items()}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(
+            f"{images[split][0].name} {size}x{size}" for split, size in sizes.items()
+        )
+        raise DataError(
+            f"{root}: the splits hold images of different sizes ({listed}); pass --image-size N "
+            "(image_size=N) to resize them all to N x N."
+        )
+
+
+def _check_no_shared_pixels(loaded: dict[str, tuple[Path, np.ndarray]]) -> None:
+    """No image (byte for byte) may appear in two splits (pkl layout: rows have no names)."""
+    seen: dict[bytes, tuple[str, Path, int]] = {}
+    for split, (path, images) in loaded.items():
+        for row, image in enumerate(images):
+            digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
+            if digest in seen and seen[digest][0] != split:
+                other, other_path, other_row = seen[digest]
+                raise DataError(
+                    f"{other_path} and {path}: row {other_row} of the '{other}' split and row "
+                    f"{row} of the '{split}' split are the same image; keep each image in one "
+                    "split only."
+                )
+            seen.setdefault(digest, (split, path, row))
 
 
 def read_split_csv(path: Path) -> _Manifest:
@@ -390,7 +437,8 @@ def _native_size(path: Path, manifest: _Manifest) -> int:
         width, height = image.size
     if width != height:
         raise DataError(
-            f"{path}: image is {width}x{height}, not square; pass image_size to resize."
+            f"{path}: image is {width}x{height}, not square; pass --image-size N "
+            "(image_size=N) to resize."
         )
     return width
 
@@ -448,7 +496,7 @@ def decode_image(
     if not resize:
         raise DataError(
             f"{path}: image is {rgb.size[0]}x{rgb.size[1]} but the first one is {size}x{size}; "
-            f"pass image_size to resize them all."
+            "pass --image-size N (image_size=N) to resize them all."
         )
     return np.asarray(rgb.resize((size, size), _RESAMPLE), dtype=np.uint8), True
 
@@ -467,12 +515,9 @@ def _load_pkl_layout(
         _check_classes(path, s, class_names, labels, min_per_class)
         loaded[s] = (path, images, labels, class_names)
     _check_disjoint({s: (path, names) for s, (path, _, _, names) in loaded.items()})
-    sizes = {images.shape[1] for _, images, _, _ in loaded.values()}
-    if image_size is None and len(sizes) > 1:
-        raise DataError(
-            f"{root}: the pkl splits hold images of different sizes {sorted(sizes)}; "
-            f"pass image_size to resize them."
-        )
+    _check_no_shared_pixels({s: (path, images) for s, (path, images, _, _) in loaded.items()})
+    if image_size is None:
+        _check_one_size(root, {s: (path, images) for s, (path, images, _, _) in loaded.items()})
     out = {}
     for s, (_, images, labels, class_names) in loaded.items():
         if image_size is not None and images.shape[1] != image_size:
