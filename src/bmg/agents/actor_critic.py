@@ -30,8 +30,7 @@ rollout's states) and ``entropy_cost`` (eps at the current context).
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,38 +39,10 @@ import rlax
 
 from bmg import rl
 from bmg.agents import stream
+from bmg.agents.configs import MATCHINGS, ActorCriticConfig  # noqa: F401  (re-exported)
 from bmg.agents.meta_schedule import make_meta_schedule
 from bmg.agents.networks import MLP
 from bmg.core import Learner, LearnerState, kl_and_value, policy_kl
-
-MATCHINGS = ("kl", "kl_value")
-
-
-@dataclasses.dataclass(frozen=True)
-class ActorCriticConfig(stream.OnlineConfig):
-    """Actor-critic learner and its meta-learned entropy cost (shared fields: ``OnlineConfig``)."""
-
-    value_cost: float = 0.5
-    """weight of the value loss [default]."""
-    entropy_cost: float = 0.01
-    """fixed entropy cost of the baseline; initial entropy cost of MG and BMG [default]."""
-    outer_entropy_cost: float = 0.0
-    """fixed entropy cost inside the meta-objective f (MG, and the BMG target step) [related:
-    Luketina et al., CoLLAs 2022, Table 3, 0 or 0.1]."""
-    matching: Literal["kl", "kl_value"] = "kl"
-    """BMG matching: policy KL, or policy KL + squared value error."""
-    matching_value_cost: float = 1.0
-    """weight of the value term with matching="kl_value"."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        stream.check_real(
-            "entropy_cost", self.entropy_cost, low=0, high=1, low_open=True, high_open=True
-        )
-        for name in ("value_cost", "outer_entropy_cost", "matching_value_cost"):
-            stream.check_real(name, getattr(self, name), low=0)
-        if self.matching not in MATCHINGS:
-            raise ValueError(f"matching must be 'kl' or 'kl_value', got {self.matching!r}.")
 
 
 def make_actor_critic(config: ActorCriticConfig, env: Any, env_params: Any) -> Learner:

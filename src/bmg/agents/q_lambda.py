@@ -33,8 +33,7 @@ entropy on the latest rollout's states) and ``epsilon`` (at the current context)
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,36 +41,10 @@ import optax
 
 from bmg import rl
 from bmg.agents import stream
+from bmg.agents.configs import SCHEDULES, QLambdaConfig, Schedule  # noqa: F401  (re-exported)
 from bmg.agents.meta_schedule import make_meta_schedule
 from bmg.agents.networks import MLP
 from bmg.core import Learner, LearnerState
-from bmg.core.unroll import check_integer
-
-Schedule = Literal["fixed", "meta", "decay"]
-SCHEDULES = ("fixed", "meta", "decay")
-
-
-@dataclasses.dataclass(frozen=True)
-class QLambdaConfig(stream.OnlineConfig):
-    """Q(lambda) learner and its epsilon (shared fields: ``OnlineConfig``; sources there)."""
-
-    trace_lambda: float = 0.9
-    """lambda of Watkins Q(lambda) [related]."""
-    epsilon: float = 0.1
-    """fixed epsilon ("fixed"), or the initial epsilon of the meta-learned schedule ("meta")."""
-    decay_start: float = 1.0
-    """decay: epsilon at step 0."""
-    decay_final: float = 0.01
-    """decay: epsilon from `decay_steps` on."""
-    decay_steps: int = 1_000_000
-    """decay: environment steps over which epsilon falls linearly."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_integer("decay_steps", self.decay_steps, 1)
-        for name in ("trace_lambda", "decay_start", "decay_final"):
-            stream.check_real(name, getattr(self, name), low=0, high=1)
-        stream.check_real("epsilon", self.epsilon, low=0, high=1, low_open=True, high_open=True)
 
 
 def epsilon_greedy_probs(q: jax.Array, eps: jax.Array) -> jax.Array:

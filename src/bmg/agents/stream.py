@@ -10,10 +10,8 @@ reads these extras: it reads the learner's probes (``counter_probes`` plus the a
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import numbers
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,79 +19,9 @@ import numpy as np
 import optax
 
 from bmg import rl
+from bmg.agents.configs import CONTEXTS, OnlineConfig  # noqa: F401  (re-exported)
+from bmg.checks import check_real  # noqa: F401  (re-exported)
 from bmg.core import clip_by_global_norm
-from bmg.core.unroll import check_integer
-
-CONTEXTS = ("reward", "none")
-
-
-def check_real(
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` if it is a finite real number in the interval, else raise ``ValueError``
-    with one sentence naming ``name``, the value and the accepted range."""
-    left = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-    right = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-    if low is not None and high is not None:
-        accepted = f"a finite number in {left}, {right}"
-    elif low is not None:
-        accepted = f"a finite number {'>' if low_open else '>='} {low:g}"
-    else:
-        accepted = "a finite number"
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (low is None or (value > low if low_open else value >= low))
-        and (high is None or (value < high if high_open else value <= high))
-    )
-    if not ok:
-        raise ValueError(f"{name} must be {accepted}, got {value!r}.")
-    return value
-
-
-@dataclasses.dataclass(frozen=True)
-class OnlineConfig:
-    """Fields every online agent shares (actor-critic, Q(lambda)).
-
-    Sources: [paper] Flennerhag et al., ICLR 2022 (Table 1 for the actor-critic on Two-colors);
-    [related] Luketina et al., "Meta-Gradients in Non-Stationary Environments", CoLLAs 2022,
-    appendix A.3 (Tables 3 and 4); [default] this implementation's choice.
-    """
-
-    hidden_size: int = 256
-    """width of the two ReLU layers of each MLP (policy, value, Q) [related]."""
-    rollout_length: int = 16
-    """T, environment steps per rollout; one learner update per rollout [paper: batch 16]."""
-    learning_rate: float = 0.1
-    """inner SGD learning rate [paper]."""
-    discount: float = 0.99
-    """gamma; discount_t = gamma * (1 - terminated_t) [paper]."""
-    max_grad_norm: float = 1.0
-    """clip the learner gradient to this global norm before the SGD step, 0 = off; the clip has a
-    finite derivative at a zero gradient (``bmg.core.clip_by_global_norm``) [default: SGD 0.1
-    without it diverged (value net to inf) at the first flip in 2 of 10 seeds]."""
-    context: Literal["reward", "none"] = "reward"
-    """meta-network input: mean reward of recent rollouts, or none (one learned logit) [related]."""
-    context_length: int = 10
-    """rollouts in the reward context [related: H = 10]."""
-    meta_hidden_size: int = 32
-    """width of the meta-network's hidden layer [default]."""
-
-    def __post_init__(self):
-        for name in ("hidden_size", "rollout_length", "context_length", "meta_hidden_size"):
-            check_integer(name, getattr(self, name), 1)
-        check_real("learning_rate", self.learning_rate, low=0, low_open=True)
-        check_real("discount", self.discount, low=0, high=1)
-        check_real("max_grad_norm", self.max_grad_norm, low=0)
-        if self.context not in CONTEXTS:
-            raise ValueError(f"context must be 'reward' or 'none', got {self.context!r}.")
 
 
 def make_optimizer(config: OnlineConfig) -> optax.GradientTransformation:

@@ -5,14 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from bmg.checks import check_integer  # noqa: F401  (re-exported: bmg.core.unroll.check_integer)
 from bmg.core.types import LearnerState, Metrics, PyTree, UpdateFn
-
-
-def check_integer(name: str, value: int, minimum: int) -> int:
-    """Return `value` if it is an int >= `minimum`, else raise a `ValueError` naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return value
 
 
 def unroll(

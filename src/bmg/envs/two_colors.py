@@ -54,8 +54,6 @@ params)`` works without ``static_argnames``.
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from typing import Any
 
 import jax
@@ -63,9 +61,13 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from bmg.envs.two_colors_params import (  # noqa: F401  (re-exported)
+    MAX_SWITCH_EVERY,
+    RESPAWN_MODES,
+    check_params,
+)
+
 NUM_ACTIONS = 4
-RESPAWN_MODES = ("all", "object")
-MAX_SWITCH_EVERY = 2**30 - 1
 """largest ``switch_every``: the clock's period ``2 * switch_every`` must fit in int32."""
 
 # Row/col displacement of each action: up, down, left, right.
@@ -97,10 +99,6 @@ class EnvState:
     time: jax.Array
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
 def make_params(**kwargs: Any) -> EnvParams:
     """Validated :class:`EnvParams`.
 
@@ -113,19 +111,10 @@ def make_params(**kwargs: Any) -> EnvParams:
     if unknown:
         raise ValueError(f"Unknown EnvParams field(s) {unknown}; accepted fields are {fields}.")
     params = EnvParams(**kwargs)
-    g, s, r, p = params.grid_size, params.switch_every, params.respawn, params.step_penalty
-    if not _is_int(g) or g < 2:
-        raise ValueError(f"grid_size must be an integer >= 2, got {g!r}.")
-    if not _is_int(s) or not 1 <= s <= MAX_SWITCH_EVERY:
-        raise ValueError(
-            f"switch_every must be an integer in [1, 2^30 - 1] (the clock's period "
-            f"2 * switch_every is an int32), got {s!r}."
-        )
-    if r not in RESPAWN_MODES:
-        raise ValueError(f"respawn must be one of {RESPAWN_MODES}, got {r!r}.")
-    if not isinstance(p, numbers.Real) or isinstance(p, bool) or not math.isfinite(p) or p < 0:
-        raise ValueError(f"step_penalty must be a finite real number >= 0, got {p!r}.")
-    return params.replace(grid_size=int(g), switch_every=int(s), step_penalty=float(p))
+    g, s, r, p = check_params(
+        params.grid_size, params.switch_every, params.respawn, params.step_penalty
+    )
+    return params.replace(grid_size=g, switch_every=s, step_penalty=p)
 
 
 def observation_size(params: EnvParams | None = None) -> int:

@@ -5,10 +5,11 @@ Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022 (the non-stationary T
 experiment and the epsilon-greedy exploration experiment), with the protocol of Luketina et al.,
 "Meta-Gradients in Non-Stationary Environments", CoLLAs 2022, appendix A.3.
 
-This module only declares the system: its config and presets, the learner and the meta-learning
-config it builds, and how the runner's trace becomes the report's columns. The lifetime runs on
-the Anakin runner (`bmg.experiments.runners.anakin`: compiled chunks, seeds vmapped and sharded,
-orbax checkpoints, exact resume); `run` drives it into a run directory.
+This module only declares the system (importing it loads no JAX, so `--help` is fast): its
+config and presets, the learner and the meta-learning config it builds, and how the runner's
+trace becomes the report's columns. The lifetime runs on the Anakin runner
+(`bmg.experiments.runners.anakin`: compiled chunks, seeds vmapped and sharded, orbax
+checkpoints, exact resume); `run` drives it into a run directory.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from typing import Annotated, Any, Literal, NamedTuple
 import numpy as np
 import tyro
 
-from bmg.agents.actor_critic import ActorCriticConfig
-from bmg.agents.q_lambda import QLambdaConfig
-from bmg.agents.stream import check_real
-from bmg.core.meta import MetaConfig
-from bmg.core.unroll import check_integer
-from bmg.envs import two_colors
+from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
+from bmg.checks import check_integer, check_real
+from bmg.core.config import MetaConfig
+from bmg.envs.two_colors_params import check_params
 
 MAX_STEPS = 2**31 - 1  # the int32 environment-step counters of a seed
 
@@ -46,9 +45,12 @@ class EnvConfig:
     """grid side [paper]."""
 
     def __post_init__(self):
-        self.params()  # validates every field
+        check_params(self.grid_size, self.switch_every, self.respawn, self.step_penalty)
 
-    def params(self) -> two_colors.EnvParams:
+    def params(self):
+        """The environment's `bmg.envs.two_colors.EnvParams`."""
+        from bmg.envs import two_colors
+
         return two_colors.make_params(
             grid_size=self.grid_size,
             switch_every=self.switch_every,
@@ -208,6 +210,7 @@ def make_learner(config: TwoColorsConfig):
     """The `bmg.core.Learner` of `config.agent` on Two-colors."""
     from bmg.agents.actor_critic import make_actor_critic
     from bmg.agents.q_lambda import make_q_lambda
+    from bmg.envs import two_colors
 
     env, env_params = two_colors.TwoColors(), config.env.params()
     if config.agent == "ac":
