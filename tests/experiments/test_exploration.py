@@ -1,12 +1,21 @@
-"""Q(lambda) lifetimes on Two-colors: step accounting, fixed and meta-learned epsilon."""
+"""Q(lambda) lifetimes on Two-colors (the exploration experiment): step accounting and the
+fixed, decaying, MG and BMG epsilon; the `exploration` preset. Lifetimes compile: slow tier."""
 
 import numpy as np
 import pytest
 
-from bmg.agents.q_learning import QLearningConfig
-from bmg.experiments.two_colors import EnvConfig, Lifetime, TwoColorsConfig
+from bmg.agents.q_lambda import QLambdaConfig
+from bmg.experiments.two_colors import (
+    PRESETS,
+    EnvConfig,
+    TwoColorsConfig,
+    make_runner,
+    report_trace,
+)
 
-Q = QLearningConfig(hidden_size=16, rollout_length=4, context_length=3, meta_hidden_size=8)
+Q = QLambdaConfig(
+    hidden_size=16, rollout_length=4, context_length=3, meta_hidden_size=8, decay_steps=40
+)
 ENV = EnvConfig(grid_size=3, switch_every=40)
 
 
@@ -21,20 +30,58 @@ def run(**overrides):
         meta_learning_rate=0.05,
         **overrides,
     )
-    lifetime = Lifetime(config)
-    carry, _ = lifetime.start()
-    return config, lifetime.run_chunk(carry)[1]
+    result = make_runner(config).run()
+    trace, _ = report_trace(result.state.initial, result.state.trace)
+    return config, trace
 
 
-@pytest.mark.parametrize("algo, k, l", [("bmg", 0, 3), ("fixed", 1, 1), ("mg", 1, 1)])
-def test_q_lifetime_accounting_and_epsilon(algo, k, l):
-    config, trace = run(algo=algo, k=k, l=l)
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "algo, inner_steps, bootstrap_steps",
+    [("bmg", 0, 3), ("fixed", 1, 1), ("mg", 1, 1), ("decay", 1, 1)],
+)
+def test_q_lifetime_accounting_and_epsilon(algo, inner_steps, bootstrap_steps):
+    config, trace = run(algo=algo, inner_steps=inner_steps, bootstrap_steps=bootstrap_steps)
     # BMG K = 0: L - 1 = 2 rollouts per meta-step (the target's last step collects nothing).
     assert config.steps_per_meta_step == (2 * 4 if algo == "bmg" else 4)
     steps = np.diff(trace.env_steps, axis=1)
     assert np.all(steps == config.steps_per_meta_step)
+    np.testing.assert_array_equal(trace.env_steps[:, -1], config.total_env_steps)
     if algo == "bmg":
         assert np.abs(trace.schedule[:, -1] - Q.epsilon).max() > 1e-3  # epsilon is learned
         assert np.all(trace.meta_loss > 0)
+    elif algo == "decay":  # linear in environment steps from 1.0 to 0.01 over 40 steps
+        progress = np.minimum(trace.env_steps / Q.decay_steps, 1.0)
+        expected = Q.decay_start + (Q.decay_final - Q.decay_start) * progress
+        np.testing.assert_allclose(trace.schedule, expected, rtol=1e-6)
+        np.testing.assert_array_equal(trace.meta_loss, 0.0)
     else:  # fixed: never moves; mg: its meta-gradient for epsilon is exactly zero
         np.testing.assert_allclose(trace.schedule, Q.epsilon, rtol=1e-6)
+    # The behaviour's entropy is that of epsilon-greedy over 4 actions at the recorded epsilon.
+    eps = trace.schedule.astype(np.float64)
+    greedy, other = 1 - eps + eps / 4, eps / 4
+    entropy = -(greedy * np.log(greedy) + 3 * other * np.log(other))
+    np.testing.assert_allclose(trace.policy_entropy, entropy, rtol=1e-4)
+
+
+def test_exploration_preset():
+    description, overrides = PRESETS["exploration"]
+    config = TwoColorsConfig(**overrides)
+    assert (config.agent, config.algo, config.inner_steps, config.bootstrap_steps) == (
+        "q",
+        "bmg",
+        0,
+        16,
+    )
+    assert (config.steps, config.seeds, config.meta_learning_rate) == (3_200_000, 10, 1e-3)
+    # K = 0, L = 16: 15 rollouts of 16 steps per meta-step.
+    assert config.steps_per_meta_step == 15 * 16
+    # fixed and decay take one update per step whatever K is; MG needs K >= 1 (`--k 1`).
+    for algo in ("fixed", "decay"):
+        assert TwoColorsConfig(**{**overrides, "algo": algo}).steps_per_meta_step == 16
+    with pytest.raises(ValueError, match=r"inner_steps \(K\) must be an integer >= 1, got 0"):
+        TwoColorsConfig(**{**overrides, "algo": "mg"})
+    assert (
+        TwoColorsConfig(**{**overrides, "algo": "mg", "inner_steps": 1}).steps_per_meta_step == 16
+    )
+    assert "Q(lambda)" in description
