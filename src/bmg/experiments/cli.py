@@ -120,20 +120,28 @@ def config_digest(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def start_run_dir(args, experiment: str, config_cls, prog: str):
-    """(config, run_dir, resumed) for a new run or a resume; exits with one sentence if the
-    directory cannot be this run's, holds a finished run, or its config.json was edited."""
+def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None):
+    """(config, prepared, run_dir, resumed) for a new run or a resume.
+
+    `prepare(config)` (e.g. loading and checking a dataset) runs before a new run's directory is
+    made, so bad input leaves nothing behind; `prepared` is its result (None without it). Exits
+    with one sentence if the input is bad, the directory cannot be this run's, holds a finished
+    run, or its config.json was edited after the start.
+    """
     from bmg.experiments import rundir
 
     hint = f"; to continue it, run `{prog} resume DIR`"
     try:
         if isinstance(args, Run):
             config = args.config
+            if args.out is not None:  # a bad --out fails before any work
+                rundir.check_out(args.out)
+            prepared = prepare(config) if prepare else None
             run_dir = rundir.make_run_dir(args.out, experiment, config.algo, resume_hint=hint)
             rundir.write_config(
                 run_dir, config, config_digest=config_digest(rundir.to_json(config))
             )
-            return config, run_dir, False
+            return config, prepared, run_dir, False
         run_dir = args.run_dir
         if not rundir.is_run_dir(run_dir):
             raise ValueError(f"{run_dir} holds no run (config.json is missing); nothing to resume.")
@@ -148,24 +156,28 @@ def start_run_dir(args, experiment: str, config_cls, prog: str):
                 "restore the original values or start a new run."
             )
         config = rundir.read_config(run_dir, config_cls)
-        return config, run_dir, True
+        prepared = prepare(config) if prepare else None
+        return config, prepared, run_dir, True
     except ValueError as error:
-        sys.exit(f"{prog}: error: {error}")
+        kind = "data error" if type(error).__name__ == "DataError" else "error"
+        sys.exit(f"{prog}: {kind}: {error}")
 
 
 def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, description: str):
     """Parse, make or reopen the run directory, run the experiment module, print its table.
 
     `module` declares `CONFIG` (the config class), `PRESETS`, `run(config, run_dir, *, resume,
-    console) -> summary` and `result_rows(run_dir) -> table rows`. Ctrl-C and errors end with one
-    sentence; an interrupted run says how to continue it.
+    console) -> summary`, `result_rows(run_dir) -> table rows` and optionally `prepare(config)`
+    (checks done before the run directory exists; its result is passed to `run` instead of the
+    config). Ctrl-C and errors end with one sentence; an interrupted run says how to continue.
     """
     import importlib
 
     experiment_module = importlib.import_module(module)
     config_cls = experiment_module.CONFIG
     args = parse_run(argv, config_cls, experiment_module.PRESETS, prog, description)
-    config, run_dir, resumed = start_run_dir(args, experiment, config_cls, prog)
+    prepare = getattr(experiment_module, "prepare", None)
+    config, prepared, run_dir, resumed = start_run_dir(args, experiment, config_cls, prog, prepare)
     from rich.console import Console
 
     from bmg.experiments import rundir
@@ -174,7 +186,8 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
     try:
         if resumed:
             rundir.record_resume(run_dir)
-        experiment_module.run(config, run_dir, resume=resumed, console=console)
+        target = config if prepared is None else prepared
+        experiment_module.run(target, run_dir, resume=resumed, console=console)
     except KeyboardInterrupt:
         sys.exit(
             f"\n{prog}: interrupted; every finished chunk or score is checkpointed in {run_dir}: "

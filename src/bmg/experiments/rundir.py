@@ -63,8 +63,9 @@ def _write_error(path: Path, error: OSError, what: str = "") -> ValueError:
     return ValueError(f"cannot write {path} ({reason}){what}.")
 
 
-def _check_out(out: str | os.PathLike, flag: str) -> Path:
-    """`out` as a directory path that can be created, or ValueError saying why not."""
+def check_out(out: str | os.PathLike, flag: str = "--out") -> Path:
+    """`out` as a directory path that can be created (checked before any work; nothing is made),
+    or ValueError saying why not: empty, a file, or under a file."""
     if str(out).strip() == "":
         raise ValueError(f"{flag} must name a directory, got an empty string.")
     path = Path(out)
@@ -162,7 +163,7 @@ def make_run_dir(
       ValueError: the directory cannot be this run's.
     """
     if out is not None:
-        path = _check_out(out, flag)
+        path = check_out(out, flag)
     else:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path("runs") / experiment / f"{name}-{stamp}"
@@ -190,7 +191,7 @@ def make_output_dir(out: str | os.PathLike, *, flag: str = "--out") -> Path:
     file, not writable, or the directory of a run (it holds config.json): a command never
     writes into a run directory that is not its own.
     """
-    path = _check_out(out, flag)
+    path = check_out(out, flag)
     if is_run_dir(path):
         raise ValueError(
             f"{flag} {path} is a run's directory (it holds config.json); choose another "
