@@ -62,6 +62,14 @@ class EnvConfig:
 AGENTS = {"ac": ("fixed", "mg", "bmg"), "q": ("fixed", "decay", "mg", "bmg")}
 
 
+def resolve_inner_steps(agent: str, algo: str, inner_steps: int | None) -> int:
+    """K of a run: `inner_steps` when given, else 0 for BMG on epsilon (agent q: MG's
+    meta-gradient for epsilon is exactly zero, BMG's with K = 0 is not) and 1 otherwise."""
+    if inner_steps is not None:
+        return inner_steps
+    return 0 if (agent, algo) == ("q", "bmg") else 1
+
+
 @dataclasses.dataclass(frozen=True)
 class TwoColorsConfig:
     """One Two-colors run: agent, meta-learning algorithm, lifetime, seeds and world."""
@@ -72,9 +80,10 @@ class TwoColorsConfig:
     algo: Literal["fixed", "decay", "mg", "bmg"] = "bmg"
     """fixed: the configured entropy cost / epsilon; decay (q): linearly decaying epsilon; mg:
     K-step meta-gradient; bmg: bootstrapped meta-gradient."""
-    inner_steps: Annotated[int, tyro.conf.arg(aliases=("--k",))] = 1
-    """K, learner updates differentiated per meta-step (mg >= 1, bmg >= 0; BMG on epsilon: 0).
-    fixed and decay take one update per step and do not use it."""
+    inner_steps: Annotated[int | None, tyro.conf.arg(aliases=("--k",))] = None
+    """K, learner updates differentiated per meta-step (mg >= 1, bmg >= 0). None: the
+    algorithm's default, 1, and 0 for BMG on epsilon (agent q), so a preset gives mg and bmg a
+    valid K alike. fixed and decay take one update per step and do not use it."""
     bootstrap_steps: Annotated[int, tyro.conf.arg(aliases=("--l",))] = 8
     """L, the BMG target's look-ahead in learner updates (bmg only)."""
     steps: int = 6_400_000
@@ -129,12 +138,17 @@ class TwoColorsConfig:
         if self.seed + self.seeds > 2**31:
             raise ValueError(f"seed + seeds must be <= 2**31, got {self.seed + self.seeds}.")
 
+    @property
+    def num_inner_steps(self) -> int:
+        """K as run: `inner_steps`, or the algorithm's default when it is None."""
+        return resolve_inner_steps(self.agent, self.algo, self.inner_steps)
+
     def meta_config(self) -> MetaConfig:
         """The meta-learning config of `algo` (fixed and decay: one learner update per step)."""
         meta_learned = self.algo in ("mg", "bmg")
         return MetaConfig(
             algo=self.algo if meta_learned else "fixed",
-            inner_steps=self.inner_steps if meta_learned else 1,
+            inner_steps=self.num_inner_steps if meta_learned else 1,
             bootstrap_steps=self.bootstrap_steps,
             learning_rate=self.meta_learning_rate,
             adam_eps=self.meta_adam_eps,
@@ -184,8 +198,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "Adam(1e-4) to move epsilon: docs/exploration.md)",
         dict(
             agent="q",
-            algo="bmg",
-            inner_steps=0,
+            algo="bmg",  # K: the default, 0 for bmg (1 for mg with `--algo mg`)
             bootstrap_steps=16,
             steps=3_200_000,
             seeds=10,

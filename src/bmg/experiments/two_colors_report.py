@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bmg.experiments.rundir import read_json  # noqa: E402
-from bmg.experiments.two_colors import Trace  # noqa: E402
+from bmg.experiments.two_colors import Trace, resolve_inner_steps  # noqa: E402
 
 FLIP_WINDOW = 10_000  # steps before / after each flip for the entropy statistics
 SCHEDULE = {  # agent -> (metrics.csv column, summary.json prefix, plot label)
@@ -289,7 +289,8 @@ def run_label(config: dict) -> str:
         return f"q eps={learner['epsilon']}"
     if c["algo"] == "decay":
         return f"q decay {learner['decay_start']}->{learner['decay_final']}"
-    label = prefix + f"{c['algo']} K={c['inner_steps']}"
+    inner_steps = resolve_inner_steps(agent, c["algo"], c["inner_steps"])
+    label = prefix + f"{c['algo']} K={inner_steps}"
     label += f" L={c['bootstrap_steps']}" if c["algo"] == "bmg" else ""
     label += "" if learner["context"] == "reward" else " no-context"
     outer_entropy_cost = learner.get("outer_entropy_cost", 0.0)  # ac learners only
@@ -301,7 +302,7 @@ def _missing(value) -> bool:
 
 
 def format_mean_se(stat: dict, digits: int = 3) -> str:
-    """"mean ± se", "mean" for one seed, "-" for a statistic the run has no data for."""
+    """ "mean ± se", "mean" for one seed, "-" for a statistic the run has no data for."""
     if _missing(stat["mean"]):
         return "-"
     if _missing(stat["se"]):
