@@ -64,10 +64,12 @@ def test_q_lifetime_accounting_and_epsilon(algo, inner_steps, bootstrap_steps):
     np.testing.assert_allclose(trace.policy_entropy, entropy, rtol=1e-4)
 
 
-def test_exploration_preset():
+def test_exploration_preset_gives_every_algorithm_a_valid_k():
+    """BMG on epsilon with K = 0 by default; `--algo mg` (K >= 1) from the same preset is valid
+    too (issue: `bmg two-colors exploration --agent q --algo mg` was refused for K = 0)."""
     description, overrides = PRESETS["exploration"]
     config = TwoColorsConfig(**overrides)
-    assert (config.agent, config.algo, config.inner_steps, config.bootstrap_steps) == (
+    assert (config.agent, config.algo, config.num_inner_steps, config.bootstrap_steps) == (
         "q",
         "bmg",
         0,
@@ -76,12 +78,16 @@ def test_exploration_preset():
     assert (config.steps, config.seeds, config.meta_learning_rate) == (3_200_000, 10, 1e-3)
     # K = 0, L = 16: 15 rollouts of 16 steps per meta-step.
     assert config.steps_per_meta_step == 15 * 16
-    # fixed and decay take one update per step whatever K is; MG needs K >= 1 (`--k 1`).
-    for algo in ("fixed", "decay"):
-        assert TwoColorsConfig(**{**overrides, "algo": algo}).steps_per_meta_step == 16
-    with pytest.raises(ValueError, match=r"inner_steps \(K\) must be an integer >= 1, got 0"):
-        TwoColorsConfig(**{**overrides, "algo": "mg"})
-    assert (
-        TwoColorsConfig(**{**overrides, "algo": "mg", "inner_steps": 1}).steps_per_meta_step == 16
-    )
     assert "Q(lambda)" in description
+    # Every algorithm the preset accepts: fixed and decay take one update per step, MG K = 1.
+    for algo, k in (("fixed", 1), ("decay", 1), ("mg", 1), ("bmg", 0)):
+        other = TwoColorsConfig(**{**overrides, "algo": algo})
+        assert other.meta_config().inner_steps == k, algo
+        assert other.steps_per_meta_step == (15 * 16 if algo == "bmg" else 16), algo
+    # An explicit K is kept, and an invalid one still refused.
+    assert TwoColorsConfig(**overrides, inner_steps=2).meta_config().inner_steps == 2
+    with pytest.raises(ValueError, match=r"inner_steps \(K\) must be an integer >= 1, got 0"):
+        TwoColorsConfig(**{**overrides, "algo": "mg", "inner_steps": 0})
+    # The actor-critic's default K is 1 for both meta-learning algorithms.
+    assert TwoColorsConfig(algo="bmg").meta_config().inner_steps == 1
+    assert TwoColorsConfig(algo="mg").meta_config().inner_steps == 1

@@ -91,6 +91,10 @@ def test_run_labels_name_what_differs_between_runs():
     assert label(agent="q", algo="fixed") == "q eps=0.1"
     assert label(agent="q", algo="decay") == "q decay 1.0->0.01"
     assert label(agent="q", algo="bmg", inner_steps=0, bootstrap_steps=16) == "q bmg K=0 L=16"
+    # K left at its default (None in config.json) is named as run: 0 for q bmg, 1 otherwise.
+    assert label(agent="q", algo="bmg", bootstrap_steps=16) == "q bmg K=0 L=16"
+    assert label(agent="q", algo="mg") == "q mg K=1"
+    assert label(algo="bmg") == "bmg K=1 L=8"
 
 
 def test_reward_per_step_by_phase_and_paying_colour():
