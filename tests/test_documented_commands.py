@@ -1,0 +1,341 @@
+"""Every `bmg ...` command shown in README.md and docs/*.md runs (scaled down by flags), so a
+documented command can never be broken again.
+
+Extraction (`documented_commands`), in document order (README.md, then docs/*.md by name):
+  * fenced code blocks: every line starting with `bmg ` (a `$ ` prompt is dropped), with
+    backslash continuations joined and `# comments` removed;
+  * inline code spans (`...`, possibly wrapped over two lines of prose) starting with `bmg `.
+  A command whose second word is not a `bmg` command (e.g. the message `bmg fewshot: data
+  error: ...`) is not a command, nor is a command's bare name (`bmg compare` in a table).
+Expansion: a brace group inside a word (`runs/x/{a,b}`) is bash's and expands in place into
+several words; a brace group that is a whole word (`--algo {fixed,mg}`) is a choice and gives
+one command per alternative.
+Skipped, by rule: commands holding a placeholder, i.e. an upper-case word (`DIR`, `RUN_DIR`,
+`PRESET`, `N`), `...`, or an optional part in square brackets (`[flags]`), since they name no
+actual command. The one exception is a placeholder given to `--data-dir`: every few-shot
+command is pointed at the shared synthetic dataset anyway.
+
+Running: in one temporary working directory, so `--out runs/...` paths made by one command are
+found by later `bmg compare` / `resume` lines. Runs go two at a time (compiling takes one core
+each); a `compare`, `resume` or `--help` line first waits for every run before it. Scale-down
+flags are appended after the command's own (tyro and argparse take the last value): tiny
+lifetimes, seeds, chunks and networks for `two-colors`, a few meta-steps and tasks on a tiny
+synthetic dataset for `fewshot` runs. Not scaled: `--help`, `resume` and `compare` lines (they
+take no such flags). Identical scaled commands that differ only in `--out` run once; the run
+directory is copied to the other `--out` (the programs are deterministic, so the files would be
+the same). A `resume DIR` line whose DIR holds a finished run (the documented commands run to
+the end) first re-runs DIR's command interrupted after its first checkpoint (Ctrl-C), then runs
+the documented `resume` and checks that its .npz files equal those of the uninterrupted run.
+All runs share a persistent XLA compilation cache and compile with XLA's backend optimisations
+off (same programs, faster to compile on a small CPU). A command that exits non-zero fails the
+test with its output.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BMG_COMMANDS = ("two-colors", "fewshot", "compare")
+
+SCALE = {
+    "two-colors": [
+        "--steps", "600", "--seeds", "1", "--chunk-steps", "300", "--env.switch-every", "200",
+        "--ac.hidden-size", "8", "--ac.rollout-length", "4", "--ac.meta-hidden-size", "4",
+        "--q.hidden-size", "8", "--q.rollout-length", "4", "--q.meta-hidden-size", "4",
+    ],
+    "fewshot": [
+        "--meta-steps", "2", "--eval-every", "1", "--val-tasks", "2", "--test-tasks", "2",
+        "--eval-batch-size", "2", "--meta-batch-size", "1", "--filters", "4", "--queries", "1",
+        "--eval-inner-steps", "1", "--image-size", "16",
+    ],
+    "make-synthetic": ["--classes", "6", "--per-class", "4", "--size", "16"],
+}  # fmt: skip
+WORKERS = max(1, min(2, os.cpu_count() or 1))  # runs in parallel (compilation is 1 core each)
+
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
+INLINE = re.compile(r"`([^`]+)`")
+PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$|\.\.\.|\[.*\]|^\[|\]$")
+
+DRIVER = """
+import os, sys
+if os.environ.get("BMG_INTERRUPT_AFTER_FIRST_CHECKPOINT"):
+    from bmg.experiments import checkpoint
+
+    save = checkpoint.Checkpointer.save
+
+    def save_then_interrupt(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    checkpoint.Checkpointer.save = save_then_interrupt
+from bmg.experiments.cli import main
+
+main(sys.argv[1:])
+"""
+
+
+# --- Extraction ----------------------------------------------------------------------------------
+
+
+def _code_lines(block: str) -> list[tuple[int, str]]:
+    """(line index in the block, logical line) of a code block: continuations joined, comments
+    and prompts dropped."""
+    lines, current, first = [], "", 0
+    for index, raw in enumerate(block.splitlines()):
+        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
+        if not current:
+            first = index
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        lines.append((first, (current + line).strip()))
+        current = ""
+    if current:
+        lines.append((first, current.strip()))
+    return [(i, line[2:] if line.startswith("$ ") else line) for i, line in lines]
+
+
+def _expand_braces(words: list[str]) -> list[list[str]]:
+    """Bash brace expansion inside words; a whole-word brace group is a choice (one command
+    per alternative)."""
+    choices = []
+    expanded: list[str | list[str]] = []
+    for word in words:
+        match = re.search(r"\{([^{}]*,[^{}]*)\}", word)
+        if match is None:
+            expanded.append(word)
+        elif match.group(0) == word:
+            choices.append(len(expanded))
+            expanded.append(match.group(1).split(","))
+        else:
+            head, tail = word[: match.start()], word[match.end() :]
+            expanded.extend(head + part + tail for part in match.group(1).split(","))
+    options = [e if i in choices else [e] for i, e in enumerate(expanded)]
+    return [list(words) for words in itertools.product(*options)]
+
+
+def _is_placeholder_free(words: list[str]) -> bool:
+    for i, word in enumerate(words):
+        if PLACEHOLDER.search(word) and not (i > 0 and words[i - 1] == "--data-dir"):
+            return False
+    return True
+
+
+def documented_commands(documents=DOCUMENTS) -> list[tuple[str, list[str]]]:
+    """[(where, argv after `bmg`)] of every runnable documented command, in document order."""
+    found = []
+    for path in documents:
+        text = path.read_text()
+        candidates = []  # (offset, command text)
+        for block in FENCE.finditer(text):
+            starts = [0] + [m.end() for m in re.finditer("\n", block.group(1))]
+            for index, line in _code_lines(block.group(1)):
+                if line.startswith("bmg "):
+                    candidates.append((block.start(1) + starts[index], line))
+        prose = FENCE.sub(lambda m: " " * len(m.group(0)), text)
+        for span in INLINE.finditer(prose):
+            code = " ".join(span.group(1).split())
+            if code.startswith("bmg "):
+                candidates.append((span.start(), code))
+        for offset, command in sorted(candidates, key=lambda c: c[0]):
+            words = shlex.split(command)
+            if len(words) < 3 or words[1] not in BMG_COMMANDS:
+                continue  # a message, or a command's bare name (`bmg compare` in a table)
+            line = text.count("\n", 0, offset) + 1
+            for argv in _expand_braces(words[1:]):
+                if _is_placeholder_free(argv):
+                    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
+                    found.append((f"{name}:{line}", argv))
+    return found
+
+
+def test_extraction_rules(tmp_path):
+    """The rules above, on a hand-written document."""
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "Run `bmg two-colors demo\n--k 2` or `bmg two-colors PRESET [flags]`; "
+        "`bmg fewshot: data error: ...` is a message.\n\n"
+        "```bash\n"
+        "make demo   # not bmg\n"
+        "bmg two-colors demo --out runs/a   # a comment\n"
+        "bmg compare runs/{a,b} \\\n"
+        "  --out runs/c\n"
+        "bmg two-colors resume RUN_DIR\n"
+        "bmg fewshot tiny --data-dir DIR --algo {maml,bmg}\n"
+        "```\n"
+    )
+    assert documented_commands([doc]) == [
+        ("doc.md:1", ["two-colors", "demo", "--k", "2"]),
+        ("doc.md:6", ["two-colors", "demo", "--out", "runs/a"]),
+        ("doc.md:7", ["compare", "runs/a", "runs/b", "--out", "runs/c"]),
+        ("doc.md:10", ["fewshot", "tiny", "--data-dir", "DIR", "--algo", "maml"]),
+        ("doc.md:10", ["fewshot", "tiny", "--data-dir", "DIR", "--algo", "bmg"]),
+    ]
+
+
+def test_documents_show_commands():
+    commands = documented_commands()
+    assert any(argv[0] == "two-colors" for _, argv in commands)
+    assert any(argv[0] == "compare" for _, argv in commands)
+
+
+# --- Running -------------------------------------------------------------------------------------
+
+
+def _value(argv: list[str], flag: str) -> str | None:
+    values = [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == flag]
+    return values[-1] if values else None
+
+
+def _without_out(argv: list[str]) -> tuple[str, ...]:
+    skip = {i for i, word in enumerate(argv[:-1]) if word == "--out"}
+    return tuple(w for i, w in enumerate(argv) if i not in skip and i - 1 not in skip)
+
+
+def scaled(argv: list[str], dataset: Path) -> list[str]:
+    """`argv` with the scale-down flags appended (none for help, resume and compare)."""
+    if "--help" in argv or "-h" in argv or argv[0] == "compare" or "resume" in argv[:3]:
+        return argv
+    if argv[0] == "two-colors":
+        return [*argv, *SCALE["two-colors"]]
+    if argv[:2] == ["fewshot", "make-synthetic"]:
+        return [*argv, *SCALE["make-synthetic"]]
+    return [*argv, *SCALE["fewshot"], "--data-dir", str(dataset)]
+
+
+class Runner:
+    def __init__(self, cwd: Path, cache: Path):
+        self.cwd = cwd
+        self.env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "XLA_FLAGS": "--xla_backend_optimization_level=0 "
+            "--xla_llvm_disable_expensive_passes=true",
+            "COLUMNS": "200",
+        }
+        self.seconds: list[tuple[float, str]] = []  # appended from the worker threads
+
+    def __call__(self, argv: list[str], *, interrupt: bool = False, timeout: float = 600):
+        env = dict(self.env)
+        if interrupt:
+            env["BMG_INTERRUPT_AFTER_FIRST_CHECKPOINT"] = "1"
+        started = time.perf_counter()
+        process = subprocess.run(
+            [sys.executable, "-c", DRIVER, *argv],
+            cwd=self.cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        self.seconds.append((time.perf_counter() - started, shlex.join(argv)))
+        return process
+
+
+def _same_npz(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.glob("*.npz"))
+    assert names and names == sorted(p.name for p in b.glob("*.npz")), (names, b)
+    for name in names:
+        with np.load(a / name) as x, np.load(b / name) as y:
+            assert sorted(x.files) == sorted(y.files), name
+            for key in x.files:
+                np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+
+
+@pytest.mark.slow
+def test_every_documented_command_runs(tmp_path):
+    from bmg.fewshot.synthetic import make_synthetic
+
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    dataset = make_synthetic(tmp_path / "data", format="pkl", classes=6, per_class=4, size=16)
+    run = Runner(cwd, tmp_path / "xla-cache")
+    outputs: dict[tuple[str, ...], Path | None] = {}  # scaled argv without --out -> run dir
+    producers: dict[Path, list[str]] = {}  # run directory -> the scaled argv that wrote it
+    failures: list[str] = []
+    pending: list[tuple[str, list[str], tuple[str, ...], concurrent.futures.Future]] = []
+    pool = concurrent.futures.ThreadPoolExecutor(WORKERS)
+
+    def check(where, command, process) -> bool:
+        if process.returncode != 0:
+            failures.append(
+                f"{where}: `bmg {shlex.join(command)}` exited {process.returncode}:\n"
+                f"{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+            )
+        return process.returncode == 0
+
+    def settle():
+        """Wait for the runs in flight; note where runs without --out wrote."""
+        for where, command, key, future in pending:
+            process = future.result()
+            if check(where, command, process) and outputs.get(key) is None:
+                wrote = re.findall(r"^wrote (\S+)$", process.stdout, re.M)
+                outputs[key] = (cwd / wrote[-1]).resolve() if wrote else None
+        pending.clear()
+
+    for where, argv in documented_commands():
+        command = scaled(argv, dataset)
+        out = _value(command, "--out")
+        target = None if out is None else (cwd / out).resolve()
+        key = _without_out(command)
+        independent = argv[0] != "compare" and "resume" not in argv[:3] and "--help" not in argv
+        if independent and key in outputs:
+            # The same program as an earlier command: copy its run directory to this --out (a
+            # command without --out writes a new timestamped directory nobody reads).
+            if any(k == key for _, _, k, _ in pending):
+                settle()
+            earlier = outputs[key]
+            if target is not None and earlier is not None and not target.exists():
+                shutil.copytree(earlier, target, ignore=shutil.ignore_patterns(".lock"))
+                producers[target] = command
+            if target is None or earlier is not None:
+                continue
+        outputs[key] = target
+        if target is not None:
+            producers[target] = command
+        if independent:  # runs in parallel with the other runs
+            if target is None and any(_value(c, "--out") is None for _, c, _, _ in pending):
+                settle()  # default run directories are named by the second they start in
+            pending.append((where, command, key, pool.submit(run, command)))
+            continue
+
+        settle()  # compare, resume and help lines read what the runs before them wrote
+        resumed = None
+        if "resume" in argv[:3]:
+            target = (cwd / argv[argv.index("resume") + 1]).resolve()
+            if (target / "summary.json").exists() and target in producers:
+                resumed = tmp_path / "finished" / target.name
+                resumed.parent.mkdir(exist_ok=True)
+                shutil.move(target, resumed)
+                stopped = run(producers[target], interrupt=True)
+                if stopped.returncode == 0 or "resume" not in stopped.stderr:
+                    failures.append(
+                        f"{where}: interrupting `bmg {shlex.join(producers[target])}` left "
+                        f"nothing to resume:\n{stopped.stdout[-3000:]}\n{stopped.stderr[-3000:]}"
+                    )
+                    continue
+        if check(where, command, run(command)) and resumed is not None:
+            _same_npz(target, resumed)
+    settle()
+    pool.shutdown()
+
+    slowest = sorted(run.seconds, reverse=True)[:5]
+    print("\n".join(f"{s:6.1f} s  bmg {c}" for s, c in slowest))
+    print(f"{len(run.seconds)} commands, {sum(s for s, _ in run.seconds):.0f} s in all")
+    assert not failures, "\n\n".join(failures)
