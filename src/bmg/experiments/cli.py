@@ -275,6 +275,8 @@ def compare_command(argv: list[str]) -> None:
         missing = [str(run) for run in args.runs if not rundir.is_run_dir(run)]
         if missing:
             raise ValueError(f"{', '.join(missing)} is not a finished run: config.json is missing.")
+        for run in args.runs:  # a damaged config.json is named before its kind is read
+            rundir.read_json(run / "config.json", "a run's config")
         kinds = {fewshot_report.is_fewshot_run(run) for run in args.runs}
         if len(kinds) > 1:
             raise ValueError("cannot compare few-shot runs with Two-colors runs; pass one kind.")
