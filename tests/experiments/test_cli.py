@@ -198,6 +198,9 @@ def test_compare_refuses_a_run_directory_as_out_and_names_damaged_files(tmp_path
 
     (run / "summary.json").write_text('{"seeds": 2, "total_reward": {"mean": NaN')
     exits_with(["compare", str(run)], capsys, f"{run / 'summary.json'} is not valid JSON")
+    run = finished_run_dir(tmp_path / "damaged-config")
+    (run / "config.json").write_text("{")
+    exits_with(["compare", str(run)], capsys, f"{run / 'config.json'} is not valid JSON")
     run = finished_run_dir(tmp_path / "damaged-trace")
     (run / "trace.npz").write_bytes(b"PK\x03\x04 truncated")
     exits_with(["compare", str(run)], capsys, f"{run / 'trace.npz'} cannot be read")
@@ -227,7 +230,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, capsys):
     )
     edited = started_run_dir(tmp_path / "edited", tc.TwoColorsConfig(seeds=3))
     record = json.loads((edited / "config.json").read_text())
-    record["config"]["seeds"] = 4
+    record["config"]["chunk_steps"] = 100_000  # would change the trace and the totals
     (edited / "config.json").write_text(json.dumps(record))
     exits_with(
         ["two-colors", "resume", str(edited)],
