@@ -293,18 +293,45 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
 CHECKPOINTS = "checkpoints"
 
 
-def run(config: TwoColorsConfig, run_dir: Path, *, resume: bool, console) -> dict:
-    """Train (or continue) the lifetime of `config` in `run_dir`; write metrics.csv, TensorBoard
-    events, trace.npz, summary.json and plots; return the summary.
+class Prepared(NamedTuple):
+    """A config with its compiled runner (`prepare`), not yet tied to a run directory."""
+
+    config: TwoColorsConfig
+    runner: Any
+
+
+def prepare(config: TwoColorsConfig) -> Prepared:
+    """Build and compile the lifetime before any run directory exists, so a lifetime that cannot
+    fit in memory (XLA's memory analysis) is refused with one sentence and leaves nothing behind.
+
+    Raises:
+      OutOfMemoryError (a ValueError): the sentence says how many seeds fit.
+    """
+    from rich.console import Console
+
+    Console().print(f"compiling {config.seeds} seeds x {config.meta_steps_per_chunk} meta-steps...")
+    runner = make_runner(config)
+    runner.compile()
+    return Prepared(config, runner)
+
+
+def run(config: TwoColorsConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
+    """Train (or continue) the lifetime of `config` (or of a `prepare`d one) in `run_dir`; write
+    metrics.csv, TensorBoard events, trace.npz, summary.json and plots; return the summary.
 
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
     """
     from bmg.experiments import two_colors_report as report
+    from bmg.experiments.checkpoint import Checkpointer
     from bmg.experiments.logging import RunLogger
     from bmg.experiments.rundir import save_npz, write_json
 
-    runner = make_runner(config, run_dir)
+    if isinstance(config, Prepared):
+        config, runner = config
+        runner.checkpointer = Checkpointer(run_dir / CHECKPOINTS)
+    else:
+        runner = make_runner(config, run_dir)
     label = report.run_label({"config": dataclasses.asdict(config)})
     fields = report.csv_fields(config.agent)
     logger = RunLogger(run_dir, fields, total_steps=config.total_env_steps, console=console)
