@@ -23,7 +23,6 @@ import gc
 import hashlib
 import json
 import logging
-import math
 import sys
 import warnings
 import zlib
@@ -33,6 +32,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from bmg.experiments.rundir import to_json
 
 PyTree = Any
 
@@ -71,25 +72,6 @@ def _describe(path: tuple, leaf: Any) -> dict[str, Any]:
 
 def _leaf_name(index: int) -> str:
     return f"leaf_{index:05d}"
-
-
-def _strict_json(value: Any) -> Any:
-    """`value` with NumPy scalars as Python numbers, tuples as lists and NaN/inf as None."""
-    if isinstance(value, dict):
-        return {str(k): _strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _strict_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    raise TypeError(f"checkpoint meta values must be JSON values, got {type(value).__name__}")
 
 
 def _digest(document: dict[str, Any]) -> str:
@@ -237,7 +219,7 @@ class Checkpointer:
             description["crc32"] = _crc32(np.asarray(leaf))
             leaves[_leaf_name(index)] = leaf
             described.append(description)
-        document = {"format": FORMAT, "leaves": described, "meta": _strict_json(meta or {})}
+        document = {"format": FORMAT, "leaves": described, "meta": to_json(meta or {})}
         document["digest"] = _digest(document)
         manager, ocp = self._orbax(), self._ocp
         if step in self.all_steps():
