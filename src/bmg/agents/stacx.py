@@ -1,0 +1,515 @@
+"""STACX: an IMPALA learner that tunes its own loss hyper-parameters, on any gymnax image env.
+
+STACX (Zahavy et al., "A Self-Tuning Actor-Critic Algorithm", NeurIPS 2020), the base agent of
+the Atari experiments of Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022 (section 6).
+
+Network: a shared torso (``MinAtarTorso`` or IMPALA's ResNet, ``bmg.agents.torsos``) and
+``num_heads`` = 3 heads, each a policy (logits) and a value. Head 0, the main head, acts; the
+auxiliary heads only learn (they shape the shared torso) [Zahavy et al.]. Each head h has six
+meta-parameters, logits w_h = (gamma, lambda, g_v, g_p, g_e, alpha), used as sigma = sigmoid(w):
+
+  gamma_h = sigma,  lambda_h = sigma,  alpha_h = sigma,
+  value_cost_h = 0.25 sigma,  policy_cost_h = 1 sigma,  entropy_cost_h = 0.01 sigma
+
+(the loss weights are fractions of the outer weights), all logits initialised at 4.6 (sigma =
+0.99) [Zahavy et al.]. The sigma values of head h (6 numbers) are embedded (a linear layer of
+``meta_embedding_size`` units) and concatenated to the torso's features at head h, so values and
+policies stay valid while gamma and the weights move [Zahavy et al.; Xu et al., "Meta-Gradient
+Reinforcement Learning", NeurIPS 2018, section 1.4]. The inner loss conditions each head on its
+own meta-parameters; the outer loss conditions the main head on the outer values (gamma 0.995,
+lambda, alpha and the weight fractions 1) [default, after Xu et al. 2018].
+
+One learner update phi (``update_fn``):
+  1. act for T steps in each of B environments (``bmg.rl.collect`` vmapped; episodes reset
+     themselves) with the main head's policy at the current parameters x; the batch is stored;
+  2. inner loss, summed over heads, with rewards clipped to [-reward_clip, reward_clip]
+     [IMPALA, Atari]:  sum_h g_v,h L_v + g_p,h L_pi - g_e,h H  on the leaky V-trace targets
+     (``bmg.rl.vtrace.leaky_vtrace_loss``: c = lambda (alpha min(1, rho) + (1 - alpha) rho),
+     discount_t = gamma_h (1 - terminated_t)), averaged over the B x T steps. The behaviour
+     policy mu is the main head at x (on-policy): rho = 1 for the main head, so its alpha acts
+     through the embedding only, while the auxiliary heads are off-policy (rho != 1);
+  3. x <- x + RMSProp(clip(grad)): ``optax.chain(bmg.core.clip_by_global_norm(max_grad_norm),
+     optax.rmsprop(learning_rate, decay, eps))``. optax's RMSProp puts eps *inside* the square
+     root, u = -lr g / sqrt(nu + eps), nu <- decay nu + (1 - decay) g^2, the TensorFlow form
+     IMPALA and STACX used; with eps > 0 it is differentiable everywhere, zero gradients
+     included (tested), which MG and BMG need. The clip is bmg.core's (finite derivative at 0).
+
+The meta-gradient flows through the targets: values and ratios are stop-gradient-ed as inputs,
+not the returns (``bmg.rl.vtrace``), else gamma, lambda and alpha get exactly zero.
+
+For meta-learning the agent supplies (Flennerhag et al., ICLR 2022, section 6; Zahavy et al.):
+  meta_objective f(x') on the same batch (K = 1): the main head's plain V-trace loss (alpha = 1)
+    with fixed (gamma, lambda, g_v, g_p, g_e) = (0.995, 1, 0.25, 1, 0.01), plus g_kl = 1 times
+    KL(pi_x(.|s) || pi_x'(.|s)), the KL from the pre-update policy (the batch's behaviour logits,
+    on-policy exactly pi_x) to the updated one, averaged over the batch's states;
+  target_step: "rmsprop" (the paper's Atari target): one step on f preconditioned by the
+    learner's own RMSProp state (``bmg.core.gradient_step(..., preconditioner_state="learner")``
+    with the same clip + RMSProp chain at ``target_learning_rate``); "sgd": a plain gradient step
+    of ``MetaConfig.target_step_size`` (the learner brings no target step);
+  matching_fn mu: KL(pi_target || pi_x) of the main head (outer conditioning) over the states of
+    the target's batch, plus ``matching_value_cost`` times the squared value error with
+    matching="kl_value" ("KL & V").
+
+Probes: ``env_steps``, ``reward_sum``, ``episodes``, ``episode_return_sum`` (cumulative, summed
+over the B streams; ``env_steps`` saturates at 2^31 - 1) and the 18 sigma values under
+``head{h}/{gamma,lambda,g_v,g_p,g_e,alpha}`` (the weights as fractions of the outer weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from bmg import rl
+from bmg.agents import stream
+from bmg.agents.torsos import ImpalaTorso, MinAtarTorso
+from bmg.core import Learner, LearnerState, clip_by_global_norm, gradient_step
+from bmg.core.matching import kl_and_value, policy_kl
+from bmg.core.unroll import check_integer
+from bmg.rl.rollout import INT32_MAX
+from bmg.rl.vtrace import leaky_vtrace_loss
+
+META_NAMES = ("gamma", "lambda", "g_v", "g_p", "g_e", "alpha")
+"""The six meta-parameters of a head, in the order they are embedded."""
+TORSOS = ("minatar", "impala")
+TARGET_STEPS = ("rmsprop", "sgd")
+MATCHINGS = ("kl", "kl_value")
+
+
+@dataclasses.dataclass(frozen=True)
+class StacxConfig:
+    """The STACX learner (sources: [paper] Flennerhag et al., ICLR 2022, section 6; [stacx]
+    Zahavy et al., NeurIPS 2020; [impala] Espeholt et al., ICML 2018, Atari experiments;
+    [minatar] Young & Tian, 2019; [default] this implementation's choice)."""
+
+    torso: Literal["minatar", "impala"] = "minatar"
+    """shared torso: MinAtar's conv net or IMPALA's deep ResNet."""
+    minatar_channels: int = 16
+    """filters of the MinAtar torso's convolution [minatar]."""
+    impala_channels: tuple[int, ...] = (16, 32, 32)
+    """channels of the ResNet's sections [impala]."""
+    impala_blocks: int = 2
+    """residual blocks per ResNet section [impala]."""
+    hidden_size: int | None = None
+    """units of the torso's ReLU layer; None = the torso's own (MinAtar 128, IMPALA 256)."""
+    num_heads: int = 3
+    """heads on the torso; head 0 acts, the others are auxiliary [stacx]."""
+    meta_embedding_size: int = 16
+    """units embedding each head's six sigma values into its input; 0 = not fed [default]."""
+    num_envs: int = 32
+    """B, environments acting in parallel; one batch = B x T steps [default]."""
+    rollout_length: int = 20
+    """T, steps per environment per batch (IMPALA's unroll length) [impala]."""
+    learning_rate: float = 6e-4
+    """RMSProp learning rate [impala, Atari]."""
+    rmsprop_decay: float = 0.99
+    """RMSProp's decay of the squared-gradient average [impala]."""
+    rmsprop_eps: float = 0.01
+    """RMSProp's epsilon, inside the square root (optax's form) [impala]."""
+    max_grad_norm: float = 40.0
+    """global-norm clip of the learner gradient, 0 = off [impala]."""
+    reward_clip: float = 1.0
+    """rewards clipped to [-reward_clip, reward_clip] in the losses, 0 = off [impala, Atari]."""
+    meta_init: float = 4.6
+    """initial logit of every meta-parameter, sigmoid(4.6) = 0.99 [stacx]."""
+    value_cost: float = 0.25
+    """outer value weight; the inner one is value_cost * sigma [paper/stacx]."""
+    policy_cost: float = 1.0
+    """outer policy weight; the inner one is policy_cost * sigma [paper/stacx]."""
+    entropy_cost: float = 0.01
+    """outer entropy weight; the inner one is entropy_cost * sigma [paper/stacx]."""
+    outer_discount: float = 0.995
+    """gamma of the outer loss [paper/stacx]."""
+    outer_lambda: float = 1.0
+    """lambda of the outer loss (plain V-trace, alpha = 1) [paper/stacx]."""
+    outer_kl_cost: float = 1.0
+    """g_kl, weight of KL(pre-update || updated policy) in the outer loss [paper/stacx]."""
+    clip_rho_threshold: float = 1.0
+    """rho_bar of the V-trace TD errors [impala]."""
+    clip_pg_rho_threshold: float = 1.0
+    """rho_bar of the policy-gradient advantages [impala]."""
+    truncation_bootstrap: bool = True
+    """bootstrap time limits from V(final_obs) (one more forward pass over the batch); off, a
+    truncated step bootstraps from the next episode's first state [default]."""
+    target_step: Literal["rmsprop", "sgd"] = "rmsprop"
+    """BMG target's final step: preconditioned by the learner's RMSProp state [paper], or a plain
+    gradient step of MetaConfig.target_step_size."""
+    target_learning_rate: float | None = None
+    """learning rate of the RMSProp target step; None = learning_rate [default]."""
+    matching: Literal["kl", "kl_value"] = "kl"
+    """BMG matching: policy KL, or KL plus squared value error ("KL & V") [paper]."""
+    matching_value_cost: float = 1.0
+    """weight of the value term with matching="kl_value" [default]."""
+
+    def __post_init__(self):
+        if self.torso not in TORSOS:
+            raise ValueError(f"torso must be 'minatar' or 'impala', got {self.torso!r}.")
+        for name in ("minatar_channels", "num_heads", "num_envs", "rollout_length"):
+            check_integer(name, getattr(self, name), 1)
+        check_integer("impala_blocks", self.impala_blocks, 0)
+        check_integer("meta_embedding_size", self.meta_embedding_size, 0)
+        if self.hidden_size is not None:
+            check_integer("hidden_size", self.hidden_size, 1)
+        if not (
+            isinstance(self.impala_channels, tuple)
+            and self.impala_channels
+            and all(isinstance(c, int) and c >= 1 for c in self.impala_channels)
+        ):
+            raise ValueError(
+                "impala_channels must be a non-empty tuple of integers >= 1, got "
+                f"{self.impala_channels!r}."
+            )
+        positive = ("learning_rate", "rmsprop_eps")
+        for name in positive:
+            stream.check_real(name, getattr(self, name), low=0, low_open=True)
+        if self.target_learning_rate is not None:
+            stream.check_real(
+                "target_learning_rate", self.target_learning_rate, low=0, low_open=True
+            )
+        stream.check_real("rmsprop_decay", self.rmsprop_decay, low=0, high=1, high_open=True)
+        for name in ("outer_discount", "outer_lambda"):
+            stream.check_real(name, getattr(self, name), low=0, high=1)
+        for name in (
+            "max_grad_norm",
+            "reward_clip",
+            "value_cost",
+            "policy_cost",
+            "entropy_cost",
+            "outer_kl_cost",
+            "matching_value_cost",
+        ):
+            stream.check_real(name, getattr(self, name), low=0)
+        for name in ("clip_rho_threshold", "clip_pg_rho_threshold"):
+            stream.check_real(name, getattr(self, name), low=0, low_open=True)
+        stream.check_real("meta_init", self.meta_init)
+        if self.target_step not in TARGET_STEPS:
+            raise ValueError(f"target_step must be 'rmsprop' or 'sgd', got {self.target_step!r}.")
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"matching must be 'kl' or 'kl_value', got {self.matching!r}.")
+
+
+class Head(nn.Module):
+    """One head: linear policy logits and value from the torso's features concatenated with a
+    linear embedding of the head's meta-parameters, ``W eta + b`` (Xu et al., NeurIPS 2018,
+    section 1.4; a linear map has no dead units, so every meta-parameter always reaches the
+    head); ``embedding_size`` 0: features only."""
+
+    num_actions: int
+    embedding_size: int
+
+    @nn.compact
+    def __call__(self, features: jax.Array, eta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = features
+        if self.embedding_size:
+            embedding = nn.Dense(self.embedding_size, name="embed")(eta)
+            embedding = jnp.broadcast_to(embedding, (*x.shape[:-1], self.embedding_size))
+            x = jnp.concatenate([x, embedding.astype(x.dtype)], axis=-1)
+        logits = nn.Dense(self.num_actions, name="policy")(x)
+        value = nn.Dense(1, name="value")(x)[..., 0]
+        return logits, value
+
+
+class StacxNetwork(nn.Module):
+    """Shared torso and ``num_heads`` heads named ``head0`` (main), ``head1``, ...
+
+    ``__call__(obs [..., H, W, C], eta [num_heads, 6], heads=None)`` returns logits
+    ``[..., heads, A]`` and values ``[..., heads]`` of the first ``heads`` heads (all by default).
+    """
+
+    torso: nn.Module
+    num_heads: int
+    num_actions: int
+    embedding_size: int
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, eta: jax.Array, heads: int | None = None):
+        features = self.torso(obs)
+        outputs = [
+            Head(self.num_actions, self.embedding_size, name=f"head{h}")(features, eta[h])
+            for h in range(self.num_heads if heads is None else heads)
+        ]
+        logits, values = zip(*outputs, strict=True)
+        return jnp.stack(logits, axis=-2), jnp.stack(values, axis=-1)
+
+
+class Extras(NamedTuple):
+    """What the STACX learner carries besides parameters (``LearnerState.extras``).
+
+    Attributes:
+      streams: the B environment streams (``bmg.rl.Stream`` with a leading axis B).
+      batch: the batch of the latest update (``bmg.rl.Rollout``, leaves [B, T(+1), ...]); zeros
+        before the first update.
+      behaviour_logits: float[B, T, A], the main head's logits that acted on ``batch`` (the
+        pre-update policy).
+    """
+
+    streams: rl.Stream
+    batch: rl.Rollout
+    behaviour_logits: jax.Array
+
+
+def meta_values(meta_params: dict) -> jax.Array:
+    """sigma(w) as float[num_heads, 6], heads in order, columns in ``META_NAMES`` order."""
+    return jnp.stack(
+        [
+            jnp.stack([jax.nn.sigmoid(meta_params[head][name]) for name in META_NAMES])
+            for head in sorted(meta_params, key=lambda h: int(h.removeprefix("head")))
+        ]
+    )
+
+
+def make_optimizer(config: StacxConfig, learning_rate: float | None = None):
+    """``chain(bmg.core.clip_by_global_norm(max_grad_norm), optax.rmsprop(lr, decay, eps))``
+    (no clip at ``max_grad_norm`` 0). optax's RMSProp has eps inside the square root."""
+    rmsprop = optax.rmsprop(
+        config.learning_rate if learning_rate is None else learning_rate,
+        decay=config.rmsprop_decay,
+        eps=config.rmsprop_eps,
+    )
+    if config.max_grad_norm > 0:
+        return optax.chain(clip_by_global_norm(config.max_grad_norm), rmsprop)
+    return optax.chain(rmsprop)
+
+
+def make_torso(config: StacxConfig) -> nn.Module:
+    """The configured torso (``bmg.agents.torsos``)."""
+    if config.torso == "minatar":
+        hidden = 128 if config.hidden_size is None else config.hidden_size
+        return MinAtarTorso(config.minatar_channels, hidden)
+    hidden = 256 if config.hidden_size is None else config.hidden_size
+    return ImpalaTorso(config.impala_channels, config.impala_blocks, hidden)
+
+
+def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
+    """STACX on ``env`` (a gymnax environment with image observations [H, W, C] and discrete
+    actions) as a ``bmg.core.Learner``: phi, f, mu, the RMSProp target step, initialisers and
+    probes (see the module docstring). Use with ``MetaConfig(algo="fixed")`` for IMPALA with the
+    initial hyper-parameters, ``"mg"`` with ``inner_steps=1`` for STACX, ``"bmg"`` for BMG.
+
+    Raises:
+      ValueError: the action space is not discrete, or observations are not [H, W, C].
+    """
+    num_actions = stream.num_actions(env, env_params)
+    obs_shape = stream.observation_shape(env, env_params).shape
+    if len(obs_shape) != 3:
+        raise ValueError(
+            f"make_stacx needs image observations [H, W, C], got observations of shape {obs_shape}."
+        )
+    truncates = config.truncation_bootstrap and stream.can_truncate(env)
+    num_envs, length = config.num_envs, config.rollout_length
+    network = StacxNetwork(
+        make_torso(config), config.num_heads, num_actions, config.meta_embedding_size
+    )
+    optimizer = make_optimizer(config)
+    outer_costs = jnp.asarray([config.value_cost, config.policy_cost, config.entropy_cost])
+    # The outer loss's hyper-parameters in sigma units, fed to every head's embedding.
+    outer_row = jnp.asarray([config.outer_discount, config.outer_lambda, 1.0, 1.0, 1.0, 1.0])
+    outer_eta = jnp.tile(outer_row, (config.num_heads, 1))
+
+    def collect(params, eta, streams, key):
+        """Act T steps in each of the B streams with the main head; parameters are data."""
+        params, eta = jax.lax.stop_gradient((params, eta))
+        action_key, env_key = jax.random.split(key)
+        gumbel = jax.random.gumbel(action_key, (num_envs, length, num_actions))
+
+        def act(obs, noise):  # a ~ pi_main(.|obs): argmax of logits + Gumbel noise
+            logits, _ = network.apply(params, obs, eta, heads=1)
+            return jnp.argmax(logits[0] + noise)
+
+        def one(env_stream, noise, k):
+            return rl.collect(env, env_params, act, noise, env_stream, k, discount=1.0)
+
+        return jax.vmap(one)(streams, gumbel, jax.random.split(env_key, num_envs))
+
+    def clip_rewards(rewards):
+        if config.reward_clip > 0:
+            return jnp.clip(rewards, -config.reward_clip, config.reward_clip)
+        return rewards
+
+    def forward(params, batch, eta, heads=None):
+        """Logits [B, T, h, A] at s_0..s_{T-1}, values [B, T + 1, h], values at final_obs
+        [B, T, h] (None without truncation bootstraps)."""
+        if truncates:
+            observations = jnp.concatenate([batch.obs, batch.final_obs], axis=1)
+        else:
+            observations = batch.obs
+        logits, values = network.apply(params, observations, eta, heads)
+        v_final = values[:, length + 1 :] if truncates else None
+        return logits[:, :length], values[:, : length + 1], v_final
+
+    def head_loss(logits, values, v_final, batch, behaviour_logits, discount, **hyper):
+        """Mean over the B streams of ``leaky_vtrace_loss`` for one head."""
+
+        def one(logits, values, v_final, batch, behaviour_logits):
+            truncated = batch.truncated if truncates else None
+            return leaky_vtrace_loss(
+                logits,
+                values[:-1],
+                values[-1],
+                batch.actions,
+                clip_rewards(batch.rewards),
+                discount * batch.discount_t,
+                behaviour_logits,
+                truncated,
+                v_final,
+                clip_rho_threshold=config.clip_rho_threshold,
+                clip_pg_rho_threshold=config.clip_pg_rho_threshold,
+                **hyper,
+            )
+
+        loss, metrics = jax.vmap(one)(logits, values, v_final, batch, behaviour_logits)
+        return jnp.mean(loss), jax.tree.map(jnp.mean, metrics)
+
+    def inner_loss(params, batch, eta):
+        """sum_h of head h's leaky V-trace loss at its own meta-parameters (heads vmapped)."""
+        logits, values, v_final = forward(params, batch, eta)
+        behaviour_logits = jax.lax.stop_gradient(logits[:, :, 0])  # on-policy: the main head at x
+        weights = eta[:, 2:5] * outer_costs  # [heads, 3]: g_v, g_p, g_e
+
+        def one_head(logits, values, v_final, eta, weights):
+            return head_loss(
+                logits,
+                values,
+                v_final,
+                batch,
+                behaviour_logits,
+                eta[0],
+                alpha=eta[5],
+                lambda_=eta[1],
+                value_cost=weights[0],
+                policy_cost=weights[1],
+                entropy_cost=weights[2],
+            )
+
+        heads_first = lambda x: jnp.moveaxis(x, 2, 0)
+        losses, head_metrics = jax.vmap(one_head)(
+            heads_first(logits),
+            heads_first(values),
+            jax.tree.map(heads_first, v_final),
+            eta,
+            weights,
+        )
+        metrics = {
+            f"learner/head{h}/{name}": value[h]
+            for name, value in head_metrics.items()
+            for h in range(config.num_heads)
+        }
+        total = jnp.sum(losses)
+        metrics["learner/loss"] = total
+        return total, (metrics, behaviour_logits)
+
+    def update_fn(meta_params, state: LearnerState, key):
+        extras: Extras = state.extras
+        eta = meta_values(meta_params)
+        batch, streams = collect(state.params, eta, extras.streams, key)
+        grads, (metrics, behaviour_logits) = jax.grad(inner_loss, has_aux=True)(
+            state.params, batch, eta
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {**metrics, "env/rollout_reward": jnp.sum(batch.rewards)}
+        return LearnerState(params, opt_state, Extras(streams, batch, behaviour_logits)), metrics
+
+    def main_head(params, observations):
+        """The main head's logits and values under the outer conditioning."""
+        logits, values = network.apply(params, observations, outer_eta, heads=1)
+        return logits[..., 0, :], values[..., 0]
+
+    def meta_objective(state: LearnerState, key):
+        """f(x'): plain V-trace on the main head + g_kl KL(pre-update || x') on x's batch."""
+        del key
+        extras: Extras = state.extras
+        logits, values, v_final = forward(state.params, extras.batch, outer_eta, heads=1)
+        loss, metrics = head_loss(
+            logits[:, :, 0],
+            values[..., 0],
+            None if v_final is None else v_final[..., 0],
+            extras.batch,
+            extras.behaviour_logits,
+            config.outer_discount,
+            alpha=1.0,
+            lambda_=config.outer_lambda,
+            value_cost=config.value_cost,
+            policy_cost=config.policy_cost,
+            entropy_cost=config.entropy_cost,
+        )
+        kl = policy_kl(extras.behaviour_logits, logits[:, :, 0])
+        metrics = {**metrics, "kl": kl}
+        return loss + config.outer_kl_cost * kl, metrics
+
+    def matching_fn(target: LearnerState, state: LearnerState, meta_params):
+        """KL(pi_target || pi_x) (+ value error) of the main head over the target batch's states."""
+        del meta_params
+        observations = target.extras.batch.obs[:, :-1]
+        target_logits, target_values = main_head(target.params, observations)
+        logits, values = main_head(state.params, observations)
+        if config.matching == "kl":
+            return policy_kl(target_logits, logits)
+        return kl_and_value(
+            target_logits,
+            logits,
+            target_values,
+            values,
+            value_weight=config.matching_value_cost,
+        )
+
+    def init_meta_params(key):
+        del key
+        logit = jnp.full((), config.meta_init)  # float32, or float64 under jax_enable_x64
+        return {f"head{h}": {name: logit for name in META_NAMES} for h in range(config.num_heads)}
+
+    def init_state(key):
+        params_key, reset_key = jax.random.split(key)
+        eta = meta_values(init_meta_params(None))
+        dummy = jnp.zeros(obs_shape, jnp.float32)
+        params = network.init(params_key, dummy, eta)
+        streams = jax.vmap(lambda k: rl.start_stream(env, env_params, k))(
+            jax.random.split(reset_key, num_envs)
+        )
+        shapes = jax.eval_shape(collect, params, eta, streams, key)[0]
+        batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        behaviour_logits = jnp.zeros((num_envs, length, num_actions), jnp.float32)
+        return LearnerState(
+            params, optimizer.init(params), Extras(streams, batch, behaviour_logits)
+        )
+
+    def probes(meta_params, state: LearnerState):
+        """Counters summed over the B streams and the 18 sigma values ``head{h}/{name}``."""
+        streams: rl.Stream = state.extras.streams
+        values = meta_values(meta_params)
+        named = {
+            f"head{h}/{name}": values[h, i]
+            for h in range(config.num_heads)
+            for i, name in enumerate(META_NAMES)
+        }
+        return {
+            # All streams take the same number of steps.
+            "env_steps": jnp.minimum(streams.env_steps[0], INT32_MAX // num_envs) * num_envs,
+            "reward_sum": jnp.sum(streams.reward_sum),
+            "episodes": jnp.sum(streams.episodes),
+            "episode_return_sum": jnp.sum(streams.episode_return_sum),
+            **named,
+        }
+
+    target_step = None
+    if config.target_step == "rmsprop":
+        target_step = gradient_step(
+            meta_objective,
+            preconditioner=make_optimizer(config, config.target_learning_rate),
+            preconditioner_state="learner",
+        )
+
+    return Learner(
+        init_state=init_state,
+        init_meta_params=init_meta_params,
+        update_fn=update_fn,
+        meta_objective=meta_objective,
+        matching_fn=matching_fn,
+        target_step=target_step,
+        probes=probes,
+    )
