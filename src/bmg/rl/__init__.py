@@ -3,7 +3,9 @@
 ``rollout``: ``collect`` T steps of one stream with auto-reset, per-step ``discount_t``,
 truncation marks and cumulative counters (``Rollout``, ``Stream``, ``start_stream``).
 ``losses``: ``a2c_loss``, ``q_lambda_loss`` (Watkins), ``n_step_returns``,
-``truncation_bootstrap``. Importable and tested without any agent or meta-learning.
+``truncation_bootstrap``. ``vtrace``: leaky V-trace targets and the IMPALA / STACX loss
+(``leaky_vtrace_targets``, ``leaky_vtrace_loss``, ``importance_ratios``). Importable and tested
+without any agent or meta-learning.
 """
 
 from bmg.rl.losses import (
@@ -15,12 +17,22 @@ from bmg.rl.losses import (
     watkins_lambdas,
 )
 from bmg.rl.rollout import Rollout, Stream, collect, start_stream
+from bmg.rl.vtrace import (
+    VtraceTargets,
+    importance_ratios,
+    leaky_vtrace_loss,
+    leaky_vtrace_targets,
+)
 
 __all__ = [
     "Rollout",
     "Stream",
+    "VtraceTargets",
     "a2c_loss",
     "collect",
+    "importance_ratios",
+    "leaky_vtrace_loss",
+    "leaky_vtrace_targets",
     "n_step_returns",
     "policy_gradient_and_entropy",
     "q_lambda_loss",
