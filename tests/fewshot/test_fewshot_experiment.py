@@ -3,11 +3,13 @@ progress, the protocol's evaluation, and the faults of bad configs and data."""
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -15,6 +17,7 @@ from rich.console import Console
 
 from bmg.experiments import fewshot as fs
 from bmg.experiments import fewshot_report as report
+from bmg.experiments.rundir import write_config
 from bmg.experiments.runners import host_loop
 from bmg.experiments.tables import markdown_table
 from bmg.fewshot.data import DataError, load_splits
@@ -45,6 +48,7 @@ def bmg_run(system, tmp_path_factory):
     """An uninterrupted short BMG run (validation scores at meta-steps 3 and 6) and its log."""
     out = tmp_path_factory.mktemp("bmg") / "run"
     out.mkdir()
+    write_config(out, system.config)  # the CLI's part of a run directory
     log = io.StringIO()
     fs.run(system, out, console=Console(file=log, width=200))
     return out, log.getvalue()
@@ -55,6 +59,7 @@ def read_rows(path, drop=("train_seconds",)):
         return [{k: v for k, v in row.items() if k not in drop} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_run_directory_model_selection_and_confidence_interval(bmg_run, system):
     out, log = bmg_run
     for name in (
@@ -97,6 +102,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_results(bmg_run, system, tmp_path, monkeypatch):
     """Killed while checkpointing the second validation score, then resumed: the rows, the
     selected initialisation and the test score are those of the uninterrupted run."""
@@ -133,6 +139,7 @@ def test_resume_needs_a_checkpoint(system, tmp_path):
     assert not (tmp_path / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_non_finite_initialisation_stops_the_run_and_keeps_the_last_checkpoint(
     system, tmp_path, monkeypatch
 ):
@@ -181,6 +188,7 @@ class Recorder(fs.RunProgress):
         self.events.append(("test", done, total))
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_the_seed_matters_and_progress_is_reported(data_dir):
     splits = load_splits(data_dir, image_size=16, min_per_class=6)
     base = dict(
@@ -218,24 +226,27 @@ def test_evaluation_takes_eval_inner_steps_hand_written_sgd_steps(data_dir):
     tasks = system.sample("val", np.random.default_rng(3), 4)
     losses, accuracies = system.evaluate_batch(params, tasks)
 
-    def query_after(steps, i):
+    @functools.partial(jax.jit, static_argnums=0)
+    def query_after(steps, task):
+        """`steps` hand-written SGD steps (size 0.5) on the support loss, then the query set."""
         x = params
         for _ in range(steps):
             grads = jax.grad(
                 lambda p: optax.softmax_cross_entropy_with_integer_labels(
-                    system.model.apply(p, tasks.support_images[i]), tasks.support_labels[i]
+                    system.model.apply(p, task.support_images), task.support_labels
                 ).mean()
             )(x)
             x = jax.tree.map(lambda p, g: p - 0.5 * g, x, grads)
-        logits = system.model.apply(x, tasks.query_images[i])
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, tasks.query_labels[i])
-        return float(loss.mean()), float(np.mean(np.argmax(logits, -1) == tasks.query_labels[i]))
+        logits = system.model.apply(x, task.query_images)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, task.query_labels).mean()
+        return loss, jnp.mean(jnp.argmax(logits, -1) == task.query_labels)
 
     for i in range(4):
-        loss, accuracy = query_after(3, i)
+        task = jax.tree.map(lambda x, i=i: x[i], tasks)
+        loss, accuracy = query_after(3, task)
         np.testing.assert_allclose(losses[i], loss, rtol=2e-5)
         assert accuracies[i] == accuracy
-        assert abs(query_after(1, i)[0] - loss) > 1e-3  # one step would give another number
+        assert abs(query_after(1, task)[0] - loss) > 1e-3  # one step would give another number
 
 
 @pytest.mark.parametrize(
@@ -301,3 +312,21 @@ def test_run_label_names_inner_steps_not_k():
     assert report.run_label(config) == "bmg 3 inner steps L=4 5-way 1-shot seed 0"
     old = {"algo": "maml", "k": 5, "l": 5, "ways": 5, "shots": 1, "seed": 2}  # older runs
     assert report.run_label(old) == "maml 5 inner steps 5-way 1-shot seed 2"
+
+
+@pytest.mark.slow
+def test_the_fewshot_command_end_to_end(data_dir, tmp_path):
+    """`bmg fewshot tiny ...` writes a run directory through this module's `run`, and `bmg
+    compare` reads it back."""
+    from bmg.experiments.cli import main
+
+    out = tmp_path / "run"
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in SHORT.items()]
+    main(["fewshot", "tiny", "--data-dir", str(data_dir), "--out", str(out), *flags])
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["inner_steps"] == 1 and record["config"]["bootstrap_steps"] == 2
+    assert (out / "summary.json").is_file()
+    with pytest.raises(SystemExit, match="finished run"):
+        main(["fewshot", "resume", str(out)])
+    main(["compare", str(out), "--out", str(tmp_path / "compare")])
+    assert "bmg 1 inner steps L=2" in (tmp_path / "compare" / "comparison.md").read_text()

@@ -171,7 +171,13 @@ def reference_adam(w, grads, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
 
 
 @pytest.mark.parametrize(
-    ("algo", "matching"), [("maml", "kl"), ("fomaml", "kl"), ("bmg", "kl"), ("bmg", "params")]
+    ("algo", "matching"),
+    [
+        ("maml", "kl"),
+        ("bmg", "kl"),
+        pytest.param("fomaml", "kl", marks=pytest.mark.slow),
+        pytest.param("bmg", "params", marks=pytest.mark.slow),
+    ],
 )
 def test_meta_step_equals_the_hand_written_average_of_task_gradients_then_adam(algo, matching):
     """Three `MetaLearner.step`s on meta-batches of 3 tasks, against per-task meta-gradients
@@ -299,7 +305,7 @@ def test_bmg_kl_gradient_is_zero_when_the_target_equals_the_learner():
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) < 1e-10
 
 
-@pytest.mark.parametrize("algo", ["maml", "bmg"])
+@pytest.mark.parametrize("algo", ["maml", pytest.param("bmg", marks=pytest.mark.slow)])
 def test_task_batching_modes_give_the_same_meta_step(algo):
     tasks = random_tasks(jax.random.key(7), 3)
     results = {}
