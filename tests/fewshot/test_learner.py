@@ -241,7 +241,7 @@ def test_the_learner_is_a_core_learner_with_probes():
     assert set(metrics) == {"inner/loss", "inner/accuracy"}
 
 
-@pytest.mark.parametrize("inner_steps", [1, 3])
+@pytest.mark.parametrize("inner_steps", [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_bmg_with_one_query_step_and_parameter_matching_is_alpha_times_maml(inner_steps):
     alpha = 0.05
     task = first_task(random_tasks(jax.random.key(2), 1))
@@ -254,6 +254,7 @@ def test_bmg_with_one_query_step_and_parameter_matching_is_alpha_times_maml(inne
     tree_allclose(bmg_grads, jax.tree.map(lambda g: alpha * g, maml_grads), rtol=1e-9, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_maml_gradient_matches_finite_differences_of_the_adapted_query_loss():
     task = first_task(random_tasks(jax.random.key(3), 1))
     _, learner, _, params = system("maml")
@@ -325,6 +326,7 @@ def test_task_batching_modes_give_the_same_meta_step(algo):
         tree_allclose(metrics, results["vmap"][2], rtol=1e-6)  # accuracies are float32
 
 
+@pytest.mark.slow
 def test_meta_step_uses_the_mean_of_the_task_gradients():
     tasks = random_tasks(jax.random.key(9), 2)
     _, _, maml, params = system("maml", inner_steps=1, batching="unroll")
@@ -398,6 +400,7 @@ def test_conv_norm_pool_step_is_the_same_under_vmap_and_scan():
     np.testing.assert_allclose(jax.vmap(step_in_scan)(kernels, images), per_task, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_evaluation_batchings_agree():
     tasks = random_tasks(jax.random.key(11), 2)
     _, learner, _, params = system("maml")
