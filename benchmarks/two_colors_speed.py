@@ -1,4 +1,4 @@
-"""Two-colors throughput: environment steps per second for ac, mg and bmg at 1 and 16 seeds.
+"""Two-colors throughput: environment steps per second for fixed, mg and bmg at 1 and 16 seeds.
 
     python benchmarks/two_colors_speed.py [--steps 100000] [--seeds 1,16] [--json PATH]
 
@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import time
 
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
@@ -23,33 +22,42 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 import jax  # noqa: E402
 
-from bmg.experiments.two_colors import Lifetime, TwoColorsConfig  # noqa: E402
+from bmg.experiments.two_colors import TwoColorsConfig, make_runner  # noqa: E402
 
 # (algo, K, L): the demo/report settings and the public PyTorch port's BMG (K=7, L=9).
-SETTINGS = [("ac", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 7, 9)]
+SETTINGS = [("fixed", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 7, 9)]
 # Reported in issue 3 for the public PyTorch port of this experiment on this 2-core machine (not
 # re-measured here): env steps/s for one seed, A2C and MG/BMG with K = 7, L = 9.
-PYTORCH_PORT = {("ac", 1, None): 1200.0, ("mg", 7, None): 390.0, ("bmg", 7, 9): 430.0}
+PYTORCH_PORT = {("fixed", 1, None): 1200.0, ("mg", 7, None): 390.0, ("bmg", 7, 9): 430.0}
 
 
-def measure(algo: str, k: int, l: int, seeds: int, steps: int) -> dict:
-    config = TwoColorsConfig(algo=algo, k=k, l=l, seeds=seeds, steps=steps, chunk_steps=steps)
-    lifetime = Lifetime(config)
-    carry, _ = lifetime.start()
-    start = time.perf_counter()
-    carry, trace = lifetime.run_chunk(carry)
-    seconds = time.perf_counter() - start
-    steps_taken = int(trace.env_steps[0, -1] - trace.env_steps[0, 0]) + config.steps_per_meta_step
+def measure(algo: str, inner: int, bootstrap: int, seeds: int, steps: int) -> dict:
+    """Compile, then time one chunk of `steps` environment steps per seed on the Anakin runner."""
+    config = TwoColorsConfig(
+        algo=algo,
+        inner_steps=inner,
+        bootstrap_steps=bootstrap,
+        seeds=seeds,
+        steps=steps,
+        chunk_steps=steps,
+    )
+    runner = make_runner(config)
+    compile_seconds = runner.compile()
+    state = runner.start()
+    state, seconds, host_seconds = runner.run_chunk(state)
+    env_steps = state.trace["env_steps"]
+    steps_taken = int(env_steps[0, -1] - state.initial["env_steps"][0])
     return {
         "algo": algo,
-        "k": k,
-        "l": l if algo == "bmg" else None,
+        "k": inner,
+        "l": bootstrap if algo == "bmg" else None,
         "seeds": seeds,
-        "devices": len(lifetime.sharding.device_set),
+        "devices": len(runner.sharding.device_set),
         "steps_per_second_all_seeds": steps_taken * seeds / seconds,
         "steps_per_second_per_seed": steps_taken / seconds,
-        "compile_seconds": lifetime.compile_seconds,
+        "compile_seconds": compile_seconds,
         "seconds": seconds,
+        "host_seconds": host_seconds,
     }
 
 
@@ -65,7 +73,9 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}"
     )
     results = [
-        measure(algo, k, l, seeds, args.steps) for seeds in seed_counts for algo, k, l in SETTINGS
+        measure(algo, inner, bootstrap, seeds, args.steps)
+        for seeds in seed_counts
+        for algo, inner, bootstrap in SETTINGS
     ]
     print(
         "| algo | K | L | seeds | devices | steps/s (all seeds) | steps/s per seed "

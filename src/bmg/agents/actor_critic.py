@@ -1,6 +1,6 @@
 """An online actor-critic with a meta-learned entropy cost, on any gymnax environment stream.
 
-One learner update phi (Flennerhag et al., ICLR 2022, section 5.1 and Table 1; Luketina et al.,
+One learner update phi (Flennerhag et al., ICLR 2022, Two-colors; Luketina et al.,
 CoLLAs 2022, appendix A.3):
 
   1. on the stored rollout (T steps, collected by the current parameters x), ``bmg.rl.a2c_loss``:
@@ -21,7 +21,8 @@ For meta-learning the agent supplies:
   meta_objective f(x) = PG(x) - outer_entropy_cost * H(x) on x's latest rollout (MG's objective
     and the BMG target's final step, a plain gradient step of ``MetaConfig.target_step_size``);
   matching_fn mu = KL(pi_target(.|s) || pi_x(.|s)) averaged over the states of the target's
-    rollout (plus a value term with ``matching="kl_value"``) (Flennerhag et al., section 5.1).
+    rollout, plus a value term with ``matching="kl_value"`` (Flennerhag et al., ICLR 2022,
+    Two-colors).
 
 Probes: ``env_steps``, ``reward_sum``, ``episodes``, ``episode_return_sum`` (cumulative, see
 ``bmg.agents.stream.counter_probes``), ``policy_entropy`` (mean entropy of pi_x on the latest

@@ -7,7 +7,7 @@ on the support loss (phi, `update_fn`),
   x_{k+1} = x_k - a grad l_S(x_k)        (first order: the gradient is held constant),
 
 and the meta-objective is the query loss f(x) = l_Q(x) (Flennerhag et al., ICLR 2022,
-section 6, multi-task few-shot learning):
+the multi-task few-shot experiment):
 
   MAML (MG):  w <- w - b grad_w l_Q(x_K(w))
   BMG:        x~ = x_{K+L-1} - a grad l_Q(x_{K+L-1}), no gradient (L-1 more support steps, then

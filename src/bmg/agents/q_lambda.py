@@ -1,7 +1,7 @@
 """Online Watkins Q(lambda) with an epsilon-greedy behaviour whose epsilon is meta-learned, on any
 gymnax environment stream.
 
-One learner update phi (Flennerhag et al., ICLR 2022, section 5.2; Luketina et al., CoLLAs 2022,
+One learner update phi (Flennerhag et al., ICLR 2022, exploration; Luketina et al., CoLLAs 2022,
 appendix A.3, Table 4):
 
   1. on the stored rollout (T steps, collected by the current parameters x),
@@ -16,7 +16,7 @@ appendix A.3, Table 4):
 Epsilon never enters the loss: it only changes which data is collected, so the meta-gradient of
 any function of x_K with respect to epsilon is exactly zero. BMG reaches it with K = 0 by matching
 the learner's epsilon-greedy policy to the greedy policy of the Q-function L updates ahead
-(Flennerhag et al., section 5.2):
+(Flennerhag et al., ICLR 2022, exploration):
 
   mu = mean_s -log pi_eps(a*(s) | s),   a*(s) = argmax_a Q_target(s, a),
   pi_eps(a | s) = (1 - eps) [a = argmax_a Q_x(s, a)] + eps / |A|,

@@ -1,7 +1,7 @@
 """STACX: an IMPALA learner that tunes its own loss hyper-parameters, on any gymnax image env.
 
 STACX (Zahavy et al., "A Self-Tuning Actor-Critic Algorithm", NeurIPS 2020), the base agent of
-the Atari experiments of Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022 (section 6).
+the Atari experiments of Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022.
 
 Network: a shared torso (``MinAtarTorso`` or IMPALA's ResNet, ``bmg.agents.torsos``) and
 ``num_heads`` = 3 heads, each a policy (logits) and a value. Head 0, the main head, acts; the
@@ -15,7 +15,7 @@ meta-parameters, logits w_h = (gamma, lambda, g_v, g_p, g_e, alpha), used as sig
 0.99) [Zahavy et al.]. The sigma values of head h (6 numbers) are embedded (a linear layer of
 ``meta_embedding_size`` units) and concatenated to the torso's features at head h, so values and
 policies stay valid while gamma and the weights move [Zahavy et al.; Xu et al., "Meta-Gradient
-Reinforcement Learning", NeurIPS 2018, section 1.4]. The inner loss conditions each head on its
+Reinforcement Learning", NeurIPS 2018]. The inner loss conditions each head on its
 own meta-parameters; the outer loss conditions the main head on the outer values (gamma 0.995,
 lambda, alpha and the weight fractions 1) [default, after Xu et al. 2018].
 
@@ -37,7 +37,7 @@ One learner update phi (``update_fn``):
 The meta-gradient flows through the targets: values and ratios are stop-gradient-ed as inputs,
 not the returns (``bmg.rl.vtrace``), else gamma, lambda and alpha get exactly zero.
 
-For meta-learning the agent supplies (Flennerhag et al., ICLR 2022, section 6; Zahavy et al.):
+For meta-learning the agent supplies (Flennerhag et al., ICLR 2022, Atari; Zahavy et al.):
   meta_objective f(x') on the same batch (K = 1): the main head's plain V-trace loss (alpha = 1)
     with fixed (gamma, lambda, g_v, g_p, g_e) = (0.995, 1, 0.25, 1, 0.01), plus g_kl = 1 times
     KL(pi_x(.|s) || pi_x'(.|s)), the KL from the pre-update policy (the batch's behaviour logits,
@@ -83,7 +83,7 @@ MATCHINGS = ("kl", "kl_value")
 
 @dataclasses.dataclass(frozen=True)
 class StacxConfig:
-    """The STACX learner (sources: [paper] Flennerhag et al., ICLR 2022, section 6; [stacx]
+    """The STACX learner (sources: [paper] Flennerhag et al., ICLR 2022, Atari; [stacx]
     Zahavy et al., NeurIPS 2020; [impala] Espeholt et al., ICML 2018, Atari experiments;
     [minatar] Young & Tian, 2019; [default] this implementation's choice)."""
 
@@ -196,7 +196,7 @@ class StacxConfig:
 class Head(nn.Module):
     """One head: linear policy logits and value from the torso's features concatenated with a
     linear embedding of the head's meta-parameters, ``W eta + b`` (Xu et al., NeurIPS 2018,
-    section 1.4; a linear map has no dead units, so every meta-parameter always reaches the
+    a linear map has no dead units, so every meta-parameter always reaches the
     head); ``embedding_size`` 0: features only."""
 
     num_actions: int

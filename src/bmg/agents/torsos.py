@@ -21,7 +21,7 @@ def _flatten_batch(x: jax.Array) -> tuple[jax.Array, tuple[int, ...]]:
 
 class MinAtarTorso(nn.Module):
     """The MinAtar network's torso (Young & Tian, "MinAtar: An Atari-Inspired Testbed for
-    Thorough and Reproducible Reinforcement Learning Experiments", 2019, section 4): one 3 x 3
+    Thorough and Reproducible Reinforcement Learning Experiments", 2019): one 3 x 3
     convolution (stride 1, no padding) with ``channels`` filters, ReLU, then a ReLU layer of
     ``hidden_size`` units. Defaults: 16 filters, 128 units [MinAtar paper]."""
 

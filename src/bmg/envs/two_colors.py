@@ -4,7 +4,7 @@ The world is a ``grid_size x grid_size`` grid (5 x 5 by default) holding the age
 of different colours. Walking onto an object picks it up: one colour is worth +1, the other -1, and
 which one is "good" flips every ``switch_every`` steps (100,000 by default). There are no episodes
 and no resets: ``terminated`` and ``truncated`` are always False and the stream runs for ever, so a
-memoryless agent has to explore again after every flip (Flennerhag et al., ICLR 2022, section 5.1;
+memoryless agent has to explore again after every flip (Flennerhag et al., ICLR 2022, Two-colors;
 Luketina et al., CoLLAs 2022, section 5 and appendix A.3).
 
 ``TwoColors`` subclasses gymnax's ``Environment`` (``reset_env``, ``step_env``, ``default_params``,

@@ -1,6 +1,6 @@
 """Few-shot MiniImagenet: MAML, first-order MAML and BMG meta-train a conv-4 initialisation.
 
-Protocol (Finn et al., ICML 2017, section 5.2; Flennerhag et al., ICLR 2022, section 6): N-way
+Protocol (Finn et al., ICML 2017, MiniImagenet; Flennerhag et al., ICLR 2022, few-shot): N-way
 K-shot tasks with 15 queries per class; 5 support steps of SGD(0.01) in meta-training and 10 at
 test; Adam(1e-3) on the initialisation. Every `eval_every` meta-steps the initialisation is scored
 on the same `val_tasks` validation tasks and the best one is kept (model selection); the final

@@ -8,7 +8,7 @@ Gradients. Values used as bootstrap targets are stop-gradient-ed *as inputs* (``
 ``stop_target_gradients=False``: the learner's parameters get no gradient through the targets,
 while quantities that enter the returns themselves (a meta-learned ``discount_t``, reward
 weights) keep theirs. rlax's ``stop_target_gradients=True`` would stop those too (Flennerhag et
-al., ICLR 2022, section 6 and appendix on STACX: meta-gradients to gamma and lambda must flow
+al., ICLR 2022, Atari, STACX: meta-gradients to gamma and lambda must flow
 through the targets).
 
 Truncation (a time limit, not a terminal state; see ``bmg.rl.rollout``): where ``truncated_t``,
@@ -99,7 +99,7 @@ def a2c_loss(
     value_cost: float | jax.Array,
 ) -> tuple[jax.Array, Metrics]:
     """Advantage actor-critic loss on one rollout (Mnih et al., "Asynchronous Methods for Deep
-    Reinforcement Learning", ICML 2016; Flennerhag et al., ICLR 2022, section 5.1 and Table 1):
+    Reinforcement Learning", ICML 2016; Flennerhag et al., ICLR 2022, Two-colors):
 
       G_t = n_step_returns(r_t, discount_t, V(s_T))              (bootstrapped to the rollout end)
       loss = PG + value_cost * mean_t (G_t - V(s_t))^2 - entropy_cost * H,

@@ -2,7 +2,7 @@
 
 IMPALA's V-trace (Espeholt et al., "IMPALA: Scalable Distributed Deep-RL with Importance
 Weighted Actor-Learner Architectures", ICML 2018, section 4) and its leaky form from STACX
-(Zahavy et al., "A Self-Tuning Actor-Critic Algorithm", NeurIPS 2020, section 3), computed by
+(Zahavy et al., "A Self-Tuning Actor-Critic Algorithm", NeurIPS 2020), computed by
 ``rlax.leaky_vtrace_td_error_and_advantage``. With importance ratios
 ``rho_t = pi(a_t|s_t) / mu(a_t|s_t)`` (pi the learner's policy, mu the behaviour policy):
 
@@ -18,7 +18,7 @@ sampling. The loss on one rollout of T steps is
   loss = value_cost * 1/2 mean_t (v_t - V(s_t))^2 + policy_cost * PG - entropy_cost * H,
   PG   = -mean_t A_t log pi(a_t|s_t),      H = mean_t entropy(pi(.|s_t)) (nats).
 
-Gradients (the trap; Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022, section 6 on
+Gradients (the trap; Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022, Atari, on
 STACX). The learner's parameters must see the usual semi-gradient: no gradient through the
 targets ``v_t``, the advantages ``A_t`` or the ratios ``rho_t``. rlax gets there with
 ``stop_target_gradients=True`` and ``policy_gradient_loss`` stopping the advantages, but that
