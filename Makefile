@@ -37,13 +37,14 @@ fewshot-demo: $(STAMP)
 example: $(STAMP)
 	$(BIN)/python examples/meta_lr_regression.py
 
-# Every test (the README's command; under 12 minutes on 2 cores).
+# Every test (the README's command). Two workers: XLA compiles on one thread, and compiling is
+# most of a test's time on 2 cores; each file stays on one worker (its fixtures are built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The unit tier for day-to-day work: everything but the end-to-end runs marked slow.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
