@@ -177,7 +177,12 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
     config_cls = experiment_module.CONFIG
     args = parse_run(argv, config_cls, experiment_module.PRESETS, prog, description)
     prepare = getattr(experiment_module, "prepare", None)
-    config, prepared, run_dir, resumed = start_run_dir(args, experiment, config_cls, prog, prepare)
+    try:
+        start = start_run_dir(args, experiment, config_cls, prog, prepare)
+    except KeyboardInterrupt:  # while preparing (e.g. compiling): no run has started
+        where = f"; {args.run_dir} is as it was" if isinstance(args, Resume) else ""
+        sys.exit(f"\n{prog}: interrupted before the run started; nothing was written{where}.")
+    config, prepared, run_dir, resumed = start
     from rich.console import Console
 
     from bmg.experiments import rundir
