@@ -264,11 +264,6 @@ def test_a_locked_run_directory_is_refused(tmp_path, monkeypatch, capsys):
         os.close(fd)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lock and 'already holds a run' are checked after two_colors.prepare compiles the "
-    "lifetime (minutes for the paper preset) instead of before it",
-)
 def test_a_locked_or_used_run_directory_is_refused_before_compiling(tmp_path, monkeypatch):
     prepared = no_compile(monkeypatch)
     used = started_run_dir(tmp_path / "used", tc.TwoColorsConfig())
@@ -278,6 +273,22 @@ def test_a_locked_or_used_run_directory_is_refused_before_compiling(tmp_path, mo
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Interrupted after a checkpoint: the resume hint; before the first one: start again."""
+    out = tmp_path / "run"
+
+    def interrupted_after_a_checkpoint(self):
+        (out / "checkpoints" / "1").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    no_compile(monkeypatch)
+    monkeypatch.setattr(Anakin, "compile", interrupted_after_a_checkpoint)
+    printed = exits_with(["two-colors", "demo", *SMALL_NETS, "--out", str(out)], capsys, "")
+    assert "bmg two-colors: interrupted; every finished chunk" in printed
+    assert f"continue with `bmg two-colors resume {out}`." in printed
+    assert (out / "config.json").is_file()
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_start_again(tmp_path, monkeypatch, capsys):
     def interrupted(self):
         raise KeyboardInterrupt
 
@@ -285,9 +296,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Anakin, "compile", interrupted)  # in the run: after config.json
     out = tmp_path / "run"
     printed = exits_with(["two-colors", "demo", *SMALL_NETS, "--out", str(out)], capsys, "")
-    assert "bmg two-colors: interrupted; every finished chunk" in printed
-    assert f"continue with `bmg two-colors resume {out}`." in printed
-    assert (out / "config.json").is_file()
+    assert "interrupted before the first checkpoint; there is nothing to resume" in printed
+    assert "resume" not in printed.split("nothing to resume")[1]
 
 
 def test_ctrl_c_while_compiling_says_nothing_was_written(tmp_path, monkeypatch, capsys):

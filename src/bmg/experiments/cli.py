@@ -134,8 +134,17 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None):
     try:
         if isinstance(args, Run):
             config = args.config
-            if args.out is not None:  # a bad --out fails before any work
-                rundir.check_out(args.out)
+            if args.out is not None:  # a bad, used or locked --out fails before any work
+                out = rundir.check_out(args.out)
+                if rundir.is_run_dir(out):
+                    raise ValueError(
+                        f"--out {out} already holds a run (config.json); choose a new directory "
+                        "so finished work is never overwritten"
+                        + ("" if (out / "summary.json").exists() else hint)
+                        + "."
+                    )
+                if out.is_dir():
+                    rundir.lock_run_dir(out)
             prepared = prepare(config) if prepare else None
             run_dir = rundir.make_run_dir(args.out, experiment, config.algo, resume_hint=hint)
             rundir.write_config(
@@ -194,6 +203,11 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
         target = config if prepared is None else prepared
         experiment_module.run(target, run_dir, resume=resumed, console=console)
     except KeyboardInterrupt:
+        if not any((run_dir / "checkpoints").glob("[0-9]*")):
+            sys.exit(
+                f"\n{prog}: interrupted before the first checkpoint; there is nothing to resume: "
+                f"start again (delete {run_dir} or choose another --out)."
+            )
         sys.exit(
             f"\n{prog}: interrupted; every finished chunk or score is checkpointed in {run_dir}: "
             f"continue with `{prog} resume {run_dir}`."
