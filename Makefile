@@ -30,7 +30,7 @@ fewshot-demo: $(STAMP)
 	$(BIN)/bmg fewshot make-synthetic --out $$dir/data --format pkl --classes 20 --per-class 60 \
 	  --size 16; \
 	for algo in maml bmg; do \
-	  $(BIN)/bmg fewshot --preset tiny --algo $$algo --data-dir $$dir/data --out $$dir/$$algo; \
+	  $(BIN)/bmg fewshot tiny --algo $$algo --data-dir $$dir/data --out $$dir/$$algo; \
 	done; \
 	$(BIN)/bmg compare $$dir/maml $$dir/bmg --out $$dir
 
