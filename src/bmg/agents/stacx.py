@@ -68,9 +68,9 @@ import optax
 from bmg import rl
 from bmg.agents import stream
 from bmg.agents.torsos import ImpalaTorso, MinAtarTorso
+from bmg.checks import check_integer
 from bmg.core import Learner, LearnerState, clip_by_global_norm, gradient_step
 from bmg.core.matching import kl_and_value, policy_kl
-from bmg.core.unroll import check_integer
 from bmg.rl.rollout import INT32_MAX
 from bmg.rl.vtrace import leaky_vtrace_loss
 

@@ -43,8 +43,8 @@ _EXPORTS = {
     "MetaState": "bmg.core.types",
     "Metrics": "bmg.core.types",
     "UpdateFn": "bmg.core.types",
-    "mean_over_steps": "bmg.core.unroll",
-    "unroll": "bmg.core.unroll",
+    "mean_over_steps": "bmg.core.unrolling",
+    "unroll": "bmg.core.unrolling",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -93,4 +93,4 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         Metrics,
         UpdateFn,
     )
-    from bmg.core.unroll import mean_over_steps, unroll  # noqa: F401
+    from bmg.core.unrolling import mean_over_steps, unroll  # noqa: F401

@@ -14,6 +14,7 @@ from typing import Literal
 import jax
 import optax
 
+from bmg.checks import check_integer
 from bmg.core.types import (
     Bootstrapped,
     FinalUpdateFn,
@@ -24,7 +25,7 @@ from bmg.core.types import (
     TargetBootstrap,
     UpdateFn,
 )
-from bmg.core.unroll import check_integer, mean_over_steps, unroll
+from bmg.core.unrolling import mean_over_steps, unroll
 
 
 def gradient_step(

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bmg.checks import check_integer
 from bmg.core.bootstrap import gradient_step, make_target_bootstrap
 from bmg.core.config import ALGOS, MetaConfig  # noqa: F401  (re-exported)
 from bmg.core.matching import parameter_distance
@@ -36,7 +37,7 @@ from bmg.core.types import (
     TargetBootstrap,
     UpdateFn,
 )
-from bmg.core.unroll import check_integer, mean_over_steps, unroll
+from bmg.core.unrolling import mean_over_steps, unroll
 
 ContinueFrom = (
     Literal["inner", "target", "inner_params"]

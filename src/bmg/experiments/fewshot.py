@@ -33,8 +33,8 @@ from bmg.agents.fewshot import (
     make_learner,
     task_states,
 )
+from bmg.checks import check_integer
 from bmg.core import MetaConfig, make_meta_learner, over_batch
-from bmg.core.unroll import check_integer
 from bmg.experiments.runners import host_loop
 from bmg.fewshot import data as fewshot_data
 from bmg.fewshot.conv4 import Conv4, feature_size

@@ -39,8 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from bmg.checks import check_integer
 from bmg.core import Learner, LearnerState, MetaConfig, MetaLearner, MetaState, make_meta_learner
-from bmg.core.unroll import check_integer
 
 Trace = dict[str, np.ndarray]
 """name -> host array [seeds, meta_steps] (probes, metrics and `finite/...` flags)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bmg.checks import check_integer  # noqa: F401  (re-exported: bmg.core.unroll.check_integer)
+from bmg.checks import check_integer
 from bmg.core.types import LearnerState, Metrics, PyTree, UpdateFn
 
 
