@@ -27,12 +27,12 @@ def main(limit: int, run_dirs: list[str]) -> None:
         )
         colour_0, colour_1 = report.late_colour_rates(trace.env_steps, trace.reward, switch_every)
         total, last = summary["total_reward"], summary["reward_per_step_last_10pct"]
-        after = report._flip_stat(summary, "after")["mean"]
-        before = report._flip_stat(summary, "before")["mean"]
+        after = report._flip_stat(summary, "after")
+        before = report._flip_stat(summary, "before")
+        flips = f"{report.format_mean_se(after, 4)} / {report.format_mean_se(before, 4)}"
         print(
             f"| {report.run_label(config)} ({trace.env_steps[0, -1]:,} steps) "
-            f"| {total['mean']:,.0f} ± {total['se']:,.0f} "
-            f"| {last['mean']:.3f} ± {last['se']:.3f} | {after:.4f} / {before:.4f} "
+            f"| {report.format_mean_se(total, 0)} | {report.format_mean_se(last)} | {flips} "
             f"| {report.format_mean_se(colour_0)} | {report.format_mean_se(colour_1)} |"
         )
 
