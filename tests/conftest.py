@@ -58,3 +58,25 @@ def assert_tree_allclose(actual, expected, *, rtol: float = 1e-6, atol: float = 
 def tree_allclose():
     """`assert_tree_allclose(actual, expected, *, rtol=1e-6, atol=0.0)` as a fixture."""
     return assert_tree_allclose
+
+
+@pytest.fixture
+def two_finite_meta_steps():
+    """`run(learner, meta_config) -> probes`: two jitted meta-steps from fixed keys, asserting
+    that every metric, probe, meta-parameter and parameter stays finite (the agents' smoke test
+    on a real game)."""
+    from bmg.core import make_meta_learner
+
+    def run(learner, meta_config):
+        meta_learner = make_meta_learner(learner, meta_config)
+        state = learner.init_state(jax.random.key(0))
+        meta_state = meta_learner.init(learner.init_meta_params(jax.random.key(1)))
+        step = jax.jit(meta_learner.step)
+        for i in range(2):
+            meta_state, state, metrics = step(meta_state, state, jax.random.key(10 + i))
+        probes = learner.probes(meta_state.meta_params, state)
+        leaves = jax.tree.leaves((metrics, probes, meta_state.meta_params, state.params))
+        assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves), meta_config.algo
+        return probes
+
+    return run

@@ -675,7 +675,7 @@ def test_truncated_steps_bootstrap_from_the_value_of_the_final_observation():
 
 
 @pytest.mark.slow
-def test_fixed_mg_and_bmg_run_on_minatar_breakout():
+def test_fixed_mg_and_bmg_run_on_minatar_breakout(two_finite_meta_steps):
     env, env_params = gymnax.make("Breakout-MinAtar")
     config = ActorCriticConfig(hidden_size=16, rollout_length=4, context_length=3)
     agent = make_actor_critic(config, env, env_params)
@@ -683,14 +683,6 @@ def test_fixed_mg_and_bmg_run_on_minatar_breakout():
         meta_config = MetaConfig(
             algo=algo, inner_steps=inner, bootstrap_steps=bootstrap, continue_from="inner_params"
         )
-        meta_learner = make_meta_learner(agent, meta_config)
-        state = agent.init_state(jax.random.key(0))
-        meta_state = meta_learner.init(agent.init_meta_params(jax.random.key(1)))
-        step = jax.jit(meta_learner.step)
-        for i in range(2):
-            meta_state, state, metrics = step(meta_state, state, jax.random.key(10 + i))
-        probes = agent.probes(meta_state.meta_params, state)
-        leaves = jax.tree.leaves((metrics, probes, meta_state.meta_params, state.params))
-        assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves), algo
+        probes = two_finite_meta_steps(agent, meta_config)
         # Every environment step counts, the target's included (BMG goes on with its stream).
         assert int(probes["env_steps"]) == 4 * (1 + 2 * meta_config.updates_per_step), algo

@@ -318,7 +318,7 @@ def test_config_rejects_non_finite_values_in_one_sentence(field, value):
 
 
 @pytest.mark.slow
-def test_fixed_mg_and_bmg_run_on_minatar_breakout():
+def test_fixed_mg_and_bmg_run_on_minatar_breakout(two_finite_meta_steps):
     env, env_params = gymnax.make("Breakout-MinAtar")
     config = QLambdaConfig(hidden_size=16, rollout_length=4, context_length=3)
     for algo, inner, bootstrap in (("fixed", 1, 1), ("mg", 1, 1), ("bmg", 0, 2)):
@@ -328,13 +328,5 @@ def test_fixed_mg_and_bmg_run_on_minatar_breakout():
         meta_config = MetaConfig(
             algo=algo, inner_steps=inner, bootstrap_steps=bootstrap, continue_from="inner_params"
         )
-        meta_learner = make_meta_learner(agent, meta_config)
-        state = agent.init_state(jax.random.key(0))
-        meta_state = meta_learner.init(agent.init_meta_params(jax.random.key(1)))
-        step = jax.jit(meta_learner.step)
-        for i in range(2):
-            meta_state, state, metrics = step(meta_state, state, jax.random.key(10 + i))
-        probes = agent.probes(meta_state.meta_params, state)
-        leaves = jax.tree.leaves((metrics, probes, meta_state.meta_params, state.params))
-        assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves), algo
+        probes = two_finite_meta_steps(agent, meta_config)
         assert int(probes["env_steps"]) == 4 * (1 + 2 * meta_config.updates_per_step), algo
