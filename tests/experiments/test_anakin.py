@@ -290,7 +290,10 @@ def test_two_forced_host_devices_give_the_same_traces(straight, tmp_path):
         print(json.dumps({{k: np.asarray(v, float).tolist() for k, v in state.trace.items()}}))
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    # Keep this process's XLA flags (tests/conftest.py's optimisation level): a program compiled
+    # with other flags may round differently, and the comparison below is bit for bit.
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
+    env = {**os.environ, "XLA_FLAGS": flags.strip()}
     env["JAX_PLATFORMS"] = "cpu"
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
