@@ -35,13 +35,14 @@ import jax.numpy as jnp
 import optax
 
 from bmg.core import Learner, LearnerState, parameter_matching, policy_kl, unroll
+from bmg.core.meta import BATCHINGS, batch_map
 from bmg.core.types import PyTree
 
 Algo = Literal["maml", "fomaml", "bmg"]
 ALGOS = ("maml", "fomaml", "bmg")
 Matching = Literal["kl", "params"]
 TaskBatching = Literal["vmap", "map", "unroll"]
-TASK_BATCHINGS = ("vmap", "map", "unroll")
+TASK_BATCHINGS = BATCHINGS
 CORE_ALGO = {"maml": "mg", "fomaml": "mg", "bmg": "bmg"}
 """`MetaConfig.algo` of each few-shot algorithm (first-order MAML is MG with a first-order phi)."""
 
@@ -161,23 +162,6 @@ def task_at(tasks: Task, index: int) -> Task:
     return jax.tree.map(lambda x: x[index], tasks)
 
 
-def over_tasks(fn: Callable, batching: TaskBatching):
-    """`fn(task)` over a batch of tasks (leading axis), results stacked; same numbers each way."""
-    if batching == "vmap":
-        return jax.vmap(fn)
-    if batching == "map":
-        return lambda tasks: jax.lax.map(fn, tasks)
-    if batching == "unroll":
-
-        def unrolled(tasks: Task):
-            size = jax.tree.leaves(tasks)[0].shape[0]
-            results = [fn(jax.tree.map(lambda x, i=i: x[i], tasks)) for i in range(size)]
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *results)
-
-        return unrolled
-    raise ValueError(f"task batching must be one of {', '.join(TASK_BATCHINGS)}, got {batching!r}.")
-
-
 def adapt(learner: Learner, meta_params: PyTree, task: Task, num_steps: int) -> LearnerState:
     """x_k from w on one task's support set (`num_steps` SGD steps, no meta-gradient)."""
     state = learner.start_fn(meta_params, LearnerState(params=meta_params, extras=task))
@@ -194,6 +178,6 @@ def make_evaluate(learner: Learner, num_steps: int, batching: TaskBatching = "vm
         return probes["query_loss"], probes["query_accuracy"]
 
     def evaluate(meta_params, tasks: Task):
-        return over_tasks(lambda task: one(meta_params, task), batching)(tasks)
+        return batch_map(lambda task: one(meta_params, task), batching)(tasks)
 
     return evaluate

@@ -336,6 +336,29 @@ Batching = Literal["vmap", "map", "unroll"]
 BATCHINGS = ("vmap", "map", "unroll")
 
 
+def batch_map(fn, batching: Batching = "vmap"):
+    """`fn` over the leading axis of a pytree, results stacked: `vmap` (one batched program),
+    `lax.map` (a compiled loop) or "unroll" (a Python loop inside the compiled function,
+    straight-line code). The same numbers each way; a speed choice only.
+
+    Raises:
+      ValueError: an unknown `batching`.
+    """
+    if batching == "vmap":
+        return jax.vmap(fn)
+    if batching == "map":
+        return lambda xs: jax.lax.map(fn, xs)
+    if batching == "unroll":
+
+        def unrolled(xs):
+            size = jax.tree.leaves(xs)[0].shape[0]
+            results = [fn(jax.tree.map(lambda x, i=i: x[i], xs)) for i in range(size)]
+            return jax.tree.map(lambda *ys: jnp.stack(ys), *results)
+
+        return unrolled
+    raise ValueError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}.")
+
+
 def over_batch(batching: Batching = "vmap") -> Reduce:
     """Average a meta-gradient over a batch of learners (e.g. the tasks of a meta-batch).
 
@@ -355,17 +378,8 @@ def over_batch(batching: Batching = "vmap") -> Reduce:
         def batched(meta_params: PyTree, learner_states: LearnerState, key: jax.Array):
             size = jax.tree.leaves(learner_states)[0].shape[0]
             keys = key if jnp.shape(key) == (size,) else jax.random.split(key, size)
-            one = lambda state, k: meta_gradient(meta_params, state, k)
-            if batching == "vmap":
-                grads, (states, metrics) = jax.vmap(one)(learner_states, keys)
-            elif batching == "map":
-                grads, (states, metrics) = jax.lax.map(lambda a: one(*a), (learner_states, keys))
-            else:
-                results = [
-                    one(jax.tree.map(lambda x, i=i: x[i], learner_states), keys[i])
-                    for i in range(size)
-                ]
-                grads, (states, metrics) = jax.tree.map(lambda *xs: jnp.stack(xs), *results)
+            one = lambda args: meta_gradient(meta_params, *args)
+            grads, (states, metrics) = batch_map(one, batching)((learner_states, keys))
             grads, metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), (grads, metrics))
             return grads, (states, metrics)
 

@@ -7,3 +7,13 @@
 
 An experiment module declares its config, presets, metrics and report; a runner does the rest.
 """
+
+
+class NonFiniteError(ValueError):
+    """Training produced a NaN or an infinity (both runners' guard); the message is one sentence
+    for a person. `state` / `trace`, when given, are the last good state and the trace so far."""
+
+    def __init__(self, message: str, state=None, trace=None):
+        super().__init__(message)
+        self.state = state
+        self.trace = trace

@@ -41,6 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bmg.checks import check_integer
 from bmg.core import Learner, LearnerState, MetaConfig, MetaLearner, MetaState, make_meta_learner
+from bmg.experiments.runners import NonFiniteError  # noqa: F401  (raised here)
 
 Trace = dict[str, np.ndarray]
 """name -> host array [seeds, meta_steps] (probes, metrics and `finite/...` flags)."""
@@ -82,16 +83,6 @@ class State(NamedTuple):
     chunks_done: int
     seconds: float
     host_seconds: float
-
-
-class NonFiniteError(ValueError):
-    """A parameter, meta-parameter or meta-loss became NaN or infinite; `state` is the last good
-    state (the one the last checkpoint holds) and `trace` the trace up to the bad chunk."""
-
-    def __init__(self, message: str, state: State, trace: Trace):
-        super().__init__(message)
-        self.state = state
-        self.trace = trace
 
 
 class OutOfMemoryError(ValueError):

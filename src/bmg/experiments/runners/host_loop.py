@@ -29,13 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bmg.experiments.runners import NonFiniteError  # noqa: F401  (raised here)
+
 PyTree = Any
 Progress = Callable[[int, int], None]
 """`progress(done, total)`, e.g. evaluation tasks scored so far."""
-
-
-class NonFiniteError(ValueError):
-    """Training produced a NaN or an infinity; the message is one sentence for a person."""
 
 
 class Callbacks:
