@@ -16,6 +16,8 @@ import pytest
 from bmg import rl
 from bmg.agents import stream
 from bmg.agents.actor_critic import ActorCriticConfig, make_actor_critic
+from bmg.agents.meta_schedule import make_meta_schedule
+from bmg.agents.networks import MLP
 from bmg.core import (
     MetaConfig,
     make_bmg,
@@ -375,6 +377,97 @@ def test_entropy_cost_with_reward_context():
         assert global_norm(meta_grad) > 1e-6
 
 
+def test_running_context_statistics_match_numpy():
+    """Welford's running mean / std against numpy's on a sequence with a large offset (where the
+    naive sum-of-squares formula loses float32 precision), and the normalised context."""
+    values = (100.0 + np.random.default_rng(0).normal(0.0, 0.3, 200)).astype(np.float32)
+    stats = jax.jit(
+        lambda xs: jax.lax.scan(lambda s, x: (s.push(x), None), stream.RunningStats.zeros(), xs)[0]
+    )(values)
+    assert int(stats.count) == 200 and stats.mean.dtype == jnp.float32
+    np.testing.assert_allclose(stats.mean, np.mean(values, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(stats.std, np.std(values, dtype=np.float64), rtol=1e-4)
+    history = jnp.asarray(values[-5:])
+    extras = stream.Extras(None, None, history, stats)
+    z = (values[-5:] - np.mean(values, dtype=np.float64)) / np.sqrt(
+        np.var(values, dtype=np.float64) + stream.CONTEXT_VARIANCE_EPS
+    )
+    np.testing.assert_allclose(stream.context(extras), np.tanh(z), rtol=1e-3, atol=1e-5)
+    assert np.all(np.abs(stream.context(extras)) <= 1)
+    # Without statistics the context is the raw history, untouched.
+    raw = stream.Extras(None, None, history)
+    assert stream.context(raw) is history
+
+
+def test_meta_network_outputs_its_initial_value_on_every_context():
+    """The exact initialisation (zero output layer + logit(initial)): 0.5 on random contexts,
+    inside and far outside [-1, 1]; the output layer still gets a meta-gradient."""
+    schedule = make_meta_schedule(
+        0.5, use_context=True, context_length=10, hidden_size=64, hidden_layers=2
+    )
+    meta_params = schedule.init(jax.random.key(3))
+    shapes = jax.tree.map(jnp.shape, meta_params["net"]["params"])
+    assert [shapes[f"Dense_{i}"]["kernel"] for i in range(3)] == [(10, 64), (64, 64), (64, 1)]
+    contexts = jnp.concatenate(
+        [
+            jax.random.uniform(jax.random.key(4), (500, 10), minval=-1.0, maxval=1.0),
+            100.0 * jax.random.normal(jax.random.key(5), (500, 10)),
+        ]
+    )
+    values = jax.vmap(schedule.value, in_axes=(None, 0))(meta_params, contexts)
+    np.testing.assert_array_equal(values, np.full(1000, 0.5))
+    grads = jax.grad(schedule.value)(meta_params, contexts[0])["net"]["params"]
+    assert global_norm(grads["Dense_2"]) > 1e-3
+
+
+def test_agent_context_is_normalised_by_running_statistics_of_its_rollouts():
+    """The learner pushes every rollout's mean reward (first rollout included) into its running
+    statistics, and its meta-network reads tanh((h - mean) / sqrt(var + 1e-8))."""
+    n = 5
+    config, agent, update = make_agent(
+        **{**STREAM, "context_length": n + 1},  # holds every rollout's mean reward
+        context_normalization="running",
+        meta_hidden_size=8,
+        meta_hidden_layers=2,
+        entropy_cost=0.3,
+    )
+    state, meta_params = init(agent, seed=2)
+    for i in range(n):
+        state, _ = update(meta_params, state, jax.random.key(200 + i))
+    history = np.asarray(state.extras.reward_history, np.float64)
+    stats = state.extras.context_stats
+    assert int(stats.count) == n + 1
+    np.testing.assert_allclose(stats.mean, history.mean(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(stats.std, history.std(), rtol=1e-5, atol=1e-7)
+    assert history.std() > 0  # the check sees more than one value
+    # A meta-network with a non-zero output layer reads the normalised context.
+    layers = meta_params["net"]["params"]
+    kernel = jax.random.normal(jax.random.key(1), layers["Dense_2"]["kernel"].shape)
+    trained = {"net": {"params": {**layers, "Dense_2": {**layers["Dense_2"], "kernel": kernel}}}}
+    context = np.tanh((history - history.mean()) / np.sqrt(history.var() + 1e-8))
+    net = MLP((8, 8), 1, zero_output=True)
+    expected = jax.nn.sigmoid(net.apply(trained["net"], context)[0] + np.log(0.3 / 0.7))
+    np.testing.assert_allclose(agent.probes(trained, state)["entropy_cost"], expected, rtol=1e-5)
+
+
+def test_a_zero_entropy_cost_is_a_fixed_baseline_only():
+    config = ActorCriticConfig(**SMALL, entropy_cost=0.0)
+    fixed = make_actor_critic(config, TWO_COLORS, ENV, schedule="fixed")
+    state, meta_params = init(fixed)
+    assert float(fixed.probes(meta_params, state)["entropy_cost"]) == 0.0
+    with pytest.raises(ValueError) as error:
+        make_actor_critic(config, TWO_COLORS, ENV)  # schedule="meta"
+    assert str(error.value) == (
+        "entropy_cost = 0.0 is the initial value of the meta-learned entropy cost (a sigmoid) for "
+        "mg and bmg, so it must be in (0, 1) there; set meta_initial in (0, 1) or use algo fixed."
+    )
+    # meta_initial sets where MG / BMG start; the fixed baseline keeps entropy_cost.
+    config = ActorCriticConfig(**SMALL, entropy_cost=0.0, meta_initial=0.5)
+    meta = make_actor_critic(config, TWO_COLORS, ENV)
+    state, meta_params = init(meta)
+    assert float(meta.probes(meta_params, state)["entropy_cost"]) == 0.5
+
+
 # --- 3. The stream: continuity and accounting ----------------------------------------------------
 
 
@@ -627,6 +720,10 @@ def test_zero_gradient_state_gives_finite_meta_gradients(algo, monkeypatch):
         ("max_grad_norm", float("inf")),
         ("entropy_cost", float("nan")),
         ("entropy_cost", 1.0),
+        ("entropy_cost", -0.1),
+        ("meta_initial", 0.0),
+        ("adam_eps", -1.0),
+        ("meta_hidden_layers", 0),
         ("value_cost", float("inf")),
         ("outer_entropy_cost", -0.1),
         ("matching_value_cost", float("nan")),

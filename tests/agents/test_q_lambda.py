@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from bmg import rl
 from bmg.agents import stream
 from bmg.agents.networks import MLP
 from bmg.agents.q_lambda import (
@@ -194,6 +195,16 @@ def test_config_validation_names_the_field():
             QLambdaConfig(**kwargs)
     with pytest.raises(ValueError, match="schedule"):
         make_q_lambda(QLambdaConfig(), TWO_COLORS, ENV, schedule="x")
+    for kwargs, message in (
+        (dict(optimizer="rmsprop"), "optimizer must be 'sgd' or 'adam', got 'rmsprop'."),
+        (
+            dict(context_normalization="x"),
+            "context_normalization must be 'none' or 'running', got 'x'.",
+        ),
+    ):
+        with pytest.raises(ValueError) as error:
+            QLambdaConfig(**kwargs)
+        assert str(error.value) == message
 
 
 def test_watkins_cut_at_an_exploratory_action_at_t_1_in_the_agent():
@@ -310,6 +321,13 @@ def test_zero_gradient_state_gives_finite_meta_gradients():
         ("epsilon", float("inf")),
         ("decay_start", float("nan")),
         ("decay_steps", 0),
+        ("adam_eps", float("nan")),
+        ("adam_b1", 1.0),
+        ("adam_b2", -0.1),
+        ("adam_eps_root", float("inf")),
+        ("meta_initial", 0.0),
+        ("meta_initial", 1.0),
+        ("meta_hidden_layers", 0),
     ],
 )
 def test_config_rejects_non_finite_values_in_one_sentence(field, value):
@@ -330,3 +348,98 @@ def test_fixed_mg_and_bmg_run_on_minatar_breakout(two_finite_meta_steps):
         )
         probes = two_finite_meta_steps(agent, meta_config)
         assert int(probes["env_steps"]) == 4 * (1 + 2 * meta_config.updates_per_step), algo
+
+
+@pytest.mark.parametrize("lambda_", [0.0, 0.9])
+def test_one_step_rollout_loss_is_one_step_q_learning_by_hand(lambda_):
+    """T = 1 (an update at every environment step, Luketina et al., CoLLAs 2022, Table 4):
+    G_0 = r_0 + discount_0 max_a Q(s_1, a) whatever lambda; loss = 1/2 (G_0 - Q(s_0, a_0))^2."""
+    loss, _ = rl.q_lambda_loss(
+        jnp.array([[1.0, 2.0, 0.0, -1.0]]),  # Q(s_0, .)
+        jnp.array([1]),  # a_0: Q(s_0, a_0) = 2
+        jnp.array([0.5]),  # r_0
+        jnp.array([0.9]),  # discount_0
+        jnp.array([[3.0, -1.0, 0.0, 1.0]]),  # Q(s_1, .): max 3
+        lambda_=lambda_,
+    )
+    np.testing.assert_allclose(loss, 0.5 * (0.5 + 0.9 * 3.0 - 2.0) ** 2, rtol=1e-6)  # 0.72
+
+
+ADAM = dict(
+    SMALL,
+    rollout_length=1,
+    optimizer="adam",
+    learning_rate=1e-3,
+    adam_eps=1e-4,
+    adam_b1=0.9,
+    adam_b2=0.999,
+    max_grad_norm=0.0,
+    discount=0.9,
+    context="none",
+)
+
+
+def test_per_step_adam_update_by_hand():
+    """One Q(lambda) step at T = 1 with Adam: the loss is the one-step TD loss on the single
+    stored transition, and the first Adam step is x - lr g / (sqrt(g^2 + eps_root) + eps)
+    (bias-corrected moments m_hat = g, v_hat = g^2; Kingma & Ba, 2015)."""
+    config = QLambdaConfig(**ADAM)
+    agent = make_q_lambda(config, TWO_COLORS, ENV)
+    state = agent.init_state(jax.random.key(11))
+    meta_params = agent.init_meta_params(jax.random.key(0))
+    rollout = state.extras.rollout
+    assert rollout.obs.shape[0] == 2 and rollout.actions.shape == (1,)
+    a0, r0, d0 = int(rollout.actions[0]), float(rollout.rewards[0]), float(rollout.discount_t[0])
+    np.testing.assert_allclose(d0, 0.9)  # Two-colors never terminates
+
+    def hand_loss(params):
+        target = r0 + d0 * jnp.max(jax.lax.stop_gradient(q_values(params, rollout.obs[1])))
+        return 0.5 * (target - q_values(params, rollout.obs[0])[a0]) ** 2
+
+    loss, _ = agent.meta_objective(state, None)
+    np.testing.assert_allclose(loss, hand_loss(state.params), rtol=1e-6)
+    grads = jax.grad(hand_loss)(state.params)
+    stepped, _ = agent.target_step(meta_params, state, jax.random.key(12))
+    expected = jax.tree.map(
+        lambda x, g: (
+            np.asarray(x, np.float64)
+            - 1e-3
+            * np.asarray(g, np.float64)
+            / (np.sqrt(np.asarray(g, np.float64) ** 2 + 1e-8) + 1e-4)
+        ),
+        state.params,
+        grads,
+    )
+    jax.tree.map(
+        lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7),
+        stepped.params,
+        expected,
+    )
+    # ... and optax's Adam with the same hyper-parameters agrees.
+    optax_adam = optax.adam(1e-3, b1=0.9, b2=0.999, eps=1e-4, eps_root=1e-8)
+    updates, _ = optax_adam.update(grads, optax_adam.init(state.params))
+    jax.tree.map(
+        lambda got, x, u: np.testing.assert_allclose(got, x + u, rtol=1e-6, atol=1e-8),
+        stepped.params,
+        state.params,
+        updates,
+    )
+    # The learner goes on one environment step per update; the context holds single rewards.
+    state, _ = agent.update_fn(meta_params, state, jax.random.key(13))
+    assert int(state.extras.stream.env_steps) == 2
+    np.testing.assert_array_equal(state.extras.reward_history[-1], state.extras.rollout.rewards[0])
+
+
+def test_meta_learned_epsilon_starts_at_meta_initial_and_fixed_at_epsilon():
+    config = QLambdaConfig(
+        **{**SMALL, "context_normalization": "running", "meta_hidden_layers": 2},
+        epsilon=0.03,
+        meta_initial=0.5,
+    )
+    meta = make_q_lambda(config, TWO_COLORS, ENV)
+    state = meta.init_state(jax.random.key(14))
+    assert float(epsilon(meta, meta.init_meta_params(jax.random.key(1)), state)) == 0.5
+    fixed = make_q_lambda(config, TWO_COLORS, ENV, schedule="fixed")
+    np.testing.assert_allclose(
+        epsilon(fixed, fixed.init_meta_params(jax.random.key(1)), state), 0.03, rtol=1e-6
+    )

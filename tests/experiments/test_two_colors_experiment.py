@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
+from bmg.agents.configs import QLambdaConfig
 from bmg.experiments.checkpoint import CheckpointError
 from bmg.experiments.runners.anakin import State
 from bmg.experiments.two_colors import (
     MAX_STEPS,
+    PRESETS,
+    RELATED_GRID,
     EnvConfig,
     Trace,
     TwoColorsConfig,
@@ -246,7 +249,18 @@ def test_meta_learner_accounting(name):
         (lambda: TwoColorsConfig(target_step_size=-0.1), "target_step_size"),
         (lambda: TwoColorsConfig(continue_from="x"), "continue_from"),
         (lambda: TwoColorsConfig(ac=ActorCriticConfig(entropy_cost=1.5)), "entropy_cost"),
-        (lambda: ActorCriticConfig(entropy_cost=0.0), "entropy_cost"),
+        (
+            lambda: TwoColorsConfig(algo="mg", ac=ActorCriticConfig(entropy_cost=0.0)),
+            "entropy_cost",
+        ),
+        (
+            lambda: TwoColorsConfig(algo="bmg", ac=ActorCriticConfig(entropy_cost=0.0)),
+            "entropy_cost",
+        ),
+        (lambda: ActorCriticConfig(entropy_cost=-0.1), "entropy_cost"),
+        (lambda: ActorCriticConfig(meta_initial=1.0), "meta_initial"),
+        (lambda: ActorCriticConfig(optimizer="rmsprop"), "optimizer"),
+        (lambda: ActorCriticConfig(context_normalization="z"), "context_normalization"),
         (lambda: ActorCriticConfig(hidden_size=0), "hidden_size"),
         (lambda: ActorCriticConfig(discount=1.5), "discount"),
         (lambda: ActorCriticConfig(max_grad_norm=-1.0), "max_grad_norm"),
@@ -303,3 +317,105 @@ def test_meta_step_sizes():
     assert mg.meta_config().continue_from == "inner"
     q_decay = TwoColorsConfig(agent="q", algo="decay", inner_steps=4)
     assert (q_decay.meta_config().algo, q_decay.meta_config().inner_steps) == ("fixed", 1)
+
+
+def test_new_configuration_errors_are_one_sentence():
+    for make in (
+        lambda: TwoColorsConfig(algo="mg", ac=ActorCriticConfig(entropy_cost=0.0)),
+        lambda: ActorCriticConfig(optimizer="rmsprop"),
+        lambda: ActorCriticConfig(context_normalization="z"),
+        lambda: QLambdaConfig(meta_initial=0.0),
+        lambda: QLambdaConfig(adam_b2=1.0),
+    ):
+        with pytest.raises(ValueError) as error:
+            make()
+        message = str(error.value)
+        assert message.endswith(".") and ". " not in message and "\n" not in message, message
+
+
+def test_a_zero_entropy_cost_is_accepted_for_the_fixed_baseline_and_with_meta_initial():
+    assert (
+        TwoColorsConfig(algo="fixed", ac=ActorCriticConfig(entropy_cost=0.0)).ac.entropy_cost == 0
+    )
+    config = TwoColorsConfig(algo="bmg", ac=ActorCriticConfig(entropy_cost=0.0, meta_initial=0.5))
+    assert config.ac.initial_entropy_cost == 0.5
+
+
+def preset(name, **flags):
+    return TwoColorsConfig(**{**PRESETS[name][1], **flags})
+
+
+def test_small_entropy_preset_is_the_old_default():
+    """`small-entropy` is the configuration every earlier report ran (the defaults before the
+    related preset), field for field."""
+    old = preset("small-entropy")
+    assert old == TwoColorsConfig() == preset("default")
+    assert (old.steps, old.seeds, old.bootstrap_steps, old.meta_learning_rate) == (
+        6_400_000,
+        10,
+        8,
+        1e-4,
+    )
+    ac, q = old.ac, old.q
+    assert (ac.entropy_cost, ac.meta_initial, ac.value_cost, ac.outer_entropy_cost) == (
+        0.01,
+        None,
+        0.5,
+        0.0,
+    )
+    assert (ac.hidden_size, ac.rollout_length, ac.optimizer, ac.learning_rate) == (
+        256,
+        16,
+        "sgd",
+        0.1,
+    )
+    for learner in (ac, q):
+        assert (learner.meta_hidden_size, learner.meta_hidden_layers) == (32, 1)
+        assert (learner.context_length, learner.context_normalization) == (10, "none")
+        assert learner.max_grad_norm == 1.0
+    assert (q.optimizer, q.learning_rate, q.rollout_length, q.epsilon) == ("sgd", 0.1, 16, 0.1)
+
+
+def test_related_preset_holds_the_published_values():
+    """Luketina et al., CoLLAs 2022, appendix A.3, Tables 3 (actor-critic) and 4 (Q(lambda))."""
+    config = preset("related")
+    assert (config.steps, config.seeds, config.meta_adam_eps) == (10_000_000, 10, 1e-4)
+    ac = config.ac
+    assert (ac.optimizer, ac.learning_rate, ac.rollout_length, ac.discount) == (
+        "sgd",
+        0.1,
+        16,
+        0.99,
+    )
+    assert (ac.hidden_size, ac.value_cost, ac.meta_initial) == (256, 1.0, 0.5)
+    assert (ac.meta_hidden_size, ac.meta_hidden_layers, ac.context_length) == (64, 2, 10)
+    assert ac.context == "reward" and ac.context_normalization == "running"
+    q = preset("related", agent="q", algo="bmg")
+    assert q.num_inner_steps == 0  # K = 0 [Table 4]
+    q = q.q
+    assert (q.optimizer, q.learning_rate, q.adam_eps, q.adam_b1, q.adam_b2) == (
+        "adam",
+        3e-5,
+        1e-4,
+        0.9,
+        0.999,
+    )
+    assert (q.rollout_length, q.trace_lambda, q.discount, q.hidden_size) == (1, 0.9, 0.99, 256)
+    assert (q.meta_hidden_size, q.meta_hidden_layers, q.context_length) == (128, 2, 100)
+    assert q.meta_initial == 0.5 and q.context_normalization == "running"
+    # Each value the preset picks from a published grid is one of its candidates.
+    grid = RELATED_GRID
+    assert ac.entropy_cost in grid["ac"]["ac.entropy_cost"]
+    assert ac.outer_entropy_cost in grid["ac"]["ac.outer_entropy_cost"]
+    assert config.meta_learning_rate in grid["ac"]["meta_learning_rate"]
+    assert config.num_inner_steps in grid["ac"]["inner_steps"]
+    assert config.bootstrap_steps in grid["ac"]["bootstrap_steps"]
+    assert config.bootstrap_steps in grid["q"]["bootstrap_steps"]
+    assert q.learning_rate in grid["q"]["q.learning_rate"]
+    assert q.epsilon in grid["q"]["q.epsilon"]
+    assert config.meta_learning_rate in grid["q"]["meta_learning_rate"]
+    assert grid["ac"]["ac.entropy_cost"] == (0.0, 0.1, 0.2, 0.4, 0.8)
+    # Every algorithm of both agents accepts the preset.
+    for agent, algos in (("ac", ("fixed", "mg", "bmg")), ("q", ("fixed", "decay", "mg", "bmg"))):
+        for algo in algos:
+            preset("related", agent=agent, algo=algo).meta_config()

@@ -9,12 +9,15 @@ CoLLAs 2022, appendix A.3):
                                                                  V(final_obs))
        loss = PG + value_cost * mean (G_t - V(s_t))^2 - eps * mean H(pi(.|s_t)),
        PG = -mean log pi(a_t|s_t) sg(G_t - V(s_t));
-  2. x <- x - lr * clip(grad loss)                 (SGD, differentiable in eps through the clip);
+  2. x <- x - lr * clip(grad loss)                 (SGD, differentiable in eps through the clip;
+                                                   or Adam with ``optimizer="adam"``);
   3. collect the next rollout with the new parameters (the stream goes on; episodic games reset
      themselves) and push its mean reward into the context.
 
 The entropy cost is eps = sigmoid(MLP_w(context)), context = mean reward of each of the last
-``context_length`` rollouts (data: no gradient flows into it), or eps = sigmoid(w) without context.
+``context_length`` rollouts, raw or normalised by running statistics and tanh
+(``context_normalization``, ``bmg.agents.stream.context``; data: no gradient flows into it), or
+eps = sigmoid(w) without context.
 Observations of any shape are flattened into the MLPs (MinAtar's 10 x 10 x C grids included).
 
 For meta-learning the agent supplies:
@@ -31,7 +34,7 @@ rollout's states) and ``entropy_cost`` (eps at the current context).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -46,24 +49,40 @@ from bmg.agents.networks import MLP
 from bmg.core import Learner, LearnerState, kl_and_value, policy_kl
 
 
-def make_actor_critic(config: ActorCriticConfig, env: Any, env_params: Any) -> Learner:
+def make_actor_critic(
+    config: ActorCriticConfig,
+    env: Any,
+    env_params: Any,
+    *,
+    schedule: Literal["fixed", "meta"] = "meta",
+) -> Learner:
     """The actor-critic on ``env`` (any gymnax environment with discrete actions) as a
     ``bmg.core.Learner``: phi, f, mu, initialisers and probes (see the module docstring).
 
+    ``schedule``: "meta" (the entropy cost starts at ``config.initial_entropy_cost``, in (0, 1),
+    for MG and BMG to learn) or "fixed" (it is ``config.entropy_cost``, 0 allowed, held by
+    meta-parameters that a fixed meta-learner never changes).
+
     Raises:
-      ValueError: the action space is not discrete.
+      ValueError: an unknown schedule, a meta-learned entropy cost starting outside (0, 1), or an
+        action space that is not discrete.
     """
+    if schedule not in ("fixed", "meta"):
+        raise ValueError(f"schedule must be 'fixed' or 'meta', got {schedule!r}.")
+    if schedule == "meta":
+        config.check_meta_learned()
     num_actions = stream.num_actions(env, env_params)
     obs = stream.observation_shape(env, env_params)
     truncates = stream.can_truncate(env)
     hidden = (config.hidden_size, config.hidden_size)
     policy_net = MLP(hidden, num_actions)
     value_net = MLP(hidden, 1)
-    schedule = make_meta_schedule(
-        config.entropy_cost,
+    meta_schedule = make_meta_schedule(
+        config.entropy_cost if schedule == "fixed" else config.initial_entropy_cost,
         use_context=config.context == "reward",
         context_length=config.context_length,
         hidden_size=config.meta_hidden_size,
+        hidden_layers=config.meta_hidden_layers,
     )
     optimizer = stream.make_optimizer(config)
 
@@ -73,9 +92,9 @@ def make_actor_critic(config: ActorCriticConfig, env: Any, env_params: Any) -> L
     def values(params, observations):
         return value_net.apply(params["value"], obs.flatten(observations))[..., 0]
 
-    def entropy_cost(meta_params, reward_history):
+    def entropy_cost(meta_params, extras: stream.Extras):
         """eps = sigmoid(MLP_w(context)) or sigmoid(w); the context carries no gradient."""
-        return schedule.value(meta_params, reward_history)
+        return meta_schedule.value(meta_params, stream.context(extras))
 
     def collect(params, env_stream, key):
         """Act for T steps with pi_params; parameters are data here (no gradient)."""
@@ -112,7 +131,7 @@ def make_actor_critic(config: ActorCriticConfig, env: Any, env_params: Any) -> L
 
     def update_fn(meta_params, state: LearnerState, key):
         extras: stream.Extras = state.extras
-        eps = entropy_cost(meta_params, extras.reward_history)
+        eps = entropy_cost(meta_params, extras)
         grads, metrics = jax.grad(learner_loss, has_aux=True)(state.params, extras.rollout, eps)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -161,7 +180,9 @@ def make_actor_critic(config: ActorCriticConfig, env: Any, env_params: Any) -> L
         rollout, env_stream = collect(
             params, rl.start_stream(env, env_params, reset_key), collect_key
         )
-        extras = stream.start(rollout, env_stream, config.context_length)
+        extras = stream.start(
+            rollout, env_stream, config.context_length, config.context_normalization
+        )
         return LearnerState(params, optimizer.init(params), extras)
 
     def probes(meta_params, state: LearnerState):
@@ -172,12 +193,12 @@ def make_actor_critic(config: ActorCriticConfig, env: Any, env_params: Any) -> L
         return {
             **stream.counter_probes(extras),
             "policy_entropy": -rlax.entropy_loss(logits, jnp.ones(logits.shape[:-1])),
-            "entropy_cost": entropy_cost(meta_params, extras.reward_history),
+            "entropy_cost": entropy_cost(meta_params, extras),
         }
 
     return Learner(
         init_state=init_state,
-        init_meta_params=schedule.init,
+        init_meta_params=meta_schedule.init,
         update_fn=update_fn,
         meta_objective=meta_objective,
         matching_fn=matching_fn,

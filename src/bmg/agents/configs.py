@@ -14,6 +14,8 @@ from typing import Literal
 from bmg.checks import check_integer, check_real
 
 CONTEXTS = ("reward", "none")
+NORMALIZATIONS = ("none", "running")
+OPTIMIZERS = ("sgd", "adam")
 MATCHINGS = ("kl", "kl_value")
 Schedule = Literal["fixed", "meta", "decay"]
 SCHEDULES = ("fixed", "meta", "decay")
@@ -29,32 +31,84 @@ class OnlineConfig:
     """
 
     hidden_size: int = 256
-    """width of the two ReLU layers of each MLP (policy, value, Q) [related]."""
+    """width of the two ReLU layers of each MLP (policy, value, Q) [related: Tables 3 and 4,
+    2 x 256]."""
     rollout_length: int = 16
-    """T, environment steps per rollout; one learner update per rollout [paper: batch 16]."""
+    """T, environment steps per rollout; one learner update per rollout [paper: batch 16;
+    related: Table 4 updates Q(lambda) at every step, T = 1]. With T = 1 the Q(lambda) loss is
+    one-step Q-learning (the forward-view lambda-return of one step is r + gamma max Q(s'))."""
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """inner optimiser: SGD [paper; related: Table 3 for the actor-critic] or Adam [related:
+    Table 4 for Q(lambda)], after the global-norm clip."""
     learning_rate: float = 0.1
-    """inner SGD learning rate [paper]."""
+    """inner learning rate [paper: SGD 0.1; related: Table 4, Adam 3e-5 for the meta-learned
+    Q(lambda)]."""
+    adam_eps: float = 1e-4
+    """optimizer="adam": epsilon outside the square root [related: Table 4, 1e-4]."""
+    adam_b1: float = 0.9
+    """optimizer="adam": beta_1 [related: Table 4]."""
+    adam_b2: float = 0.999
+    """optimizer="adam": beta_2 [related: Table 4]."""
+    adam_eps_root: float = 1e-8
+    """optimizer="adam": epsilon inside the square root, so the update stays differentiable at a
+    zero second moment when a meta-gradient flows through it [default]."""
     discount: float = 0.99
     """gamma; discount_t = gamma * (1 - terminated_t) [paper]."""
     max_grad_norm: float = 1.0
-    """clip the learner gradient to this global norm before the SGD step, 0 = off; the clip has a
-    finite derivative at a zero gradient (``bmg.core.clip_by_global_norm``) [default: SGD 0.1
-    without it diverged (value net to inf) at the first flip in 2 of 10 seeds]."""
+    """clip the learner gradient to this global norm before the optimiser step, 0 = off; the
+    clip has a finite derivative at a zero gradient (``bmg.core.clip_by_global_norm``) [default:
+    SGD 0.1 without it diverged (value net to inf) at the first flip in 2 of 10 seeds]."""
     context: Literal["reward", "none"] = "reward"
     """meta-network input: mean reward of recent rollouts, or none (one learned logit) [related]."""
     context_length: int = 10
-    """rollouts in the reward context [related: H = 10]."""
+    """H, rollouts in the reward context [related: Table 3, H = 10 rollouts; Table 4, H = 100
+    rewards, i.e. 100 rollouts of T = 1]."""
+    context_normalization: Literal["none", "running"] = "none"
+    """"running": each context value is standardised by the running mean and standard deviation
+    of every context value so far (Welford's algorithm, carried in the learner state), then
+    squashed by tanh into [-1, 1] [related: appendix A.3, "normalised (lifetime or running
+    statistics) and squashed by tanh"]; "none": the raw mean rewards [default, the earlier
+    presets]."""
     meta_hidden_size: int = 32
-    """width of the meta-network's hidden layer [default]."""
+    """width of each hidden layer of the meta-network [default: 32; related: Table 3, 64 for
+    the actor-critic; Table 4, 128 for Q(lambda)]."""
+    meta_hidden_layers: int = 1
+    """number of hidden ReLU layers of the meta-network [default: 1; related: Tables 3 and 4,
+    2]."""
+    meta_initial: float | None = None
+    """mg / bmg: the meta-learned value (entropy cost or epsilon) at initialisation, on every
+    context; None = the fixed value (``entropy_cost`` / ``epsilon``) [related: appendix A.3, the
+    sigmoid output starts at 0.5, the middle of its range]."""
 
     def __post_init__(self):
-        for name in ("hidden_size", "rollout_length", "context_length", "meta_hidden_size"):
+        for name in (
+            "hidden_size",
+            "rollout_length",
+            "context_length",
+            "meta_hidden_size",
+            "meta_hidden_layers",
+        ):
             check_integer(name, getattr(self, name), 1)
         check_real("learning_rate", self.learning_rate, low=0, low_open=True)
+        check_real("adam_eps", self.adam_eps, low=0)
+        check_real("adam_eps_root", self.adam_eps_root, low=0)
+        for name in ("adam_b1", "adam_b2"):
+            check_real(name, getattr(self, name), low=0, high=1, high_open=True)
         check_real("discount", self.discount, low=0, high=1)
         check_real("max_grad_norm", self.max_grad_norm, low=0)
+        if self.meta_initial is not None:
+            check_real(
+                "meta_initial", self.meta_initial, low=0, high=1, low_open=True, high_open=True
+            )
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be 'reward' or 'none', got {self.context!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}.")
+        if self.context_normalization not in NORMALIZATIONS:
+            raise ValueError(
+                "context_normalization must be 'none' or 'running', "
+                f"got {self.context_normalization!r}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,9 +116,11 @@ class ActorCriticConfig(OnlineConfig):
     """Actor-critic learner and its meta-learned entropy cost (shared fields: ``OnlineConfig``)."""
 
     value_cost: float = 0.5
-    """weight of the value loss [default]."""
+    """weight of the value loss [default: 0.5; related: Table 3, 1]."""
     entropy_cost: float = 0.01
-    """fixed entropy cost of the baseline; initial entropy cost of MG and BMG [default]."""
+    """fixed entropy cost of the baseline, in [0, 1) [default: 0.01; related: Table 3, one of
+    0, 0.1, 0.2, 0.4, 0.8]; also the initial entropy cost of MG and BMG unless ``meta_initial``
+    is set, and then it must be in (0, 1) (a sigmoid's value: ``check_meta_learned``)."""
     outer_entropy_cost: float = 0.0
     """fixed entropy cost inside the meta-objective f (MG, and the BMG target step) [related:
     Luketina et al., CoLLAs 2022, Table 3, 0 or 0.1]."""
@@ -73,9 +129,24 @@ class ActorCriticConfig(OnlineConfig):
     matching_value_cost: float = 1.0
     """weight of the value term with matching="kl_value"."""
 
+    @property
+    def initial_entropy_cost(self) -> float:
+        """The entropy cost MG and BMG start from: ``meta_initial``, else ``entropy_cost``."""
+        return self.entropy_cost if self.meta_initial is None else self.meta_initial
+
+    def check_meta_learned(self) -> None:
+        """Raise ``ValueError`` if MG / BMG cannot start from ``initial_entropy_cost`` (a sigmoid
+        of a finite logit lies in (0, 1): 0 is a fixed baseline's value only)."""
+        if not 0 < self.initial_entropy_cost < 1:
+            raise ValueError(
+                f"entropy_cost = {self.entropy_cost!r} is the initial value of the meta-learned "
+                "entropy cost (a sigmoid) for mg and bmg, so it must be in (0, 1) there; set "
+                "meta_initial in (0, 1) or use algo fixed."
+            )
+
     def __post_init__(self):
         super().__post_init__()
-        check_real("entropy_cost", self.entropy_cost, low=0, high=1, low_open=True, high_open=True)
+        check_real("entropy_cost", self.entropy_cost, low=0, high=1, high_open=True)
         for name in ("value_cost", "outer_entropy_cost", "matching_value_cost"):
             check_real(name, getattr(self, name), low=0)
         if self.matching not in MATCHINGS:
@@ -89,7 +160,8 @@ class QLambdaConfig(OnlineConfig):
     trace_lambda: float = 0.9
     """lambda of Watkins Q(lambda) [related]."""
     epsilon: float = 0.1
-    """fixed epsilon ("fixed"), or the initial epsilon of the meta-learned schedule ("meta")."""
+    """fixed epsilon ("fixed") [related: Table 4, one of 0.3, 0.1, 0.03, 0.01], or the initial
+    epsilon of the meta-learned schedule ("meta") unless ``meta_initial`` is set."""
     decay_start: float = 1.0
     """decay: epsilon at step 0."""
     decay_final: float = 0.01
@@ -103,3 +175,8 @@ class QLambdaConfig(OnlineConfig):
         for name in ("trace_lambda", "decay_start", "decay_final"):
             check_real(name, getattr(self, name), low=0, high=1)
         check_real("epsilon", self.epsilon, low=0, high=1, low_open=True, high_open=True)
+
+    @property
+    def initial_epsilon(self) -> float:
+        """The epsilon a meta-learned schedule starts from: ``meta_initial``, else ``epsilon``."""
+        return self.epsilon if self.meta_initial is None else self.meta_initial

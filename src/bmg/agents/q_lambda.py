@@ -9,7 +9,11 @@ appendix A.3, Table 4):
        G_t = r_t + discount_t [(1 - lambda_t) max_a Q(s_{t+1}, a) + lambda_t G_{t+1}],
        lambda_t = lambda * [a_{t+1} = argmax_a Q(s_{t+1}, a)]   (Watkins: cut at exploration)
        loss = 1/2 mean (G_t - Q(s_t, a_t))^2;
-  2. x <- x - lr * clip(grad loss);
+     with T = 1 (an update at every environment step, Luketina et al., CoLLAs 2022, Table 4)
+     G_0 = r_0 + discount_0 max_a Q(s_1, a): one-step Q-learning, lambda has no effect (this
+     forward view truncates the return at the rollout's end; no eligibility trace is carried
+     across updates);
+  2. x <- x - lr * clip(grad loss) (SGD, or Adam with ``optimizer="adam"``);
   3. collect the next rollout epsilon-greedily with the new parameters and push its mean reward
      into the context.
 
@@ -80,10 +84,11 @@ def make_q_lambda(
     truncates = stream.can_truncate(env)
     q_net = MLP((config.hidden_size, config.hidden_size), num_actions)
     meta_schedule = make_meta_schedule(
-        config.epsilon,
+        config.initial_epsilon if schedule == "meta" else config.epsilon,
         use_context=config.context == "reward" and schedule == "meta",
         context_length=config.context_length,
         hidden_size=config.meta_hidden_size,
+        hidden_layers=config.meta_hidden_layers,
     )
     optimizer = stream.make_optimizer(config)
 
@@ -95,7 +100,7 @@ def make_q_lambda(
         if schedule == "decay":
             progress = jnp.minimum(extras.stream.env_steps / config.decay_steps, 1.0)
             return config.decay_start + (config.decay_final - config.decay_start) * progress
-        return meta_schedule.value(meta_params, extras.reward_history)
+        return meta_schedule.value(meta_params, stream.context(extras))
 
     def collect(params, eps, env_stream, key):
         """Act epsilon-greedily for T steps; parameters and epsilon are data here."""
@@ -169,11 +174,15 @@ def make_q_lambda(
         q_key, reset_key, collect_key = jax.random.split(key, 3)
         params = q_net.init(q_key, jnp.zeros((obs.size,)))
         # epsilon before any context: the decay's start, else the configured (initial) epsilon.
-        eps = config.decay_start if schedule == "decay" else config.epsilon
+        eps = {"decay": config.decay_start, "meta": config.initial_epsilon}.get(
+            schedule, config.epsilon
+        )
         rollout, env_stream = collect(
             params, jnp.asarray(eps), rl.start_stream(env, env_params, reset_key), collect_key
         )
-        extras = stream.start(rollout, env_stream, config.context_length)
+        extras = stream.start(
+            rollout, env_stream, config.context_length, config.context_normalization
+        )
         return LearnerState(params, optimizer.init(params), extras)
 
     def probes(meta_params, state: LearnerState):

@@ -25,13 +25,64 @@ from bmg.core import clip_by_global_norm
 
 
 def make_optimizer(config: OnlineConfig) -> optax.GradientTransformation:
-    """SGD with ``config.learning_rate``, after a global-norm clip to ``config.max_grad_norm``
-    (none at 0). The clip is ``bmg.core``'s, whose derivative stays finite at a zero gradient
-    (optax's gives NaN meta-gradients there: 0/0 in d||g||/dg)."""
-    optimizer = optax.sgd(config.learning_rate)
+    """SGD or Adam (``config.optimizer``) with ``config.learning_rate``, after a global-norm clip
+    to ``config.max_grad_norm`` (none at 0). The clip is ``bmg.core``'s, whose derivative stays
+    finite at a zero gradient (optax's gives NaN meta-gradients there: 0/0 in d||g||/dg).
+
+    Adam is ``optax.adam(learning_rate, b1=adam_b1, b2=adam_b2, eps=adam_eps,
+    eps_root=adam_eps_root)``: x <- x - lr m_hat / (sqrt(v_hat + eps_root) + eps) (Kingma & Ba,
+    2015; Luketina et al., CoLLAs 2022, appendix A.3, Table 4: eps 1e-4, betas 0.9 / 0.999).
+    """
+    if config.optimizer == "adam":
+        optimizer = optax.adam(
+            config.learning_rate,
+            b1=config.adam_b1,
+            b2=config.adam_b2,
+            eps=config.adam_eps,
+            eps_root=config.adam_eps_root,
+        )
+    else:
+        optimizer = optax.sgd(config.learning_rate)
     if config.max_grad_norm > 0:
         optimizer = optax.chain(clip_by_global_norm(config.max_grad_norm), optimizer)
     return optimizer
+
+
+class RunningStats(NamedTuple):
+    """Welford's running mean and variance of a stream of scalars (Welford, 1962).
+
+    Attributes:
+      count: int32[], values seen.
+      mean: float32[], their mean (0 before any).
+      m2: float32[], the sum of squared deviations from the mean; variance = m2 / count
+        (population variance, numpy's ``np.var`` default ``ddof=0``).
+    """
+
+    count: jax.Array
+    mean: jax.Array
+    m2: jax.Array
+
+    @classmethod
+    def zeros(cls) -> RunningStats:
+        return cls(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+
+    def push(self, value: jax.Array) -> RunningStats:
+        """The statistics with one more value: n' = n + 1, delta = x - mean,
+        mean' = mean + delta / n', m2' = m2 + delta (x - mean')."""
+        count = self.count + 1
+        delta = value - self.mean
+        mean = self.mean + delta / count.astype(jnp.float32)
+        return RunningStats(count, mean, self.m2 + delta * (value - mean))
+
+    @property
+    def std(self) -> jax.Array:
+        """sqrt(m2 / count) (0 before any value)."""
+        return jnp.sqrt(self.m2 / jnp.maximum(self.count, 1).astype(jnp.float32))
+
+
+CONTEXT_VARIANCE_EPS = 1e-8
+"""Added to the running variance before the square root when normalising the context, as running
+observation normalisers do (e.g. Gymnasium's NormalizeObservation) [default]."""
 
 
 class Extras(NamedTuple):
@@ -41,24 +92,54 @@ class Extras(NamedTuple):
       stream: the environment stream and its cumulative counters (``bmg.rl.Stream``).
       rollout: the latest rollout (``bmg.rl.Rollout``), collected by the current parameters.
       reward_history: float32[context_length], the mean reward of each recent rollout, oldest
-        first (the meta-network's context; zeros before there are enough rollouts).
+        first (the raw context; zeros before there are enough rollouts).
+      context_stats: ``RunningStats`` of every mean reward pushed into ``reward_history`` (the
+        first rollout's included) with ``context_normalization="running"``; None otherwise.
     """
 
     stream: rl.Stream
     rollout: rl.Rollout
     reward_history: jax.Array
+    context_stats: RunningStats | None = None
 
 
 def advance(extras: Extras, rollout: rl.Rollout, stream: rl.Stream) -> Extras:
-    """Carry a new rollout and its stream; push its mean reward into the context."""
-    history = jnp.concatenate([extras.reward_history[1:], jnp.mean(rollout.rewards)[None]])
-    return Extras(stream=stream, rollout=rollout, reward_history=history)
+    """Carry a new rollout and its stream; push its mean reward into the context (and into the
+    running statistics, when the extras carry them)."""
+    mean_reward = jnp.mean(rollout.rewards)
+    history = jnp.concatenate([extras.reward_history[1:], mean_reward[None]])
+    stats = extras.context_stats
+    if stats is not None:
+        stats = stats.push(mean_reward)
+    return Extras(stream=stream, rollout=rollout, reward_history=history, context_stats=stats)
 
 
-def start(rollout: rl.Rollout, stream: rl.Stream, context_length: int) -> Extras:
-    """The extras after the first rollout (which counts like every other)."""
-    empty = Extras(stream, rollout, jnp.zeros((context_length,), jnp.float32))
+def start(
+    rollout: rl.Rollout,
+    stream: rl.Stream,
+    context_length: int,
+    normalization: str = "none",
+) -> Extras:
+    """The extras after the first rollout (which counts like every other); ``normalization``
+    "running" carries ``RunningStats`` (``context``)."""
+    stats = RunningStats.zeros() if normalization == "running" else None
+    empty = Extras(stream, rollout, jnp.zeros((context_length,), jnp.float32), stats)
     return advance(empty, rollout, stream)
+
+
+def context(extras: Extras) -> jax.Array:
+    """The meta-network's input, float32[context_length]: the raw ``reward_history`` without
+    running statistics, else tanh((h - mean) / sqrt(var + CONTEXT_VARIANCE_EPS)) in [-1, 1]
+    (Luketina et al., CoLLAs 2022, appendix A.3: each feature normalised by running statistics
+    and squashed by tanh). One mean and variance serve every feature: they are the same quantity
+    (a rollout's mean reward) at different lags. Padding zeros before ``context_length``
+    rollouts are normalised like values. Data: no gradient flows into it."""
+    stats = extras.context_stats
+    if stats is None:
+        return extras.reward_history
+    variance = stats.m2 / jnp.maximum(stats.count, 1).astype(jnp.float32)
+    z = (extras.reward_history - stats.mean) / jnp.sqrt(variance + CONTEXT_VARIANCE_EPS)
+    return jax.lax.stop_gradient(jnp.tanh(z))
 
 
 class ObservationShape(NamedTuple):

@@ -121,6 +121,8 @@ class TwoColorsConfig:
             check_integer(name, getattr(self, name), minimum)
         for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
             check_real(name, getattr(self, name), low=0, low_open=True)
+        if self.agent == "ac" and self.algo in ("mg", "bmg"):
+            self.ac.check_meta_learned()
         self.meta_config()  # validates K, L, continue_from
         if self.steps_per_meta_step > self.steps:
             raise ValueError(
@@ -181,8 +183,117 @@ class TwoColorsConfig:
         return meta_steps * self.steps_per_meta_step + self.learner.rollout_length
 
 
+SMALL_ENTROPY: dict[str, Any] = dict(
+    steps=6_400_000,
+    seeds=10,
+    chunk_steps=200_000,
+    bootstrap_steps=8,
+    meta_learning_rate=1e-4,
+    ac=ActorCriticConfig(
+        value_cost=0.5,
+        entropy_cost=0.01,
+        meta_hidden_size=32,
+        meta_hidden_layers=1,
+        context_normalization="none",
+    ),
+    q=QLambdaConfig(
+        optimizer="sgd",
+        learning_rate=0.1,
+        rollout_length=16,
+        context_length=10,
+        meta_hidden_size=32,
+        meta_hidden_layers=1,
+        context_normalization="none",
+    ),
+)
+"""The defaults before the `related` preset (issue 13): entropy cost 0.01 (a tenth of the
+smallest non-zero published candidate), a 1 x 32 meta-network on raw rewards, Q(lambda) by SGD 0.1
+per 16-step rollout. Kept as `small-entropy` so the earlier reports stay reproducible."""
+
+RELATED: dict[str, Any] = dict(
+    steps=10_000_000,  # [related: Table 1, totals after 10M steps]
+    seeds=10,  # [related: Table 1, 10 seeds]
+    chunk_steps=200_000,
+    bootstrap_steps=16,  # L [related: AC grid {8, 16} (Table 3); Q grid {16, 32, 128} (Table 4)]
+    meta_learning_rate=1e-4,  # [related: grid {1e-3, 1e-4, 1e-5, 1e-6}, Tables 3 and 4 (context)]
+    meta_adam_eps=1e-4,  # [related: Tables 3 and 4; Adam betas 0.9 / 0.999, optax's defaults]
+    ac=ActorCriticConfig(
+        hidden_size=256,  # [related: Table 3, policy and value MLPs 2 x 256 ReLU]
+        rollout_length=16,  # [related: Table 3, batch 16]
+        optimizer="sgd",  # [related: Table 3]
+        learning_rate=0.1,  # [related: Table 3]
+        discount=0.99,  # [related: Table 3]
+        max_grad_norm=1.0,  # [default: SGD 0.1 diverged without it, docs/two-colors.md]
+        value_cost=1.0,  # [related: Table 3, loss L_pi + L_v + a_ent L_ent]
+        entropy_cost=0.1,  # fixed baseline [related: Table 3 grid {0, 0.1, 0.2, 0.4, 0.8}]
+        meta_initial=0.5,  # mg / bmg start [related: A.3, sigmoid output pre-trained to 0.5]
+        outer_entropy_cost=0.0,  # [related: Table 3 grid {0, 0.1}]
+        context="reward",  # [related: Table 1, reward context]
+        context_length=10,  # [related: Table 3, H = 10 rollouts]
+        context_normalization="running",  # [related: A.3, running statistics, then tanh]
+        meta_hidden_size=64,  # [related: Table 3, 2 x 64 ReLU]
+        meta_hidden_layers=2,
+    ),
+    q=QLambdaConfig(
+        hidden_size=256,  # [related: Table 4, Q-MLP 2 x 256 ReLU]
+        rollout_length=1,  # [related: Table 4, an update at every environment step]
+        optimizer="adam",  # [related: Table 4, Adam eps 1e-4, betas 0.9 / 0.999]
+        adam_eps=1e-4,
+        adam_b1=0.9,
+        adam_b2=0.999,
+        learning_rate=3e-5,  # [related: Table 4, the meta-learning methods' inner rate]
+        max_grad_norm=0.0,  # [related: Table 4 states no clipping]
+        discount=0.99,  # [related: Table 4]
+        trace_lambda=0.9,  # [related: Table 4]
+        epsilon=0.1,  # fixed baseline [related: Table 4 grid {0.3, 0.1, 0.03, 0.01}]
+        meta_initial=0.5,  # mg / bmg start [related: A.3, sigmoid output pre-trained to 0.5]
+        context="reward",  # [related: Table 1, reward context]
+        context_length=100,  # [related: Table 4, H = 100 last rewards (T = 1)]
+        context_normalization="running",  # [related: A.3, running statistics, then tanh]
+        meta_hidden_size=128,  # [related: Table 4, 2 x 128 ReLU]
+        meta_hidden_layers=2,
+    ),
+)
+"""Every value Luketina et al., "Meta-Gradients in Non-Stationary Environments", CoLLAs 2022,
+appendix A.3 (Tables 3 and 4) publish for Two-colors, for the actor-critic (default) and, with
+`--agent q`, Q(lambda) (K = 0 for its BMG, the default of `inner_steps`). Where they publish a
+grid, the preset takes one candidate (noted above) and `RELATED_GRID` lists them all."""
+
+RELATED_GRID: dict[str, dict[str, tuple]] = {
+    # Luketina et al., CoLLAs 2022, appendix A.3, Table 3 (actor-critic). The best setting per
+    # method is reported; MG and BMG sweeps have the same size.
+    "ac": {
+        "ac.entropy_cost": (0.0, 0.1, 0.2, 0.4, 0.8),  # fixed baseline only
+        "meta_learning_rate": (1e-3, 1e-4, 1e-5, 1e-6),  # mg, bmg
+        "ac.outer_entropy_cost": (0.0, 0.1),  # mg (and the bmg target's final step)
+        "inner_steps": (1, 3, 6),  # K: mg, bmg (a shape: one program per value)
+        "bootstrap_steps": (8, 16),  # L: bmg (a shape: one program per value)
+    },
+    # Table 4 (Q(lambda)): the baseline sweeps its learning rate and epsilon; the meta-learning
+    # methods use an inner learning rate of 3e-5 and K = 0.
+    "q": {
+        "q.learning_rate": (3e-3, 1e-4, 3e-5, 1e-5),  # fixed baseline only
+        "q.epsilon": (0.3, 0.1, 0.03, 0.01),  # fixed baseline only
+        "meta_learning_rate": (1e-3, 1e-4, 1e-5, 1e-6),  # bmg with reward context
+        "meta_learning_rate/no_context": (1e-2, 3e-3, 1e-3, 3e-4),  # bmg, --q.context none
+        "bootstrap_steps": (16, 32, 128),  # L: bmg (a shape: one program per value)
+    },
+}
+"""The published grids of the `related` preset (field -> candidates), for a sweep to run."""
+
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the defaults below (the paper's 10 seeds x 6.4M steps)", {}),
+    "small-entropy": (
+        "the defaults before the related preset (entropy cost 0.01, 1 x 32 meta-network on raw "
+        "rewards; 10 seeds x 6.4M steps): the earlier reports' runs",
+        SMALL_ENTROPY,
+    ),
+    "related": (
+        "every published value of Luketina et al., CoLLAs 2022, appendix A.3 (actor-critic; "
+        "Q(lambda) with --agent q): 10 seeds x 10M steps, running-normalised reward context, "
+        "meta-network output 0.5 at the start",
+        RELATED,
+    ),
     "demo": (
         "minutes on a 2-core laptop: 4 seeds x 1M steps, flips every 100k steps, a 10x "
         "meta-learning rate so the schedule can move within the short lifetime",
@@ -227,7 +338,8 @@ def make_learner(config: TwoColorsConfig):
 
     env, env_params = two_colors.TwoColors(), config.env.params()
     if config.agent == "ac":
-        return make_actor_critic(config.ac, env, env_params)
+        schedule = "fixed" if config.algo == "fixed" else "meta"
+        return make_actor_critic(config.ac, env, env_params, schedule=schedule)
     schedule = config.algo if config.algo in ("fixed", "decay") else "meta"
     return make_q_lambda(config.q, env, env_params, schedule=schedule)
 
