@@ -53,6 +53,21 @@ For meta-learning the agent supplies (Flennerhag et al., ICLR 2022, Atari; Zahav
 Probes: ``env_steps``, ``reward_sum``, ``episodes``, ``episode_return_sum`` (cumulative, summed
 over the B streams; ``env_steps`` saturates at 2^31 - 1) and the 18 sigma values under
 ``head{h}/{gamma,lambda,g_v,g_p,g_e,alpha}`` (the weights as fractions of the outer weights).
+
+The batch over devices (``make_stacx(..., axis_name="batch")``, the Anakin pattern of Hessel et
+al., "Podracer architectures for scalable reinforcement learning", 2021): inside a
+``jax.shard_map`` (``check_vma=False``, pmap's semantics) whose ``axis_name`` splits the B
+streams (``extras`` leaves, leading axis B) over N devices while parameters and meta-parameters
+are replicated, each device's losses are its shard's means, the learner's gradients are
+all-reduced with ``jax.lax.pmean`` as the first transformation of the optimiser chain (so the
+clip, RMSProp and the RMSProp target step see the whole batch's gradient), metrics are
+``pmean``-ed and probes ``psum``-ed, and the acting noise and environment keys are the global
+draws sliced to the device's streams. The meta-gradient of each device is then averaged over
+the axis (``bmg.experiments.runners.anakin.over_batch_shards``: pmean, one key for all), which
+by linearity is the meta-gradient of the whole batch's objective (the pmean inside the update
+transposes to a pmean of the cotangents). N devices give the numbers of one device holding all
+B streams, to float reassociation (tested with 4 forced host devices). The plain SGD target
+step of ``bmg.core`` would step on one shard's gradient, so ``target_step="sgd"`` is refused.
 """
 
 from __future__ import annotations
@@ -263,17 +278,29 @@ def meta_values(meta_params: dict) -> jax.Array:
     )
 
 
-def make_optimizer(config: StacxConfig, learning_rate: float | None = None):
+def mean_over_devices(axis_name: str) -> optax.GradientTransformation:
+    """A stateless optax transformation: ``jax.lax.pmean`` of the gradients over ``axis_name``
+    (each device's gradient is of its shard's mean loss; equal shards make the mean the
+    gradient of the whole batch's mean loss)."""
+    return optax.stateless(lambda updates, params=None: jax.lax.pmean(updates, axis_name))
+
+
+def make_optimizer(
+    config: StacxConfig, learning_rate: float | None = None, axis_name: str | None = None
+):
     """``chain(bmg.core.clip_by_global_norm(max_grad_norm), optax.rmsprop(lr, decay, eps))``
-    (no clip at ``max_grad_norm`` 0). optax's RMSProp has eps inside the square root."""
+    (no clip at ``max_grad_norm`` 0). optax's RMSProp has eps inside the square root. With
+    ``axis_name`` the chain starts with ``mean_over_devices(axis_name)`` (the all-reduce comes
+    before the clip, which must see the whole batch's gradient)."""
     rmsprop = optax.rmsprop(
         config.learning_rate if learning_rate is None else learning_rate,
         decay=config.rmsprop_decay,
         eps=config.rmsprop_eps,
     )
+    reduce = () if axis_name is None else (mean_over_devices(axis_name),)
     if config.max_grad_norm > 0:
-        return optax.chain(clip_by_global_norm(config.max_grad_norm), rmsprop)
-    return optax.chain(rmsprop)
+        return optax.chain(*reduce, clip_by_global_norm(config.max_grad_norm), rmsprop)
+    return optax.chain(*reduce, rmsprop)
 
 
 def make_torso(config: StacxConfig) -> nn.Module:
@@ -285,11 +312,17 @@ def make_torso(config: StacxConfig) -> nn.Module:
     return ImpalaTorso(config.impala_channels, config.impala_blocks, hidden)
 
 
-def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
+def make_stacx(
+    config: StacxConfig, env: Any, env_params: Any, *, axis_name: str | None = None
+) -> Learner:
     """STACX on ``env`` (a gymnax environment with image observations [H, W, C] and discrete
     actions) as a ``bmg.core.Learner``: phi, f, mu, the RMSProp target step, initialisers and
     probes (see the module docstring). Use with ``MetaConfig(algo="fixed")`` for IMPALA with the
     initial hyper-parameters, ``"mg"`` with ``inner_steps=1`` for STACX, ``"bmg"`` for BMG.
+
+    ``axis_name``: the ``shard_map`` mesh axis splitting the B streams over devices (see the
+    module docstring); ``init_state`` then runs outside the ``shard_map`` (all B streams), the
+    update, objectives and probes inside it. None: one device holds the batch.
 
     Raises:
       ValueError: the action space is not discrete, or observations are not [H, W, C].
@@ -305,17 +338,39 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
     network = StacxNetwork(
         make_torso(config), config.num_heads, num_actions, config.meta_embedding_size
     )
-    optimizer = make_optimizer(config)
+    if axis_name is not None and config.target_step == "sgd":
+        raise ValueError(
+            "target_step must be 'rmsprop' with the batch split over devices (axis_name): the "
+            "plain SGD target of bmg.core would step on one shard's gradient; got 'sgd'."
+        )
+    optimizer = make_optimizer(config, axis_name=axis_name)
     outer_costs = jnp.asarray([config.value_cost, config.policy_cost, config.entropy_cost])
     # The outer loss's hyper-parameters in sigma units, fed to every head's embedding.
     outer_row = jnp.asarray([config.outer_discount, config.outer_lambda, 1.0, 1.0, 1.0, 1.0])
     outer_eta = jnp.tile(outer_row, (config.num_heads, 1))
 
-    def collect(params, eta, streams, key):
-        """Act T steps in each of the B streams with the main head; parameters are data."""
+    def mean(x):
+        """The mean over the whole batch of per-shard means (identity on one device)."""
+        return x if axis_name is None else jax.lax.pmean(x, axis_name)
+
+    def total(x):
+        """The sum over the whole batch of per-shard sums (identity on one device)."""
+        return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+    def local(x, sharded=True):
+        """This device's streams of a global [B, ...] draw (all of it on one device)."""
+        if axis_name is None or not sharded:
+            return x
+        size = num_envs // jax.lax.axis_size(axis_name)
+        start = jax.lax.axis_index(axis_name) * size
+        return jax.lax.dynamic_slice_in_dim(x, start, size)
+
+    def collect(params, eta, streams, key, sharded=True):
+        """Act T steps in each of the B streams with the main head; parameters are data.
+        ``sharded=False``: all B streams (outside the ``shard_map``, for shapes)."""
         params, eta = jax.lax.stop_gradient((params, eta))
         action_key, env_key = jax.random.split(key)
-        gumbel = jax.random.gumbel(action_key, (num_envs, length, num_actions))
+        gumbel = local(jax.random.gumbel(action_key, (num_envs, length, num_actions)), sharded)
 
         def act(obs, noise):  # a ~ pi_main(.|obs): argmax of logits + Gumbel noise
             logits, _ = network.apply(params, obs, eta, heads=1)
@@ -324,7 +379,7 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
         def one(env_stream, noise, k):
             return rl.collect(env, env_params, act, noise, env_stream, k, discount=1.0)
 
-        return jax.vmap(one)(streams, gumbel, jax.random.split(env_key, num_envs))
+        return jax.vmap(one)(streams, gumbel, local(jax.random.split(env_key, num_envs), sharded))
 
     def clip_rewards(rewards):
         if config.reward_clip > 0:
@@ -363,7 +418,7 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
             )
 
         loss, metrics = jax.vmap(one)(logits, values, v_final, batch, behaviour_logits)
-        return jnp.mean(loss), jax.tree.map(jnp.mean, metrics)
+        return jnp.mean(loss), jax.tree.map(lambda m: mean(jnp.mean(m)), metrics)
 
     def inner_loss(params, batch, eta):
         """sum_h of head h's leaky V-trace loss at its own meta-parameters (heads vmapped)."""
@@ -412,7 +467,8 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "env/rollout_reward": jnp.sum(batch.rewards)}
+        metrics = {**metrics, "env/rollout_reward": total(jnp.sum(batch.rewards))}
+        metrics["learner/loss"] = mean(metrics["learner/loss"])
         return LearnerState(params, opt_state, Extras(streams, batch, behaviour_logits)), metrics
 
     def main_head(params, observations):
@@ -439,7 +495,7 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
             entropy_cost=config.entropy_cost,
         )
         kl = policy_kl(extras.behaviour_logits, logits[:, :, 0])
-        metrics = {**metrics, "kl": kl}
+        metrics = {**metrics, "kl": mean(kl)}
         return loss + config.outer_kl_cost * kl, metrics
 
     def matching_fn(target: LearnerState, state: LearnerState, meta_params):
@@ -471,7 +527,7 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
         streams = jax.vmap(lambda k: rl.start_stream(env, env_params, k))(
             jax.random.split(reset_key, num_envs)
         )
-        shapes = jax.eval_shape(collect, params, eta, streams, key)[0]
+        shapes = jax.eval_shape(lambda *a: collect(*a, sharded=False), params, eta, streams, key)[0]
         batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         behaviour_logits = jnp.zeros((num_envs, length, num_actions), jnp.float32)
         return LearnerState(
@@ -490,9 +546,9 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
         return {
             # All streams take the same number of steps.
             "env_steps": jnp.minimum(streams.env_steps[0], INT32_MAX // num_envs) * num_envs,
-            "reward_sum": jnp.sum(streams.reward_sum),
-            "episodes": jnp.sum(streams.episodes),
-            "episode_return_sum": jnp.sum(streams.episode_return_sum),
+            "reward_sum": total(jnp.sum(streams.reward_sum)),
+            "episodes": total(jnp.sum(streams.episodes)),
+            "episode_return_sum": total(jnp.sum(streams.episode_return_sum)),
             **named,
         }
 
@@ -500,7 +556,7 @@ def make_stacx(config: StacxConfig, env: Any, env_params: Any) -> Learner:
     if config.target_step == "rmsprop":
         target_step = gradient_step(
             meta_objective,
-            preconditioner=make_optimizer(config, config.target_learning_rate),
+            preconditioner=make_optimizer(config, config.target_learning_rate, axis_name),
             preconditioner_state="learner",
         )
 

@@ -14,6 +14,14 @@ meta_steps]` arrays), stops with one sentence at the first non-finite value (kee
 good checkpoint), saves a checkpoint (carry, trace, chunks done, seconds) through a
 `Checkpointer`, and calls `on_chunk`. A run restored from a checkpoint continues bit-identically.
 
+One seed's learner batch can also be split over devices (`batch_devices` > 1): the devices form
+a mesh ("seed", "batch"); each chunk runs inside `jax.shard_map` with the leaves of the learner
+state's `extras` (the environment streams and the batch, leading axis B after the seed axis)
+split over "batch" and everything else replicated over it. The learner must then reduce its
+losses, metrics and probes over the "batch" axis itself (e.g. `make_stacx(...,
+axis_name="batch")`): its replicated parameters, meta-parameters and keys stay identical on
+every device, so N batch devices give the numbers of one (to float reassociation).
+
 Before anything runs, the init and the chunk are compiled from abstract shapes and XLA's memory
 analysis of them is checked against the memory of the devices: a lifetime that cannot fit is
 refused with one sentence saying how many seeds would.
@@ -169,6 +177,70 @@ def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None) -
     return NamedSharding(Mesh(np.array(devices[:count]), ("seed",)), PartitionSpec("seed"))
 
 
+BATCH_AXIS = "batch"
+"""The mesh axis over which `batch_devices` > 1 splits one seed's learner batch."""
+
+
+def seed_batch_mesh(
+    num_seeds: int, batch_devices: int, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
+    """A ("seed", "batch") mesh: `batch_devices` devices per seed group, and the most seed
+    groups that divide `num_seeds` and fit in the devices.
+
+    Raises:
+      ValueError: fewer devices than `batch_devices`.
+    """
+    devices = list(devices or jax.local_devices())
+    if batch_devices > len(devices):
+        raise ValueError(
+            f"batch_devices must be at most the {len(devices)} devices available, got "
+            f"{batch_devices}."
+        )
+    groups = len(devices) // batch_devices
+    count = max(d for d in range(1, groups + 1) if num_seeds % d == 0)
+    grid = np.array(devices[: count * batch_devices]).reshape(count, batch_devices)
+    return Mesh(grid, ("seed", BATCH_AXIS))
+
+
+def over_batch_shards(axis_name: str = BATCH_AXIS):
+    """A `bmg.core` reduction for one learner whose batch is split over the devices of
+    `axis_name` (inside `jax.shard_map(..., check_vma=False)`): every device computes the
+    meta-gradient of its shard's objective with the same key, then `jax.lax.pmean` averages
+    the meta-gradients and metrics, so the replicated meta-parameters get the same update.
+
+    Unlike `bmg.core.over_devices` (independent learners, one per device: keys split per
+    device, meta-parameters marked device-varying) the learner here is one: it all-reduces its
+    own gradients and slices its global draws, so the key must be the same everywhere.
+    """
+
+    def reduce(meta_gradient):
+        def averaged(meta_params, learner_state, key):
+            grads, (state, metrics) = meta_gradient(meta_params, learner_state, key)
+            grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+            return grads, (state, metrics)
+
+        return averaged
+
+    return reduce
+
+
+def carry_specs(carry: Carry) -> Carry:
+    """PartitionSpecs of a seed-batched carry on a ("seed", "batch") mesh: the learner state's
+    `extras` leaves split over "batch" on their axis 1 (the batch after the seed axis),
+    everything else over "seed" only."""
+    seed, batch = PartitionSpec("seed"), PartitionSpec("seed", BATCH_AXIS)
+    state = carry.learner_state
+    return Carry(
+        meta_state=jax.tree.map(lambda _: seed, carry.meta_state),
+        learner_state=LearnerState(
+            params=jax.tree.map(lambda _: seed, state.params),
+            opt_state=jax.tree.map(lambda _: seed, state.opt_state),
+            extras=jax.tree.map(lambda _: batch, state.extras),
+        ),
+        key=seed,
+    )
+
+
 def available_memory(device: jax.Device) -> int | None:
     """Bytes free on `device`: its allocator's limit minus use (accelerators), or the host's
     available memory (CPU). None when unknown."""
@@ -246,6 +318,10 @@ class Anakin:
       memory_limit: bytes per device the compiled programs may use; None = what the device
         reports free (host memory on CPU).
       devices: the devices to shard seeds over; None = all local devices.
+      batch_devices: devices splitting each seed's learner batch (see the module docstring);
+        1 = none (the seeds alone are sharded). With > 1 the learner must reduce over the
+        "batch" axis (`BATCH_AXIS`), B must divide by it, and a `MetaConfig` is built with
+        `reduce=over_batch_shards()` (pass a `MetaLearner` built so, otherwise).
 
     Raises:
       ValueError: a count that is not a positive integer (one sentence naming it).
@@ -265,6 +341,7 @@ class Anakin:
         checkpointer=None,
         memory_limit: int | None = None,
         devices: Sequence[jax.Device] | None = None,
+        batch_devices: int = 1,
     ):
         self.num_seeds = check_integer("num_seeds", num_seeds, 1)
         self.first_seed = check_integer("first_seed", first_seed, 0)
@@ -274,8 +351,10 @@ class Anakin:
             raise ValueError(
                 f"first_seed + num_seeds must be <= 2**31, got {self.first_seed + self.num_seeds}."
             )
+        self.batch_devices = check_integer("batch_devices", batch_devices, 1)
         if isinstance(meta_learner, MetaConfig):
-            meta_learner = make_meta_learner(learner, meta_learner)
+            reduce = over_batch_shards() if self.batch_devices > 1 else None
+            meta_learner = make_meta_learner(learner, meta_learner, reduce=reduce)
         self.metrics = tuple(metrics)
         self.checkpointer = checkpointer
         self.memory_limit = memory_limit
@@ -286,13 +365,46 @@ class Anakin:
             metrics=self.metrics,
             probes=probes,
         )
-        self.sharding = seed_sharding(self.num_seeds, devices)
-        self._init = jax.jit(jax.vmap(init), out_shardings=self.sharding)
-        self._probe = jax.jit(jax.vmap(probe))
-        self._run_chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
+        if self.batch_devices == 1:
+            self.sharding = seed_sharding(self.num_seeds, devices)
+            self._init = jax.jit(jax.vmap(init), out_shardings=self.sharding)
+            self._probe = jax.jit(jax.vmap(probe))
+            self._run_chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
+        else:
+            self._shard_batch(init, probe, run_chunk, devices)
         self._compiled = None
         self.compile_seconds = float("nan")
         self.memory_bytes: int | None = None
+
+    def _shard_batch(self, init, probe, run_chunk, devices) -> None:
+        """The init, probe and chunk programs on a ("seed", "batch") mesh (`batch_devices` > 1):
+        the init makes every seed's whole carry, then places its `extras` split over "batch";
+        probes and chunks run inside `jax.shard_map` over the mesh."""
+        mesh = seed_batch_mesh(self.num_seeds, self.batch_devices, devices)
+        self.sharding = NamedSharding(mesh, PartitionSpec("seed"))
+        key = jax.eval_shape(lambda: jax.random.key(0))
+        shapes = jax.eval_shape(jax.vmap(init), jax.ShapeDtypeStruct((self.num_seeds,), key.dtype))
+        specs = carry_specs(shapes)
+        self._init = jax.jit(
+            jax.vmap(init),
+            out_shardings=jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs),
+        )
+        seed = PartitionSpec("seed")
+        self._probe = jax.jit(
+            jax.shard_map(
+                jax.vmap(probe), mesh=mesh, in_specs=(specs,), out_specs=seed, check_vma=False
+            )
+        )
+        self._run_chunk = jax.jit(
+            jax.shard_map(
+                jax.vmap(run_chunk),
+                mesh=mesh,
+                in_specs=(specs,),
+                out_specs=(specs, seed),
+                check_vma=False,
+            ),
+            donate_argnums=0,
+        )
 
     # set-up ------------------------------------------------------------------------------------
 
