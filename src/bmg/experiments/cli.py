@@ -4,6 +4,8 @@
   bmg two-colors resume RUN_DIR
   bmg fewshot {default,tiny,paper} --data-dir DIR [--out DIR] [flags]
   bmg fewshot resume RUN_DIR
+  bmg minatar {default,demo,paper} [--out DIR] [flags]
+  bmg minatar resume RUN_DIR
   bmg fewshot make-synthetic --out DIR --format {csv,pkl} --classes C --per-class N --size S
   bmg compare RUN_DIR [RUN_DIR ...] [--out DIR]
 
@@ -27,6 +29,7 @@ from typing import Annotated, Generic, TypeVar, Union
 COMMANDS = {
     "two-colors": "train fixed / mg / bmg on Two-colors; writes a run directory",
     "fewshot": "meta-train maml / fomaml / bmg on MiniImagenet-format data; writes a run directory",
+    "minatar": "train impala / stacx / bmg on a MinAtar game; writes a run directory",
     "compare": "table and plots comparing finished runs",
 }
 
@@ -232,6 +235,20 @@ def two_colors_command(argv: list[str]) -> None:
     )
 
 
+def minatar_command(argv: list[str]) -> None:
+    _use_all_cpu_cores()
+    run_experiment(
+        argv,
+        module="bmg.experiments.minatar",
+        experiment="minatar",
+        prog="bmg minatar",
+        description="MinAtar (gymnax): IMPALA (--algo impala), STACX with a one-step "
+        "meta-gradient (stacx) or STACX + BMG (bmg, --k K --l L) on one game (--env). Choose a "
+        "preset (it sets the defaults its flags then override), or `resume RUN_DIR` to continue "
+        "an interrupted run.",
+    )
+
+
 def make_synthetic_command(argv: list[str]) -> None:
     from bmg.experiments import rundir
     from bmg.fewshot.synthetic import make_synthetic
@@ -326,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     command = {
         "two-colors": two_colors_command,
         "fewshot": fewshot_command,
+        "minatar": minatar_command,
         "compare": compare_command,
     }[argv[0]]
     command(argv[1:])

@@ -1,0 +1,331 @@
+"""MinAtar: IMPALA, STACX (MG) and STACX + BMG on the gymnax MinAtar games, on the Anakin spine.
+
+Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022 (the Atari experiments: STACX with a
+one-step meta-gradient, and with BMG), here on MinAtar (Young & Tian, 2019) in pure JAX: the
+agent is ``bmg.agents.stacx`` (Zahavy et al., "A Self-Tuning Actor-Critic Algorithm", NeurIPS
+2020), the games ``bmg.envs.minatar``.
+
+This module only declares the system (importing it loads no JAX, so ``--help`` is fast): its
+config and presets, the learner and meta-learning config it builds, and how the runner's trace
+becomes the report's columns. The lifetime runs on the Anakin runner
+(``bmg.experiments.runners.anakin``: compiled chunks, seeds vmapped and sharded, one seed's
+batch optionally split over devices, orbax checkpoints, exact resume); ``run`` drives it into a
+run directory; ``bmg.experiments.minatar_report`` writes the tables and plots.
+
+Algorithms: ``impala`` (``MetaConfig(algo="fixed")``: the initial hyper-parameters, sigma(4.6)),
+``stacx`` (``"mg"``, K = ``inner_steps`` = 1 [paper]) and ``bmg`` (K = 1, L = ``bootstrap_steps``,
+the learner's RMSProp-preconditioned target step and KL matching by default [paper]). BMG's
+learner goes on from the target's last update (``continue_from="target"``) by default: the
+L - 1 bootstrap updates act and learn on fresh frames, so no frame is collected and discarded
+(the paper does not say which state its learner continues from [default]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+import tyro
+
+from bmg.agents.stacx import StacxConfig
+from bmg.checks import check_integer, check_real
+from bmg.core.config import MetaConfig
+from bmg.envs.minatar import GAMES, check_game, check_sticky_action_prob
+
+MAX_STEPS = 2**31 - 1  # the int32 frame counters of a seed
+ALGOS = {"impala": "fixed", "stacx": "mg", "bmg": "bmg"}
+
+
+@dataclasses.dataclass(frozen=True)
+class MinAtarConfig:
+    """One MinAtar run: game and protocol, algorithm, lifetime, seeds and the STACX learner."""
+
+    env: str = "Breakout-MinAtar"
+    """the game: Asterix-MinAtar, Breakout-MinAtar, Freeway-MinAtar, Seaquest-MinAtar or
+    SpaceInvaders-MinAtar (gymnax)."""
+    algo: Literal["impala", "stacx", "bmg"] = "stacx"
+    """impala: fixed hyper-parameters (sigma(4.6) = 0.99 of the outer weights); stacx: one-step
+    meta-gradient; bmg: bootstrapped meta-gradient [paper]."""
+    inner_steps: Annotated[int, tyro.conf.arg(aliases=("--k",))] = 1
+    """K, learner updates differentiated per meta-step (stacx >= 1, bmg >= 0) [paper: 1]."""
+    bootstrap_steps: Annotated[int, tyro.conf.arg(aliases=("--l",))] = 1
+    """L, the BMG target's look-ahead: L - 1 updates, then the target step (bmg only) [paper: 1,
+    2, 4, 8]."""
+    steps: int = 10_000_000
+    """environment frames per seed (MinAtar has no frame skip; rounded up to whole chunks)."""
+    seeds: int = 3
+    """independent seeds, run in parallel (vmap, sharded over devices)."""
+    seed: int = 0
+    """first seed; seeds are seed, seed + 1, ..."""
+    sticky_action_prob: float = 0.1
+    """probability of repeating the previous action (MinAtar's protocol 0.1; Machado et al.,
+    2018); 0 = off."""
+    full_action_set: bool = True
+    """all 6 MinAtar actions (the MinAtar paper's protocol) instead of the game's minimal set."""
+    meta_learning_rate: float = 1e-3
+    """Adam learning rate of the 18 meta-parameter logits [default]."""
+    meta_adam_eps: float = 1e-4
+    """Adam epsilon of the meta-optimiser [default]."""
+    target_step_size: float = 0.1
+    """step of a plain SGD target (stacx.target_step="sgd" only) [default]."""
+    continue_from: Literal["target", "inner_params", "inner"] = "target"
+    """bmg: the learner goes on from the target's last update x_{K+L-1} ("target"), from x_K's
+    parameters with the streams the target advanced ("inner_params"), or from x_K ("inner":
+    the streams rewind, so L - 1 rollouts per meta-step are collected again)."""
+    chunk_steps: int = 250_000
+    """frames per seed per compiled chunk (progress, metrics.csv rows, checkpoints)."""
+    batch_devices: int = 1
+    """devices splitting each seed's batch of environments (``jax.shard_map``); the rest shard
+    the seeds. Must divide stacx.num_envs."""
+    stacx: StacxConfig = StacxConfig()
+
+    def __post_init__(self):
+        check_game(self.env)
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")
+        check_sticky_action_prob(self.sticky_action_prob)
+        if not isinstance(self.full_action_set, bool):
+            raise ValueError(
+                f"full_action_set must be true or false, got {self.full_action_set!r}."
+            )
+        for name, minimum in (
+            ("steps", 1),
+            ("seeds", 1),
+            ("seed", 0),
+            ("chunk_steps", 1),
+            ("batch_devices", 1),
+        ):
+            check_integer(name, getattr(self, name), minimum)
+        for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
+            check_real(name, getattr(self, name), low=0, low_open=True)
+        if self.stacx.num_envs % self.batch_devices:
+            raise ValueError(
+                f"batch_devices must divide stacx.num_envs = {self.stacx.num_envs}, got "
+                f"{self.batch_devices}."
+            )
+        if self.batch_devices > 1 and self.stacx.target_step == "sgd":
+            raise ValueError(
+                "stacx.target_step must be 'rmsprop' when batch_devices > 1, got 'sgd'."
+            )
+        self.meta_config()  # validates K, L, continue_from
+        if self.steps_per_meta_step > self.steps:
+            raise ValueError(
+                f"one meta-step takes {self.steps_per_meta_step:,} frames "
+                f"({self.meta_config().updates_per_step} batches of {self.stacx.num_envs} x "
+                f"{self.stacx.rollout_length}), more than steps = {self.steps:,}; lower "
+                "inner_steps / bootstrap_steps or the batch, or raise steps."
+            )
+        if self.total_env_steps > MAX_STEPS:
+            raise ValueError(
+                f"steps = {self.steps:,} (rounded up to {self.total_env_steps:,} by whole chunks) "
+                f"is more than a seed's int32 frame counter holds ({MAX_STEPS:,})."
+            )
+        if self.seed + self.seeds > 2**31:
+            raise ValueError(f"seed + seeds must be <= 2**31, got {self.seed + self.seeds}.")
+
+    def meta_config(self) -> MetaConfig:
+        """The meta-learning config of ``algo`` (impala: one learner update per step)."""
+        algo = ALGOS[self.algo]
+        return MetaConfig(
+            algo=algo,
+            inner_steps=1 if algo == "fixed" else self.inner_steps,
+            bootstrap_steps=self.bootstrap_steps,
+            learning_rate=self.meta_learning_rate,
+            adam_eps=self.meta_adam_eps,
+            target_step_size=self.target_step_size,
+            continue_from=self.continue_from if algo == "bmg" else "inner",
+        )
+
+    @property
+    def frames_per_update(self) -> int:
+        """B x T frames per learner update (per seed)."""
+        return self.stacx.num_envs * self.stacx.rollout_length
+
+    @property
+    def steps_per_meta_step(self) -> int:
+        """Frames per seed per meta-step: K + L - 1 batches for bmg, K for stacx, 1 for impala.
+        With continue_from="inner" the target's frames are collected again each meta-step (the
+        streams rewind), so they are not counted twice."""
+        config = self.meta_config()
+        updates = config.updates_per_step
+        if config.algo == "bmg" and config.continue_from == "inner":
+            updates = max(config.inner_steps, 1)
+        return updates * self.frames_per_update
+
+    @property
+    def meta_steps_per_chunk(self) -> int:
+        return max(1, math.ceil(self.chunk_steps / self.steps_per_meta_step))
+
+    @property
+    def num_chunks(self) -> int:
+        return max(
+            1, math.ceil(self.steps / (self.meta_steps_per_chunk * self.steps_per_meta_step))
+        )
+
+    @property
+    def total_env_steps(self) -> int:
+        """Frames per seed actually taken: whole chunks."""
+        return self.num_chunks * self.meta_steps_per_chunk * self.steps_per_meta_step
+
+
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("the defaults below (STACX on Breakout, 3 seeds x 10M frames)", {}),
+    "demo": (
+        "a few minutes on 2 CPU cores: STACX on Breakout-MinAtar, 2 seeds x 400k frames, 16 "
+        "environments, a small torso (return rises from ~0.5 to ~3-5)",
+        dict(
+            steps=400_000,
+            seeds=2,
+            chunk_steps=40_000,
+            stacx=StacxConfig(num_envs=16, rollout_length=20, hidden_size=64, learning_rate=1e-3),
+        ),
+    ),
+    "paper": (
+        "issue 14's budget: 3 seeds x 10M frames per game (run each game, algo and L), sticky "
+        "actions 0.1 and 6 actions, 32 environments x 20 steps per batch",
+        dict(steps=10_000_000, seeds=3, chunk_steps=500_000),
+    ),
+}
+
+CONFIG = MinAtarConfig
+CHECKPOINTS = "checkpoints"
+
+
+def make_env(config: MinAtarConfig):
+    """``(env, env_params)`` of the configured game and protocol."""
+    from bmg.envs import minatar
+
+    return minatar.make(
+        config.env,
+        sticky_action_prob=config.sticky_action_prob,
+        full_action_set=config.full_action_set,
+    )
+
+
+def make_learner(config: MinAtarConfig):
+    """The STACX ``bmg.core.Learner`` (its batch split over "batch" with batch_devices > 1)."""
+    from bmg.agents.stacx import make_stacx
+    from bmg.experiments.runners.anakin import BATCH_AXIS
+
+    env, env_params = make_env(config)
+    axis = BATCH_AXIS if config.batch_devices > 1 else None
+    return make_stacx(config.stacx, env, env_params, axis_name=axis)
+
+
+def make_runner(config: MinAtarConfig, run_dir: Path | None = None):
+    """The Anakin runner of ``config``, checkpointing into ``run_dir/checkpoints`` when given."""
+    from bmg.experiments.checkpoint import Checkpointer
+    from bmg.experiments.runners.anakin import Anakin
+
+    meta_config = config.meta_config()
+    return Anakin(
+        make_learner(config),
+        meta_config,
+        num_seeds=config.seeds,
+        first_seed=config.seed,
+        meta_steps_per_chunk=config.meta_steps_per_chunk,
+        num_chunks=config.num_chunks,
+        metrics=("meta/loss",) if meta_config.algo != "fixed" else (),
+        checkpointer=None if run_dir is None else Checkpointer(run_dir / CHECKPOINTS),
+        batch_devices=config.batch_devices,
+    )
+
+
+def result_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The results table row of a finished run."""
+    from bmg.experiments import minatar_report as report
+
+    return report.comparison_rows([run_dir])
+
+
+class Prepared(NamedTuple):
+    """A config with its compiled runner (``prepare``), not yet tied to a run directory."""
+
+    config: MinAtarConfig
+    runner: Any
+
+
+def prepare(config: MinAtarConfig) -> Prepared:
+    """Build and compile the lifetime before any run directory exists (a lifetime that cannot
+    fit in memory is refused with one sentence and leaves nothing behind)."""
+    from rich.console import Console
+
+    Console().print(f"compiling {config.seeds} seeds x {config.meta_steps_per_chunk} meta-steps...")
+    runner = make_runner(config)
+    runner.compile()
+    return Prepared(config, runner)
+
+
+def run(config: MinAtarConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
+    """Train (or continue) the lifetime of ``config`` in ``run_dir``; write metrics.csv,
+    TensorBoard events, trace.npz, summary.json and plots; return the summary.
+
+    Raises:
+      NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
+    """
+    from bmg.experiments import minatar_report as report
+    from bmg.experiments.checkpoint import Checkpointer
+    from bmg.experiments.logging import RunLogger
+    from bmg.experiments.rundir import save_npz, write_json
+
+    if isinstance(config, Prepared):
+        config, runner = config
+        runner.checkpointer = Checkpointer(run_dir / CHECKPOINTS)
+    else:
+        runner = make_runner(config, run_dir)
+    label = report.run_label(dataclasses.asdict(config))
+    fields = report.csv_fields(config.stacx.num_heads)
+    logger = RunLogger(run_dir, fields, total_steps=config.total_env_steps, console=console)
+    console.print(
+        f"[bold]minatar[/bold] {label}: {config.seeds} seeds x {config.total_env_steps:,} frames "
+        f"in {config.num_chunks} chunks -> {run_dir}"
+    )
+    per_chunk = config.meta_steps_per_chunk
+    with logger.progress("compiling"):
+        runner.compile()
+        state = runner.restore() if resume else runner.start()
+        if resume:  # metrics.csv again from the checkpoint's trace, nothing after it
+            for chunk in range(state.chunks_done):
+                rows = report.chunk_rows(state.initial, state.trace, chunk, per_chunk, config.seed)
+                logger.rows(rows, tensorboard=False)
+
+        def on_chunk(info):
+            chunk = info.state.chunks_done - 1
+            rows = report.chunk_rows(
+                info.state.initial, info.state.trace, chunk, per_chunk, config.seed
+            )
+            frames = rows[0]["frames"]
+            logger.rows(rows, step=frames)
+            rate = info.meta_steps_per_second * config.steps_per_meta_step
+            returns = [r["episode_return"] for r in rows]
+            shown = ", ".join("-" if math.isnan(x) else f"{x:.2f}" for x in returns)
+            logger.advance(
+                frames,
+                f"chunk {info.state.chunks_done}/{info.num_chunks}: {frames:,} frames per seed, "
+                f"{rate:,.0f} frames/s (all seeds), episode return per seed {shown}",
+                rate=f"{rate:,.0f} frames/s",
+            )
+
+        result = runner.run(state, on_chunk=on_chunk)
+    logger.close()
+    trace = result.state.trace
+    save_npz(
+        run_dir / "trace.npz",
+        **{f"initial/{k}": v for k, v in result.state.initial.items()},
+        **trace,
+    )
+    summary = report.summarize(result.state.initial, trace, per_chunk)
+    summary["seconds"] = result.state.seconds
+    summary["compile_seconds"] = result.compile_seconds
+    summary["host_seconds"] = result.state.host_seconds
+    summary["frames_per_second"] = result.meta_steps_per_second * config.steps_per_meta_step
+    write_json(run_dir / "summary.json", summary)
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
+    report.plot_run(result.state.initial, trace, per_chunk, out=run_dir, title=label)
+    return summary
+
+
+__all__ = ["ALGOS", "CONFIG", "GAMES", "PRESETS", "MinAtarConfig", "make_runner", "run"]

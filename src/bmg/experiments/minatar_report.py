@@ -1,0 +1,211 @@
+"""MinAtar results: per-chunk CSV rows, summary.json, plots and a comparison table.
+
+Episode returns come from the learner's cumulative probes: the mean return of the episodes that
+ended in a window is the increase of ``episode_return_sum`` over the increase of ``episodes``
+(all B streams of a seed; NaN when none ended). Statistics over seeds: mean and standard error
+(sample std / sqrt(seeds)); the Two-colors report's helpers are reused.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bmg.agents.stacx import META_NAMES  # noqa: E402
+from bmg.experiments.rundir import read_json  # noqa: E402
+from bmg.experiments.two_colors_report import format_mean_se, mean_se  # noqa: E402
+
+LAST_FRACTION = 0.1  # the "final" return: episodes that ended in the last 10% of meta-steps
+
+
+def meta_names(num_heads: int) -> list[str]:
+    """The probes of the 18 (num_heads x 6) meta-parameters, ``head{h}/{name}``."""
+    return [f"head{h}/{name}" for h in range(num_heads) for name in META_NAMES]
+
+
+def csv_fields(num_heads: int) -> list[str]:
+    """metrics.csv columns."""
+    base = ["seed", "chunk", "frames", "episodes", "episode_return", "reward_per_frame"]
+    return [*base, "meta_loss", *meta_names(num_heads)]
+
+
+def _cumulative(initial: dict, trace: dict, name: str) -> np.ndarray:
+    """[seeds, 1 + meta_steps] of a cumulative probe, the initial value first (float64)."""
+    return np.concatenate([initial[name][:, None], trace[name]], axis=1).astype(np.float64)
+
+
+def window_return(initial: dict, trace: dict, start: int, stop: int) -> np.ndarray:
+    """[seeds] mean return of the episodes that ended in meta-steps [start, stop) (NaN: none)."""
+    returns = _cumulative(initial, trace, "episode_return_sum")
+    episodes = _cumulative(initial, trace, "episodes")
+    done = episodes[:, stop] - episodes[:, start]
+    total = returns[:, stop] - returns[:, start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(done > 0, total / np.maximum(done, 1), np.nan)
+
+
+def chunk_rows(
+    initial: dict, trace: dict, chunk: int, meta_steps_per_chunk: int, first_seed: int = 0
+) -> list[dict]:
+    """One metrics.csv row per seed for chunk ``chunk`` of the trace."""
+    start, stop = chunk * meta_steps_per_chunk, (chunk + 1) * meta_steps_per_chunk
+    frames = _cumulative(initial, trace, "env_steps")
+    rewards = _cumulative(initial, trace, "reward_sum")
+    episodes = _cumulative(initial, trace, "episodes")
+    returns = window_return(initial, trace, start, stop)
+    names = [k for k in trace if k.startswith("head")]
+    rows = []
+    for seed in range(frames.shape[0]):
+        taken = frames[seed, stop] - frames[seed, start]
+        row = {
+            "seed": first_seed + seed,
+            "chunk": chunk,
+            "frames": int(frames[seed, stop]),
+            "episodes": int(episodes[seed, stop] - episodes[seed, start]),
+            "episode_return": float(returns[seed]),
+            "reward_per_frame": float((rewards[seed, stop] - rewards[seed, start]) / taken),
+            "meta_loss": float(np.mean(trace["meta/loss"][seed, start:stop]))
+            if "meta/loss" in trace
+            else 0.0,
+        }
+        row.update({name: float(trace[name][seed, stop - 1]) for name in names})
+        rows.append(row)
+    return rows
+
+
+def return_curve(initial: dict, trace: dict, meta_steps_per_chunk: int):
+    """(frames [chunks], returns [seeds, chunks]): the mean episode return per chunk."""
+    chunks = trace["env_steps"].shape[1] // meta_steps_per_chunk
+    frames = np.asarray(
+        [trace["env_steps"][0, (c + 1) * meta_steps_per_chunk - 1] for c in range(chunks)]
+    )
+    returns = np.stack(
+        [
+            window_return(initial, trace, c * meta_steps_per_chunk, (c + 1) * meta_steps_per_chunk)
+            for c in range(chunks)
+        ],
+        axis=1,
+    )
+    return frames, returns
+
+
+def summarize(initial: dict, trace: dict, meta_steps_per_chunk: int) -> dict:
+    """summary.json: frames, episodes, first-chunk and final returns, final meta-parameters."""
+    steps = trace["env_steps"].shape[1]
+    last = max(1, int(round(LAST_FRACTION * steps)))
+    summary = {
+        "seeds": int(trace["env_steps"].shape[0]),
+        "frames_per_seed": int(trace["env_steps"][0, -1]),
+        "episodes": mean_se(trace["episodes"][:, -1]),
+        "return_first_chunk": mean_se(window_return(initial, trace, 0, meta_steps_per_chunk)),
+        "return_last_10pct": mean_se(window_return(initial, trace, steps - last, steps)),
+    }
+    for name in (k for k in trace if k.startswith("head")):
+        summary[name] = mean_se(trace[name][:, -1])
+    return summary
+
+
+def _band(ax, x, values, label, **kwargs):
+    values = np.asarray(values, np.float64)
+    mean = np.nanmean(values, axis=0) if values.size else values
+    count = np.sum(~np.isnan(values), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.nanstd(values, axis=0, ddof=1) / np.sqrt(count) if len(values) > 1 else 0 * mean
+    se = np.nan_to_num(se)
+    (line,) = ax.plot(x, mean, label=label, **kwargs)
+    ax.fill_between(x, mean - se, mean + se, alpha=0.25, color=line.get_color())
+
+
+def plot_run(
+    initial: dict, trace: dict, meta_steps_per_chunk: int, *, out: Path, title: str
+) -> list[Path]:
+    """episode_return.png (mean return per chunk vs frames, mean ± se over seeds) and
+    meta_parameters.png (every meta-parameter's trajectory per head vs frames)."""
+    paths = []
+
+    def save(fig, name):
+        path = Path(out) / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+
+    frames, returns = return_curve(initial, trace, meta_steps_per_chunk)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    _band(ax, frames, returns, title, marker=".")
+    ax.set(xlabel="frames per seed", ylabel="episode return", title=title)
+    save(fig, "episode_return.png")
+
+    heads = sorted({k.split("/")[0] for k in trace if k.startswith("head")})
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
+    x = trace["env_steps"][0]
+    for ax, name in zip(axes.flat, META_NAMES, strict=True):
+        for head in heads:
+            _band(ax, x, trace[f"{head}/{name}"], head)
+        ax.set(title=name, xlabel="frames per seed")
+        ax.set_ylabel("sigma (fraction of the outer weight)" if name.startswith("g_") else "")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(f"{title}: meta-parameters per head (head0 acts)")
+    save(fig, "meta_parameters.png")
+    return paths
+
+
+def run_label(config: dict) -> str:
+    """Short name: game, algo, K, L and the BMG options."""
+    label = f"{config['env'].removesuffix('-MinAtar')} {config['algo']}"
+    if config["algo"] == "stacx":
+        label += f" K={config['inner_steps']}"
+    if config["algo"] == "bmg":
+        stacx = config["stacx"]
+        label += f" K={config['inner_steps']} L={config['bootstrap_steps']}"
+        label += f" {stacx['target_step']} {stacx['matching']}"
+    return label
+
+
+def load_run(run_dir: Path):
+    """(config dict, summary dict, trace arrays) of a finished run directory."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json", "trace.npz"):
+        if not (run_dir / name).exists():
+            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
+    config = read_json(run_dir / "config.json", "a run's config")
+    summary = read_json(run_dir / "summary.json", "a run's summary")
+    try:
+        with np.load(run_dir / "trace.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{run_dir / 'trace.npz'} cannot be read ({type(error).__name__}: {error}); run it "
+            "again."
+        ) from None
+    return config, summary, arrays
+
+
+def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
+    """One table row per run: frames, returns (first chunk, last 10%), main head's gamma."""
+    rows = []
+    for run_dir in run_dirs:
+        config, summary, _ = load_run(run_dir)
+        rows.append(
+            {
+                "run": run_label(config["config"]),
+                "seeds": str(summary["seeds"]),
+                "frames/seed": f"{summary['frames_per_seed']:,}",
+                "return, first chunk": format_mean_se(summary["return_first_chunk"], 2),
+                "return, last 10%": format_mean_se(summary["return_last_10pct"], 2),
+                "head0 gamma": format_mean_se(summary.get("head0/gamma", _nan()), 4),
+                "frames/s (all seeds)": f"{summary['frames_per_second']:,.0f}",
+            }
+        )
+    return rows
+
+
+def _nan() -> dict:
+    return {"mean": math.nan, "se": math.nan}
