@@ -87,6 +87,11 @@ class MinAtarConfig:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")
         check_sticky_action_prob(self.sticky_action_prob)
+        if self.continue_from not in ("target", "inner_params", "inner"):
+            raise ValueError(
+                "continue_from must be 'target', 'inner_params' or 'inner', got "
+                f"{self.continue_from!r}."
+            )
         if not isinstance(self.full_action_set, bool):
             raise ValueError(
                 f"full_action_set must be true or false, got {self.full_action_set!r}."

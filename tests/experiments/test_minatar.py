@@ -1,0 +1,195 @@
+"""`bmg minatar`: the configuration's validation (one sentence) and sizes, a tiny CLI run that
+is interrupted and resumed to the same files, and one seed's batch split over 4 forced host
+devices giving the numbers of 1 device.
+
+Lifetimes compile programs (tens of seconds on 2 shared cores): those tests are slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from bmg.agents.stacx import StacxConfig
+from bmg.experiments import minatar as mn
+from bmg.experiments.cli import main
+from bmg.experiments.runners.anakin import Anakin
+
+TINY_STACX = StacxConfig(
+    num_envs=4, rollout_length=5, minatar_channels=2, hidden_size=8, meta_embedding_size=2
+)
+TINY = [
+    "--steps", "120", "--seeds", "2", "--chunk-steps", "40", "--algo", "bmg", "--l", "2",
+    "--stacx.num-envs", "4", "--stacx.rollout-length", "5", "--stacx.minatar-channels", "2",
+    "--stacx.hidden-size", "8", "--stacx.meta-embedding-size", "2",
+]  # fmt: skip
+
+
+# --- Configuration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("env", "Pong-MinAtar", "env must be one of Asterix-MinAtar, "),
+        ("algo", "mg", "algo must be one of impala, stacx, bmg; got 'mg'."),
+        ("sticky_action_prob", 1.5, "sticky_action_prob must be a number in [0, 1], got 1.5."),
+        ("steps", 0, "steps must be"),
+        ("seeds", 0, "seeds must be"),
+        ("batch_devices", 3, "batch_devices must divide stacx.num_envs = 32, got 3."),
+        ("meta_learning_rate", -1.0, "meta_learning_rate must be"),
+        ("inner_steps", 0, "inner_steps (K) must be"),
+        ("continue_from", "somewhere", "continue_from must be"),
+    ],
+)
+def test_bad_configuration_is_one_sentence_naming_the_field(field, value, message):
+    with pytest.raises(ValueError) as error:
+        mn.MinAtarConfig(**{field: value})
+    text = str(error.value)
+    assert text.startswith(message) or message in text, text
+    assert text.count(". ") == 0 and text.endswith("."), text  # one sentence
+
+
+def test_a_meta_step_longer_than_the_lifetime_and_sgd_targets_across_devices_are_refused():
+    with pytest.raises(ValueError, match=r"^one meta-step takes 2,560 frames \(4 batches of 32 x"):
+        mn.MinAtarConfig(algo="bmg", bootstrap_steps=4, steps=1000)
+    with pytest.raises(ValueError, match="target_step must be 'rmsprop' when batch_devices > 1"):
+        mn.MinAtarConfig(batch_devices=2, stacx=StacxConfig(target_step="sgd"))
+
+
+def test_frames_per_meta_step_and_meta_configs():
+    """impala and stacx: one batch (B x T frames) per meta-step; bmg: K + L - 1 batches, the
+    target's included (continue_from="target": every batch trains the learner)."""
+    impala = mn.MinAtarConfig(algo="impala", steps=10_000, chunk_steps=1_000)
+    assert impala.meta_config().algo == "fixed" and impala.steps_per_meta_step == 640
+    assert impala.meta_steps_per_chunk == 2 and impala.num_chunks == 8
+    assert impala.total_env_steps == 10_240
+    stacx = mn.MinAtarConfig(algo="stacx")
+    assert stacx.meta_config().algo == "mg" and stacx.meta_config().inner_steps == 1
+    bmg = mn.MinAtarConfig(algo="bmg", bootstrap_steps=4)
+    meta = bmg.meta_config()
+    assert (meta.algo, meta.inner_steps, meta.bootstrap_steps) == ("bmg", 1, 4)
+    assert meta.continue_from == "target" and bmg.steps_per_meta_step == 4 * 640
+    for name, (_, overrides) in mn.PRESETS.items():
+        assert mn.MinAtarConfig(**overrides).steps >= 1, name
+    assert mn.MinAtarConfig(**mn.PRESETS["paper"][1]).steps == 10_000_000
+
+
+def test_protocol_defaults_are_minatars():
+    config = mn.MinAtarConfig()
+    assert config.sticky_action_prob == 0.1 and config.full_action_set
+    env, params = mn.make_env(config)
+    assert env.action_space(params).n == 6
+
+
+# --- A run and its resume ---------------------------------------------------------------------
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_an_interrupted_tiny_run_resumes_to_the_same_files(tmp_path, monkeypatch, capsys):
+    """A tiny BMG (L = 2) run of 3 chunks; the same run killed after saving chunk 2 and resumed
+    with `bmg minatar resume DIR`: metrics.csv and trace.npz are bit-identical."""
+    straight = tmp_path / "straight"
+    main(["minatar", "demo", *TINY, "--out", str(straight)])
+    for name in ("config.json", "summary.json", "trace.npz", "metrics.csv"):
+        assert (straight / name).exists(), name
+    assert (straight / "episode_return.png").exists()
+    assert (straight / "meta_parameters.png").exists()
+    header = (straight / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "episode_return" in header and "head2/alpha" in header and "head0/gamma" in header
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["frames_per_seed"] == 120 and summary["seeds"] == 2
+
+    out = tmp_path / "run"
+    save = Anakin.save
+
+    def crash_after_saving_chunk_2(self, state):
+        save(self, state)
+        if state.chunks_done == 2:
+            raise Crash
+
+    monkeypatch.setattr(Anakin, "save", crash_after_saving_chunk_2)
+    with pytest.raises(Crash):
+        main(["minatar", "demo", *TINY, "--out", str(out)])
+    monkeypatch.undo()
+    capsys.readouterr()
+    main(["minatar", "resume", str(out)])
+    assert "chunk 3/3" in " ".join(capsys.readouterr().out.split())
+    assert (out / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
+    resumed, uninterrupted = np.load(out / "trace.npz"), np.load(straight / "trace.npz")
+    assert sorted(resumed.files) == sorted(uninterrupted.files)
+    for name in resumed.files:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+
+
+# --- One seed's batch over devices ------------------------------------------------------------
+
+DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    import jax, numpy as np
+    from bmg.agents.stacx import StacxConfig
+    from bmg.experiments import minatar as mn
+
+    assert jax.device_count() == 4, jax.devices()
+    stacx = StacxConfig(num_envs=8, rollout_length=5, minatar_channels=2, hidden_size=8,
+                        meta_embedding_size=2, matching="kl_value")
+    base = mn.MinAtarConfig(algo="bmg", bootstrap_steps=2, steps=400, chunk_steps=200, seeds=1,
+                            meta_learning_rate=1e-2, stacx=stacx)
+    out = {}
+    for devices in (1, 4):
+        config = dataclasses.replace(base, batch_devices=devices)
+        runner = mn.make_runner(config)
+        result = runner.run()
+        shardings = {str(x.sharding.spec) for x in
+                     jax.tree.leaves(result.state.carry.learner_state.extras.streams)}
+        params = jax.tree.leaves(result.state.carry.learner_state.params)
+        out[devices] = dict(
+            trace={k: np.asarray(v).tolist() for k, v in result.state.trace.items()},
+            params=np.concatenate([np.asarray(p).ravel() for p in params]).tolist(),
+            mesh=dict(runner.sharding.mesh.shape), shardings=sorted(shardings),
+        )
+    json.dump(out, open(sys.argv[1], "w"))
+    """
+)
+
+
+@pytest.mark.slow
+def test_one_seeds_batch_over_4_devices_gives_the_numbers_of_1_device(tmp_path):
+    """STACX + BMG (L = 2, RMSProp target, KL & V matching) on Breakout with 8 environments:
+    split 2 per device over 4 forced host devices (shard_map, gradients all-reduced in the
+    optimiser, meta-gradients averaged) and on one device: the same trace (probes, meta-loss,
+    18 meta-parameters) and parameters to float reassociation."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    result = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, "-c", DEVICES_SCRIPT, str(result)],
+        env={**os.environ, "XLA_FLAGS": flags.strip()},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(result.read_text())
+    one, four = out["1"], out["4"]
+    assert four["mesh"] == {"seed": 1, "batch": 4}
+    assert any("batch" in spec for spec in four["shardings"]), four["shardings"]
+    assert sorted(one["trace"]) == sorted(four["trace"])
+    for name in one["trace"]:
+        a, b = np.asarray(one["trace"][name]), np.asarray(four["trace"][name])
+        if name in ("env_steps", "episodes") or name.startswith("finite/"):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert not np.allclose(np.asarray(one["trace"]["head0/gamma"]), 1 / (1 + np.exp(-4.6)))
+    np.testing.assert_allclose(one["params"], four["params"], rtol=1e-4, atol=1e-6)
