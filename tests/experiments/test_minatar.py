@@ -191,5 +191,6 @@ def test_one_seeds_batch_over_4_devices_gives_the_numbers_of_1_device(tmp_path):
             np.testing.assert_array_equal(a, b, err_msg=name)
         else:
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
-    assert not np.allclose(np.asarray(one["trace"]["head0/gamma"]), 1 / (1 + np.exp(-4.6)))
+    gamma = np.asarray(one["trace"]["head0/gamma"])  # the meta-parameters moved
+    assert np.abs(np.diff(gamma, axis=1)).min() > 0, gamma
     np.testing.assert_allclose(one["params"], four["params"], rtol=1e-4, atol=1e-6)
