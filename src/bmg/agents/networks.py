@@ -7,7 +7,9 @@ import jax
 
 
 class MLP(nn.Module):
-    """ReLU MLP with a linear output layer."""
+    """ReLU MLP with a linear output layer; ``zero_output`` starts that layer (kernel and bias) at
+    zero, so the network outputs exactly 0 on every input (the meta-network's exact
+    initialisation, ``bmg.agents.meta_schedule``)."""
 
     hidden_sizes: tuple[int, ...]
     output_size: int
