@@ -83,10 +83,15 @@ def main() -> None:
     )
     results = []
     for envs in (int(e) for e in args.envs.split(",")):
-        rows = [
-            measure(args.env, algo, bootstrap, envs, args.rollout_length, args.updates)
-            for algo, bootstrap in SETTINGS
-        ]
+        rows = []
+        for algo, bootstrap in SETTINGS:
+            rows.append(measure(args.env, algo, bootstrap, envs, args.rollout_length, args.updates))
+            r = rows[-1]
+            print(  # as it goes: compiling dominates on small machines
+                f"  measured {algo} L={bootstrap} envs={envs}: {r['frames_per_second']:,.0f} "
+                f"frames/s, compile {r['compile_seconds']:.0f} s",
+                flush=True,
+            )
         stacx = next(r for r in rows if r["algo"] == "stacx")
         for r in rows:
             r["cost_per_update_vs_stacx"] = r["seconds_per_update"] / stacx["seconds_per_update"]
