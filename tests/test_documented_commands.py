@@ -11,26 +11,34 @@ Expansion: a brace group inside a word (`runs/x/{a,b}`) is bash's and expands in
 several words; a brace group that is a whole word (`--algo {fixed,mg}`) is a choice and gives
 one command per alternative.
 Skipped, by rule: commands holding a placeholder, i.e. an upper-case word (`DIR`, `RUN_DIR`,
-`PRESET`, `N`), `...`, or an optional part in square brackets (`[flags]`), since they name no
+`PRESET`, `N`), `...`, a shell variable (`$algo` in a loop), or an optional part in square
+brackets (`[flags]`), since they name no
 actual command. The one exception is a placeholder given to `--data-dir`: every few-shot
 command is pointed at the shared synthetic dataset anyway.
 
 Running: in one temporary working directory, so `--out runs/...` paths made by one command are
-found by later `bmg compare` / `resume` lines. Runs go two at a time (compiling takes one core
-each); a `compare`, `resume` or `--help` line first waits for every run before it. Scale-down
-flags are appended after the command's own (tyro and argparse take the last value): tiny
-lifetimes, seeds, chunks and networks for `two-colors`, a few meta-steps and tasks on a tiny
-synthetic dataset for `fewshot` runs. Not scaled: `--help`, `resume` and `compare` lines (they
-take no such flags). Scaled commands that run the same program (the same experiment and parsed
-config, whatever the spelling; `--out` aside; `make-synthetic` always runs) run once; the run
-directory is copied to the other `--out` (the programs are deterministic, so the files would be
-the same). A `resume DIR` line whose DIR holds a finished run (the documented commands run to
-the end) first re-runs DIR's command interrupted after its first checkpoint (Ctrl-C), then runs
-the documented `resume` and checks that its .npz files equal those of the uninterrupted run.
-All runs share a persistent XLA compilation cache and compile with XLA's backend optimisations
-off (same programs, faster to compile on a small CPU). A command that exits non-zero fails the
-test with its output. Measured: 36 commands (before the config-level de-duplication), 8.5 min
-with two other processes on the 2 cores.
+found by later `bmg compare` / `resume` lines. Every command runs in a fresh process forked from
+one fork server that has imported the heavy modules once (JAX, matplotlib, bmg's experiment
+layer: about 0.5 s of imports left per command instead of 6-12 s), with the tests' environment:
+XLA's backend optimisations off and the session's persistent compilation cache (see
+`conftest.py`). Runs go two at a time (compiling takes one core each); a `compare`, `resume` or
+`--help` line first waits for every run before it. Scale-down flags are appended after the
+command's own (tyro and argparse take the last value): tiny lifetimes, seeds, chunks and
+networks for `two-colors`, a few meta-steps and tasks on a tiny synthetic dataset for `fewshot`
+runs. Not scaled: `--help`, `resume` and `compare` lines (they take no such flags). Scaled
+commands that run the same program (the same experiment and parsed config, whatever the
+spelling; `--out` aside; `make-synthetic` always runs) run once; the run directory is copied to
+the other `--out` (the programs are deterministic, so the files would be the same). So do
+commands that take the same code paths as an earlier one: the same parsed config up to the
+values of its numbers, where each number only counts as 0, 1 or other (the values where paths
+change: no clip at 0, no unroll at L = 1); such a command is parsed and validated (its flags,
+values and the lifetime's arithmetic) but not run, and an earlier run's directory stands in for
+its `--out` for later `compare` lines (never for a `resume`d directory). A `resume
+DIR` line whose DIR holds a finished run (the documented commands run to the end) first re-runs
+DIR's command interrupted after its first checkpoint (Ctrl-C), then runs the documented `resume`
+and checks that its .npz files equal those of the uninterrupted run. A command that exits
+non-zero fails the test with its output. Measured on 2 busy cores (other jobs running): 39
+commands, 20 min before the fork server and the code-path rule.
 """
 
 from __future__ import annotations
@@ -41,17 +49,21 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BMG_COMMANDS = ("two-colors", "fewshot", "compare")
+EXPERIMENTS = {
+    "two-colors": "bmg.experiments.two_colors",
+    "fewshot": "bmg.experiments.fewshot",
+    "minatar": "bmg.experiments.minatar",
+}
 
 SCALE = {
     "two-colors": [
@@ -64,30 +76,52 @@ SCALE = {
         "--eval-batch-size", "2", "--meta-batch-size", "1", "--filters", "4", "--queries", "1",
         "--eval-inner-steps", "1", "--image-size", "16",
     ],
+    "minatar": [
+        "--steps", "160", "--seeds", "1", "--chunk-steps", "80", "--stacx.num-envs", "2",
+        "--stacx.rollout-length", "4", "--stacx.hidden-size", "8", "--stacx.minatar-channels", "2",
+        "--stacx.meta-embedding-size", "2",
+    ],
     "make-synthetic": ["--classes", "6", "--per-class", "4", "--size", "16"],
 }  # fmt: skip
 WORKERS = max(1, min(2, os.cpu_count() or 1))  # runs in parallel (compilation is 1 core each)
 
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 INLINE = re.compile(r"`([^`]+)`")
-PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$|\.\.\.|\[.*\]|^\[|\]$")
+PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$|\.\.\.|\[.*\]|^\[|\]$|\$")
 
-DRIVER = """
-import os, sys
-if os.environ.get("BMG_INTERRUPT_AFTER_FIRST_CHECKPOINT"):
-    from bmg.experiments import checkpoint
+PRELOAD = [
+    "jax", "jax.numpy", "flax.linen", "optax", "rlax", "chex", "orbax.checkpoint", "tyro", "rich",
+    "matplotlib.pyplot", "seaborn", "scipy.stats", "pandas",
+    "bmg.experiments.cli", "bmg.experiments.runners.anakin", "bmg.experiments.two_colors_report",
+    "bmg.experiments.fewshot", "bmg.experiments.fewshot_report",
+]  # fmt: skip
+"""Imported once by the fork server that starts every command: none of them starts a JAX
+backend (gymnax does, so the commands import it themselves); this leaves about 0.5 s of imports
+per command instead of 6-12 s."""
 
-    save = checkpoint.Checkpointer.save
 
-    def save_then_interrupt(self, *args, **kwargs):
-        save(self, *args, **kwargs)
-        raise KeyboardInterrupt
+def _command(argv: list[str], cwd: str, output: str, interrupt: bool) -> None:
+    """One `bmg` command in a child of the fork server: output to `output`.{out,err}, exit code
+    as the process's."""
+    os.chdir(cwd)
+    for fd, suffix in ((1, "out"), (2, "err")):
+        with open(f"{output}.{suffix}", "w") as file:
+            os.dup2(file.fileno(), fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    if interrupt:  # Ctrl-C right after the first checkpoint
+        from bmg.experiments import checkpoint
 
-    checkpoint.Checkpointer.save = save_then_interrupt
-from bmg.experiments.cli import main
+        save = checkpoint.Checkpointer.save
 
-main(sys.argv[1:])
-"""
+        def save_then_interrupt(self, *args, **kwargs):
+            save(self, *args, **kwargs)
+            raise KeyboardInterrupt
+
+        checkpoint.Checkpointer.save = save_then_interrupt
+    from bmg.experiments.cli import main
+
+    main(argv)
 
 
 # --- Extraction ----------------------------------------------------------------------------------
@@ -155,7 +189,7 @@ def documented_commands(documents=DOCUMENTS) -> list[tuple[str, list[str]]]:
                 candidates.append((span.start(), code))
         for offset, command in sorted(candidates, key=lambda c: c[0]):
             words = shlex.split(command)
-            if len(words) < 3 or words[1] not in BMG_COMMANDS:
+            if len(words) < 3 or words[1] not in bmg_commands():
                 continue  # a message, or a command's bare name (`bmg compare` in a table)
             line = text.count("\n", 0, offset) + 1
             for argv in _expand_braces(words[1:]):
@@ -178,6 +212,7 @@ def test_extraction_rules(tmp_path):
         "  --out runs/c\n"
         "bmg two-colors resume RUN_DIR\n"
         "bmg fewshot tiny --data-dir DIR --algo {maml,bmg}\n"
+        "  bmg two-colors demo --algo $algo --out runs/$algo\n"
         "```\n"
     )
     assert documented_commands([doc]) == [
@@ -187,6 +222,19 @@ def test_extraction_rules(tmp_path):
         ("doc.md:10", ["fewshot", "tiny", "--data-dir", "DIR", "--algo", "maml"]),
         ("doc.md:10", ["fewshot", "tiny", "--data-dir", "DIR", "--algo", "bmg"]),
     ]
+
+
+def bmg_commands() -> tuple[str, ...]:
+    """The `bmg` commands (the CLI's own list)."""
+    from bmg.experiments.cli import COMMANDS
+
+    return tuple(COMMANDS)
+
+
+def test_every_experiment_command_is_scaled_down():
+    """A new `bmg` experiment needs its scale-down flags here, or its documented commands would
+    run at full size (or be skipped)."""
+    assert set(bmg_commands()) - {"compare"} == set(EXPERIMENTS) <= set(SCALE)
 
 
 def test_documents_show_commands():
@@ -206,9 +254,6 @@ def _value(argv: list[str], flag: str) -> str | None:
 def _without_out(argv: list[str]) -> tuple[str, ...]:
     skip = {i for i, word in enumerate(argv[:-1]) if word == "--out"}
     return tuple(w for i, w in enumerate(argv) if i not in skip and i - 1 not in skip)
-
-
-EXPERIMENTS = {"two-colors": "bmg.experiments.two_colors", "fewshot": "bmg.experiments.fewshot"}
 
 
 def program_key(argv: list[str]) -> tuple[str, ...]:
@@ -237,46 +282,79 @@ def program_key(argv: list[str]) -> tuple[str, ...]:
     return _without_out(argv)
 
 
+def _number_class(value):
+    """0, 1 or "n" for a number (the values where code paths change: no clip at 0, no unroll at
+    L = 1, ...); other values as they are."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return value if value in (0, 1) else "n"
+
+
+def coverage_key(key: tuple[str, ...]) -> tuple[str, ...] | None:
+    """What a parsed command exercises: its program key with every number replaced by its class
+    (`_number_class`); None for commands that did not parse as a run."""
+    import json
+
+    if len(key) != 2 or key[0] not in EXPERIMENTS:
+        return None
+
+    def classes(tree):
+        if isinstance(tree, dict):
+            return {name: classes(value) for name, value in tree.items()}
+        if isinstance(tree, list):
+            return [classes(value) for value in tree]
+        return _number_class(tree)
+
+    return (key[0], json.dumps(classes(json.loads(key[1])), sort_keys=True))
+
+
 def scaled(argv: list[str], dataset: Path) -> list[str]:
     """`argv` with the scale-down flags appended (none for help, resume and compare)."""
     if "--help" in argv or "-h" in argv or argv[0] == "compare" or "resume" in argv[:3]:
         return argv
-    if argv[0] == "two-colors":
-        return [*argv, *SCALE["two-colors"]]
+    if argv[0] in ("two-colors", "minatar"):
+        return [*argv, *SCALE[argv[0]]]
     if argv[:2] == ["fewshot", "make-synthetic"]:
         return [*argv, *SCALE["make-synthetic"]]
     return [*argv, *SCALE["fewshot"], "--data-dir", str(dataset)]
 
 
+class Process(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 class Runner:
-    def __init__(self, cwd: Path, cache: Path):
+    """Runs `bmg` commands in `cwd`, each in a fresh child of one fork server (which starts with
+    this process's environment: the tests' XLA flags and compilation cache)."""
+
+    def __init__(self, cwd: Path, logs: Path):
+        import multiprocessing
+
         self.cwd = cwd
-        self.env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "JAX_COMPILATION_CACHE_DIR": str(cache),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "XLA_FLAGS": "--xla_backend_optimization_level=0 "
-            "--xla_llvm_disable_expensive_passes=true",
-            "COLUMNS": "200",
-        }
+        self.logs = logs
+        logs.mkdir()
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload(PRELOAD)
         self.seconds: list[tuple[float, str]] = []  # appended from the worker threads
+        self.count = itertools.count()
 
     def __call__(self, argv: list[str], *, interrupt: bool = False, timeout: float = 600):
-        env = dict(self.env)
-        if interrupt:
-            env["BMG_INTERRUPT_AFTER_FIRST_CHECKPOINT"] = "1"
+        output = str(self.logs / str(next(self.count)))
         started = time.perf_counter()
-        process = subprocess.run(
-            [sys.executable, "-c", DRIVER, *argv],
-            cwd=self.cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+        child = self.context.Process(
+            target=_command, args=(argv, str(self.cwd), output, interrupt), daemon=True
         )
+        child.start()
+        child.join(timeout)
+        if child.exitcode is None:
+            child.kill()
+            child.join()
         self.seconds.append((time.perf_counter() - started, shlex.join(argv)))
-        return process
+        read = lambda suffix: Path(f"{output}.{suffix}").read_text(errors="replace")
+        code = child.exitcode if child.exitcode is not None else -9
+        return Process(code, read("out"), read("err"))
 
 
 def _same_npz(a: Path, b: Path) -> None:
@@ -290,16 +368,19 @@ def _same_npz(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-def test_every_documented_command_runs(tmp_path):
+def test_every_documented_command_runs(tmp_path, monkeypatch):
     from bmg.fewshot.synthetic import make_synthetic
 
     cwd = tmp_path / "work"
     cwd.mkdir()
     dataset = make_synthetic(tmp_path / "data", format="pkl", classes=6, per_class=4, size=16)
-    run = Runner(cwd, tmp_path / "xla-cache")
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("COLUMNS", "200")
+    run = Runner(cwd, tmp_path / "logs")
     outputs: dict[tuple[str, ...], Path | None] = {}  # scaled argv without --out -> run dir
     producers: dict[Path, list[str]] = {}  # run directory -> the scaled argv that wrote it
     failures: list[str] = []
+    skipped: list[str] = []  # commands covered by an earlier run of the same code paths
     pending: list[tuple[str, list[str], tuple[str, ...], concurrent.futures.Future]] = []
     pool = concurrent.futures.ThreadPoolExecutor(WORKERS)
 
@@ -320,12 +401,21 @@ def test_every_documented_command_runs(tmp_path):
                 outputs[key] = (cwd / wrote[-1]).resolve() if wrote else None
         pending.clear()
 
-    for where, argv in documented_commands():
+    commands = documented_commands()
+    resumed_dirs = {  # run directories that a `resume` line continues: always run for real
+        (cwd / argv[argv.index("resume") + 1]).resolve() for _, argv in commands if "resume" in argv
+    }
+    covered: dict[tuple[str, ...], tuple[str, ...]] = {}  # coverage key -> a program run for it
+    for where, argv in commands:
         command = scaled(argv, dataset)
         out = _value(command, "--out")
         target = None if out is None else (cwd / out).resolve()
         key = program_key(command)
         independent = argv[0] != "compare" and "resume" not in argv[:3] and "--help" not in argv
+        coverage = coverage_key(key)
+        if key not in outputs and target not in resumed_dirs and coverage in covered:
+            skipped.append(shlex.join(argv))
+            key = covered[coverage]  # parsed and validated; runs what an earlier command ran
         if independent and key in outputs and "make-synthetic" not in argv:
             # The same program as an earlier command: copy its run directory to this --out (a
             # command without --out writes a new timestamped directory nobody reads).
@@ -337,6 +427,8 @@ def test_every_documented_command_runs(tmp_path):
                 producers[target] = command
             if target is None or earlier is not None:
                 continue
+        if coverage is not None:
+            covered.setdefault(coverage, key)
         outputs[key] = target
         if target is not None:
             producers[target] = command
@@ -369,4 +461,5 @@ def test_every_documented_command_runs(tmp_path):
     slowest = sorted(run.seconds, reverse=True)[:5]
     print("\n".join(f"{s:6.1f} s  bmg {c}" for s, c in slowest))
     print(f"{len(run.seconds)} commands, {sum(s for s, _ in run.seconds):.0f} s in all")
+    print(f"{len(skipped)} commands parsed only (their code paths ran): " + "; ".join(skipped))
     assert not failures, "\n\n".join(failures)
