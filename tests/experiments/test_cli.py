@@ -1,9 +1,9 @@
 """The `bmg` command line: a tiny run writes a complete run directory, an interrupted run resumes
 to the same files, and bad input ends with one sentence (no traceback) before anything is written.
 
-Tests that run a lifetime compile it (tens of seconds on 2 shared cores) and are slow; they share
-a persistent XLA compilation cache (this module only), so the interrupted and the resumed run
-reuse the tiny run's program.
+Tests that run a lifetime compile it (tens of seconds on 2 shared cores) and are slow; the test
+session's persistent XLA compilation cache (tests/conftest.py) lets the interrupted and the
+resumed run reuse the tiny run's program.
 """
 
 import csv
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 
@@ -32,22 +31,6 @@ TINY = [
     "--env.switch-every", "300",
 ]  # fmt: skip
 SMALL_NETS = ["--ac.hidden-size", "8", "--ac.rollout-length", "4", "--ac.meta-hidden-size", "4"]
-CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """A persistent compilation cache for this module's runs, then the previous settings."""
-    from jax._src import compilation_cache as cache
-
-    previous = {name: getattr(jax.config, name) for name in CACHE_OPTIONS}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    cache.reset_cache()
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
-    cache.reset_cache()
 
 
 def strict_json(path):

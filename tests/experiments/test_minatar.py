@@ -90,32 +90,12 @@ def test_protocol_defaults_are_minatars():
 
 # --- A run and its resume ---------------------------------------------------------------------
 
-CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-
-
-@pytest.fixture
-def compilation_cache(tmp_path_factory):
-    """A persistent compilation cache, so the interrupted and resumed runs reuse the first
-    run's programs; then the previous settings (as tests/experiments/test_cli.py)."""
-    import jax
-    from jax._src import compilation_cache as cache
-
-    previous = {name: getattr(jax.config, name) for name in CACHE_OPTIONS}
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla-cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    cache.reset_cache()
-    yield
-    for name, value in previous.items():
-        jax.config.update(name, value)
-    cache.reset_cache()
-
 
 class Crash(Exception):
     pass
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("compilation_cache")
 def test_an_interrupted_tiny_run_resumes_to_the_same_files(tmp_path, monkeypatch, capsys):
     """A tiny BMG (L = 2) run of 3 chunks; the same run killed after saving chunk 2 and resumed
     with `bmg minatar resume DIR`: metrics.csv and trace.npz are bit-identical."""
