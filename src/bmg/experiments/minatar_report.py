@@ -9,7 +9,6 @@ ended in a window is the increase of ``episode_return_sum`` over the increase of
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bmg.agents.stacx import META_NAMES  # noqa: E402
-from bmg.experiments.rundir import read_json  # noqa: E402
+from bmg.experiments.rundir import read_run  # noqa: E402
 from bmg.experiments.two_colors_report import format_mean_se, mean_se  # noqa: E402
 
 LAST_FRACTION = 0.1  # the "final" return: episodes that ended in the last 10% of meta-steps
@@ -170,22 +169,8 @@ def run_label(config: dict) -> str:
 
 
 def load_run(run_dir: Path):
-    """(config dict, summary dict, trace arrays) of a finished run directory."""
-    run_dir = Path(run_dir)
-    for name in ("config.json", "summary.json", "trace.npz"):
-        if not (run_dir / name).exists():
-            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
-    config = read_json(run_dir / "config.json", "a run's config")
-    summary = read_json(run_dir / "summary.json", "a run's summary")
-    try:
-        with np.load(run_dir / "trace.npz") as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"{run_dir / 'trace.npz'} cannot be read ({type(error).__name__}: {error}); run it "
-            "again."
-        ) from None
-    return config, summary, arrays
+    """(config dict, summary dict, trace arrays) of a finished MinAtar run directory."""
+    return read_run(run_dir)
 
 
 def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:

@@ -274,6 +274,32 @@ def read_json(path: Path, what: str = "") -> Any:
         ) from None
 
 
+def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict, dict[str, np.ndarray]]:
+    """(config.json, summary.json, trace.npz arrays) of a finished run directory of the Anakin
+    systems (Two-colors, MinAtar).
+
+    Raises:
+      ValueError: one sentence naming the missing or damaged file.
+    """
+    import zipfile
+
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json", "trace.npz"):
+        if not (run_dir / name).exists():
+            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
+    config = read_json(run_dir / "config.json", "a run's config")
+    summary = read_json(run_dir / "summary.json", "a run's summary")
+    try:
+        with np.load(run_dir / "trace.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{run_dir / 'trace.npz'} cannot be read ({type(error).__name__}: {error}); the run's "
+            "trace is damaged: run it again."
+        ) from None
+    return config, summary, arrays
+
+
 def _reason(error: BaseException) -> str:
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 

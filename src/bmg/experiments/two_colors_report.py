@@ -6,7 +6,6 @@ All statistics are over seeds: mean and standard error (sample std / sqrt(seeds)
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bmg.experiments.rundir import read_json  # noqa: E402
+from bmg.experiments.rundir import read_run  # noqa: E402
 from bmg.experiments.two_colors import Trace, resolve_inner_steps  # noqa: E402
 
 FLIP_WINDOW = 10_000  # steps before / after each flip for the entropy statistics
@@ -256,21 +255,8 @@ def plot_run(
 
 
 def load_run(run_dir: Path):
-    """(config dict, summary dict, trace arrays) of a finished run directory."""
-    run_dir = Path(run_dir)
-    for name in ("config.json", "summary.json", "trace.npz"):
-        if not (run_dir / name).exists():
-            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
-    config = read_json(run_dir / "config.json", "a run's config")
-    summary = read_json(run_dir / "summary.json", "a run's summary")
-    try:
-        with np.load(run_dir / "trace.npz") as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"{run_dir / 'trace.npz'} cannot be read ({type(error).__name__}: {error}); the run's "
-            "trace is damaged: run it again."
-        ) from None
+    """(config dict, summary dict, trace arrays) of a finished Two-colors run directory."""
+    config, summary, arrays = read_run(run_dir)
     missing = [name for name in ("first_rewards", *Trace._fields) if name not in arrays]
     if missing:
         raise ValueError(f"{run_dir / 'trace.npz'} lacks {missing}: not a Two-colors trace.")
