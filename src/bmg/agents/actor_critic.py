@@ -34,6 +34,7 @@ rollout's states) and ``entropy_cost`` (eps at the current context).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import jax
@@ -48,6 +49,9 @@ from bmg.agents.meta_schedule import make_meta_schedule
 from bmg.agents.networks import MLP
 from bmg.core import Learner, LearnerState, kl_and_value, policy_kl
 
+HYPER = ("entropy_cost", "meta_initial", "outer_entropy_cost", "learning_rate")
+"""The config fields a sweep may set per lane as data (``make_actor_critic(..., hyper=...)``)."""
+
 
 def make_actor_critic(
     config: ActorCriticConfig,
@@ -55,6 +59,7 @@ def make_actor_critic(
     env_params: Any,
     *,
     schedule: Literal["fixed", "meta"] = "meta",
+    hyper: Mapping[str, Any] | None = None,
 ) -> Learner:
     """The actor-critic on ``env`` (any gymnax environment with discrete actions) as a
     ``bmg.core.Learner``: phi, f, mu, initialisers and probes (see the module docstring).
@@ -63,14 +68,27 @@ def make_actor_critic(
     for MG and BMG to learn) or "fixed" (it is ``config.entropy_cost``, 0 allowed, held by
     meta-parameters that a fixed meta-learner never changes).
 
+    ``hyper``: numeric overrides of config fields, name -> float32 scalar (traced inside a
+    sweep's per-lane function: ``bmg.experiments.two_colors`` sweeps), among ``HYPER`` =
+    entropy_cost, meta_initial, outer_entropy_cost, learning_rate. Values are not re-checked here:
+    a sweep validates each grid point by building its config. None: the config's values (the
+    numbers are then bit-identical to the earlier code).
+
     Raises:
-      ValueError: an unknown schedule, a meta-learned entropy cost starting outside (0, 1), or an
-        action space that is not discrete.
+      ValueError: an unknown schedule or ``hyper`` name, a meta-learned entropy cost starting
+        outside (0, 1), or an action space that is not discrete.
     """
     if schedule not in ("fixed", "meta"):
         raise ValueError(f"schedule must be 'fixed' or 'meta', got {schedule!r}.")
-    if schedule == "meta":
+    unknown = sorted(set(hyper or ()) - set(HYPER))
+    if unknown:
+        raise ValueError(f"hyper names {unknown} are not among {HYPER}.")
+    if schedule == "meta" and not hyper:
         config.check_meta_learned()
+    value = lambda name: stream.hyper_value(config, hyper, name)  # noqa: E731
+    meta_initial = value("meta_initial")
+    initial_entropy_cost = value("entropy_cost") if meta_initial is None else meta_initial
+    outer_entropy_cost = value("outer_entropy_cost")
     num_actions = stream.num_actions(env, env_params)
     obs = stream.observation_shape(env, env_params)
     truncates = stream.can_truncate(env)
@@ -78,13 +96,13 @@ def make_actor_critic(
     policy_net = MLP(hidden, num_actions)
     value_net = MLP(hidden, 1)
     meta_schedule = make_meta_schedule(
-        config.entropy_cost if schedule == "fixed" else config.initial_entropy_cost,
+        value("entropy_cost") if schedule == "fixed" else initial_entropy_cost,
         use_context=config.context == "reward",
         context_length=config.context_length,
         hidden_size=config.meta_hidden_size,
         hidden_layers=config.meta_hidden_layers,
     )
-    optimizer = stream.make_optimizer(config)
+    optimizer = stream.make_optimizer(config, value("learning_rate"))
 
     def policy_logits(params, observations):
         return policy_net.apply(params["policy"], obs.flatten(observations))
@@ -152,7 +170,7 @@ def make_actor_critic(
         advantages = jax.lax.stop_gradient(returns - v[:-1])
         logits = policy_logits(state.params, rollout.obs[:-1])
         pg_loss, entropy = rl.policy_gradient_and_entropy(logits, rollout.actions, advantages)
-        return pg_loss - config.outer_entropy_cost * entropy, {"pg_loss": pg_loss}
+        return pg_loss - outer_entropy_cost * entropy, {"pg_loss": pg_loss}
 
     def matching_fn(target: LearnerState, state: LearnerState, meta_params):
         """KL(pi_target || pi_x) (+ value error) over the states of the target's rollout."""

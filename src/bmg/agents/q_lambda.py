@@ -37,6 +37,7 @@ entropy on the latest rollout's states) and ``epsilon`` (at the current context)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -49,6 +50,9 @@ from bmg.agents.configs import SCHEDULES, QLambdaConfig, Schedule  # noqa: F401 
 from bmg.agents.meta_schedule import make_meta_schedule
 from bmg.agents.networks import MLP
 from bmg.core import Learner, LearnerState
+
+HYPER = ("epsilon", "meta_initial", "learning_rate")
+"""The config fields a sweep may set per lane as data (``make_q_lambda(..., hyper=...)``)."""
 
 
 def epsilon_greedy_probs(q: jax.Array, eps: jax.Array) -> jax.Array:
@@ -65,7 +69,12 @@ def epsilon_greedy_entropy(eps: jax.Array, num_actions: int) -> jax.Array:
 
 
 def make_q_lambda(
-    config: QLambdaConfig, env: Any, env_params: Any, *, schedule: Schedule = "meta"
+    config: QLambdaConfig,
+    env: Any,
+    env_params: Any,
+    *,
+    schedule: Schedule = "meta",
+    hyper: Mapping[str, Any] | None = None,
 ) -> Learner:
     """Epsilon-greedy Q(lambda) on ``env`` (any gymnax environment with discrete actions) as a
     ``bmg.core.Learner`` (see the module docstring).
@@ -74,23 +83,33 @@ def make_q_lambda(
     sigmoid(meta-network(context)) or sigmoid(w), meta-learned) or "decay" (linear in environment
     steps, from ``decay_start`` to ``decay_final`` over ``decay_steps``).
 
+    ``hyper``: numeric overrides of config fields, name -> float32 scalar (traced inside a
+    sweep's per-lane function), among ``HYPER`` = epsilon, meta_initial, learning_rate; None:
+    the config's values (bit-identical to the earlier code).
+
     Raises:
-      ValueError: an unknown schedule, or an action space that is not discrete.
+      ValueError: an unknown schedule or ``hyper`` name, or an action space that is not discrete.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
+    unknown = sorted(set(hyper or ()) - set(HYPER))
+    if unknown:
+        raise ValueError(f"hyper names {unknown} are not among {HYPER}.")
+    value = lambda name: stream.hyper_value(config, hyper, name)  # noqa: E731
+    meta_initial = value("meta_initial")
+    initial_epsilon = value("epsilon") if meta_initial is None else meta_initial
     num_actions = stream.num_actions(env, env_params)
     obs = stream.observation_shape(env, env_params)
     truncates = stream.can_truncate(env)
     q_net = MLP((config.hidden_size, config.hidden_size), num_actions)
     meta_schedule = make_meta_schedule(
-        config.initial_epsilon if schedule == "meta" else config.epsilon,
+        initial_epsilon if schedule == "meta" else value("epsilon"),
         use_context=config.context == "reward" and schedule == "meta",
         context_length=config.context_length,
         hidden_size=config.meta_hidden_size,
         hidden_layers=config.meta_hidden_layers,
     )
-    optimizer = stream.make_optimizer(config)
+    optimizer = stream.make_optimizer(config, value("learning_rate"))
 
     def q_values(params, observations):
         return q_net.apply(params, obs.flatten(observations))
@@ -174,9 +193,7 @@ def make_q_lambda(
         q_key, reset_key, collect_key = jax.random.split(key, 3)
         params = q_net.init(q_key, jnp.zeros((obs.size,)))
         # epsilon before any context: the decay's start, else the configured (initial) epsilon.
-        eps = {"decay": config.decay_start, "meta": config.initial_epsilon}.get(
-            schedule, config.epsilon
-        )
+        eps = {"decay": config.decay_start, "meta": initial_epsilon}.get(schedule, value("epsilon"))
         rollout, env_stream = collect(
             params, jnp.asarray(eps), rl.start_stream(env, env_params, reset_key), collect_key
         )

@@ -24,8 +24,11 @@ from bmg.checks import check_real  # noqa: F401  (re-exported)
 from bmg.core import clip_by_global_norm
 
 
-def make_optimizer(config: OnlineConfig) -> optax.GradientTransformation:
-    """SGD or Adam (``config.optimizer``) with ``config.learning_rate``, after a global-norm clip
+def make_optimizer(
+    config: OnlineConfig, learning_rate: float | jax.Array | None = None
+) -> optax.GradientTransformation:
+    """SGD or Adam (``config.optimizer``) with ``config.learning_rate`` (or ``learning_rate``, a
+    number or a traced float32 scalar: a sweep's per-lane value), after a global-norm clip
     to ``config.max_grad_norm`` (none at 0). The clip is ``bmg.core``'s, whose derivative stays
     finite at a zero gradient (optax's gives NaN meta-gradients there: 0/0 in d||g||/dg).
 
@@ -33,16 +36,18 @@ def make_optimizer(config: OnlineConfig) -> optax.GradientTransformation:
     eps_root=adam_eps_root)``: x <- x - lr m_hat / (sqrt(v_hat + eps_root) + eps) (Kingma & Ba,
     2015; Luketina et al., CoLLAs 2022, appendix A.3, Table 4: eps 1e-4, betas 0.9 / 0.999).
     """
+    if learning_rate is None:
+        learning_rate = config.learning_rate
     if config.optimizer == "adam":
         optimizer = optax.adam(
-            config.learning_rate,
+            learning_rate,
             b1=config.adam_b1,
             b2=config.adam_b2,
             eps=config.adam_eps,
             eps_root=config.adam_eps_root,
         )
     else:
-        optimizer = optax.sgd(config.learning_rate)
+        optimizer = optax.sgd(learning_rate)
     if config.max_grad_norm > 0:
         optimizer = optax.chain(clip_by_global_norm(config.max_grad_norm), optimizer)
     return optimizer
@@ -178,6 +183,14 @@ def can_truncate(env: Any) -> bool:
     """False for environments declaring ``continuing = True`` (e.g. Two-colors, never done):
     their learners skip the values of ``final_obs`` (truncation bootstraps never apply)."""
     return not getattr(env, "continuing", False)
+
+
+def hyper_value(config: Any, hyper: Any, name: str) -> Any:
+    """``hyper[name]`` when a sweep sets it (a float32 scalar, possibly traced: one lane's value),
+    else the config's field ``name``. ``hyper`` None = no overrides."""
+    if hyper is not None and name in hyper:
+        return hyper[name]
+    return getattr(config, name)
 
 
 def counter_probes(extras: Extras) -> dict[str, jax.Array]:

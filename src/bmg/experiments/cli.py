@@ -2,6 +2,8 @@
 
   bmg two-colors {default,demo,paper,exploration} [--out DIR] [flags]
   bmg two-colors resume RUN_DIR
+  bmg two-colors sweep PRESET --grid FIELD=V1,V2,... [--grid ...] [--out DIR] [flags]
+  bmg two-colors resume SWEEP_DIR
   bmg fewshot {default,tiny,paper} --data-dir DIR [--out DIR] [flags]
   bmg fewshot resume RUN_DIR
   bmg minatar {default,demo,paper} [--out DIR] [flags]
@@ -221,8 +223,96 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
     console.print(f"wrote {run_dir}")
 
 
+SWEEP_PROG = "bmg two-colors sweep"
+
+
+def split_grid_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the `--grid` specs, the other arguments) of `argv`: `--grid X` and `--grid=X` both."""
+    specs, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--grid":
+            if i + 1 >= len(argv):
+                sys.exit(f"{SWEEP_PROG}: error: --grid needs FIELD=V1,V2,...")
+            specs.append(argv[i + 1])
+            i += 2
+            continue
+        if argv[i].startswith("--grid="):
+            specs.append(argv[i].removeprefix("--grid="))
+        else:
+            rest.append(argv[i])
+        i += 1
+    return specs, rest
+
+
+def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) -> None:
+    """`bmg two-colors sweep PRESET --grid ...` (or the resume of a sweep directory): the grid's
+    configurations x seeds as one compiled program (`bmg.experiments.two_colors.run_sweep`)."""
+    from bmg.experiments import rundir
+    from bmg.experiments import two_colors as tc
+
+    try:
+        if resume_dir is None:
+            specs, rest = split_grid_flags(argv)
+            args = parse_run(
+                rest,
+                tc.TwoColorsConfig,
+                tc.PRESETS,
+                SWEEP_PROG,
+                "Run a grid of numbers (--grid FIELD=V1,V2,..., repeatable; the configurations "
+                "are the product) x seeds as ONE compiled program: lanes vmapped and sharded "
+                f"over devices. Sweepable fields: {', '.join(tc.SWEEPABLE)}. Writes one run "
+                "directory per configuration and sweep.md / sweep.json ranking them by total "
+                "reward; `bmg two-colors resume SWEEP_DIR` continues an interrupted sweep.",
+            )
+            if isinstance(args, Resume):
+                raise ValueError(f"continue a sweep with `bmg two-colors resume {args.run_dir}`")
+            base, grid = args.config, tc.parse_grid(specs)
+            tc.sweep_configs(base, grid)  # every grid point checked before any work
+            sweep_dir = rundir.make_run_dir(args.out, "two-colors", f"sweep-{base.algo}")
+            if (sweep_dir / tc.SWEEP_CONFIG).exists():
+                raise ValueError(f"--out {sweep_dir} already holds a sweep; choose a new one")
+            rundir.write_json(
+                sweep_dir / tc.SWEEP_CONFIG,
+                {
+                    "config": dataclasses.asdict(base),
+                    "grid": {k: list(v) for k, v in grid.items()},
+                    "git_commit": rundir.git_commit(),
+                },
+            )
+        else:
+            sweep_dir = resume_dir
+            if (sweep_dir / "sweep.json").exists():
+                raise ValueError(f"{sweep_dir} holds a finished sweep (sweep.json); nothing to do")
+            rundir.lock_run_dir(sweep_dir)
+            record = rundir.read_json(sweep_dir / tc.SWEEP_CONFIG, "a sweep's config")
+            base = rundir.config_from_dict(tc.TwoColorsConfig, record["config"])
+            grid = {k: tuple(v) for k, v in record["grid"].items()}
+    except ValueError as error:
+        sys.exit(f"{SWEEP_PROG}: error: {str(error).rstrip('.')}.")
+    from rich.console import Console
+
+    console = Console()
+    try:
+        rows = tc.run_sweep(base, grid, sweep_dir, resume=resume_dir is not None, console=console)
+    except KeyboardInterrupt:
+        if not any((sweep_dir / tc.CHECKPOINTS).glob("[0-9]*")):
+            sys.exit(f"\n{SWEEP_PROG}: interrupted before the first checkpoint; start again.")
+        sys.exit(f"\n{SWEEP_PROG}: interrupted; continue with `bmg two-colors resume {sweep_dir}`.")
+    except ValueError as error:
+        sys.exit(f"{SWEEP_PROG}: error: {error}")
+    print_table(console, [{k: v for k, v in r.items() if k != "total_reward_mean"} for r in rows])
+    console.print(f"wrote {sweep_dir} (sweep.md, sweep.json, one run directory per configuration)")
+
+
 def two_colors_command(argv: list[str]) -> None:
     _use_all_cpu_cores()
+    if argv and argv[0] == "sweep":
+        return two_colors_sweep_command(argv[1:])
+    if len(argv) == 2 and argv[0] == "resume":
+        from bmg.experiments.two_colors import SWEEP_CONFIG
+
+        if (Path(argv[1]) / SWEEP_CONFIG).is_file():
+            return two_colors_sweep_command([], resume_dir=Path(argv[1]))
     run_experiment(
         argv,
         module="bmg.experiments.two_colors",
@@ -231,7 +321,8 @@ def two_colors_command(argv: list[str]) -> None:
         description="Two-colors: an actor-critic (--agent ac) with a fixed, meta-gradient (mg) "
         "or BMG (bmg) entropy cost, or epsilon-greedy Q(lambda) (--agent q) with a fixed, "
         "decaying, mg or bmg epsilon. Choose a preset (it sets the defaults its flags then "
-        "override), or `resume RUN_DIR` to continue an interrupted run.",
+        "override), or `resume RUN_DIR` to continue an interrupted run (or sweep); `bmg "
+        "two-colors sweep --help`: a grid of numbers x seeds as one compiled program.",
     )
 
 

@@ -330,18 +330,22 @@ def result_rows(run_dir: Path) -> list[dict[str, str]]:
     return report.comparison_rows([run_dir])
 
 
-def make_learner(config: TwoColorsConfig):
-    """The `bmg.core.Learner` of `config.agent` on Two-colors."""
+def make_learner(config: TwoColorsConfig, hyper: dict | None = None, env=None):
+    """The `bmg.core.Learner` of `config.agent` on Two-colors; `hyper` (agent field -> float32
+    scalar, e.g. {"entropy_cost": x}) overrides numbers of `config.ac` / `config.q` as data
+    (a sweep lane's values, see `make_sweep_runner`). `env`: (environment, its params), made
+    here from `config.env` when None (a sweep makes them once, outside the traced function:
+    arrays made while tracing become constants the compiled program takes as extra inputs)."""
     from bmg.agents.actor_critic import make_actor_critic
     from bmg.agents.q_lambda import make_q_lambda
     from bmg.envs import two_colors
 
-    env, env_params = two_colors.TwoColors(), config.env.params()
+    env, env_params = (two_colors.TwoColors(), config.env.params()) if env is None else env
     if config.agent == "ac":
         schedule = "fixed" if config.algo == "fixed" else "meta"
-        return make_actor_critic(config.ac, env, env_params, schedule=schedule)
+        return make_actor_critic(config.ac, env, env_params, schedule=schedule, hyper=hyper)
     schedule = config.algo if config.algo in ("fixed", "decay") else "meta"
-    return make_q_lambda(config.q, env, env_params, schedule=schedule)
+    return make_q_lambda(config.q, env, env_params, schedule=schedule, hyper=hyper)
 
 
 SCHEDULE_PROBES = ("entropy_cost", "epsilon")  # the meta-learned quantity of ac / q
@@ -437,7 +441,6 @@ def run(config: TwoColorsConfig | Prepared, run_dir: Path, *, resume: bool, cons
     from bmg.experiments import two_colors_report as report
     from bmg.experiments.checkpoint import Checkpointer
     from bmg.experiments.logging import RunLogger
-    from bmg.experiments.rundir import save_npz, write_json
 
     if isinstance(config, Prepared):
         config, runner = config
@@ -481,19 +484,47 @@ def run(config: TwoColorsConfig | Prepared, run_dir: Path, *, resume: bool, cons
 
         result = runner.run(state, on_chunk=on_chunk)
     logger.close()
-    trace, first = report_trace(result.state.initial, result.state.trace)
+    summary = write_results(
+        config,
+        run_dir,
+        result.state.initial,
+        result.state.trace,
+        seconds=result.state.seconds,
+        compile_seconds=result.compile_seconds,
+        host_seconds=result.state.host_seconds,
+    )
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
+    return summary
+
+
+def write_results(
+    config: TwoColorsConfig,
+    run_dir: Path,
+    initial: dict,
+    trace: dict,
+    *,
+    seconds: float,
+    compile_seconds: float,
+    host_seconds: float,
+) -> dict:
+    """trace.npz, summary.json and the plots of a finished lifetime (the runner's `initial`
+    probes [seeds] and `trace` [seeds, meta_steps]) in `run_dir`; returns the summary."""
+    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.rundir import save_npz, write_json
+
+    label = report.run_label({"config": dataclasses.asdict(config)})
+    trace, first = report_trace(initial, trace)
     save_npz(run_dir / "trace.npz", first_rewards=first, **trace._asdict())
     summary = report.summarize(
         trace,
         first,
         switch_every=config.env.switch_every,
-        seconds=result.state.seconds,
+        seconds=seconds,
         agent=config.agent,
     )
-    summary["compile_seconds"] = result.compile_seconds
-    summary["host_seconds"] = result.state.host_seconds
+    summary["compile_seconds"] = compile_seconds
+    summary["host_seconds"] = host_seconds
     write_json(run_dir / "summary.json", summary)
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
     report.plot_run(
         trace,
         first,
@@ -503,3 +534,307 @@ def run(config: TwoColorsConfig | Prepared, run_dir: Path, *, resume: bool, cons
         agent=config.agent,
     )
     return summary
+
+
+# Sweeps ---------------------------------------------------------------------------------------
+
+SWEEPABLE: dict[str, str] = {
+    "ac.entropy_cost": "the fixed baseline's entropy cost (and mg / bmg's start without "
+    "ac.meta_initial)",
+    "ac.meta_initial": "mg / bmg: the entropy cost at initialisation",
+    "ac.outer_entropy_cost": "mg / bmg: the entropy cost inside the meta-objective",
+    "ac.learning_rate": "the actor-critic's inner learning rate",
+    "q.epsilon": "the fixed baseline's epsilon (and mg / bmg's start without q.meta_initial)",
+    "q.meta_initial": "mg / bmg: epsilon at initialisation",
+    "q.learning_rate": "Q(lambda)'s inner learning rate",
+    "meta_learning_rate": "mg / bmg: the meta-optimiser's Adam learning rate",
+}
+"""Numbers a sweep runs as data in one compiled program (field -> meaning). K, L and every other
+field change the program's shapes or structure: one sweep per value."""
+
+Grid = dict[str, tuple[float, ...]]
+"""field -> candidate values, e.g. {"ac.entropy_cost": (0.0, 0.1)}; configurations are the
+cartesian product, in the grid's order (the last field varies fastest)."""
+
+
+def _hyper_name(field: str) -> str:
+    """The lane's `hyper` key of a grid field: the agent's field name, or meta_learning_rate."""
+    return field.rsplit(".", 1)[-1]
+
+
+def parse_grid(specs: list[str]) -> Grid:
+    """`["ac.entropy-cost=0,0.1", "meta-learning-rate=1e-3,1e-4"]` -> a `Grid` (dashes read as
+    underscores, as tyro spells flags).
+
+    Raises:
+      ValueError: a spec without `=`, a field that is not sweepable, a value that is not a
+        number, a repeated field or value (one sentence naming it and what is accepted).
+    """
+    grid: Grid = {}
+    accepted = ", ".join(SWEEPABLE)
+    for spec in specs:
+        field, sep, values = spec.partition("=")
+        field = field.strip().replace("-", "_")
+        if not sep or not values.strip():
+            raise ValueError(
+                f"--grid {spec!r} must read FIELD=V1,V2,... with FIELD one of: {accepted}."
+            )
+        if field not in SWEEPABLE:
+            raise ValueError(
+                f"--grid field {field!r} is not a sweepable number; sweepable fields: {accepted} "
+                "(K, L and other fields change the program: run one sweep per value)."
+            )
+        if field in grid:
+            raise ValueError(f"--grid field {field!r} is given twice; give its values once.")
+        try:
+            numbers = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--grid {field} values must be numbers separated by commas, got {values!r}."
+            ) from None
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"--grid {field} repeats a value in {values!r}; give each once.")
+        grid[field] = numbers
+    if not grid:
+        raise ValueError(f"a sweep needs at least one --grid FIELD=V1,V2,... ({accepted}).")
+    return grid
+
+
+def _with_field(config: TwoColorsConfig, field: str, value: float) -> TwoColorsConfig:
+    if "." in field:
+        agent, name = field.split(".")
+        inner = dataclasses.replace(getattr(config, agent), **{name: value})
+        return dataclasses.replace(config, **{agent: inner})
+    return dataclasses.replace(config, **{field: value})
+
+
+def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
+    """One validated config per grid point (the cartesian product; `dataclasses.replace` runs
+    every config check, so a bad value fails here, before anything compiles).
+
+    Raises:
+      ValueError: a field that is not sweepable, that belongs to the other agent, or that
+        `base.algo` does not use; a grid value the config refuses (one sentence naming both).
+    """
+    import itertools
+
+    for field in grid:
+        if field not in SWEEPABLE:
+            raise ValueError(
+                f"--grid field {field!r} is not sweepable; sweepable: {', '.join(SWEEPABLE)}."
+            )
+        if "." in field and field.split(".")[0] != base.agent:
+            raise ValueError(
+                f"--grid {field} belongs to agent {field.split('.')[0]}, this sweep runs agent "
+                f"{base.agent}; sweep {base.agent}.* fields or meta_learning_rate."
+            )
+        meta_only = field in ("meta_learning_rate", "ac.outer_entropy_cost") or field.endswith(
+            "meta_initial"
+        )
+        if meta_only and base.algo not in ("mg", "bmg"):
+            raise ValueError(
+                f"--grid {field} only changes mg and bmg runs, this sweep runs algo "
+                f"{base.algo}; drop it or use --algo mg / bmg."
+            )
+    configs = []
+    for values in itertools.product(*grid.values()):
+        config = base
+        for field, value in zip(grid, values, strict=True):
+            try:
+                config = _with_field(config, field, value)
+            except ValueError as error:
+                raise ValueError(f"--grid {field}={value:g}: {error}") from None
+        configs.append(config)
+    return configs
+
+
+def sweep_lanes(base: TwoColorsConfig, grid: Grid) -> tuple[dict[str, np.ndarray], list[int]]:
+    """(hyper, lane_seeds) of a sweep: lane c * seeds + s runs configuration c (the
+    `sweep_configs` order) with seed `base.seed + s`; hyper maps the lane's `hyper` names to
+    float32 [configurations * seeds]."""
+    import itertools
+
+    points = list(itertools.product(*grid.values()))
+    hyper = {
+        _hyper_name(field): np.repeat(np.asarray([p[i] for p in points], np.float32), base.seeds)
+        for i, field in enumerate(grid)
+    }
+    seeds = [base.seed + s for _ in points for s in range(base.seeds)]
+    return hyper, seeds
+
+
+def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | None = None):
+    """The Anakin runner of a whole sweep: one compiled program whose lanes are the grid's
+    configurations x `base.seeds` seeds, vmapped and sharded over devices; lane i reproduces the
+    single run (`make_runner`) of its configuration and seed. Each lane's learner and
+    meta-optimiser (`optax.adam(meta_learning_rate, eps=meta_adam_eps)`, as `make_meta_learner`
+    builds it) are made from the lane's numbers inside the traced function.
+
+    Raises:
+      ValueError: see `sweep_configs`.
+    """
+    import optax
+
+    from bmg.core import make_meta_learner
+    from bmg.experiments.checkpoint import Checkpointer
+    from bmg.experiments.runners.anakin import Anakin
+
+    sweep_configs(base, grid)  # validates every grid point
+    hyper, seeds = sweep_lanes(base, grid)
+    meta_config = base.meta_config()
+    from bmg.envs import two_colors
+
+    env = (two_colors.TwoColors(), base.env.params())
+
+    def build(lane_hyper):
+        agent_hyper = {k: v for k, v in lane_hyper.items() if k != "meta_learning_rate"}
+        learner = make_learner(base, hyper=agent_hyper, env=env)
+        optimizer = None
+        if "meta_learning_rate" in lane_hyper:
+            optimizer = optax.adam(lane_hyper["meta_learning_rate"], eps=base.meta_adam_eps)
+        return learner, make_meta_learner(learner, meta_config, meta_optimizer=optimizer)
+
+    return Anakin(
+        build,
+        None,
+        num_seeds=len(seeds),
+        first_seed=base.seed,
+        meta_steps_per_chunk=base.meta_steps_per_chunk,
+        num_chunks=base.num_chunks,
+        metrics=("meta/loss",) if meta_config.algo != "fixed" else (),
+        probes=(
+            "env_steps",
+            "reward_sum",
+            "policy_entropy",
+            "entropy_cost" if base.agent == "ac" else "epsilon",
+        ),
+        checkpointer=None if checkpoint_dir is None else Checkpointer(checkpoint_dir),
+        hyper=hyper,
+        lane_seeds=seeds,
+    )
+
+
+SWEEP_CONFIG = "sweep_config.json"
+
+
+def config_dir_name(index: int, grid: Grid, config: TwoColorsConfig) -> str:
+    """`03-ac.entropy_cost=0.2-meta_learning_rate=0.001`: a configuration's run directory."""
+    values = [f"{field}={_get_field(config, field):g}" for field in grid]
+    return "-".join([f"{index:02d}", *values])
+
+
+def _get_field(config: TwoColorsConfig, field: str) -> float:
+    if "." in field:
+        agent, name = field.split(".")
+        return getattr(getattr(config, agent), name)
+    return getattr(config, field)
+
+
+def method_label(config: TwoColorsConfig) -> str:
+    """The method a sweep ranks settings of: agent, algo, K, L (bmg) and the context."""
+    label = f"{config.agent} {config.algo}"
+    if config.algo in ("mg", "bmg"):
+        label += f" K={config.num_inner_steps}"
+        label += f" L={config.bootstrap_steps}" if config.algo == "bmg" else ""
+        label += "" if config.learner.context == "reward" else " no-context"
+    return label
+
+
+def sweep_rows(base: TwoColorsConfig, grid: Grid, summaries: list[dict]) -> list[dict]:
+    """One row per configuration, best total reward first (the published protocol picks the
+    best setting per method by total reward: Luketina et al., CoLLAs 2022, appendix A.3)."""
+    from bmg.experiments import two_colors_report as report
+
+    rows = []
+    configs = sweep_configs(base, grid)
+    for index, (config, summary) in enumerate(zip(configs, summaries, strict=True)):
+        total = summary["total_reward"]
+        rows.append(
+            {
+                "run": config_dir_name(index, grid, config),
+                "method": method_label(base),
+                **{field: f"{_get_field(config, field):g}" for field in grid},
+                "seeds": str(summary["seeds"]),
+                "total reward": report.format_mean_se(total, 0),
+                "total_reward_mean": total["mean"],
+                "reward/step, last 10%": report.format_mean_se(
+                    summary["reward_per_step_last_10pct"]
+                ),
+            }
+        )
+    rows.sort(key=lambda row: -row["total_reward_mean"])
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = str(rank)
+    return rows
+
+
+def run_sweep(base: TwoColorsConfig, grid: Grid, sweep_dir: Path, *, resume: bool, console):
+    """Run (or continue) a sweep in `sweep_dir`: sweep_config.json, checkpoints/ while it runs,
+    then one ordinary run directory per configuration (config.json, trace.npz, summary.json,
+    plots: `bmg compare` reads them) and sweep.md / sweep.json ranking them by total reward.
+    Returns the rows of sweep.json.
+
+    Raises:
+      NonFiniteError / OutOfMemoryError / CheckpointError / ValueError (one sentence).
+    """
+    from bmg.experiments import rundir
+    from bmg.experiments.tables import markdown_table
+
+    configs = sweep_configs(base, grid)
+    runner = make_sweep_runner(base, grid, sweep_dir / CHECKPOINTS)
+    lanes = runner.num_seeds
+    console.print(
+        f"[bold]two-colors sweep[/bold]: {len(configs)} configurations x {base.seeds} seeds = "
+        f"{lanes} lanes x {base.total_env_steps:,} steps in {base.num_chunks} chunks -> "
+        f"{sweep_dir}"
+    )
+    runner.compile()
+    console.print(f"compiled in {runner.compile_seconds:.1f} s")
+    state = runner.restore() if resume else runner.start()
+
+    def on_chunk(info):
+        rate = info.meta_steps_per_second * base.steps_per_meta_step
+        console.print(
+            f"chunk {info.state.chunks_done}/{info.num_chunks}: {rate:,.0f} steps/s (all "
+            f"lanes), host {info.chunk_host_seconds:.2f} s / device {info.chunk_seconds:.2f} s"
+        )
+
+    result = runner.run(state, on_chunk=on_chunk)
+    final = result.state
+    summaries = []
+    for index, config in enumerate(configs):
+        lanes_of = slice(index * base.seeds, (index + 1) * base.seeds)
+        run_dir = sweep_dir / config_dir_name(index, grid, config)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        as_json = rundir.to_json(config)
+        from bmg.experiments.cli import config_digest
+
+        rundir.write_config(run_dir, config, config_digest=config_digest(as_json), sweep=index)
+        summaries.append(
+            write_results(
+                config,
+                run_dir,
+                {k: v[lanes_of] for k, v in final.initial.items()},
+                {k: v[lanes_of] for k, v in final.trace.items()},
+                seconds=final.seconds,  # the whole sweep's device time (shared by its lanes)
+                compile_seconds=result.compile_seconds,
+                host_seconds=final.host_seconds,
+            )
+        )
+    rows = sweep_rows(base, grid, summaries)
+    rundir.write_json(
+        sweep_dir / "sweep.json",
+        {
+            "grid": {k: list(v) for k, v in grid.items()},
+            "lanes": lanes,
+            "seconds": final.seconds,
+            "host_seconds": final.host_seconds,
+            "compile_seconds": result.compile_seconds,
+            "env_steps_per_second": lanes * base.total_env_steps / final.seconds,
+            "rows": rows,
+        },
+    )
+    table = [{k: v for k, v in row.items() if k != "total_reward_mean"} for row in rows]
+    rundir.write_atomic(sweep_dir / "sweep.md", markdown_table(table) + "\n")
+    shutil.rmtree(sweep_dir / CHECKPOINTS, ignore_errors=True)
+    return rows

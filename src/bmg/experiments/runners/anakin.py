@@ -22,6 +22,14 @@ losses, metrics and probes over the "batch" axis itself (e.g. `make_stacx(...,
 axis_name="batch")`): its replicated parameters, meta-parameters and keys stay identical on
 every device, so N batch devices give the numbers of one (to float reassociation).
 
+A sweep runs lanes (configurations x seeds) instead of seeds: `Anakin(build, None, hyper=...,
+lane_seeds=...)` with `build(hyper) -> (Learner, MetaLearner)` called inside the traced per-lane
+function, so the numbers in `hyper` (name -> float32 [lanes]: learning rates, entropy costs,
+epsilons) are data, one compiled program serves every grid point, and the lanes are vmapped and
+sharded like seeds. Each lane's `hyper` travels in its `Carry`, so checkpoints hold it and a
+resumed sweep continues bit-identically. Lane i starts from `jax.random.key(lane_seeds[i])`, so
+it reproduces the single run of its configuration and seed.
+
 Before anything runs, the init and the chunk are compiled from abstract shapes and XLA's memory
 analysis of them is checked against the memory of the devices: a lifetime that cannot fit is
 refused with one sentence saying how many seeds would.
@@ -70,6 +78,7 @@ class Carry(NamedTuple):
     meta_state: MetaState
     learner_state: LearnerState
     key: jax.Array
+    hyper: dict[str, jax.Array] | None = None  # a sweep lane's numbers (None: not a sweep)
 
 
 class State(NamedTuple):
@@ -162,10 +171,48 @@ def make_lifetime(
         record["finite/params"] = _all_finite(learner_state.params)
         record["finite/meta_params"] = _all_finite(meta_state.meta_params)
         record["finite/meta_loss"] = _all_finite(meta_loss)
-        return Carry(meta_state, learner_state, key), record
+        return carry._replace(meta_state=meta_state, learner_state=learner_state, key=key), record
 
     def run_chunk(carry: Carry):
         return jax.lax.scan(meta_step, carry, None, length=meta_steps_per_chunk)
+
+    return init, probe, run_chunk
+
+
+Build = Callable[[dict[str, jax.Array]], tuple[Learner, MetaLearner]]
+"""`build(hyper) -> (learner, meta_learner)` of one sweep lane (`hyper`: name -> float32 scalar,
+traced)."""
+
+
+def make_swept_lifetime(
+    build: Build,
+    *,
+    meta_steps_per_chunk: int,
+    metrics: Sequence[str] = (),
+    probes: Sequence[str] | None = None,
+):
+    """`make_lifetime` for one sweep lane whose learner and meta-learner are built from the
+    numbers `hyper` inside the traced function: `(init(key, hyper), probe, run_chunk)`; the
+    carry keeps `hyper`, so every chunk (and a restored checkpoint) rebuilds the same lane."""
+
+    def parts(hyper):
+        learner, meta_learner = build(hyper)
+        return make_lifetime(
+            learner,
+            meta_learner,
+            meta_steps_per_chunk=meta_steps_per_chunk,
+            metrics=metrics,
+            probes=probes,
+        )
+
+    def init(key: jax.Array, hyper: dict[str, jax.Array]) -> Carry:
+        return parts(hyper)[0](key)._replace(hyper=hyper)
+
+    def probe(carry: Carry) -> dict[str, jax.Array]:
+        return parts(carry.hyper)[1](carry)
+
+    def run_chunk(carry: Carry):
+        return parts(carry.hyper)[2](carry)
 
     return init, probe, run_chunk
 
@@ -238,6 +285,7 @@ def carry_specs(carry: Carry) -> Carry:
             extras=jax.tree.map(lambda _: batch, state.extras),
         ),
         key=seed,
+        hyper=jax.tree.map(lambda _: seed, carry.hyper),
     )
 
 
@@ -322,6 +370,11 @@ class Anakin:
         1 = none (the seeds alone are sharded). With > 1 the learner must reduce over the
         "batch" axis (`BATCH_AXIS`), B must divide by it, and a `MetaConfig` is built with
         `reduce=over_batch_shards()` (pass a `MetaLearner` built so, otherwise).
+      hyper: a sweep (see the module docstring): name -> [num_seeds] numbers, one per lane;
+        `learner` is then `build(hyper) -> (Learner, MetaLearner)` and `meta_learner` is
+        ignored (pass None). num_seeds counts lanes.
+      lane_seeds: the seed of each lane (lane i starts from `jax.random.key(lane_seeds[i])`);
+        None = first_seed, first_seed + 1, ...
 
     Raises:
       ValueError: a count that is not a positive integer (one sentence naming it).
@@ -342,6 +395,8 @@ class Anakin:
         memory_limit: int | None = None,
         devices: Sequence[jax.Device] | None = None,
         batch_devices: int = 1,
+        hyper: dict[str, Any] | None = None,
+        lane_seeds: Sequence[int] | None = None,
     ):
         self.num_seeds = check_integer("num_seeds", num_seeds, 1)
         self.first_seed = check_integer("first_seed", first_seed, 0)
@@ -352,19 +407,44 @@ class Anakin:
                 f"first_seed + num_seeds must be <= 2**31, got {self.first_seed + self.num_seeds}."
             )
         self.batch_devices = check_integer("batch_devices", batch_devices, 1)
+        if lane_seeds is None:
+            lane_seeds = range(self.first_seed, self.first_seed + self.num_seeds)
+        self.lane_seeds = np.asarray(lane_seeds, np.int64)
+        if self.lane_seeds.shape != (self.num_seeds,):
+            raise ValueError(
+                f"lane_seeds must hold num_seeds = {self.num_seeds} seeds, got "
+                f"{self.lane_seeds.shape[0] if self.lane_seeds.ndim else 'a scalar'}."
+            )
+        self.hyper = None
+        if hyper is not None:
+            self.hyper = {k: np.asarray(v, np.float32) for k, v in sorted(hyper.items())}
+            bad = [k for k, v in self.hyper.items() if v.shape != (self.num_seeds,)]
+            if bad:
+                raise ValueError(
+                    f"hyper values {bad} must have shape [num_seeds = {self.num_seeds}]."
+                )
         if isinstance(meta_learner, MetaConfig):
             reduce = over_batch_shards() if self.batch_devices > 1 else None
             meta_learner = make_meta_learner(learner, meta_learner, reduce=reduce)
         self.metrics = tuple(metrics)
         self.checkpointer = checkpointer
         self.memory_limit = memory_limit
-        init, probe, run_chunk = make_lifetime(
-            learner,
-            meta_learner,
-            meta_steps_per_chunk=self.meta_steps_per_chunk,
-            metrics=self.metrics,
-            probes=probes,
-        )
+        if self.hyper is not None:
+            init, probe, run_chunk = make_swept_lifetime(
+                learner,
+                meta_steps_per_chunk=self.meta_steps_per_chunk,
+                metrics=self.metrics,
+                probes=probes,
+            )
+        else:
+            plain_init, probe, run_chunk = make_lifetime(
+                learner,
+                meta_learner,
+                meta_steps_per_chunk=self.meta_steps_per_chunk,
+                metrics=self.metrics,
+                probes=probes,
+            )
+            init = lambda key, hyper: plain_init(key)  # noqa: E731
         if self.batch_devices == 1:
             self.sharding = seed_sharding(self.num_seeds, devices)
             self._init = jax.jit(jax.vmap(init), out_shardings=self.sharding)
@@ -383,7 +463,11 @@ class Anakin:
         mesh = seed_batch_mesh(self.num_seeds, self.batch_devices, devices)
         self.sharding = NamedSharding(mesh, PartitionSpec("seed"))
         key = jax.eval_shape(lambda: jax.random.key(0))
-        shapes = jax.eval_shape(jax.vmap(init), jax.ShapeDtypeStruct((self.num_seeds,), key.dtype))
+        shapes = jax.eval_shape(
+            jax.vmap(init),
+            jax.ShapeDtypeStruct((self.num_seeds,), key.dtype),
+            self._abstract_hyper(sharded=False),
+        )
         specs = carry_specs(shapes)
         self._init = jax.jit(
             jax.vmap(init),
@@ -412,9 +496,18 @@ class Anakin:
         key_type = jax.eval_shape(lambda: jax.random.key(0)).dtype
         return jax.ShapeDtypeStruct((self.num_seeds,), key_type, sharding=self.sharding)
 
+    def _abstract_hyper(self, sharded: bool = True):
+        if self.hyper is None:
+            return None
+        sharding = self.sharding if sharded else None
+        return {
+            k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
+            for k, v in self.hyper.items()
+        }
+
     def abstract_carry(self) -> Carry:
         """The carry's shapes, dtypes and shardings (`jax.eval_shape` of the init), no work."""
-        return jax.eval_shape(self._init, self._abstract_keys())
+        return jax.eval_shape(self._init, self._abstract_keys(), self._abstract_hyper())
 
     def compile(self) -> float:
         """Compile the init and the chunk from abstract shapes and check their memory.
@@ -428,7 +521,7 @@ class Anakin:
         if self._compiled is not None:
             return self.compile_seconds
         start = time.perf_counter()
-        init = self._init.lower(self._abstract_keys()).compile()
+        init = self._init.lower(self._abstract_keys(), self._abstract_hyper()).compile()
         chunk = self._run_chunk.lower(self.abstract_carry()).compile()
         self.compile_seconds = time.perf_counter() - start
         needs = [program_bytes(init), program_bytes(chunk)]
@@ -449,14 +542,16 @@ class Anakin:
         return self.compile_seconds
 
     def keys(self) -> jax.Array:
-        """Each seed's starting key, `jax.random.key(first_seed + i)`, sharded over seeds."""
-        seeds = self.first_seed + jnp.arange(self.num_seeds)
+        """Each lane's starting key, `jax.random.key(lane_seeds[i])` (seed first_seed + i
+        unless lane_seeds are given), sharded over lanes."""
+        seeds = jnp.asarray(self.lane_seeds, jnp.int32)
         return jax.device_put(jax.vmap(jax.random.key)(seeds), self.sharding)
 
     def start(self) -> State:
         """A fresh lifetime: every seed initialised (after `compile`), its probes recorded."""
         self.compile()
-        carry = self._compiled_init(self.keys())
+        hyper = None if self.hyper is None else jax.device_put(self.hyper, self.sharding)
+        carry = self._compiled_init(self.keys(), hyper)
         initial = {k: np.asarray(v) for k, v in self._probe(carry).items()}
         return State(carry, initial, self._empty_trace(), 0, 0.0, 0.0)
 
@@ -554,12 +649,19 @@ class Anakin:
             kept = f"the last good checkpoint (after chunk {state.chunks_done}) is kept"
         trace = {k: np.concatenate([state.trace[k], v], axis=1) for k, v in piece.items()}
         raise NonFiniteError(
-            f"{_QUANTITY[FINITE[quantity]]} of seed {self.first_seed + seed} became NaN or "
+            f"{_QUANTITY[FINITE[quantity]]} of {self._lane_name(seed)} became NaN or "
             f"infinite at meta-step {meta_step} (chunk {state.chunks_done + 1}); {kept}: lower "
             "the learning rates or check the inputs.",
             state,
             trace,
         )
+
+    def _lane_name(self, lane: int) -> str:
+        seed = int(self.lane_seeds[lane])
+        if self.hyper is None:
+            return f"seed {seed}"
+        values = ", ".join(f"{k} = {v[lane]:.6g}" for k, v in self.hyper.items())
+        return f"lane {lane} (seed {seed}, {values})"
 
     def run_chunk(self, state: State) -> tuple[State, float, float]:
         """One chunk from `state` (whose carry is donated): the next state, not yet saved, and
