@@ -109,6 +109,10 @@ def test_an_interrupted_tiny_run_resumes_to_the_same_files(tmp_path, monkeypatch
     assert "episode_return" in header and "head2/alpha" in header and "head0/gamma" in header
     summary = json.loads((straight / "summary.json").read_text())
     assert summary["frames_per_seed"] == 120 and summary["seeds"] == 2
+    main(["compare", str(straight), "--out", str(tmp_path / "compare")])  # MinAtar's own report
+    table = (tmp_path / "compare" / "comparison.md").read_text()
+    assert "Breakout bmg K=1 L=2" in table and "return, last 10%" in table
+    assert (tmp_path / "compare" / "episode_return.png").exists()
 
     out = tmp_path / "run"
     save = Anakin.save

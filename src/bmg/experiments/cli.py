@@ -389,7 +389,7 @@ def fewshot_command(argv: list[str]) -> None:
 def compare_command(argv: list[str]) -> None:
     from rich.console import Console
 
-    from bmg.experiments import fewshot_report, rundir
+    from bmg.experiments import fewshot_report, minatar_report, rundir
     from bmg.experiments import two_colors_report as report
     from bmg.experiments.tables import markdown_table
 
@@ -404,11 +404,18 @@ def compare_command(argv: list[str]) -> None:
             raise ValueError(f"{', '.join(missing)} is not a finished run: config.json is missing.")
         for run in args.runs:  # a damaged config.json is named before its kind is read
             rundir.read_json(run / "config.json", "a run's config")
-        kinds = {fewshot_report.is_fewshot_run(run) for run in args.runs}
+
+        def kind(run):
+            if fewshot_report.is_fewshot_run(run):
+                return "few-shot"
+            return "MinAtar" if minatar_report.is_minatar_run(run) else "Two-colors"
+
+        kinds = {kind(run) for run in args.runs}
         if len(kinds) > 1:
-            raise ValueError("cannot compare few-shot runs with Two-colors runs; pass one kind.")
-        if kinds == {True}:
-            report = fewshot_report
+            raise ValueError(
+                f"cannot compare {' with '.join(sorted(kinds))} runs; pass runs of one kind."
+            )
+        report = {"few-shot": fewshot_report, "MinAtar": minatar_report}.get(kinds.pop(), report)
         rows = report.comparison_rows(args.runs)
     except ValueError as error:
         sys.exit(f"bmg compare: error: {error}")

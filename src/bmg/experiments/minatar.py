@@ -334,6 +334,7 @@ def run(config: MinAtarConfig | Prepared, run_dir: Path, *, resume: bool, consol
     summary["compile_seconds"] = result.compile_seconds
     summary["host_seconds"] = result.state.host_seconds
     summary["frames_per_second"] = result.meta_steps_per_second * config.steps_per_meta_step
+    summary["meta_steps_per_chunk"] = per_chunk
     write_json(run_dir / "summary.json", summary)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
     report.plot_run(result.state.initial, trace, per_chunk, out=run_dir, title=label)

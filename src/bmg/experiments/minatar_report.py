@@ -192,5 +192,31 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
     return rows
 
 
+def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
+    """episode_return.png in `out`: every run's mean episode return per chunk vs frames (mean ±
+    standard error over its seeds)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run_dir in run_dirs:
+        config, summary, arrays = load_run(run_dir)
+        initial = {k[len("initial/") :]: v for k, v in arrays.items() if k.startswith("initial/")}
+        trace = {k: v for k, v in arrays.items() if not k.startswith("initial/")}
+        frames, returns = return_curve(initial, trace, summary["meta_steps_per_chunk"])
+        _band(ax, frames, returns, run_label(config["config"]), marker=".")
+    ax.set(xlabel="frames per seed", ylabel="episode return", title="MinAtar: episode return")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(out) / "episode_return.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def is_minatar_run(run_dir: Path) -> bool:
+    """Whether the run directory's config.json is a MinAtar run's (it holds a STACX learner)."""
+    from bmg.experiments.rundir import read_json
+
+    return "stacx" in read_json(Path(run_dir) / "config.json", "a run's config").get("config", {})
+
+
 def _nan() -> dict:
     return {"mean": math.nan, "se": math.nan}
