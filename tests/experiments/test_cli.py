@@ -114,7 +114,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     [
         (["--algo", "mg", "--k", "0"], "inner_steps (K) must be an integer >= 1, got 0."),
         (["--algo", "decay"], "algo for agent ac must be one of fixed, mg, bmg; got 'decay'."),
-        (["--ac.entropy-cost", "1.5"], "entropy_cost must be a finite number in (0, 1)"),
+        (["--ac.entropy-cost", "1.5"], "entropy_cost must be a finite number in [0, 1)"),
         (["--env.switch-every", "0"], "switch_every"),
         (["--seeds", "0"], "seeds must be an integer >= 1, got 0."),
         (["--meta-learning-rate", "inf"], "meta_learning_rate must be a finite number > 0"),
