@@ -287,6 +287,32 @@ def test_disk_full_during_save_is_one_sentence_and_keeps_previous(saved, monkeyp
     assert_identical(fresh.restore(TEMPLATE)[0], make_state(2))
 
 
+def test_ctrl_c_during_a_save_comes_after_it(saved, monkeypatch):
+    """SIGINT in the middle of orbax's save: the step is still written whole, then
+    KeyboardInterrupt; Ctrl-C works as before afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach only the main thread")
+    checkpointer = Checkpointer(saved)
+    manager = checkpointer._orbax()
+    save = manager.save
+
+    def interrupted_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to this (the main) thread
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save(3, make_state(3), META)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    fresh = Checkpointer(saved)
+    assert fresh.latest_step() == 3
+    assert_identical(fresh.restore(TEMPLATE)[0], make_state(3))
+    assert not list(saved.glob("*tmp*"))
+
+
 def test_a_step_is_written_once(saved):
     with pytest.raises(CheckpointError, match="step 2 already exists"):
         Checkpointer(saved).save(2, make_state(2), META)

@@ -23,7 +23,9 @@ import gc
 import hashlib
 import json
 import logging
+import signal
 import sys
+import threading
 import warnings
 import zlib
 from collections.abc import Callable
@@ -82,6 +84,28 @@ def _digest(document: dict[str, Any]) -> str:
 
 def _crc32(array: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1))
+
+
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it: a checkpoint being written is
+    finished first, so an interrupted run keeps it whole and orbax's threads end cleanly (an
+    interrupt inside orbax's save left tracebacks at exit and a temporary directory). Outside the
+    main thread (no signal handlers there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -202,8 +226,9 @@ class Checkpointer:
     def save(self, step: int, state: PyTree, meta: dict[str, Any] | None = None) -> None:
         """Write `state` and `meta` as step `step`, atomically; drop all but the latest two.
 
-        Blocks until the checkpoint is complete on disk. Raises CheckpointError when it cannot
-        be written (e.g. a full disk): the previous steps stay intact and restorable.
+        Blocks until the checkpoint is complete on disk; a Ctrl-C meanwhile is held until then
+        (KeyboardInterrupt after the save). Raises CheckpointError when it cannot be written
+        (e.g. a full disk): the previous steps stay intact and restorable.
         """
         if not isinstance(step, int | np.integer) or step < 0:
             raise CheckpointError(f"checkpoint step must be an integer >= 0, got {step!r}.")
@@ -228,7 +253,7 @@ class Checkpointer:
                 "once (save the next step, or use a new directory)."
             )
         try:
-            with _quiet():
+            with _ctrl_c_after(), _quiet():
                 manager.save(
                     step,
                     args=ocp.args.Composite(
