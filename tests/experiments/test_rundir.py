@@ -107,6 +107,22 @@ def test_dir_holding_a_run_is_refused_with_resume_hint(tmp_path):
     assert "resume" not in str(error.value)
 
 
+def test_dir_holding_other_files_is_refused_and_left_alone(tmp_path):
+    """A run would overwrite files it did not write (a user's metrics.csv, plots): refused; an
+    empty directory, or one holding only a stale lock file, is taken."""
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "metrics.csv").write_text("precious")
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already holds files and no run") as error:
+        make_run_dir(str(tmp_path / "full"), "two-colors", "bmg")
+    assert "metrics.csv, notes.txt" in one_sentence(error)
+    assert (tmp_path / "full" / "metrics.csv").read_text() == "precious"
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["metrics.csv", "notes.txt"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / rundir.LOCK).write_text("")
+    assert make_run_dir(str(tmp_path / "empty"), "two-colors", "bmg") == tmp_path / "empty"
+
+
 # the lock ---------------------------------------------------------------------------------------
 
 HOLD = textwrap.dedent(

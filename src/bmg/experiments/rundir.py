@@ -155,8 +155,9 @@ def make_run_dir(
     """`out` if given, else `runs/<experiment>/<name>-<timestamp>/`: created, locked, empty of runs.
 
     Checked before any work, each with one sentence: `out` empty, a file, under a file, not
-    writable (read-only file system, permissions), locked by a run in progress, or already
-    holding a run (config.json; `resume_hint` is added when that run is unfinished). The lock
+    writable (read-only file system, permissions), locked by a run in progress, already holding
+    a run (config.json; `resume_hint` is added when that run is unfinished), or holding other
+    files (a run would overwrite its metrics.csv, plots, ...). The lock
     (`lock_run_dir`) is held until the process ends.
 
     Raises:
@@ -173,6 +174,13 @@ def make_run_dir(
             "finished work is never overwritten"
             + ("" if (path / "summary.json").exists() else resume_hint)
             + "."
+        )
+    others = sorted(p.name for p in path.iterdir() if p.name != LOCK) if path.is_dir() else []
+    if others:
+        raise ValueError(
+            f"{flag} {path} already holds files and no run ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}); choose a new or empty directory so nothing "
+            "in it is overwritten."
         )
     _create(path, flag)
     lock_run_dir(path)
