@@ -419,3 +419,15 @@ def test_related_preset_holds_the_published_values():
     for agent, algos in (("ac", ("fixed", "mg", "bmg")), ("q", ("fixed", "decay", "mg", "bmg"))):
         for algo in algos:
             preset("related", agent=agent, algo=algo).meta_config()
+
+
+def test_a_lifetime_shorter_than_one_chunk_is_not_inflated_to_a_chunk():
+    """steps below chunk_steps: one chunk of the lifetime's own length (rounded up to whole
+    meta-steps only), not a whole 200k-step chunk; MinAtar alike."""
+    from bmg.experiments.minatar import MinAtarConfig
+    from bmg.experiments.two_colors import TwoColorsConfig
+
+    config = TwoColorsConfig(steps=1000)
+    assert config.num_chunks == 1 and 1000 <= config.total_env_steps < 1000 + 16 * 9
+    minatar = MinAtarConfig(steps=1000)
+    assert minatar.num_chunks == 1 and 1000 <= minatar.total_env_steps < 1000 + 2 * 640

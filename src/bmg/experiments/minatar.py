@@ -76,7 +76,8 @@ class MinAtarConfig:
     parameters with the streams the target advanced ("inner_params"), or from x_K ("inner":
     the streams rewind, so L - 1 rollouts per meta-step are collected again)."""
     chunk_steps: int = 250_000
-    """frames per seed per compiled chunk (progress, metrics.csv rows, checkpoints)."""
+    """frames per seed per compiled chunk (progress, metrics.csv rows, checkpoints); a lifetime
+    shorter than this is one chunk of its own length."""
     batch_devices: int = 1
     """devices splitting each seed's batch of environments (``jax.shard_map``); the rest shard
     the seeds. Must divide stacx.num_envs."""
@@ -162,7 +163,10 @@ class MinAtarConfig:
 
     @property
     def meta_steps_per_chunk(self) -> int:
-        return max(1, math.ceil(self.chunk_steps / self.steps_per_meta_step))
+        # a lifetime shorter than one chunk is one chunk of its own length (not inflated to one
+        # whole chunk)
+        chunk_steps = min(self.chunk_steps, self.steps)
+        return max(1, math.ceil(chunk_steps / self.steps_per_meta_step))
 
     @property
     def num_chunks(self) -> int:

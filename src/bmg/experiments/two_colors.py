@@ -104,7 +104,7 @@ class TwoColorsConfig:
     from x_K's parameters with the stream the target advanced ("inner_params")."""
     chunk_steps: int = 200_000
     """environment steps per compiled chunk (progress, metrics.csv rows and checkpoints per
-    chunk)."""
+    chunk); a lifetime shorter than this is one chunk of its own length."""
     ac: ActorCriticConfig = ActorCriticConfig()
     q: QLambdaConfig = QLambdaConfig()
     env: EnvConfig = EnvConfig()
@@ -169,7 +169,10 @@ class TwoColorsConfig:
 
     @property
     def meta_steps_per_chunk(self) -> int:
-        return max(1, math.ceil(self.chunk_steps / self.steps_per_meta_step))
+        # a lifetime shorter than one chunk is one chunk of its own length (not inflated to one
+        # whole chunk)
+        chunk_steps = min(self.chunk_steps, self.steps)
+        return max(1, math.ceil(chunk_steps / self.steps_per_meta_step))
 
     @property
     def num_chunks(self) -> int:
