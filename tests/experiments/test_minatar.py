@@ -40,6 +40,7 @@ TINY = [
         ("env", "Pong-MinAtar", "env must be one of Asterix-MinAtar, "),
         ("algo", "mg", "algo must be one of impala, stacx, bmg; got 'mg'."),
         ("sticky_action_prob", 1.5, "sticky_action_prob must be a number in [0, 1], got 1.5."),
+        ("sticky_action_prob", 1.0, "sticky_action_prob must be below 1 for a run"),
         ("steps", 0, "steps must be"),
         ("seeds", 0, "seeds must be"),
         ("batch_devices", 3, "batch_devices must divide stacx.num_envs = 32, got 3."),

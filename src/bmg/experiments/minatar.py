@@ -88,6 +88,11 @@ class MinAtarConfig:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")
         check_sticky_action_prob(self.sticky_action_prob)
+        if self.sticky_action_prob == 1:
+            raise ValueError(
+                "sticky_action_prob must be below 1 for a run (at 1 the game repeats its first "
+                "action forever and the agent's actions never reach it), got 1."
+            )
         if self.continue_from not in ("target", "inner_params", "inner"):
             raise ValueError(
                 "continue_from must be 'target', 'inner_params' or 'inner', got "
