@@ -431,3 +431,16 @@ def test_help_returns_quickly_without_importing_jax(helps):
     _, results = helps
     assert [r["jax"] for r in results] == [False, False, False]
     assert all(r["seconds"] < 20 for r in results), results
+
+
+def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
+    """config.json records its experiment: `bmg two-colors resume` on a MinAtar run says which
+    command continues it (it used to read as a version mismatch of the config)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    rundir.write_config(run, tc.TwoColorsConfig(), experiment="minatar")
+    exits_with(
+        ["two-colors", "resume", str(run)],
+        capsys,
+        f"holds a minatar run, not a two-colors run; continue it with `bmg minatar resume {run}`.",
+    )

@@ -145,7 +145,7 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None):
                     raise ValueError(
                         f"--out {out} already holds a run (config.json); choose a new directory "
                         "so finished work is never overwritten"
-                        + ("" if (out / "summary.json").exists() else hint)
+                        + ("" if (out / "summary.json").exists() else hint.replace("DIR", str(out)))
                         + "."
                     )
                 if out.is_dir():
@@ -153,7 +153,10 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None):
             prepared = prepare(config) if prepare else None
             run_dir = rundir.make_run_dir(args.out, experiment, config.algo, resume_hint=hint)
             rundir.write_config(
-                run_dir, config, config_digest=config_digest(rundir.to_json(config))
+                run_dir,
+                config,
+                experiment=experiment,
+                config_digest=config_digest(rundir.to_json(config)),
             )
             return config, prepared, run_dir, False
         run_dir = args.run_dir
@@ -163,6 +166,11 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None):
             raise ValueError(f"{run_dir} holds a finished run (summary.json); nothing to resume.")
         rundir.lock_run_dir(run_dir)
         record = rundir.read_json(run_dir / "config.json", "a run's config")
+        if record.get("experiment", experiment) != experiment:
+            raise ValueError(
+                f"{run_dir} holds a {record['experiment']} run, not a {experiment} run; continue "
+                f"it with `bmg {record['experiment']} resume {run_dir}`."
+            )
         if record.get("config_digest") not in (None, config_digest(record.get("config"))):
             raise ValueError(
                 f"{run_dir / 'config.json'} was edited after the run started (its config no "
