@@ -188,7 +188,8 @@ class MinAtarConfig:
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the defaults below (STACX on Breakout, 3 seeds x 10M frames)", {}),
     "demo": (
-        "minutes on 2 CPU cores: STACX on Breakout-MinAtar, 2 seeds x 160k frames, 16 "
+        "a short run (18 min on 2 busy CPU cores; no clear learning yet, see docs/minatar.md): "
+        "STACX on Breakout-MinAtar, 2 seeds x 160k frames, 16 "
         "environments x 10 steps per batch, a small torso (8 filters, 64 units) and a 2e-3 "
         "learning rate",
         dict(
