@@ -13,12 +13,13 @@ Part 1 (lanes): for each lane count, compile, then run `--chunks` chunks of `--m
 meta-steps, checkpointing every chunk (orbax, into a temporary directory) as `bmg two-colors
 sweep` does; the first chunk is left out of the rates (warm-up). Reported per chunk: device
 seconds (`Anakin.run_chunk`'s), host seconds of the trace transfer and NaN check, and of the
-checkpoint (carry + the whole trace so far), and aggregate environment steps per second.
+checkpoint (the runner's own save), and aggregate environment steps per second.
 
 Part 3 (checkpoint cost against trace length, `--trace-sizes`): a `Checkpointer.save` of a
 small carry plus a trace of 7 records [lanes, meta-steps] (4 float32 / int32 + 3 bool, as a
-Two-colors run records), for growing meta-steps: the runner checkpoints the whole trace so far
-after every chunk, so this cost grows with the lifetime.
+Two-colors run records), for growing meta-steps: what a checkpoint of the whole trace so far costs
+(the runner's layout when this was measured; it now writes each chunk's trace once, to its own
+file, so its saves no longer grow with the lifetime).
 
 Part 2 (one program vs one by one): the same `--configs` configurations x (16 / configs) seeds
 as one sweep, and as `--configs` single runs one after another (each its own compile), wall

@@ -155,6 +155,37 @@ def test_resume_continues_bit_identically(straight, tmp_path):
     assert restored.seconds == pytest.approx(result.state.seconds)
 
 
+def test_a_checkpoint_does_not_grow_with_the_trace(straight):
+    """The trace goes to one file per chunk beside the steps, each written once: the steps hold
+    the same leaves (the carry and initial probes) whatever the lifetime so far."""
+    _, result, directory, _ = straight
+    checkpointer = Checkpointer(directory)
+    leaves = [[leaf["path"] for leaf in checkpointer._document(step)["leaves"]] for step in (1, 3)]
+    assert leaves[0] == leaves[1] and not any("trace" in path for path in leaves[0])
+    pieces = sorted((directory / "trace").iterdir())
+    assert [p.name for p in pieces] == ["000000.npz", "000001.npz", "000002.npz"]
+    with np.load(pieces[1]) as piece:
+        for name, values in result.state.trace.items():
+            np.testing.assert_array_equal(piece[name], values[:, 4:8], err_msg=name)
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing"])
+def test_a_damaged_or_missing_trace_piece_is_one_sentence(straight, tmp_path, damage):
+    _, result, directory, _ = straight
+    shutil.copytree(directory, tmp_path / "ckpt")
+    piece = tmp_path / "ckpt" / "trace" / "000001.npz"
+    if damage == "missing":
+        piece.unlink()
+    else:
+        with np.load(piece) as data:
+            arrays = {k: data[k] for k in data.files}
+        arrays["meta/loss"] = arrays["meta/loss"] * 2
+        np.savez(piece, **arrays)
+    with pytest.raises(CheckpointError, match="the trace of chunk 2") as error:
+        make_runner(Checkpointer(tmp_path / "ckpt")).restore()
+    assert str(piece) in str(error.value) and "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "change, field", [({"num_seeds": 2}, "num_seeds"), ({"meta_steps_per_chunk": 5}, "meta_steps")]
 )

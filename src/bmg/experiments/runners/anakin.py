@@ -11,8 +11,9 @@ the learner's probes (`Learner.probes(meta_params, state)`), chosen metrics of t
 (e.g. `meta/loss`) and whether the learner parameters, the meta-parameters and the meta-loss are
 all finite. The host, between chunks: appends the chunk to the trace (`name -> [seeds,
 meta_steps]` arrays), stops with one sentence at the first non-finite value (keeping the last
-good checkpoint), saves a checkpoint (carry, trace, chunks done, seconds) through a
-`Checkpointer`, and calls `on_chunk`. A run restored from a checkpoint continues bit-identically.
+good checkpoint), saves a checkpoint through a `Checkpointer` (carry, initial probes, chunks
+done, seconds; the trace as one file per chunk beside it, so a save does not grow with the
+lifetime), and calls `on_chunk`. A run restored from a checkpoint continues bit-identically.
 
 One seed's learner batch can also be split over devices (`batch_devices` > 1): the devices form
 a mesh ("seed", "batch"); each chunk runs inside `jax.shard_map` with the leaves of the learner
@@ -47,7 +48,9 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -215,6 +218,11 @@ def make_swept_lifetime(
         return parts(carry.hyper)[2](carry)
 
     return init, probe, run_chunk
+
+
+def _piece_crc(piece: Trace, crc32) -> int:
+    """One CRC-32 of a trace piece: of its names' leaves' CRCs, in name order."""
+    return crc32(np.asarray([crc32(np.asarray(piece[k])) for k in sorted(piece)], np.int64))
 
 
 def seed_sharding(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> NamedSharding:
@@ -453,6 +461,7 @@ class Anakin:
         else:
             self._shard_batch(init, probe, run_chunk, devices)
         self._compiled = None
+        self._piece_crcs: list[int] = []  # CRC-32 of each chunk's trace file on disk
         self.compile_seconds = float("nan")
         self.memory_bytes: int | None = None
 
@@ -553,6 +562,7 @@ class Anakin:
         hyper = None if self.hyper is None else jax.device_put(self.hyper, self.sharding)
         carry = self._compiled_init(self.keys(), hyper)
         initial = {k: np.asarray(v) for k, v in self._probe(carry).items()}
+        self._piece_crcs = []
         return State(carry, initial, self._empty_trace(), 0, 0.0, 0.0)
 
     def _empty_trace(self) -> Trace:
@@ -564,6 +574,7 @@ class Anakin:
     def _meta(self, state: State) -> dict[str, Any]:
         return {
             "chunks_done": state.chunks_done,
+            "trace_crc32": list(self._piece_crcs[: state.chunks_done]),
             "seconds": state.seconds,
             "host_seconds": state.host_seconds,
             "num_seeds": self.num_seeds,
@@ -578,25 +589,63 @@ class Anakin:
                     f"the checkpoint was written with {name} = {meta.get(name)}, this run has "
                     f"{getattr(self, name)}; resume with the run's own configuration."
                 )
-        steps = int(meta["chunks_done"]) * self.meta_steps_per_chunk
-        trace = self._empty_trace()
         initial = jax.eval_shape(self._probe, self.abstract_carry())
         return {
             "carry": self.abstract_carry(),
             "initial": {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in initial.items()},
-            "trace": {
-                k: jax.ShapeDtypeStruct((self.num_seeds, steps), v.dtype) for k, v in trace.items()
-            },
         }
 
+    def _piece_path(self, chunk: int) -> Path:
+        return Path(self.checkpointer.directory) / "trace" / f"{chunk:06d}.npz"
+
+    def _write_pieces(self, state: State) -> None:
+        """trace/<chunk>.npz for every chunk not yet on disk, and its CRC-32 for the meta."""
+        from bmg.experiments.checkpoint import _crc32
+        from bmg.experiments.rundir import save_npz
+
+        m = self.meta_steps_per_chunk
+        del self._piece_crcs[state.chunks_done :]
+        self._piece_path(0).parent.mkdir(parents=True, exist_ok=True)
+        for chunk in range(len(self._piece_crcs), state.chunks_done):
+            piece = {k: v[:, chunk * m : (chunk + 1) * m] for k, v in state.trace.items()}
+            save_npz(self._piece_path(chunk), compress=False, **piece)
+            self._piece_crcs.append(_piece_crc(piece, _crc32))
+
+    def _read_pieces(self, crcs: list[int]) -> Trace:
+        """The trace of the chunks `crcs` describe, each piece checked against its CRC-32."""
+        from bmg.experiments.checkpoint import CheckpointError, _crc32
+
+        trace = self._empty_trace()
+        pieces = []
+        for chunk, crc in enumerate(crcs):
+            path = self._piece_path(chunk)
+            try:
+                with np.load(path) as data:
+                    piece = {k: data[k] for k in data.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+                raise CheckpointError(
+                    f"{path}, the trace of chunk {chunk + 1}, cannot be read "
+                    f"({type(error).__name__}); the run cannot be resumed: start it again."
+                ) from None
+            if sorted(piece) != sorted(trace) or _piece_crc(piece, _crc32) != crc:
+                raise CheckpointError(
+                    f"{path}, the trace of chunk {chunk + 1}, does not match its checksum in the "
+                    "checkpoint (damaged or from another run); the run cannot be resumed: start "
+                    "it again."
+                )
+            pieces.append(piece)
+        return {k: np.concatenate([v, *(p[k] for p in pieces)], axis=1) for k, v in trace.items()}
+
     def save(self, state: State) -> None:
-        """Checkpoint `state` as step `state.chunks_done` (no-op without a checkpointer)."""
+        """Checkpoint `state` as step `state.chunks_done` (no-op without a checkpointer): the
+        carry and initial probes through the `Checkpointer`, and the trace as one file per chunk
+        (`trace/<chunk>.npz` beside the steps, each written once, its CRC-32 in the step's
+        meta), so a save costs the same at the end of a long lifetime as at its start."""
         if self.checkpointer is None:
             return
+        self._write_pieces(state)  # the new chunks' traces first, then the step that names them
         self.checkpointer.save(
-            state.chunks_done,
-            {"carry": state.carry, "initial": state.initial, "trace": state.trace},
-            self._meta(state),
+            state.chunks_done, {"carry": state.carry, "initial": state.initial}, self._meta(state)
         )
 
     def restore(self) -> State:
@@ -618,11 +667,19 @@ class Anakin:
                 raise CheckpointError(f"{self.checkpointer.directory}: {error}") from None
 
         saved, meta = self.checkpointer.restore(template)
+        crcs = [int(c) for c in meta.get("trace_crc32", [])]
+        if len(crcs) != int(meta["chunks_done"]):
+            raise CheckpointError(
+                f"{self.checkpointer.directory}: the checkpoint names {len(crcs)} trace pieces for "
+                f"{meta['chunks_done']} chunks (written by an older bmg?); start the run again."
+            )
+        trace = self._read_pieces(crcs)
+        self._piece_crcs = crcs
         self.compile()
         state = State(
             carry=saved["carry"],
             initial={k: np.asarray(v) for k, v in saved["initial"].items()},
-            trace={k: np.asarray(v) for k, v in saved["trace"].items()},
+            trace=trace,
             chunks_done=int(meta["chunks_done"]),
             seconds=float(meta["seconds"]),
             host_seconds=float(meta["host_seconds"]),
