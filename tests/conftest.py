@@ -94,14 +94,3 @@ def two_finite_meta_steps():
         return probes
 
     return run
-
-
-LONGEST = "tests/test_documented_commands.py"
-
-
-def pytest_collection_modifyitems(config, items):
-    """The documented-commands file first: it is the longest (about 7 minutes, two commands at a
-    time), so under `pytest -n 2 --dist loadfile` the other worker runs every other file
-    meanwhile instead of it running alone at the end (measured: 26 min of CPU in 21 min of wall
-    clock with it last)."""
-    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST))
