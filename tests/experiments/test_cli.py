@@ -325,7 +325,7 @@ def test_an_interrupted_run_resumes_to_the_same_files(tiny_run, tmp_path, monkey
         ["two-colors", "default", "--algo", "bmg", *TINY, "--out", str(out)],
         capsys,
         "already holds a run (config.json); choose a new directory so finished work is never "
-        "overwritten; to continue it, run `bmg two-colors resume DIR`.",
+        f"overwritten; to continue it, run `bmg two-colors resume {out}`.",
     )
     # A config.json edited to another configuration is refused by its digest.
     shutil.copytree(out, tmp_path / "edited")
