@@ -234,6 +234,7 @@ class StacxNetwork(nn.Module):
 
     ``__call__(obs [..., H, W, C], eta [num_heads, 6], heads=None)`` returns logits
     ``[..., heads, A]`` and values ``[..., heads]`` of the first ``heads`` heads (all by default).
+    uint8 observations (Atari frames) are divided by 255 first; other dtypes go in as they are.
     """
 
     torso: nn.Module
@@ -243,6 +244,8 @@ class StacxNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, eta: jax.Array, heads: int | None = None):
+        if obs.dtype == jnp.uint8:  # Atari frames: bytes 0..255 -> [0, 1] [impala]
+            obs = obs.astype(jnp.result_type(float)) / 255.0
         features = self.torso(obs)
         outputs = [
             Head(self.num_actions, self.embedding_size, name=f"head{h}")(features, eta[h])
@@ -312,29 +315,66 @@ def make_torso(config: StacxConfig) -> nn.Module:
     return ImpalaTorso(config.impala_channels, config.impala_blocks, hidden)
 
 
-def make_stacx(
-    config: StacxConfig, env: Any, env_params: Any, *, axis_name: str | None = None
-) -> Learner:
-    """STACX on ``env`` (a gymnax environment with image observations [H, W, C] and discrete
-    actions) as a ``bmg.core.Learner``: phi, f, mu, the RMSProp target step, initialisers and
-    probes (see the module docstring). Use with ``MetaConfig(algo="fixed")`` for IMPALA with the
-    initial hyper-parameters, ``"mg"`` with ``inner_steps=1`` for STACX, ``"bmg"`` for BMG.
+class Parts(NamedTuple):
+    """The pieces of the STACX learner that do not depend on where the data comes from
+    (``make_parts``): ``make_stacx`` (Anakin: the learner acts itself) and
+    ``make_stacx_on_batches`` (Sebulba: actors act, the learner reads given batches) are both
+    built from them, so both run the same learner maths.
 
-    ``axis_name``: the ``shard_map`` mesh axis splitting the B streams over devices (see the
-    module docstring); ``init_state`` then runs outside the ``shard_map`` (all B streams), the
-    update, objectives and probes inside it. None: one device holds the batch.
+    Attributes:
+      network: the ``StacxNetwork``.
+      optimizer: the inner optimiser (``make_optimizer``, all-reduced over ``axis_name``).
+      act_fn: ``(params, meta_params, obs [B, ...], key) -> (actions int32[B], logits [B, A])``,
+        the main head's policy sample (Gumbel-argmax) and its logits; no gradients.
+      learn_fn: ``(params, opt_state, meta_params, batch, actor_logits=None) -> (params,
+        opt_state, pre_update_logits, metrics)``, one RMSProp step on the summed heads' leaky
+        V-trace losses on ``batch`` (``bmg.rl.Rollout``, leaves [B, T(+1), ...]);
+        ``actor_logits`` float[B, T, A] is the behaviour policy mu of V-trace (None: on-policy,
+        mu = the main head at ``params``); ``pre_update_logits`` float[B, T, A] are the main
+        head's logits at ``params`` (stop-gradient-ed), the KL reference of the meta-objective.
+        Differentiable in ``meta_params``.
+      meta_objective: f on ``LearnerState.extras.batch`` and ``.behaviour_logits``.
+      matching_fn: mu on the target's ``extras.batch``.
+      target_step: the RMSProp-preconditioned target step, or None ("sgd").
+      init_params: ``key -> (params, opt_state)``.
+      init_meta_params: ``key -> meta_params`` (18 logits at ``meta_init``).
+      meta_probes: ``meta_params -> {"head{h}/{name}": sigma}``.
+    """
+
+    network: StacxNetwork
+    optimizer: optax.GradientTransformation
+    act_fn: Any
+    learn_fn: Any
+    meta_objective: Any
+    matching_fn: Any
+    target_step: Any
+    init_params: Any
+    init_meta_params: Any
+    meta_probes: Any
+
+
+def make_parts(
+    config: StacxConfig,
+    obs_shape: tuple[int, ...],
+    num_actions: int,
+    *,
+    truncates: bool,
+    axis_name: str | None = None,
+) -> Parts:
+    """The STACX learner's pieces for observations of ``obs_shape`` ([H, W, C]) and
+    ``num_actions`` discrete actions (see ``Parts`` and the module docstring). ``truncates``:
+    bootstrap time limits from V(final_obs) (``config.truncation_bootstrap`` and an environment
+    that truncates). ``axis_name``: the ``shard_map`` axis splitting the batch (losses are
+    per-shard means, metrics ``pmean``-ed, gradients all-reduced in the optimiser).
 
     Raises:
-      ValueError: the action space is not discrete, or observations are not [H, W, C].
+      ValueError: observations not [H, W, C]; ``target_step="sgd"`` with ``axis_name``.
     """
-    num_actions = stream.num_actions(env, env_params)
-    obs_shape = stream.observation_shape(env, env_params).shape
     if len(obs_shape) != 3:
         raise ValueError(
             f"make_stacx needs image observations [H, W, C], got observations of shape {obs_shape}."
         )
-    truncates = config.truncation_bootstrap and stream.can_truncate(env)
-    num_envs, length = config.num_envs, config.rollout_length
+    length = config.rollout_length
     network = StacxNetwork(
         make_torso(config), config.num_heads, num_actions, config.meta_embedding_size
     )
@@ -356,30 +396,6 @@ def make_stacx(
     def total(x):
         """The sum over the whole batch of per-shard sums (identity on one device)."""
         return x if axis_name is None else jax.lax.psum(x, axis_name)
-
-    def local(x, sharded=True):
-        """This device's streams of a global [B, ...] draw (all of it on one device)."""
-        if axis_name is None or not sharded:
-            return x
-        size = num_envs // jax.lax.axis_size(axis_name)
-        start = jax.lax.axis_index(axis_name) * size
-        return jax.lax.dynamic_slice_in_dim(x, start, size)
-
-    def collect(params, eta, streams, key, sharded=True):
-        """Act T steps in each of the B streams with the main head; parameters are data.
-        ``sharded=False``: all B streams (outside the ``shard_map``, for shapes)."""
-        params, eta = jax.lax.stop_gradient((params, eta))
-        action_key, env_key = jax.random.split(key)
-        gumbel = local(jax.random.gumbel(action_key, (num_envs, length, num_actions)), sharded)
-
-        def act(obs, noise):  # a ~ pi_main(.|obs): argmax of logits + Gumbel noise
-            logits, _ = network.apply(params, obs, eta, heads=1)
-            return jnp.argmax(logits[0] + noise)
-
-        def one(env_stream, noise, k):
-            return rl.collect(env, env_params, act, noise, env_stream, k, discount=1.0)
-
-        return jax.vmap(one)(streams, gumbel, local(jax.random.split(env_key, num_envs), sharded))
 
     def clip_rewards(rewards):
         if config.reward_clip > 0:
@@ -420,10 +436,12 @@ def make_stacx(
         loss, metrics = jax.vmap(one)(logits, values, v_final, batch, behaviour_logits)
         return jnp.mean(loss), jax.tree.map(lambda m: mean(jnp.mean(m)), metrics)
 
-    def inner_loss(params, batch, eta):
-        """sum_h of head h's leaky V-trace loss at its own meta-parameters (heads vmapped)."""
+    def inner_loss(params, batch, eta, actor_logits):
+        """sum_h of head h's leaky V-trace loss at its own meta-parameters (heads vmapped);
+        mu = ``actor_logits``, or the main head at x (on-policy) when None."""
         logits, values, v_final = forward(params, batch, eta)
-        behaviour_logits = jax.lax.stop_gradient(logits[:, :, 0])  # on-policy: the main head at x
+        pre_update_logits = jax.lax.stop_gradient(logits[:, :, 0])  # the main head at x
+        behaviour_logits = pre_update_logits if actor_logits is None else actor_logits
         weights = eta[:, 2:5] * outer_costs  # [heads, 3]: g_v, g_p, g_e
 
         def one_head(logits, values, v_final, eta, weights):
@@ -456,20 +474,30 @@ def make_stacx(
         }
         total = jnp.sum(losses)
         metrics["learner/loss"] = total
-        return total, (metrics, behaviour_logits)
+        return total, (metrics, pre_update_logits)
 
-    def update_fn(meta_params, state: LearnerState, key):
-        extras: Extras = state.extras
-        eta = meta_values(meta_params)
-        batch, streams = collect(state.params, eta, extras.streams, key)
-        grads, (metrics, behaviour_logits) = jax.grad(inner_loss, has_aux=True)(
-            state.params, batch, eta
+    def learn_with_eta(params, opt_state, eta, batch, actor_logits=None):
+        grads, (metrics, pre_update_logits) = jax.grad(inner_loss, has_aux=True)(
+            params, batch, eta, actor_logits
         )
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
         metrics = {**metrics, "env/rollout_reward": total(jnp.sum(batch.rewards))}
         metrics["learner/loss"] = mean(metrics["learner/loss"])
-        return LearnerState(params, opt_state, Extras(streams, batch, behaviour_logits)), metrics
+        return params, opt_state, pre_update_logits, metrics
+
+    def learn_fn(params, opt_state, meta_params, batch, actor_logits=None):
+        return learn_with_eta(params, opt_state, meta_values(meta_params), batch, actor_logits)
+
+    learn_fn.with_eta = learn_with_eta  # for make_stacx, which has eta already
+
+    def act_fn(params, meta_params, obs, key):
+        """a ~ pi_main(.|obs) for a batch of observations: argmax of logits + Gumbel noise."""
+        params, eta = jax.lax.stop_gradient((params, meta_values(meta_params)))
+        logits, _ = network.apply(params, obs, eta, heads=1)
+        logits = logits[..., 0, :]
+        noise = jax.random.gumbel(key, logits.shape, logits.dtype)
+        return jnp.argmax(logits + noise, axis=-1).astype(jnp.int32), logits
 
     def main_head(params, observations):
         """The main head's logits and values under the outer conditioning."""
@@ -479,7 +507,7 @@ def make_stacx(
     def meta_objective(state: LearnerState, key):
         """f(x'): plain V-trace on the main head + g_kl KL(pre-update || x') on x's batch."""
         del key
-        extras: Extras = state.extras
+        extras = state.extras
         logits, values, v_final = forward(state.params, extras.batch, outer_eta, heads=1)
         loss, metrics = head_loss(
             logits[:, :, 0],
@@ -519,37 +547,17 @@ def make_stacx(
         logit = jnp.full((), config.meta_init)  # float32, or float64 under jax_enable_x64
         return {f"head{h}": {name: logit for name in META_NAMES} for h in range(config.num_heads)}
 
-    def init_state(key):
-        params_key, reset_key = jax.random.split(key)
+    def init_params(key):
         eta = meta_values(init_meta_params(None))
-        dummy = jnp.zeros(obs_shape, jnp.float32)
-        params = network.init(params_key, dummy, eta)
-        streams = jax.vmap(lambda k: rl.start_stream(env, env_params, k))(
-            jax.random.split(reset_key, num_envs)
-        )
-        shapes = jax.eval_shape(lambda *a: collect(*a, sharded=False), params, eta, streams, key)[0]
-        batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        behaviour_logits = jnp.zeros((num_envs, length, num_actions), jnp.float32)
-        return LearnerState(
-            params, optimizer.init(params), Extras(streams, batch, behaviour_logits)
-        )
+        params = network.init(key, jnp.zeros(obs_shape, jnp.float32), eta)
+        return params, optimizer.init(params)
 
-    def probes(meta_params, state: LearnerState):
-        """Counters summed over the B streams and the 18 sigma values ``head{h}/{name}``."""
-        streams: rl.Stream = state.extras.streams
+    def meta_probes(meta_params):
         values = meta_values(meta_params)
-        named = {
+        return {
             f"head{h}/{name}": values[h, i]
             for h in range(config.num_heads)
             for i, name in enumerate(META_NAMES)
-        }
-        return {
-            # All streams take the same number of steps.
-            "env_steps": jnp.minimum(streams.env_steps[0], INT32_MAX // num_envs) * num_envs,
-            "reward_sum": total(jnp.sum(streams.reward_sum)),
-            "episodes": total(jnp.sum(streams.episodes)),
-            "episode_return_sum": total(jnp.sum(streams.episode_return_sum)),
-            **named,
         }
 
     target_step = None
@@ -559,13 +567,238 @@ def make_stacx(
             preconditioner=make_optimizer(config, config.target_learning_rate, axis_name),
             preconditioner_state="learner",
         )
+    return Parts(
+        network,
+        optimizer,
+        act_fn,
+        learn_fn,
+        meta_objective,
+        matching_fn,
+        target_step,
+        init_params,
+        init_meta_params,
+        meta_probes,
+    )
+
+
+def make_stacx(
+    config: StacxConfig, env: Any, env_params: Any, *, axis_name: str | None = None
+) -> Learner:
+    """STACX on ``env`` (a gymnax environment with image observations [H, W, C] and discrete
+    actions) as a ``bmg.core.Learner``: phi, f, mu, the RMSProp target step, initialisers and
+    probes (see the module docstring). Use with ``MetaConfig(algo="fixed")`` for IMPALA with the
+    initial hyper-parameters, ``"mg"`` with ``inner_steps=1`` for STACX, ``"bmg"`` for BMG.
+
+    phi acts for T steps in the B streams (the Anakin pattern: the environment is JAX), then
+    learns on that batch with ``Parts.learn_fn`` (on-policy); ``make_stacx_on_batches`` is the
+    same learner reading batches that actors collected elsewhere (Sebulba).
+
+    ``axis_name``: the ``shard_map`` mesh axis splitting the B streams over devices (see the
+    module docstring); ``init_state`` then runs outside the ``shard_map`` (all B streams), the
+    update, objectives and probes inside it. None: one device holds the batch.
+
+    Raises:
+      ValueError: the action space is not discrete, or observations are not [H, W, C].
+    """
+    num_actions = stream.num_actions(env, env_params)
+    obs_shape = stream.observation_shape(env, env_params).shape
+    truncates = config.truncation_bootstrap and stream.can_truncate(env)
+    parts = make_parts(config, obs_shape, num_actions, truncates=truncates, axis_name=axis_name)
+    num_envs, length = config.num_envs, config.rollout_length
+    network = parts.network
+
+    def total(x):
+        """The sum over the whole batch of per-shard sums (identity on one device)."""
+        return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+    def local(x, sharded=True):
+        """This device's streams of a global [B, ...] draw (all of it on one device)."""
+        if axis_name is None or not sharded:
+            return x
+        size = num_envs // jax.lax.axis_size(axis_name)
+        start = jax.lax.axis_index(axis_name) * size
+        return jax.lax.dynamic_slice_in_dim(x, start, size)
+
+    def collect(params, eta, streams, key, sharded=True):
+        """Act T steps in each of the B streams with the main head; parameters are data.
+        ``sharded=False``: all B streams (outside the ``shard_map``, for shapes)."""
+        params, eta = jax.lax.stop_gradient((params, eta))
+        action_key, env_key = jax.random.split(key)
+        gumbel = local(jax.random.gumbel(action_key, (num_envs, length, num_actions)), sharded)
+
+        def act(obs, noise):  # a ~ pi_main(.|obs): argmax of logits + Gumbel noise
+            logits, _ = network.apply(params, obs, eta, heads=1)
+            return jnp.argmax(logits[0] + noise)
+
+        def one(env_stream, noise, k):
+            return rl.collect(env, env_params, act, noise, env_stream, k, discount=1.0)
+
+        return jax.vmap(one)(streams, gumbel, local(jax.random.split(env_key, num_envs), sharded))
+
+    def update_fn(meta_params, state: LearnerState, key):
+        extras: Extras = state.extras
+        eta = meta_values(meta_params)
+        batch, streams = collect(state.params, eta, extras.streams, key)
+        params, opt_state, behaviour_logits, metrics = parts.learn_fn.with_eta(
+            state.params, state.opt_state, eta, batch
+        )
+        return LearnerState(params, opt_state, Extras(streams, batch, behaviour_logits)), metrics
+
+    def init_state(key):
+        params_key, reset_key = jax.random.split(key)
+        eta = meta_values(parts.init_meta_params(None))
+        params, opt_state = parts.init_params(params_key)
+        streams = jax.vmap(lambda k: rl.start_stream(env, env_params, k))(
+            jax.random.split(reset_key, num_envs)
+        )
+        shapes = jax.eval_shape(lambda *a: collect(*a, sharded=False), params, eta, streams, key)[0]
+        batch = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        behaviour_logits = jnp.zeros((num_envs, length, num_actions), jnp.float32)
+        return LearnerState(params, opt_state, Extras(streams, batch, behaviour_logits))
+
+    def probes(meta_params, state: LearnerState):
+        """Counters summed over the B streams and the 18 sigma values ``head{h}/{name}``."""
+        streams: rl.Stream = state.extras.streams
+        return {
+            # All streams take the same number of steps.
+            "env_steps": jnp.minimum(streams.env_steps[0], INT32_MAX // num_envs) * num_envs,
+            "reward_sum": total(jnp.sum(streams.reward_sum)),
+            "episodes": total(jnp.sum(streams.episodes)),
+            "episode_return_sum": total(jnp.sum(streams.episode_return_sum)),
+            **parts.meta_probes(meta_params),
+        }
 
     return Learner(
         init_state=init_state,
-        init_meta_params=init_meta_params,
+        init_meta_params=parts.init_meta_params,
         update_fn=update_fn,
-        meta_objective=meta_objective,
-        matching_fn=matching_fn,
-        target_step=target_step,
+        meta_objective=parts.meta_objective,
+        matching_fn=parts.matching_fn,
+        target_step=parts.target_step,
         probes=probes,
     )
+
+
+class BatchExtras(NamedTuple):
+    """``LearnerState.extras`` of the STACX learner on given batches (``make_stacx_on_batches``).
+
+    Attributes:
+      rollouts: the N batches of one meta-step (``bmg.rl.Rollout``, leaves [N, B, T(+1), ...]),
+        learned from in order: ``update_fn`` number i of the meta-step reads ``rollouts[i]``.
+      actor_logits: float[N, B, T, A], the behaviour policy's logits (the actors') on them.
+      index: int32, the next batch ``update_fn`` reads (clamped to N - 1).
+      batch: the batch of the latest update (leaves [B, T(+1), ...]): what ``meta_objective``
+        and ``matching_fn`` read, as in ``Extras``.
+      behaviour_logits: float[B, T, A], the main head's logits at the parameters before the
+        latest update (the KL reference of the meta-objective, as in ``Extras``).
+    """
+
+    rollouts: rl.Rollout
+    actor_logits: jax.Array
+    index: jax.Array
+    batch: rl.Rollout
+    behaviour_logits: jax.Array
+
+
+def batch_extras(rollouts: rl.Rollout, actor_logits: jax.Array) -> BatchExtras:
+    """``BatchExtras`` for N new batches (leaves [N, B, ...]): index 0, ``batch`` the first."""
+    first = jax.tree.map(lambda x: x[0], rollouts)
+    return BatchExtras(rollouts, actor_logits, jnp.zeros((), jnp.int32), first, actor_logits[0])
+
+
+def rollout_shapes(
+    config: StacxConfig, obs_shape: tuple[int, ...], obs_dtype: Any, num_batches: int
+) -> rl.Rollout:
+    """``jax.ShapeDtypeStruct``s of N = ``num_batches`` batches of B = ``config.num_envs``
+    streams of T = ``config.rollout_length`` steps with observations ``obs_shape``."""
+    n, b, t = num_batches, config.num_envs, config.rollout_length
+    struct = jax.ShapeDtypeStruct
+    return rl.Rollout(
+        obs=struct((n, b, t + 1, *obs_shape), obs_dtype),
+        actions=struct((n, b, t), jnp.int32),
+        rewards=struct((n, b, t), jnp.float32),
+        discount_t=struct((n, b, t), jnp.float32),
+        truncated=struct((n, b, t), jnp.bool_),
+        final_obs=struct((n, b, t, *obs_shape), obs_dtype),
+    )
+
+
+class OnBatches(NamedTuple):
+    """``make_stacx_on_batches``'s result: the ``Learner`` and the actors' policy.
+
+    Attributes:
+      learner: the STACX ``Learner`` whose ``update_fn`` reads its batch from
+        ``LearnerState.extras`` (``BatchExtras``).
+      act_fn: ``Parts.act_fn``, ``(params, meta_params, obs [B, ...], key) -> (actions,
+        logits)``.
+      parts: every piece (``Parts``).
+    """
+
+    learner: Learner
+    act_fn: Any
+    parts: Parts
+
+
+def make_stacx_on_batches(
+    config: StacxConfig,
+    obs_shape: tuple[int, ...],
+    obs_dtype: Any,
+    num_actions: int,
+    *,
+    num_batches: int = 1,
+    truncates: bool = True,
+    axis_name: str | None = None,
+) -> OnBatches:
+    """STACX learning from batches collected elsewhere (Sebulba's actors; Hessel et al.,
+    "Podracer architectures", 2021), with the learner maths of ``make_stacx`` (``Parts``).
+
+    A meta-step consumes ``num_batches`` = N batches (K + L - 1 for BMG continuing from the
+    target, K for MG and fixed): the runner puts them in the learner state with
+    ``state._replace(extras=batch_extras(rollouts, actor_logits))`` and calls the meta-learner's
+    ``step``. Update i reads batch i and learns with V-trace's mu = the actors' logits
+    (off-policy by the policy lag); the KL of the meta-objective is to the main head at the
+    parameters before the update. Probes: the 18 sigma values (counters are the runner's).
+
+    Args:
+      config: the learner; B = ``num_envs``, T = ``rollout_length``.
+      obs_shape: one observation's shape [H, W, C]; ``obs_dtype`` its dtype (uint8 frames are
+        scaled by 1/255 in the network).
+      num_actions: A.
+      num_batches: N.
+      truncates: bootstrap truncated steps from V(final_obs) (with
+        ``config.truncation_bootstrap``).
+      axis_name: the ``shard_map`` axis splitting B over learner devices (as ``make_stacx``).
+    """
+    num_batches = check_integer("num_batches", num_batches, 1)
+    truncates = config.truncation_bootstrap and truncates
+    parts = make_parts(config, obs_shape, num_actions, truncates=truncates, axis_name=axis_name)
+
+    def update_fn(meta_params, state: LearnerState, key):
+        del key  # the batch is given
+        extras: BatchExtras = state.extras
+        pick = lambda x: jax.lax.dynamic_index_in_dim(x, extras.index, keepdims=False)
+        batch = jax.tree.map(pick, extras.rollouts)
+        params, opt_state, pre_update_logits, metrics = parts.learn_fn(
+            state.params, state.opt_state, meta_params, batch, pick(extras.actor_logits)
+        )
+        index = jnp.minimum(extras.index + 1, num_batches - 1)
+        extras = extras._replace(index=index, batch=batch, behaviour_logits=pre_update_logits)
+        return LearnerState(params, opt_state, extras), metrics
+
+    def init_state(key):
+        params, opt_state = parts.init_params(key)
+        shapes = rollout_shapes(config, obs_shape, obs_dtype, num_batches)
+        rollouts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        logits = jnp.zeros((num_batches, config.num_envs, config.rollout_length, num_actions))
+        return LearnerState(params, opt_state, batch_extras(rollouts, logits))
+
+    learner = Learner(
+        init_state=init_state,
+        init_meta_params=parts.init_meta_params,
+        update_fn=update_fn,
+        meta_objective=parts.meta_objective,
+        matching_fn=parts.matching_fn,
+        target_step=parts.target_step,
+        probes=lambda meta_params, state: parts.meta_probes(meta_params),
+    )
+    return OnBatches(learner, parts.act_fn, parts)
