@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -34,6 +33,8 @@ from bmg.agents.stacx import StacxConfig
 from bmg.checks import check_integer, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.minatar import GAMES, check_game, check_sticky_action_prob
+from bmg.experiments.runners import lifetime
+from bmg.experiments.runners.lifetime import CHECKPOINTS
 
 MAX_STEPS = 2**31 - 1  # the int32 frame counters of a seed
 ALGOS = {"impala": "fixed", "stacx": "mg", "bmg": "bmg"}
@@ -213,7 +214,6 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 CONFIG = MinAtarConfig
-CHECKPOINTS = "checkpoints"
 
 
 def make_env(config: MinAtarConfig):
@@ -263,92 +263,87 @@ def result_rows(run_dir: Path) -> list[dict[str, str]]:
     return report.comparison_rows([run_dir])
 
 
-class Prepared(NamedTuple):
-    """A config with its compiled runner (``prepare``), not yet tied to a run directory."""
+def chunk_rows(config: MinAtarConfig, initial: dict, trace: dict, chunk: int) -> list[dict]:
+    """One metrics.csv row per seed for `chunk` of the runner's probes and trace."""
+    from bmg.experiments import minatar_report as report
 
-    config: MinAtarConfig
-    runner: Any
-
-
-def prepare(config: MinAtarConfig) -> Prepared:
-    """Build and compile the lifetime before any run directory exists (a lifetime that cannot
-    fit in memory is refused with one sentence and leaves nothing behind)."""
-    from rich.console import Console
-
-    Console().print(f"compiling {config.seeds} seeds x {config.meta_steps_per_chunk} meta-steps...")
-    runner = make_runner(config)
-    runner.compile()
-    return Prepared(config, runner)
+    return report.chunk_rows(initial, trace, chunk, config.meta_steps_per_chunk, config.seed)
 
 
-def run(config: MinAtarConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
-    """Train (or continue) the lifetime of ``config`` in ``run_dir``; write metrics.csv,
-    TensorBoard events, trace.npz, summary.json and plots; return the summary.
+def _label(config: MinAtarConfig) -> str:
+    from bmg.experiments import minatar_report as report
+
+    return report.run_label(dataclasses.asdict(config))
+
+
+def _csv_fields(config: MinAtarConfig) -> list[str]:
+    from bmg.experiments import minatar_report as report
+
+    return report.csv_fields(config.stacx.num_heads)
+
+
+def _detail(config: MinAtarConfig, rows: list[dict]) -> str:
+    returns = [r["episode_return"] for r in rows]
+    return "episode return per seed " + ", ".join(
+        "-" if math.isnan(x) else f"{x:.2f}" for x in returns
+    )
+
+
+def write_results(
+    config: MinAtarConfig,
+    run_dir: Path,
+    initial: dict,
+    trace: dict,
+    *,
+    seconds: float,
+    compile_seconds: float,
+    host_seconds: float,
+) -> dict:
+    """trace.npz, summary.json and the plots of a finished lifetime (the runner's `initial`
+    probes [seeds] and `trace` [seeds, meta_steps]) in `run_dir`; returns the summary."""
+    from bmg.experiments import minatar_report as report
+    from bmg.experiments.rundir import save_npz, write_json
+
+    per_chunk = config.meta_steps_per_chunk
+    save_npz(run_dir / "trace.npz", **{f"initial/{k}": v for k, v in initial.items()}, **trace)
+    summary = report.summarize(initial, trace, per_chunk)
+    summary["seconds"] = seconds
+    summary["compile_seconds"] = compile_seconds
+    summary["host_seconds"] = host_seconds
+    frames = config.seeds * next(iter(trace.values())).shape[1] * config.steps_per_meta_step
+    summary["frames_per_second"] = frames / seconds if seconds > 0 else float("nan")
+    summary["meta_steps_per_chunk"] = per_chunk
+    write_json(run_dir / "summary.json", summary)
+    report.plot_run(initial, trace, per_chunk, out=run_dir, title=_label(config))
+    return summary
+
+
+REPORTING = lifetime.Reporting(
+    name="minatar",
+    unit="frames",
+    x_field="frames",
+    label=_label,
+    csv_fields=_csv_fields,
+    chunk_rows=chunk_rows,
+    detail=_detail,
+    write_results=write_results,
+)
+
+
+def prepare(config: MinAtarConfig) -> lifetime.Prepared:
+    """`runners.lifetime.prepare`: compiled before any run directory exists (a lifetime that
+    cannot fit in memory is refused with one sentence and leaves nothing behind)."""
+    return lifetime.prepare(config, make_runner)
+
+
+def run(config: MinAtarConfig | lifetime.Prepared, run_dir: Path, *, resume: bool, console) -> dict:
+    """Train (or continue) the lifetime of `config` in `run_dir` (`runners.lifetime.run`):
+    metrics.csv, TensorBoard events, trace.npz, summary.json and plots; returns the summary.
 
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
     """
-    from bmg.experiments import minatar_report as report
-    from bmg.experiments.checkpoint import Checkpointer
-    from bmg.experiments.logging import RunLogger
-    from bmg.experiments.rundir import save_npz, write_json
-
-    if isinstance(config, Prepared):
-        config, runner = config
-        runner.checkpointer = Checkpointer(run_dir / CHECKPOINTS)
-    else:
-        runner = make_runner(config, run_dir)
-    label = report.run_label(dataclasses.asdict(config))
-    fields = report.csv_fields(config.stacx.num_heads)
-    logger = RunLogger(run_dir, fields, total_steps=config.total_env_steps, console=console)
-    console.print(
-        f"[bold]minatar[/bold] {label}: {config.seeds} seeds x {config.total_env_steps:,} frames "
-        f"in {config.num_chunks} chunks -> {run_dir}"
-    )
-    per_chunk = config.meta_steps_per_chunk
-    with logger.progress("compiling"):
-        runner.compile()
-        state = runner.restore() if resume else runner.start()
-        if resume:  # metrics.csv again from the checkpoint's trace, nothing after it
-            for chunk in range(state.chunks_done):
-                rows = report.chunk_rows(state.initial, state.trace, chunk, per_chunk, config.seed)
-                logger.rows(rows, tensorboard=False)
-
-        def on_chunk(info):
-            chunk = info.state.chunks_done - 1
-            rows = report.chunk_rows(
-                info.state.initial, info.state.trace, chunk, per_chunk, config.seed
-            )
-            frames = rows[0]["frames"]
-            logger.rows(rows, step=frames)
-            rate = info.meta_steps_per_second * config.steps_per_meta_step
-            returns = [r["episode_return"] for r in rows]
-            shown = ", ".join("-" if math.isnan(x) else f"{x:.2f}" for x in returns)
-            logger.advance(
-                frames,
-                f"chunk {info.state.chunks_done}/{info.num_chunks}: {frames:,} frames per seed, "
-                f"{rate:,.0f} frames/s (all seeds), episode return per seed {shown}",
-                rate=f"{rate:,.0f} frames/s",
-            )
-
-        result = runner.run(state, on_chunk=on_chunk)
-    logger.close()
-    trace = result.state.trace
-    save_npz(
-        run_dir / "trace.npz",
-        **{f"initial/{k}": v for k, v in result.state.initial.items()},
-        **trace,
-    )
-    summary = report.summarize(result.state.initial, trace, per_chunk)
-    summary["seconds"] = result.state.seconds
-    summary["compile_seconds"] = result.compile_seconds
-    summary["host_seconds"] = result.state.host_seconds
-    summary["frames_per_second"] = result.meta_steps_per_second * config.steps_per_meta_step
-    summary["meta_steps_per_chunk"] = per_chunk
-    write_json(run_dir / "summary.json", summary)
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
-    report.plot_run(result.state.initial, trace, per_chunk, out=run_dir, title=label)
-    return summary
+    return lifetime.run(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
 
 
 __all__ = ["ALGOS", "CONFIG", "GAMES", "PRESETS", "MinAtarConfig", "make_runner", "run"]

@@ -27,6 +27,8 @@ from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
 from bmg.checks import check_integer, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
+from bmg.experiments.runners import lifetime
+from bmg.experiments.runners.lifetime import CHECKPOINTS
 
 MAX_STEPS = 2**31 - 1  # the int32 environment-step counters of a seed
 
@@ -409,95 +411,47 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
     )
 
 
-CHECKPOINTS = "checkpoints"
+def chunk_rows(config: TwoColorsConfig, initial: dict, trace: dict, chunk: int) -> list[dict]:
+    """One metrics.csv row per seed for `chunk` of the runner's probes and trace."""
+    from bmg.experiments import two_colors_report as report
+
+    trace, first = report_trace(initial, trace)
+    return report.chunk_rows(trace, first, chunk, config.meta_steps_per_chunk, config.agent)
 
 
-class Prepared(NamedTuple):
-    """A config with its compiled runner (`prepare`), not yet tied to a run directory."""
+def _label(config: TwoColorsConfig) -> str:
+    from bmg.experiments import two_colors_report as report
 
-    config: TwoColorsConfig
-    runner: Any
-
-
-def prepare(config: TwoColorsConfig) -> Prepared:
-    """Build and compile the lifetime before any run directory exists, so a lifetime that cannot
-    fit in memory (XLA's memory analysis) is refused with one sentence and leaves nothing behind.
-
-    Raises:
-      OutOfMemoryError (a ValueError): the sentence says how many seeds fit.
-    """
-    from rich.console import Console
-
-    Console().print(f"compiling {config.seeds} seeds x {config.meta_steps_per_chunk} meta-steps...")
-    runner = make_runner(config)
-    runner.compile()
-    return Prepared(config, runner)
+    return report.run_label({"config": dataclasses.asdict(config)})
 
 
-def run(config: TwoColorsConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
-    """Train (or continue) the lifetime of `config` (or of a `prepare`d one) in `run_dir`; write
-    metrics.csv, TensorBoard events, trace.npz, summary.json and plots; return the summary.
+def _csv_fields(config: TwoColorsConfig) -> list[str]:
+    from bmg.experiments import two_colors_report as report
+
+    return report.csv_fields(config.agent)
+
+
+def _detail(config: TwoColorsConfig, rows: list[dict]) -> str:
+    return f"reward/step {rows[0]['reward_per_step']:.3f} (seed {config.seed})"
+
+
+def prepare(config: TwoColorsConfig) -> lifetime.Prepared:
+    """`runners.lifetime.prepare`: compiled before any run directory exists (a lifetime that
+    cannot fit in memory is refused with one sentence and leaves nothing behind)."""
+    return lifetime.prepare(config, make_runner)
+
+
+def run(
+    config: TwoColorsConfig | lifetime.Prepared, run_dir: Path, *, resume: bool, console
+) -> dict:
+    """Train (or continue) the lifetime of `config` (or of a `prepare`d one) in `run_dir`
+    (`runners.lifetime.run`): metrics.csv, TensorBoard events, trace.npz, summary.json and plots;
+    returns the summary.
 
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
     """
-    from bmg.experiments import two_colors_report as report
-    from bmg.experiments.checkpoint import Checkpointer
-    from bmg.experiments.logging import RunLogger
-
-    if isinstance(config, Prepared):
-        config, runner = config
-        runner.checkpointer = Checkpointer(run_dir / CHECKPOINTS)
-    else:
-        runner = make_runner(config, run_dir)
-    label = report.run_label({"config": dataclasses.asdict(config)})
-    fields = report.csv_fields(config.agent)
-    logger = RunLogger(run_dir, fields, total_steps=config.total_env_steps, console=console)
-    console.print(
-        f"[bold]two-colors[/bold] {label}: {config.seeds} seeds x "
-        f"{config.total_env_steps:,} steps in {config.num_chunks} chunks -> {run_dir}"
-    )
-    with logger.progress("compiling"):
-        runner.compile()
-        state = runner.restore() if resume else runner.start()
-        if resume:  # metrics.csv again from the checkpoint's trace, nothing after it
-            trace, first = report_trace(state.initial, state.trace)
-            for chunk in range(state.chunks_done):
-                logger.rows(
-                    report.chunk_rows(
-                        trace, first, chunk, config.meta_steps_per_chunk, config.agent
-                    ),
-                    tensorboard=False,
-                )
-
-        def on_chunk(info):
-            trace, first = report_trace(info.state.initial, info.state.trace)
-            chunk = info.state.chunks_done - 1
-            rows = report.chunk_rows(trace, first, chunk, config.meta_steps_per_chunk, config.agent)
-            steps = int(trace.env_steps[0, -1])
-            logger.rows(rows, step=steps)
-            rate = info.meta_steps_per_second * config.steps_per_meta_step
-            logger.advance(
-                steps,
-                f"chunk {info.state.chunks_done}/{info.num_chunks}: {steps:,} steps per seed, "
-                f"{rate:,.0f} steps/s (all seeds), reward/step "
-                f"{rows[0]['reward_per_step']:.3f} (seed {config.seed})",
-                rate=f"{rate:,.0f} steps/s",
-            )
-
-        result = runner.run(state, on_chunk=on_chunk)
-    logger.close()
-    summary = write_results(
-        config,
-        run_dir,
-        result.state.initial,
-        result.state.trace,
-        seconds=result.state.seconds,
-        compile_seconds=result.compile_seconds,
-        host_seconds=result.state.host_seconds,
-    )
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
-    return summary
+    return lifetime.run(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
 
 
 def write_results(
@@ -537,6 +491,18 @@ def write_results(
         agent=config.agent,
     )
     return summary
+
+
+REPORTING = lifetime.Reporting(
+    name="two-colors",
+    unit="steps",
+    x_field="env_steps",
+    label=_label,
+    csv_fields=_csv_fields,
+    chunk_rows=chunk_rows,
+    detail=_detail,
+    write_results=write_results,
+)
 
 
 # Sweeps ---------------------------------------------------------------------------------------
