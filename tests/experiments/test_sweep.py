@@ -245,9 +245,10 @@ TINY_FLAGS = [
 
 @pytest.mark.slow
 def test_cli_sweep_interrupted_and_resumed_writes_runs_and_a_ranked_table(tmp_path, monkeypatch):
-    """`bmg two-colors sweep` stopped by Ctrl-C after its first checkpoint, then `bmg two-colors
-    resume SWEEP_DIR`: one run directory per configuration (readable by `bmg compare`), whose
-    totals are the single runs' (bit-identical lanes), and sweep.json ranked by total reward."""
+    """`bmg two-colors sweep` stopped by Ctrl-C before its first checkpoint, resumed (it starts
+    over) and stopped after its first checkpoint, then `bmg two-colors resume SWEEP_DIR`: one
+    run directory per configuration (readable by `bmg compare`), whose totals are the single
+    runs' (bit-identical lanes), and sweep.json ranked by total reward."""
     import json
 
     from bmg.experiments import cli
@@ -263,9 +264,17 @@ def test_cli_sweep_interrupted_and_resumed_writes_runs_and_a_ranked_table(tmp_pa
         save(self, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Anakin, "save", save_then_interrupt)
-    with pytest.raises(SystemExit, match=r"interrupted; continue with `bmg two-colors resume "):
+    def interrupt_before_saving(self, state):
+        raise KeyboardInterrupt
+
+    resume_hint = r"interrupted; continue with `bmg two-colors resume "
+    monkeypatch.setattr(Anakin, "save", interrupt_before_saving)
+    with pytest.raises(SystemExit, match=resume_hint):  # nothing saved yet: the grid restarts
         cli.main([*argv, str(out)])
+    assert not any((out / "checkpoints").glob("[0-9]*"))
+    monkeypatch.setattr(Anakin, "save", save_then_interrupt)
+    with pytest.raises(SystemExit, match=resume_hint):
+        cli.main(["two-colors", "resume", str(out)])
     monkeypatch.setattr(Anakin, "save", save)
     assert not (out / "sweep.json").exists()
     cli.main(["two-colors", "resume", str(out)])

@@ -73,8 +73,11 @@ class Resume:
     """the directory of the interrupted run (positional: `resume RUN_DIR`)."""
 
 
-def parse_run(argv: list[str], config_cls, presets: dict, prog: str, description: str):
-    """A `Run` (a preset subcommand with flags) or a `Resume` from `argv`, through tyro.
+def parse_run(
+    argv: list[str], config_cls, presets: dict, prog: str, description: str, *, resume=True
+):
+    """A `Run` (a preset subcommand with flags) or, with `resume`, a `Resume` from `argv`,
+    through tyro.
 
     `presets` maps a subcommand name to (description, field overrides). A bad value exits with
     one sentence (`ValueError` from a config's validation).
@@ -103,8 +106,11 @@ def parse_run(argv: list[str], config_cls, presets: dict, prog: str, description
     resume_type = dataclasses.make_dataclass(
         "Resume", [("run_dir", tyro.conf.Positional[Path])], frozen=True
     )
-    resume = Annotated[resume_type, tyro.conf.subcommand("resume", description=Resume.__doc__)]
-    choices = Union[tuple(run_type(name) for name in presets) + (resume,)]  # noqa: UP007
+    resume_subcommand = Annotated[
+        resume_type, tyro.conf.subcommand("resume", description=Resume.__doc__)
+    ]
+    resumes = (resume_subcommand,) if resume else ()
+    choices = Union[tuple(run_type(name) for name in presets) + resumes]  # noqa: UP007
     try:
         parsed = tyro.cli(
             choices,
@@ -271,9 +277,8 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
                 f"over devices. Sweepable fields: {', '.join(tc.SWEEPABLE)}. Writes one run "
                 "directory per configuration and sweep.md / sweep.json ranking them by total "
                 "reward; `bmg two-colors resume SWEEP_DIR` continues an interrupted sweep.",
+                resume=False,
             )
-            if isinstance(args, Resume):
-                raise ValueError(f"continue a sweep with `bmg two-colors resume {args.run_dir}`")
             base, grid = args.config, tc.parse_grid(specs)
             tc.sweep_configs(base, grid)  # every grid point checked before any work
             sweep_dir = rundir.make_run_dir(args.out, "two-colors", f"sweep-{base.algo}")
@@ -302,9 +307,7 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
     console = Console()
     try:
         rows = tc.run_sweep(base, grid, sweep_dir, resume=resume_dir is not None, console=console)
-    except KeyboardInterrupt:
-        if not any((sweep_dir / tc.CHECKPOINTS).glob("[0-9]*")):
-            sys.exit(f"\n{SWEEP_PROG}: interrupted before the first checkpoint; start again.")
+    except KeyboardInterrupt:  # before its first save too: a resume starts the grid over
         sys.exit(f"\n{SWEEP_PROG}: interrupted; continue with `bmg two-colors resume {sweep_dir}`.")
     except ValueError as error:
         sys.exit(f"{SWEEP_PROG}: error: {error}")

@@ -759,7 +759,12 @@ def run_sweep(base: TwoColorsConfig, grid: Grid, sweep_dir: Path, *, resume: boo
     )
     runner.compile()
     console.print(f"compiled in {runner.compile_seconds:.1f} s")
-    state = runner.restore() if resume else runner.start()
+    # A sweep stopped before its first save has no finished work: its recorded grid starts over
+    # (the same numbers as an uninterrupted sweep: the lifetime is deterministic).
+    started = resume and runner.checkpointer.latest_step() is not None
+    if resume and not started:
+        console.print("no checkpoint yet (stopped during the first chunk): starting over")
+    state = runner.restore() if started else runner.start()
 
     def on_chunk(info):
         rate = info.meta_steps_per_second * base.steps_per_meta_step
