@@ -1,0 +1,303 @@
+"""Sebulba (actor threads -> queue -> sharded learner) on a tiny fake vector environment, and the
+Atari environment's configuration.
+
+The fake environment has the ``VectorEnv`` interface of ``bmg.experiments.runners.sebulba``
+(what ``bmg.envs.atari.AtariEnvs`` implements) with known dynamics: every step pays reward 1,
+episodes of environment i last ``episode_length + i`` steps and then reset in the same step.
+The learner is STACX with a tiny MinAtar torso. One real ALE test runs when ale-py is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from bmg.agents.stacx import StacxConfig
+from bmg.core import MetaConfig
+from bmg.envs import atari
+from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig, resolve_devices
+
+TINY = StacxConfig(minatar_channels=2, hidden_size=8, meta_embedding_size=2)
+
+
+class FakeEnvs:
+    """N environments with AtariVectorEnv's interface (via ``bmg.envs.atari.AtariEnvs``):
+    uint8 observations [6, 6, 2] holding the step count, reward 1 per step, episode of env i
+    ``episode_length + i`` steps (a termination), frames_per_step 4; ``fail_at``: raise
+    RuntimeError at that step."""
+
+    def __init__(self, num_envs, episode_length=5, fail_at=None, delay=0.0):
+        self.num_envs, self.num_actions = num_envs, 3
+        self.observation_shape, self.observation_dtype = (6, 6, 2), np.uint8
+        self.frames_per_step = 4
+        self.lengths = episode_length + np.arange(num_envs)
+        self.fail_at, self.delay, self.steps, self.closed = fail_at, delay, 0, False
+        self.t = np.zeros(num_envs, np.int64)
+
+    def _obs(self):
+        return np.broadcast_to(
+            (self.t % 256).astype(np.uint8)[:, None, None, None],
+            (self.num_envs, *self.observation_shape),
+        ).copy()
+
+    def reset(self, seed):
+        self.t[:] = 0
+        return self._obs()
+
+    def step(self, actions):
+        assert actions.shape == (self.num_envs,) and actions.dtype == np.int32
+        self.steps += 1
+        if self.fail_at is not None and self.steps >= self.fail_at:
+            raise RuntimeError(f"emulator fault at step {self.steps}")
+        time.sleep(self.delay)
+        self.t += 1
+        terminated = self.t >= self.lengths
+        final_obs = self._obs()
+        self.t[terminated] = 0
+        reward = np.ones(self.num_envs, np.float32)
+        return self._obs(), reward, terminated, np.zeros_like(terminated), final_obs
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_runner_learns_counts_frames_and_episodes_and_its_lag_is_at_most_1():
+    """1 thread, queue_size 1, wait_for_params: lag <= 1 (both 0 and 1 occur); emulator frames
+    = steps x 4; every finished episode of env i returned 5 + i (reward 1 per step)."""
+    config = SebulbaConfig(envs_per_thread=2, rollout_length=4, queue_size=1)
+    run = Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: FakeEnvs(2), seed=0)
+    with run:
+        state, stats = run.run(6)
+        assert run.alive_threads() == []
+    assert stats.updates == 6 and stats.frames_learned == 6 * 2 * 4 * 4
+    assert run._step._cache_size() == 1 and run._act._cache_size() == 1  # no re-tracing
+    assert stats.frames_acted >= stats.frames_learned and stats.frames_acted % (2 * 4 * 4) == 0
+    assert len(stats.lags) == 6 and max(stats.lags) <= 1 and 0 in stats.lags, stats.lags
+    assert set(stats.episode_returns) <= {5.0, 6.0} and len(stats.episode_returns) >= 8
+    frames = dict(zip(stats.episode_returns, stats.episode_frames, strict=True))
+    assert frames == {5.0: 20, 6.0: 24}  # emulator frames = agent steps x 4
+    summary = stats.summary(stats.seconds)
+    assert summary["lag_max"] <= 1 and summary["learner/step"] > 0 and summary["actor/env"] > 0
+    assert all(env.closed for env in run.envs) or run.envs == []
+
+
+def test_an_actor_exception_stops_the_run_joins_the_threads_and_is_raised():
+    """Thread 1's environment fails at its 3rd step: run() re-raises that RuntimeError (its
+    message, a note naming the thread) within seconds, with no thread left running."""
+    config = SebulbaConfig(envs_per_thread=2, rollout_length=4, num_actor_threads=2)
+    run = Sebulba(
+        config,
+        TINY,
+        MetaConfig(algo="fixed"),
+        lambda i: FakeEnvs(2, fail_at=3 if i == 1 else None),
+    )
+    start = time.perf_counter()
+    with run, pytest.raises(RuntimeError, match="emulator fault at step 3") as error:
+        run.run(1000)
+    assert "(raised in Sebulba actor thread 1)" in error.value.__notes__
+    assert run.alive_threads() == []
+    assert time.perf_counter() - start < 60  # mostly compilation; no hang
+
+
+def test_stop_and_sigint_join_every_thread():
+    """stop() from the update callback ends the run cleanly; a SIGINT delivered by another
+    thread mid-run raises KeyboardInterrupt after every actor thread has been joined."""
+    config = SebulbaConfig(envs_per_thread=2, rollout_length=4, num_actor_threads=2, queue_size=2)
+    run = Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: FakeEnvs(2, delay=0.001))
+    with run:
+        _, stats = run.run(10_000, on_update=lambda v, m, s: v >= 2 and run.stop())
+        assert 2 <= stats.updates < 10_000 and run.alive_threads() == []
+
+        def interrupt(version, metrics, stats):
+            if not timers:  # a SIGINT from another thread, as Ctrl-C would send
+                timers.append(threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)))
+                timers[0].start()
+
+        timers = []
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run.run(10_000, on_update=interrupt)
+                time.sleep(5)  # not reached: the interrupt lands inside run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        assert run.alive_threads() == []
+
+
+def test_config_validation_and_device_resolution():
+    for field, value, message in [
+        ("envs_per_thread", 0, "envs_per_thread must be an integer >= 1, got 0."),
+        ("queue_size", 1.5, "queue_size must be an integer >= 1, got 1.5."),
+        ("actor_devices", (0, 0), "actor_devices must be a device count >= 1 or a tuple"),
+        ("learner_devices", 0, "learner_devices must be an integer >= 1, got 0."),
+    ]:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            SebulbaConfig(**{field: value})
+    devices = ["d0", "d1", "d2", "d3"]
+    assert resolve_devices(SebulbaConfig(actor_devices=1, learner_devices=3), devices) == (
+        ["d0"],
+        ["d1", "d2", "d3"],
+    )
+    assert resolve_devices(SebulbaConfig(actor_devices=(3,), learner_devices=(0, 1)), devices) == (
+        ["d3"],
+        ["d0", "d1"],
+    )
+    assert resolve_devices(SebulbaConfig(), ["cpu"]) == (["cpu"], ["cpu"])  # shared
+    with pytest.raises(ValueError, match="learner_devices must be at most the 4 devices"):
+        resolve_devices(SebulbaConfig(learner_devices=5), devices)
+    with pytest.raises(ValueError, match="make_env must give envs_per_thread = 2 environments"):
+        Sebulba(SebulbaConfig(envs_per_thread=2), TINY, MetaConfig(), lambda i: FakeEnvs(3))
+
+
+# --- The learner step over 4 devices ----------------------------------------------------------
+
+DEVICES_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    from bmg import rl
+    from bmg.agents.stacx import StacxConfig
+    from bmg.core import MetaConfig
+    from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig
+    sys.path.insert(0, sys.argv[2])
+    from test_sebulba import FakeEnvs
+
+    assert jax.device_count() == 4, jax.devices()
+    stacx = StacxConfig(minatar_channels=2, hidden_size=8, meta_embedding_size=2,
+                        matching="kl_value")
+    meta = MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=2, learning_rate=1e-2)
+    rng = np.random.default_rng(0)
+    N, B, T, A = 2, 8, 4, 3
+    batch = rl.Rollout(
+        obs=rng.integers(0, 256, (N, B, T + 1, 6, 6, 2), dtype=np.uint8),
+        actions=rng.integers(0, A, (N, B, T)).astype(np.int32),
+        rewards=rng.normal(size=(N, B, T)).astype(np.float32),
+        discount_t=(rng.random((N, B, T)) > 0.2).astype(np.float32),
+        truncated=rng.random((N, B, T)) > 0.9,
+        final_obs=rng.integers(0, 256, (N, B, T, 6, 6, 2), dtype=np.uint8),
+    )
+    logits = rng.normal(size=(N, B, T, A)).astype(np.float32)
+    out = {}
+    for devices in (1, 4):
+        config = SebulbaConfig(actor_devices=(0,), learner_devices=devices, envs_per_thread=8,
+                               rollout_length=T)
+        run = Sebulba(config, stacx, meta, lambda i: FakeEnvs(8))
+        state = run.init_learner()
+        for _ in range(2):
+            state, metrics = run.learner_step(state, batch, logits)
+        assert run._step._cache_size() == 1  # no retrace on the second step
+        leaves = jax.tree.leaves((state.params, state.meta_state.meta_params))
+        out[devices] = dict(
+            values=np.concatenate([np.asarray(x).ravel() for x in leaves]).tolist(),
+            metrics={k: float(v) for k, v in metrics.items()},
+            devices=len(run.learner_devices),
+            sharding=str(getattr(run.put_batches(batch, logits)[0].obs.sharding, "spec", "")),
+        )
+    json.dump(out, open(sys.argv[1], "w"))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_learner_step_over_4_devices_equals_the_1_device_step(tmp_path):
+    """STACX + BMG (L = 2: two batches per meta-step, RMSProp target, KL & V), two meta-steps on
+    a fixed random batch (B = 8, actor logits off-policy, truncations): the batch split over 4
+    forced host devices gives the parameters, meta-parameters and metrics of 1 device."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    result = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, "-c", DEVICES_SCRIPT, str(result), os.path.dirname(__file__)],
+        env={**os.environ, "XLA_FLAGS": flags.strip()},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(result.read_text())
+    one, four = out["1"], out["4"]
+    assert (one["devices"], four["devices"]) == (1, 4)
+    assert "batch" in four["sharding"], four["sharding"]
+    np.testing.assert_allclose(one["values"], four["values"], rtol=1e-4, atol=1e-6)
+    assert sorted(one["metrics"]) == sorted(four["metrics"])
+    for name, value in one["metrics"].items():
+        if name == "target/grad_norm":  # bmg.core's gradient_step: each shard's norm, averaged
+            assert four["metrics"][name] >= value * (1 - 1e-4)  # mean of norms >= norm of mean
+            continue
+        np.testing.assert_allclose(value, four["metrics"][name], rtol=1e-4, atol=1e-6, err_msg=name)
+    assert one["metrics"]["meta/grad_norm"] > 0
+
+
+# --- Atari ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("game", "Break out", "game must be an ALE game name such as 'Breakout'"),
+        ("num_envs", 0, "num_envs must be an integer >= 1, got 0."),
+        ("frame_skip", 0, "frame_skip must be an integer >= 1, got 0."),
+        ("sticky_action_prob", 1.0, "sticky_action_prob must be a finite number in [0, 1)"),
+        ("noop_max", -1, "noop_max must be an integer >= 0, got -1."),
+        ("max_episode_frames", 2, "max_episode_frames must be at least frame_skip = 4"),
+        ("full_action_space", 1, "full_action_space must be True or False, got 1."),
+    ],
+)
+def test_atari_config_rejects_bad_values_in_one_sentence(field, value, message):
+    with pytest.raises(ValueError) as error:
+        atari.AtariConfig(**{field: value})
+    text = str(error.value)
+    assert text.startswith(message), text
+    assert text.count(". ") == 0 and text.endswith("."), text
+
+
+def test_atari_protocol_defaults_and_names():
+    config = atari.AtariConfig()
+    assert (config.frame_skip, config.max_pool, config.frame_size, config.frame_stack) == (
+        4,
+        True,
+        84,
+        4,
+    )
+    assert config.sticky_action_prob == 0.25 and config.noop_max == 0
+    assert config.max_episode_frames == 108_000 and not config.full_action_space
+    assert config.observation_shape == (84, 84, 4)
+    assert [atari.rom_id(g) for g in ("Breakout", "MsPacman", "ms_pacman", "pong")] == [
+        "breakout",
+        "ms_pacman",
+        "ms_pacman",
+        "pong",
+    ]
+
+
+def test_missing_ale_py_is_one_sentence(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # import ale_py now raises ImportError
+    monkeypatch.setitem(sys.modules, "ale_py.vector_env", None)
+    with pytest.raises(ImportError) as error:
+        atari.make_vector_env(atari.AtariConfig())
+    assert str(error.value) == "the Atari system needs ale-py: pip install 'bmg[atari]'"
+
+
+def test_real_breakout_batch_truncates_at_max_episode_frames():
+    """ale-py's Breakout: channels-last uint8 frames; with a 40-frame cap the 10th agent step
+    (40 emulator frames) truncates every game, reports the pre-reset final_obs and restarts."""
+    pytest.importorskip("ale_py")
+    config = atari.AtariConfig(num_envs=2, max_episode_frames=40, sticky_action_prob=0.0)
+    with pytest.raises(ValueError, match="game must be one of ale-py's games"):
+        atari.make_vector_env(atari.AtariConfig(game="NoSuchGame"))
+    with atari.make_vector_env(config, seed=1) as envs:
+        obs = envs.reset()
+        assert obs.shape == (2, 84, 84, 4) and obs.dtype == np.uint8
+        assert envs.num_actions == 4 and envs.frames_per_step == 4
+        for step in range(1, 11):
+            out = envs.step(np.zeros(2, np.int32))
+            assert out.truncated.all() == (step == 10) and not out.terminated.any()
+        assert (out.final_obs != out.obs).any()
