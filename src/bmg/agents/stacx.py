@@ -112,6 +112,10 @@ class StacxConfig:
     """residual blocks per ResNet section [impala]."""
     hidden_size: int | None = None
     """units of the torso's ReLU layer; None = the torso's own (MinAtar 128, IMPALA 256)."""
+    conv: Literal["patches", "xla"] = "patches"
+    """the torso's convolutions: one matrix product over patches (fast on CPU, also inside the
+    compiled loops) or flax's / XLA's convolution (accelerators); the same function
+    (``bmg.agents.torsos``) [default]."""
     num_heads: int = 3
     """heads on the torso; head 0 acts, the others are auxiliary [stacx]."""
     meta_embedding_size: int = 16
@@ -164,6 +168,8 @@ class StacxConfig:
     def __post_init__(self):
         if self.torso not in TORSOS:
             raise ValueError(f"torso must be 'minatar' or 'impala', got {self.torso!r}.")
+        if self.conv not in ("patches", "xla"):
+            raise ValueError(f"conv must be 'patches' or 'xla', got {self.conv!r}.")
         for name in ("minatar_channels", "num_heads", "num_envs", "rollout_length"):
             check_integer(name, getattr(self, name), 1)
         check_integer("impala_blocks", self.impala_blocks, 0)
@@ -310,9 +316,9 @@ def make_torso(config: StacxConfig) -> nn.Module:
     """The configured torso (``bmg.agents.torsos``)."""
     if config.torso == "minatar":
         hidden = 128 if config.hidden_size is None else config.hidden_size
-        return MinAtarTorso(config.minatar_channels, hidden)
+        return MinAtarTorso(config.minatar_channels, hidden, conv=config.conv)
     hidden = 256 if config.hidden_size is None else config.hidden_size
-    return ImpalaTorso(config.impala_channels, config.impala_blocks, hidden)
+    return ImpalaTorso(config.impala_channels, config.impala_blocks, hidden, conv=config.conv)
 
 
 class Parts(NamedTuple):
