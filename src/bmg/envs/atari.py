@@ -70,10 +70,10 @@ def require_ale() -> Any:
 
 def rom_id(game: str) -> str:
     """ALE's ROM id of a game name: ``"Breakout"`` or ``"breakout"`` -> ``"breakout"``,
-    ``"MsPacman"`` -> ``"ms_pacman"``."""
+    ``"MsPacman"`` -> ``"ms_pacman"``, ``"UpNDown"`` -> ``"up_n_down"``."""
     if "_" in game or game.islower():
         return game.lower()
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", game).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", game).lower()
 
 
 @dataclasses.dataclass(frozen=True)

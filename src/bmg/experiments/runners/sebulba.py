@@ -197,6 +197,98 @@ def resolve_devices(config: SebulbaConfig, devices: Sequence[Any] | None = None)
     return actors, learners
 
 
+COORDINATOR_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+"""Environment variables ``initialize_distributed`` reads when no value is given (the first
+is JAX's own)."""
+
+
+def initialize_distributed(
+    coordinator_address: str = "", num_processes: int = 0, process_id: int = -1
+) -> bool:
+    """Join a multi-process JAX run (``jax.distributed.initialize``) when a coordinator is named,
+    by argument or by ``$JAX_COORDINATOR_ADDRESS`` (with ``$JAX_NUM_PROCESSES`` and
+    ``$JAX_PROCESS_ID``); call it before any other JAX work. Every process runs the same
+    command with its own ``process_id`` in [0, num_processes); process 0's host:port is the
+    coordinator. Returns whether it joined one (False: a single process, nothing done).
+
+    Raises:
+      ValueError: a coordinator without the number of processes or this process's id, or an id
+        outside [0, num_processes).
+    """
+    import os
+
+    import jax
+
+    address_env, count_env, id_env = (os.environ.get(name, "") for name in COORDINATOR_ENV)
+    env = {"address": address_env, "count": count_env, "id": id_env}
+    address = coordinator_address or env["address"]
+    if not address:
+        return False
+    try:
+        count = num_processes or int(env["count"] or 0)
+        index = process_id if process_id >= 0 else int(env["id"] or -1)
+    except ValueError:
+        raise ValueError(
+            f"{COORDINATOR_ENV[1]} and {COORDINATOR_ENV[2]} must be integers, got "
+            f"{env['count']!r} and {env['id']!r}."
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(
+            f"a multi-process run (coordinator {address}) needs num_processes >= 1 and a "
+            f"process_id in [0, num_processes), got {count} and {index}."
+        )
+    jax.distributed.initialize(address, num_processes=count, process_id=index)
+    return True
+
+
+def process_devices(process: int) -> list[Any]:
+    """The devices of JAX process ``process``, ordered by id (``jax.local_devices()`` of that
+    process, as every process sees them)."""
+    import jax
+
+    return sorted((d for d in jax.devices() if d.process_index == process), key=lambda d: d.id)
+
+
+def global_learner_devices(config: SebulbaConfig) -> list[Any]:
+    """The learner devices of every JAX process (``jax.distributed``), process 0's first: each
+    process picks its own from its local devices with the same config (``resolve_devices``),
+    and the learner's mesh spans them all. One process: its learner devices."""
+    import jax
+
+    return [
+        device
+        for process in range(jax.process_count())
+        for device in resolve_devices(config, process_devices(process))[1]
+    ]
+
+
+def to_host(tree: Any) -> Any:
+    """A pytree of (possibly multi-process) jax arrays as host NumPy arrays: a replicated
+    array spanning other processes' devices is read from this process's first shard."""
+    import jax
+
+    def host(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_shards[0].data
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return x
+        return np.asarray(x)
+
+    return jax.tree.map(host, tree)
+
+
+def local_copy(tree: Any, device: Any) -> Any:
+    """``tree`` (replicated, possibly over several processes) on one local ``device``."""
+    import jax
+
+    def local(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            x = x.addressable_shards[0].data
+        return jax.device_put(x, device)
+
+    return jax.tree.map(local, tree)
+
+
 def batches_per_meta_step(meta: Any) -> int:
     """N, learner batches one meta-step consumes: K (fixed, MG) or K + L - 1 (BMG)."""
     if meta.algo == "bmg":
@@ -324,13 +416,19 @@ class Sebulba:
         self.config, self.seed = config, int(seed)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.actor_devices, self.learner_devices = resolve_devices(config, devices)
+        self.actor_devices, local_learners = resolve_devices(config, devices)
         batch = config.batch_size
-        if batch % len(self.learner_devices):
+        if batch % len(local_learners):
             raise ValueError(
-                f"learner_devices ({len(self.learner_devices)}) must divide the learner batch "
+                f"learner_devices ({len(local_learners)}) must divide the learner batch "
                 f"B = rollouts_per_batch x envs_per_thread = {batch}."
             )
+        # Several JAX processes (jax.distributed): one learner mesh over every process's
+        # learner devices; each process feeds its own B streams (the global batch is P x B).
+        self.num_processes = jax.process_count() if devices is None else 1
+        self.learner_devices = (
+            global_learner_devices(config) if self.num_processes > 1 else local_learners
+        )
         self.envs: list[VectorEnv] = []
         try:
             for i in range(config.num_actor_threads):
@@ -402,6 +500,8 @@ class Sebulba:
         self.stats = Stats()
         self._errors: list[tuple[int, BaseException]] = []
         self._published: _Published | None = None
+        self._first_version = 0
+        self.state: LearnerState | None = None
         self._publish_lock = threading.Lock()
 
     # the learner ---------------------------------------------------------------------------
@@ -419,12 +519,34 @@ class Sebulba:
         state = LearnerState(meta_state, params, opt_state, run_key)
         # Strongly typed leaves, as the step returns them (else the second step re-traces).
         state = jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), state)
-        return jax.device_put(state, self.replicated)
+        return self.replicate(state)
+
+    def replicate(self, tree: Any) -> Any:
+        """A pytree (host or device arrays, PRNG keys included; the same values on every
+        process) replicated on the learner devices, over every process with ``jax.distributed``
+        (``jax.make_array_from_process_local_data``)."""
+        import jax
+
+        if self.num_processes == 1:
+            return jax.device_put(tree, self.replicated)
+
+        def put(x):
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                impl = str(x.dtype._impl.name)
+                return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=impl)
+            return jax.make_array_from_process_local_data(self.replicated, np.asarray(x))
+
+        return jax.tree.map(put, to_host(tree))
 
     def put_batches(self, rollouts: Any, actor_logits: np.ndarray):
         """Host batches (leaves [N, B, ...]) onto the learner devices, split along B."""
         import jax
 
+        if self.num_processes > 1:  # this process's B streams of the global P x B
+            return jax.tree.map(
+                lambda x: jax.make_array_from_process_local_data(self.data_sharding, x),
+                (rollouts, actor_logits),
+            )
         return jax.device_put((rollouts, actor_logits), self.data_sharding)
 
     def learner_step(self, state: LearnerState, rollouts: Any, actor_logits: Any):
@@ -434,10 +556,8 @@ class Sebulba:
         return self._step(state, rollouts, actor_logits)
 
     def _publish(self, state: LearnerState, version: int) -> None:
-        import jax
-
-        params = [jax.device_put(state.params, d) for d in self.actor_devices]
-        meta = [jax.device_put(state.meta_state.meta_params, d) for d in self.actor_devices]
+        params = [local_copy(state.params, d) for d in self.actor_devices]
+        meta = [local_copy(state.meta_state.meta_params, d) for d in self.actor_devices]
         with self._publish_lock:
             self._published = _Published(version, params, meta)
 
@@ -471,8 +591,13 @@ class Sebulba:
         config, stats = self.config, self.stats
         env = self.envs[index]
         device = self.actor_devices[index % len(self.actor_devices)]
-        key = jax.device_put(jax.random.fold_in(jax.random.key(self.seed + 1), index), device)
-        obs = env.reset(self.seed + index * config.envs_per_thread)
+        # A run continued from version v > 0 (a resume) acts with other noise and env seeds.
+        key = jax.random.fold_in(jax.random.key(self.seed + 1), index)
+        if self._first_version:
+            key = jax.random.fold_in(key, self._first_version)
+        key = jax.device_put(key, device)
+        streams = config.num_actor_threads * config.envs_per_thread
+        obs = env.reset(self.seed + index * config.envs_per_thread + self._first_version * streams)
         E, T = config.envs_per_thread, config.rollout_length
         episode_return = np.zeros(E, np.float64)
         episode_frames = np.zeros(E, np.int64)
@@ -569,7 +694,11 @@ class Sebulba:
 
         ``learn=False`` measures the actors alone: the learner takes the rollouts and drops
         them. ``on_update(version, metrics, stats)`` is called after each meta-step with the
-        metrics on the host.
+        metrics on the host; ``self.state`` is then the learner state of that version (e.g. to
+        checkpoint). ``state`` and ``stats.updates`` > 0 continue a run (a resume): the
+        actors start from fresh environments, with acting noise and environment seeds of
+        their own (folded with ``stats.updates``), so a continued run is not the uninterrupted
+        one, step for step.
 
         Returns ``(learner state, stats)``. Raises an actor thread's exception (with a note
         naming the thread) or ``KeyboardInterrupt``, after every thread has stopped.
@@ -579,6 +708,8 @@ class Sebulba:
         check_integer("num_updates", num_updates, 0)
         config, stats = self.config, self.stats
         state = self.init_learner() if state is None else state
+        self.state = state
+        self._first_version = stats.updates
         self._publish(state, stats.updates)
         rollouts: queue.Queue[_Item] = queue.Queue(maxsize=config.queue_size)
         self._stop.clear()
@@ -623,7 +754,7 @@ class Sebulba:
                 stats.add("learner", "transfer", time.perf_counter() - middle)
                 start = time.perf_counter()
                 state, metrics = self._step(state, batch, logits)
-                metrics = jax.device_get(metrics)
+                metrics = to_host(metrics)
                 stats.add("learner", "step", time.perf_counter() - start)
                 start = time.perf_counter()
                 with stats.lock:
@@ -634,6 +765,7 @@ class Sebulba:
                 for item in items:
                     item.learned.set()
                 stats.add("learner", "publish", time.perf_counter() - start)
+                self.state = state
                 if on_update is not None:
                     on_update(stats.updates, metrics, stats)
         finally:

@@ -1,0 +1,627 @@
+"""Atari: IMPALA, STACX (MG) and STACX + BMG on the Arcade Learning Environment, on Sebulba.
+
+Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022 (the Atari experiments: STACX with a
+one-step meta-gradient, and with BMG; 200M frames in IMPALA's actor-learner layout), on the real
+emulator (``bmg.envs.atari``, ale-py) with the Sebulba runner
+(``bmg.experiments.runners.sebulba``: actor threads -> queue -> a learner sharded over devices,
+several hosts through ``jax.distributed``). The agent is ``bmg.agents.stacx`` (Zahavy et al.,
+NeurIPS 2020) with IMPALA's ResNet torso (Espeholt et al., ICML 2018).
+
+This module declares the system (importing it loads no JAX, so ``--help`` is fast): its config
+and presets, and ``run``, which drives the runner into a run directory like every system's
+(config.json, metrics.csv, TensorBoard events, progress with frames/s and ETA, checkpoints,
+trace.npz, summary.json, plots). Algorithms as in ``bmg.experiments.minatar``: ``impala``
+(``MetaConfig(algo="fixed")``), ``stacx`` (``"mg"``, K = ``inner_steps``) and ``bmg`` (K, L =
+``bootstrap_steps``; the learner's RMSProp-preconditioned target step and KL matching by default
+[paper]; the learner continues from the target, so each of the K + L - 1 batches of a meta-step
+trains it).
+
+Frames are emulator frames learned (agent steps x ``frame_skip``): a meta-step consumes N
+batches of B streams x T steps (N = K, or K + L - 1 for BMG), that is N x B x T x frame_skip
+frames per process; a run learns ``frames`` rounded up to whole meta-steps. Episode returns are
+raw (unclipped) and counted when the actors finish them. One run is one seed: the actor-learner
+system is asynchronous (the thread schedule decides which parameters act), so runs are repeated
+with ``--seed`` rather than vmapped.
+
+Checkpoints (orbax, ``bmg.experiments.checkpoint``) every ``checkpoint_interval`` meta-steps hold
+the learner state (parameters, RMSProp state, meta-parameters, the meta-optimiser's Adam state,
+the PRNG key) and, in their JSON, the counters (meta-steps, frames learned and acted, episodes,
+seconds) and the metrics rows so far; not the queue or the games. ``bmg atari resume RUN_DIR``
+restores them and restarts the actors from fresh games (seeds and acting noise folded with the
+meta-step count), so a resumed run is not bit-identical to an uninterrupted one: what is exact is
+the learner state at the checkpoint and the counters, which continue (tested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+import tyro
+
+from bmg.agents.stacx import META_NAMES, StacxConfig
+from bmg.checks import check_integer, check_real
+from bmg.core.config import MetaConfig
+from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
+from bmg.experiments.runners.lifetime import CHECKPOINTS
+from bmg.experiments.runners.sebulba import PAPER_LAYOUT, SebulbaConfig
+
+ALGOS = {"impala": "fixed", "stacx": "mg", "bmg": "bmg"}
+
+ACTOR_TIMES = ("env", "inference", "put_wait", "params_wait")
+LEARNER_TIMES = ("get_wait", "stack", "transfer", "step", "publish")
+
+
+@dataclasses.dataclass(frozen=True)
+class AtariExperimentConfig:
+    """One Atari run: game and protocol, algorithm, budget, actor-learner layout and the STACX
+    learner (sources: [paper] Flennerhag et al., ICLR 2022; [dqn] Mnih et al., Nature 2015;
+    [machado] Machado et al., JAIR 2018; [default] this implementation's choice)."""
+
+    env: str = "Breakout"
+    """the game: ALE's ROM id or its CamelCase name ("Breakout", "Pong", "MsPacman")."""
+    algo: Literal["impala", "stacx", "bmg"] = "stacx"
+    """impala: fixed hyper-parameters; stacx: one-step meta-gradient; bmg: bootstrapped
+    meta-gradient [paper]."""
+    inner_steps: Annotated[int, tyro.conf.arg(aliases=("--k",))] = 1
+    """K, learner updates differentiated per meta-step (stacx >= 1, bmg >= 0) [paper: 1]."""
+    bootstrap_steps: Annotated[int, tyro.conf.arg(aliases=("--l",))] = 1
+    """L, the BMG target's look-ahead (bmg only) [paper: 1, 2, 4, 8]."""
+    frames: int = 200_000_000
+    """emulator frames to learn from, all processes together (rounded up to whole meta-steps)
+    [paper: 200M]."""
+    seed: int = 0
+    """the seed of the parameters, the acting noise and the games; one run is one seed."""
+    meta_learning_rate: float = 1e-3
+    """Adam learning rate of the 18 meta-parameter logits [default]."""
+    meta_adam_eps: float = 1e-4
+    """Adam epsilon of the meta-optimiser [default]."""
+    target_step_size: float = 0.1
+    """step of a plain SGD target (stacx.target_step="sgd" only) [default]."""
+    continue_from: Literal["target", "inner_params"] = "target"
+    """bmg: the learner goes on from the target's last update ("target") or from x_K's
+    parameters ("inner_params"); "inner" would learn K of every K + L - 1 batches only."""
+    sticky_action_prob: float = STICKY_ACTION_PROB
+    """probability of repeating the previous action at each emulator frame [machado: 0.25]."""
+    noop_max: int = 0
+    """up to this many no-ops at each episode's start (30 in [dqn]); 0 = none."""
+    full_action_space: bool = False
+    """all 18 actions instead of the game's minimal set ([machado] recommends the full set)."""
+    frame_skip: int = 4
+    """emulator frames per agent action (max-pooled over the last two) [dqn]."""
+    frame_size: int = 84
+    """observation height and width, grayscale [dqn: 84]."""
+    frame_stack: int = 4
+    """observations stacked as channels [dqn]."""
+    max_episode_frames: int = MAX_EPISODE_FRAMES
+    """emulator frames after which an episode is truncated [machado: 108,000]."""
+    episodic_life: bool = False
+    """end an episode at every life lost (DQN's trick; off in [machado])."""
+    fire_reset: bool = False
+    """press FIRE after a reset in games that need it (off in [machado])."""
+    env_threads: int = 1
+    """C++ threads stepping each actor thread's games (ale-py; 0 = one per core)."""
+    sebulba: SebulbaConfig = SebulbaConfig()
+    """the actor-learner layout: devices, actor threads, envs per thread E, rollout length T,
+    rollouts per batch, queue size."""
+    stacx: StacxConfig = StacxConfig(torso="impala")
+    """the STACX learner; its num_envs and rollout_length are the layout's B and T."""
+    log_interval: int = 10
+    """meta-steps per metrics.csv row, TensorBoard point and progress line."""
+    checkpoint_interval: int = 100
+    """meta-steps between checkpoints (and one at the end); 0 = none."""
+    coordinator_address: str = ""
+    """host:port of process 0 for a multi-process run (jax.distributed); empty: a single
+    process, or $JAX_COORDINATOR_ADDRESS when set."""
+    num_processes: int = 0
+    """processes of a multi-process run; 0 = $JAX_NUM_PROCESSES."""
+    process_id: int = -1
+    """this process's index in [0, num_processes); -1 = $JAX_PROCESS_ID."""
+
+    def __post_init__(self):
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")
+        if self.continue_from not in ("target", "inner_params"):
+            raise ValueError(
+                f"continue_from must be 'target' or 'inner_params', got {self.continue_from!r}."
+            )
+        self.atari_config()  # the protocol's fields, checked by AtariConfig
+        for name, minimum in (
+            ("frames", 1),
+            ("seed", 0),
+            ("log_interval", 1),
+            ("checkpoint_interval", 0),
+            ("num_processes", 0),
+            ("process_id", -1),
+        ):
+            check_integer(name, getattr(self, name), minimum)
+        for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
+            check_real(name, getattr(self, name), low=0, low_open=True)
+        if not isinstance(self.coordinator_address, str):
+            raise ValueError(
+                f"coordinator_address must be host:port or empty, got {self.coordinator_address!r}."
+            )
+        if not isinstance(self.sebulba, SebulbaConfig):
+            raise ValueError(f"sebulba must be a SebulbaConfig, got {self.sebulba!r}.")
+        if self.stacx.torso == "minatar" and self.frame_size > 20:
+            raise ValueError(
+                f"stacx.torso 'minatar' (no pooling) is for MinAtar-sized frames; with frame_size "
+                f"= {self.frame_size} use 'impala'."
+            )
+        layout = self.sebulba
+        # the learner's batch is the layout's: B streams x T steps
+        stacx = dataclasses.replace(
+            self.stacx, num_envs=layout.batch_size, rollout_length=layout.rollout_length
+        )
+        object.__setattr__(self, "stacx", stacx)
+        self.meta_config()  # validates K, L
+
+    def meta_config(self) -> MetaConfig:
+        """The meta-learning config of ``algo`` (impala: one learner update per meta-step)."""
+        algo = ALGOS[self.algo]
+        return MetaConfig(
+            algo=algo,
+            inner_steps=1 if algo == "fixed" else self.inner_steps,
+            bootstrap_steps=self.bootstrap_steps,
+            learning_rate=self.meta_learning_rate,
+            adam_eps=self.meta_adam_eps,
+            target_step_size=self.target_step_size,
+            continue_from=self.continue_from if algo == "bmg" else "inner",
+        )
+
+    def atari_config(self) -> AtariConfig:
+        """One actor thread's games with this run's protocol."""
+        return AtariConfig(
+            game=self.env,
+            num_envs=self.sebulba.envs_per_thread,
+            frame_skip=self.frame_skip,
+            frame_size=self.frame_size,
+            frame_stack=self.frame_stack,
+            sticky_action_prob=self.sticky_action_prob,
+            noop_max=self.noop_max,
+            full_action_space=self.full_action_space,
+            max_episode_frames=self.max_episode_frames,
+            episodic_life=self.episodic_life,
+            fire_reset=self.fire_reset,
+            num_threads=self.env_threads,
+        )
+
+    @property
+    def batches_per_meta_step(self) -> int:
+        """N: K, or K + L - 1 for BMG."""
+        from bmg.experiments.runners.sebulba import batches_per_meta_step
+
+        return batches_per_meta_step(self.meta_config())
+
+    def frames_per_meta_step(self, processes: int = 1) -> int:
+        """Emulator frames one meta-step learns from: N x B x T x frame_skip x processes."""
+        layout = self.sebulba
+        return (
+            self.batches_per_meta_step
+            * layout.batch_size
+            * layout.rollout_length
+            * self.frame_skip
+            * processes
+        )
+
+    def num_meta_steps(self, processes: int = 1) -> int:
+        """Meta-steps of the run: ``frames`` rounded up to whole meta-steps."""
+        return max(1, math.ceil(self.frames / self.frames_per_meta_step(processes)))
+
+
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": (
+        "the defaults below (STACX on Breakout with the IMPALA ResNet, 200M frames, one actor "
+        "thread of 8 games on one device)",
+        {},
+    ),
+    "demo": (
+        "a short run on 2 CPU cores (measured in docs/atari.md): IMPALA on Breakout, 42 x 42 "
+        "frames, a small ResNet (8 channels, 1 block, 64 units), 16 games x 20 steps per batch, "
+        "lr 2e-3, 200k frames",
+        dict(
+            algo="impala",
+            frames=200_000,
+            frame_size=42,
+            log_interval=5,
+            checkpoint_interval=50,
+            sebulba=SebulbaConfig(envs_per_thread=16, rollout_length=20, queue_size=1),
+            stacx=StacxConfig(
+                torso="impala",
+                impala_channels=(8, 8, 8),
+                impala_blocks=1,
+                hidden_size=64,
+                meta_embedding_size=8,
+                learning_rate=2e-3,
+            ),
+        ),
+    ),
+    "paper": (
+        "the paper's layout: 2 acting devices of 8 (4 threads x 12 = 48 games), the learner's "
+        "batch over the other 6, 200M frames, the IMPALA ResNet",
+        dict(frames=200_000_000, sebulba=PAPER_LAYOUT, log_interval=50, checkpoint_interval=1000),
+    ),
+}
+
+CONFIG = AtariExperimentConfig
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+class Prepared(NamedTuple):
+    """A checked config (``prepare``): ale-py and the game exist, the processes are joined."""
+
+    config: AtariExperimentConfig
+    processes: int
+
+
+def prepare(config: AtariExperimentConfig) -> Prepared:
+    """Checks made before any run directory exists, each failing with one sentence: ale-py is
+    installed and has the game; joins the multi-process run when a coordinator is named
+    (``sebulba.initialize_distributed``, before any other JAX work); the layout fits the
+    devices.
+
+    Raises:
+      ValueError: the sentence.
+    """
+    from bmg.envs.atari import MISSING_ALE, require_ale
+
+    try:
+        require_ale()
+    except ImportError:
+        raise ValueError(MISSING_ALE) from None
+    from ale_py import roms
+
+    if config.atari_config().rom not in roms.get_all_rom_ids():
+        raise ValueError(
+            f"env must be one of ale-py's games (e.g. 'Breakout', 'Pong', 'MsPacman'), got "
+            f"{config.env!r}."
+        )
+    from bmg.experiments.runners.sebulba import initialize_distributed, resolve_devices
+
+    initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
+    import jax
+
+    _, learners = resolve_devices(config.sebulba)
+    if config.sebulba.batch_size % len(learners):
+        raise ValueError(
+            f"sebulba.learner_devices ({len(learners)}) must divide the learner batch B = "
+            f"rollouts_per_batch x envs_per_thread = {config.sebulba.batch_size}."
+        )
+    return Prepared(config, jax.process_count())
+
+
+def make_runner(config: AtariExperimentConfig):
+    """The Sebulba runner of ``config`` on ale-py's games (``bmg.envs.atari``)."""
+    from bmg.envs.atari import make_vector_env
+    from bmg.experiments.runners.sebulba import Sebulba
+
+    atari = config.atari_config()
+    return Sebulba(
+        config.sebulba,
+        config.stacx,
+        config.meta_config(),
+        lambda index: make_vector_env(atari, config.seed),
+        seed=config.seed,
+    )
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+def meta_names(num_heads: int) -> list[str]:
+    return [f"head{h}/{name}" for h in range(num_heads) for name in META_NAMES]
+
+
+def csv_fields(config: AtariExperimentConfig) -> list[str]:
+    """metrics.csv columns (one row per ``log_interval`` meta-steps)."""
+    return [
+        "meta_steps",
+        "frames",
+        "frames_acted",
+        "episodes",
+        "episode_return",
+        "episode_frames",
+        "fps",
+        "fps_acted",
+        "seconds",
+        "lag_mean",
+        "lag_max",
+        *(f"actor_{name}" for name in ACTOR_TIMES),
+        *(f"learner_{name}" for name in LEARNER_TIMES),
+        "meta_loss",
+        *meta_names(config.stacx.num_heads),
+        "env_steps",
+        "episode_return_sum",
+    ]
+
+
+def label(config: AtariExperimentConfig) -> str:
+    text = f"{config.env} {config.algo}"
+    if config.algo == "stacx":
+        text += f" K={config.inner_steps}"
+    if config.algo == "bmg":
+        text += f" K={config.inner_steps} L={config.bootstrap_steps} {config.stacx.matching}"
+    return text
+
+
+def _sigmoid(x) -> float:
+    return float(1.0 / (1.0 + math.exp(-float(x))))
+
+
+class Window:
+    """Turns the runner's cumulative ``Stats`` into one metrics row per ``log_interval``
+    meta-steps (the differences since the last row)."""
+
+    def __init__(self, stats, seconds_before: float, return_before: float, processes: int):
+        self.seconds_before = seconds_before  # of earlier segments (a resumed run)
+        self.processes = processes  # frames learned: this process's share x processes
+        self.started = time.perf_counter()
+        self.return_before = return_before
+        self.last = self._read(stats)
+        self.last_seconds = 0.0
+
+    def _read(self, stats) -> dict:
+        with stats.lock:
+            return {
+                "episodes": len(stats.episode_returns),
+                "actor": dict(stats.actor),
+                "learner": dict(stats.learner),
+                "lags": len(stats.lags),
+                "frames": stats.frames_learned * self.processes,
+                "frames_acted": stats.frames_acted,
+            }
+
+    def row(self, stats, version: int, metrics: dict, meta_params: dict, num_heads: int) -> dict:
+        now = time.perf_counter() - self.started
+        with stats.lock:
+            start = self.last["episodes"]
+            returns = list(stats.episode_returns[start:])
+            lengths = list(stats.episode_frames[start:])
+            lags = list(stats.lags[self.last["lags"] :])
+            actor, learner = dict(stats.actor), dict(stats.learner)
+            frames, acted = stats.frames_learned * self.processes, stats.frames_acted
+        seconds = max(now - self.last_seconds, 1e-9)
+        actor_spent = {k: actor[k] - self.last["actor"][k] for k in ACTOR_TIMES}
+        learner_spent = {k: learner[k] - self.last["learner"][k] for k in LEARNER_TIMES}
+        actor_total = max(sum(actor_spent.values()), 1e-9)
+        learner_total = max(sum(learner_spent.values()), 1e-9)
+        self.return_before += float(sum(returns))
+        row = {
+            "meta_steps": version,
+            "frames": frames,
+            "frames_acted": acted,
+            "episodes": len(returns),
+            "episode_return": float(sum(returns) / len(returns)) if returns else math.nan,
+            "episode_frames": float(sum(lengths) / len(lengths)) if lengths else math.nan,
+            "fps": (frames - self.last["frames"]) / seconds,
+            "fps_acted": (acted - self.last["frames_acted"]) / seconds,
+            "seconds": self.seconds_before + now,
+            "lag_mean": float(sum(lags) / len(lags)) if lags else math.nan,
+            "lag_max": max(lags) if lags else math.nan,
+            **{f"actor_{k}": v / actor_total for k, v in actor_spent.items()},
+            **{f"learner_{k}": v / learner_total for k, v in learner_spent.items()},
+            "meta_loss": float(metrics.get("meta/loss", math.nan)),
+            "env_steps": frames,
+            "episode_return_sum": self.return_before,
+        }
+        for h in range(num_heads):
+            for name in META_NAMES:
+                row[f"head{h}/{name}"] = _sigmoid(meta_params[f"head{h}"][name])
+        self.last = {
+            "episodes": start + len(returns),
+            "actor": actor,
+            "learner": learner,
+            "lags": self.last["lags"] + len(lags),
+            "frames": frames,
+            "frames_acted": acted,
+        }
+        self.last_seconds = now
+        return row
+
+
+def _detail(row: dict) -> str:
+    ret = row["episode_return"]
+    return (
+        f"episode return {'-' if math.isnan(ret) else f'{ret:.1f}'} "
+        f"({row['episodes']} episodes), lag {row['lag_mean']:.2f}"
+    )
+
+
+def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -> dict:
+    """summary.json: MinAtar's keys (``bmg compare`` reads both; its "first chunk" is here the
+    first 10% of rows) and Atari's own: the raw return of the episodes ending in the last 10% of
+    rows and its human-normalised score, the protocol, frames/s (compilation included), lag."""
+    from bmg.experiments import atari_report
+    from bmg.experiments.two_colors_report import mean_se
+
+    trace = trace_of(rows)
+    final = atari_report.fraction_return(trace, last=True)
+    first = atari_report.fraction_return(trace, last=False)
+    seconds = rows[-1]["seconds"]
+    lags = [r["lag_mean"] for r in rows if not math.isnan(r["lag_mean"])]
+    try:
+        hns = atari_report.human_normalized(config.env, final)
+    except ValueError:  # a game outside the 57
+        hns = math.nan
+    summary = {
+        "game": config.env,
+        "protocol": {
+            k: getattr(config, k)
+            for k in (
+                "frame_skip",
+                "frame_size",
+                "frame_stack",
+                "sticky_action_prob",
+                "noop_max",
+                "full_action_space",
+                "max_episode_frames",
+                "episodic_life",
+                "fire_reset",
+            )
+        },
+        "processes": processes,
+        "seeds": 1,
+        "meta_steps": rows[-1]["meta_steps"],
+        "frames_per_seed": int(rows[-1]["frames"]),
+        "frames_acted": int(rows[-1]["frames_acted"]),
+        "episodes": mean_se([trace["episodes"][-1]]),
+        "return_first_chunk": mean_se([first]),
+        "return_last_10pct": mean_se([final]),
+        "human_normalized_last_10pct": hns,
+        "seconds": seconds,
+        "frames_per_second": rows[-1]["frames"] / seconds if seconds > 0 else math.nan,
+        "lag_mean": sum(lags) / len(lags) if lags else math.nan,
+        "meta_steps_per_chunk": 1,
+    }
+    for name in meta_names(config.stacx.num_heads):
+        summary[name] = mean_se([rows[-1][name]])
+    return summary
+
+
+def _cumsum(values):
+    total = 0
+    for v in values:
+        total += v
+        yield total
+
+
+def trace_of(rows: list[dict]) -> dict[str, list[float]]:
+    """trace.npz's columns: every metrics column over rows; ``episodes`` cumulative."""
+    trace = {name: [float(r[name]) for r in rows] for name in rows[0]}
+    trace["episodes"] = [float(x) for x in _cumsum(trace["episodes"])]
+    return trace
+
+
+def result_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The results table row of a finished run (MinAtar's comparison columns, and the human-
+    normalised score)."""
+    from bmg.experiments import minatar_report
+    from bmg.experiments.rundir import read_json
+
+    rows = minatar_report.comparison_rows([run_dir])
+    summary = read_json(Path(run_dir) / "summary.json", "a run's summary")
+    hns = summary.get("human_normalized_last_10pct", math.nan)
+    rows[0]["human-normalised, last 10%"] = "-" if hns is None or math.isnan(hns) else f"{hns:.3f}"
+    rows[0]["policy lag"] = f"{summary['lag_mean']:.2f}"
+    return rows
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
+    """Train (or continue) ``target`` in ``run_dir``: metrics.csv and TensorBoard every
+    ``log_interval`` meta-steps, checkpoints every ``checkpoint_interval``, then trace.npz,
+    summary.json and the plots; returns the summary.
+
+    Raises:
+      CheckpointError (a ValueError): a damaged or mismatched checkpoint on resume.
+    """
+    import shutil
+
+    import jax
+
+    from bmg.experiments import atari_report
+    from bmg.experiments.checkpoint import Checkpointer
+    from bmg.experiments.logging import RunLogger
+    from bmg.experiments.runners.sebulba import to_host
+
+    if not isinstance(target, Prepared):
+        target = prepare(target)
+    config, processes = target
+    total = config.num_meta_steps(processes)
+    per_step = config.frames_per_meta_step(processes)
+    fields = csv_fields(config)
+    checkpointer = None
+    if config.checkpoint_interval and processes == 1:
+        checkpointer = Checkpointer(run_dir / CHECKPOINTS)
+    with make_runner(config) as runner:
+        rows: list[dict] = []
+        state = None
+        seconds_before = 0.0
+        if resume:
+            if checkpointer is None:
+                raise ValueError(
+                    f"{run_dir} has no checkpoints to resume from (checkpoint_interval = 0 or a "
+                    "multi-process run); start the run again."
+                )
+            template = runner.init_learner()
+            state, meta = checkpointer.restore(template)
+            # JSON holds NaN as null
+            rows = [{k: math.nan if v is None else v for k, v in r.items()} for r in meta["rows"]]
+            stats = runner.stats
+            stats.updates = int(meta["meta_steps"])
+            stats.frames_learned = int(meta["frames"])
+            stats.frames_acted = int(meta["frames_acted"])
+            seconds_before = float(meta["seconds"])
+        logger = RunLogger(run_dir, fields, total_steps=total * per_step, console=console)
+        if rows:
+            logger.rows(rows, tensorboard=False)
+        done = runner.stats.updates
+        console.print(
+            f"[bold]atari[/bold] {label(config)}: {total * per_step:,} frames = {total:,} "
+            f"meta-steps of {per_step:,} frames ({processes} process(es), "
+            f"{len(runner.learner_devices)} learner device(s)) -> {run_dir}"
+            + (f"; resumed at meta-step {done:,}" if resume else "")
+        )
+        if processes > 1 and config.checkpoint_interval:
+            console.print("checkpoints are off in multi-process runs (see docs/atari.md)")
+        window = Window(
+            runner.stats,
+            seconds_before,
+            float(rows[-1]["episode_return_sum"]) if rows else 0.0,
+            processes,
+        )
+
+        def save(version: int) -> None:
+            checkpointer.save(
+                version,
+                to_host(runner.state),
+                {
+                    "meta_steps": version,
+                    "frames": runner.stats.frames_learned,
+                    "frames_acted": runner.stats.frames_acted,
+                    "seconds": window.seconds_before + time.perf_counter() - window.started,
+                    "rows": rows,
+                },
+            )
+
+        def on_update(version: int, metrics: dict, stats) -> None:
+            if version % config.log_interval == 0 or version == total:
+                meta_params = to_host(runner.state.meta_state.meta_params)
+                row = window.row(stats, version, metrics, meta_params, config.stacx.num_heads)
+                rows.append(row)
+                logger.rows([row], step=int(row["frames"]))
+                remaining = (total - version) * per_step / max(row["fps"], 1e-9)
+                logger.advance(
+                    int(row["frames"]),
+                    f"meta-step {version:,}/{total:,}: {int(row['frames']):,} frames, "
+                    f"{row['fps']:,.0f} frames/s, ETA {remaining / 60:,.1f} min, {_detail(row)}",
+                    rate=f"{row['fps']:,.0f} frames/s",
+                )
+            if checkpointer is not None and (
+                version % config.checkpoint_interval == 0 or version == total
+            ):
+                save(version)
+
+        with logger.progress("compiling"):
+            runner.run(total, state=state, on_update=on_update)
+        logger.close()
+    if checkpointer is not None:
+        checkpointer.close()
+    if not rows:
+        raise ValueError("the run stopped before its first metrics row; start it again.")
+    summary = summarize(config, rows, processes)
+    summary["learner_devices"] = len(runner.learner_devices)
+    summary["devices"] = [str(d) for d in jax.devices()]
+    atari_report.write_results(run_dir, trace_of(rows), summary, label(config))
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
+    return summary
+
+
+__all__ = ["ALGOS", "CONFIG", "PRESETS", "AtariExperimentConfig", "make_runner", "prepare", "run"]

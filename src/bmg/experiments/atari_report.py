@@ -1,0 +1,200 @@
+"""Atari results: human-normalised scores, their median and IQM over games, and a run's files.
+
+Human-normalised score of a game (Mnih et al., "Human-level control through deep reinforcement
+learning", Nature 2015): ``(score - random) / (human - random)``, 0 for the uniformly random
+policy and 1 for the professional human tester. ``REFERENCE`` holds the random and human scores
+of all 57 games, the table of Badia et al., "Agent57: Outperforming the Atari Human Benchmark",
+ICML 2020 (appendix, "random" and "human" columns), which takes Mnih et al. 2015 (Extended Data
+Table 2) for 49 games and Wang et al., "Dueling Network Architectures for Deep Reinforcement
+Learning", ICML 2016 for the others. Its human scores are the later ones of van Hasselt et al.
+(AAAI 2016) and Wang et al. 2016 for games where they differ from the Nature paper's (e.g.
+Breakout 30.5, not 31.8; Pong 14.6, not 9.3); both were measured with up to 30 no-op starts and
+episodes of at most 108,000 frames, so scores under sticky actions (Machado et al., JAIR 2018) are
+comparable only approximately. The same values ship with DeepMind's DQN Zoo (Quan & Ostrovski,
+2020, ``atari_data.py``); Video Pinball's random score there and here is 16,256.9 (some other
+copies list 0).
+
+Aggregates over games (Agarwal et al., "Deep Reinforcement Learning at the Edge of the
+Statistical Precipice", NeurIPS 2021): the median and the interquartile mean (IQM: the mean of
+the middle 50% of the runs x games scores, trimming 25% at each end) of the human-normalised
+scores, computed by ``rliable.metrics`` (``pip install 'bmg[atari]'``). rliable's bootstrap
+confidence intervals (``rliable.library``) are not used: that module imports ``arch``, whose
+7.2 release fails to import with pandas 3 (measured here).
+
+The run directory (``bmg.experiments.atari``): metrics.csv has one row per ``log_interval``
+meta-steps; ``trace.npz`` holds every column as [1, rows] (one seed) plus the cumulative counters
+MinAtar's report reads (``env_steps`` = frames learned, ``episodes``, ``episode_return_sum`` raw),
+so ``bmg compare`` and ``bmg.experiments.minatar_report`` read Atari runs too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from bmg.envs.atari import rom_id
+
+REFERENCE: dict[str, tuple[float, float]] = {
+    "alien": (227.8, 7127.7),
+    "amidar": (5.8, 1719.5),
+    "assault": (222.4, 742.0),
+    "asterix": (210.0, 8503.3),
+    "asteroids": (719.1, 47388.7),
+    "atlantis": (12850.0, 29028.1),
+    "bank_heist": (14.2, 753.1),
+    "battle_zone": (2360.0, 37187.5),
+    "beam_rider": (363.9, 16926.5),
+    "berzerk": (123.7, 2630.4),
+    "bowling": (23.1, 160.7),
+    "boxing": (0.1, 12.1),
+    "breakout": (1.7, 30.5),
+    "centipede": (2090.9, 12017.0),
+    "chopper_command": (811.0, 7387.8),
+    "crazy_climber": (10780.5, 35829.4),
+    "defender": (2874.5, 18688.9),
+    "demon_attack": (152.1, 1971.0),
+    "double_dunk": (-18.6, -16.4),
+    "enduro": (0.0, 860.5),
+    "fishing_derby": (-91.7, -38.7),
+    "freeway": (0.0, 29.6),
+    "frostbite": (65.2, 4334.7),
+    "gopher": (257.6, 2412.5),
+    "gravitar": (173.0, 3351.4),
+    "hero": (1027.0, 30826.4),
+    "ice_hockey": (-11.2, 0.9),
+    "jamesbond": (29.0, 302.8),
+    "kangaroo": (52.0, 3035.0),
+    "krull": (1598.0, 2665.5),
+    "kung_fu_master": (258.5, 22736.3),
+    "montezuma_revenge": (0.0, 4753.3),
+    "ms_pacman": (307.3, 6951.6),
+    "name_this_game": (2292.3, 8049.0),
+    "phoenix": (761.4, 7242.6),
+    "pitfall": (-229.4, 6463.7),
+    "pong": (-20.7, 14.6),
+    "private_eye": (24.9, 69571.3),
+    "qbert": (163.9, 13455.0),
+    "riverraid": (1338.5, 17118.0),
+    "road_runner": (11.5, 7845.0),
+    "robotank": (2.2, 11.9),
+    "seaquest": (68.4, 42054.7),
+    "skiing": (-17098.1, -4336.9),
+    "solaris": (1236.3, 12326.7),
+    "space_invaders": (148.0, 1668.7),
+    "star_gunner": (664.0, 10250.0),
+    "surround": (-10.0, 6.5),
+    "tennis": (-23.8, -8.3),
+    "time_pilot": (3568.0, 5229.2),
+    "tutankham": (11.4, 167.6),
+    "up_n_down": (533.4, 11693.2),
+    "venture": (0.0, 1187.5),
+    "video_pinball": (16256.9, 17667.9),
+    "wizard_of_wor": (563.5, 4756.5),
+    "yars_revenge": (3092.9, 54576.9),
+    "zaxxon": (32.5, 9173.3),
+}
+"""(random, human) episode score of each of the 57 games, by ALE ROM id (module docstring)."""
+
+MISSING_RLIABLE = "aggregating Atari scores needs rliable: pip install 'bmg[atari]'"
+
+
+def reference(game: str) -> tuple[float, float]:
+    """(random, human) scores of ``game`` (ROM id or CamelCase name: "Breakout", "ms_pacman").
+
+    Raises:
+      ValueError: a game outside the 57.
+    """
+    key = rom_id(game)
+    if key not in REFERENCE:
+        raise ValueError(
+            f"game must be one of the 57 games with human and random reference scores (e.g. "
+            f"'Breakout', 'MsPacman'), got {game!r}."
+        )
+    return REFERENCE[key]
+
+
+def human_normalized(game: str, score: float) -> float:
+    """``(score - random) / (human - random)`` of ``game`` (0 = random, 1 = human; NaN stays
+    NaN). Raises ValueError for a game outside the 57."""
+    random, human = reference(game)
+    return (float(score) - random) / (human - random)
+
+
+def aggregate(scores: Mapping[str, float | list[float]]) -> dict[str, float]:
+    """Median and IQM over games of human-normalised scores (``rliable.metrics``).
+
+    Args:
+      scores: game -> its raw score, or a list of raw scores (one per run; every game the same
+        number of runs).
+
+    Returns:
+      ``{"games", "runs", "median", "iqm", "mean"}``: the median over games of the per-game mean
+      over runs (rliable's ``aggregate_median``), the IQM over all runs x games scores
+      (``aggregate_iqm``) and the mean.
+
+    Raises:
+      ValueError: no scores, unequal numbers of runs, or an unknown game. ImportError without
+        rliable (``MISSING_RLIABLE``).
+    """
+    try:
+        from rliable import metrics
+    except ImportError:
+        raise ImportError(MISSING_RLIABLE) from None
+    if not scores:
+        raise ValueError("scores must name at least one game, got none.")
+    runs = {game: np.atleast_1d(np.asarray(value, np.float64)) for game, value in scores.items()}
+    counts = {len(v) for v in runs.values()}
+    if len(counts) != 1:
+        raise ValueError(
+            f"every game needs the same number of runs, got {sorted(counts)} runs per game."
+        )
+    games = sorted(runs)
+    normalized = np.stack(  # [runs, games], rliable's layout
+        [[human_normalized(g, s) for s in runs[g]] for g in games], axis=1
+    )
+    return {
+        "games": len(games),
+        "runs": int(normalized.shape[0]),
+        "median": float(metrics.aggregate_median(normalized)),
+        "iqm": float(metrics.aggregate_iqm(normalized)),
+        "mean": float(metrics.aggregate_mean(normalized)),
+    }
+
+
+# --- a run's files ------------------------------------------------------------------------------
+
+COUNTERS = ("env_steps", "episodes", "episode_return_sum")
+"""Cumulative trace columns MinAtar's report reads (frames learned, episodes, raw return sum)."""
+
+
+def write_results(run_dir: Path, trace: dict[str, list[float]], summary: dict, title: str):
+    """trace.npz ([1, rows] per column, initial counters 0), summary.json and the plots
+    (``minatar_report.plot_run``: episode return vs frames, meta-parameters per head) of a
+    finished run in ``run_dir``."""
+    from bmg.experiments import minatar_report
+    from bmg.experiments.rundir import save_npz, write_json
+
+    arrays = {name: np.asarray(values, np.float64)[None] for name, values in trace.items()}
+    initial = {name: np.zeros(1) for name in COUNTERS}
+    save_npz(run_dir / "trace.npz", **{f"initial/{k}": v for k, v in initial.items()}, **arrays)
+    write_json(run_dir / "summary.json", summary)
+    minatar_report.plot_run(initial, arrays, 1, out=run_dir, title=title)
+
+
+def fraction_return(trace: dict[str, list[float]], fraction: float = 0.1, last=True) -> float:
+    """Mean raw return of the episodes that ended in the last (``last``) or first ``fraction``
+    of the rows, at least one row (NaN: none ended there). ``trace``'s ``episodes`` and
+    ``episode_return_sum`` are cumulative."""
+    rows = len(trace["episodes"])
+    if rows == 0:
+        return math.nan
+    count = max(1, int(round(fraction * rows)))
+    episodes = np.concatenate([[0.0], trace["episodes"]])
+    returns = np.concatenate([[0.0], trace["episode_return_sum"]])
+    stop = rows if last else count
+    start = stop - count
+    done = episodes[stop] - episodes[start]
+    return float((returns[stop] - returns[start]) / done) if done > 0 else math.nan
