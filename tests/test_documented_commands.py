@@ -63,6 +63,7 @@ EXPERIMENTS = {
     "two-colors": "bmg.experiments.two_colors",
     "fewshot": "bmg.experiments.fewshot",
     "minatar": "bmg.experiments.minatar",
+    "atari": "bmg.experiments.atari",
 }
 
 SCALE = {
@@ -80,6 +81,15 @@ SCALE = {
         "--steps", "160", "--seeds", "1", "--chunk-steps", "80", "--stacx.num-envs", "2",
         "--stacx.rollout-length", "4", "--stacx.hidden-size", "8", "--stacx.minatar-channels", "2",
         "--stacx.meta-embedding-size", "2",
+    ],
+    "atari": [
+        "--frames", "256", "--frame-size", "16", "--sebulba.actor-devices", "1",
+        "--sebulba.learner-devices", "1", "--sebulba.num-actor-threads", "1",
+        "--sebulba.envs-per-thread", "2", "--sebulba.rollout-length", "4",
+        "--sebulba.rollouts-per-batch", "1", "--sebulba.queue-size", "1",
+        "--stacx.impala-channels", "2", "2", "--stacx.impala-blocks", "0",
+        "--stacx.hidden-size", "8", "--stacx.meta-embedding-size", "2", "--log-interval", "2",
+        "--checkpoint-interval", "4",
     ],
     "make-synthetic": ["--classes", "6", "--per-class", "4", "--size", "16"],
 }  # fmt: skip
@@ -312,7 +322,7 @@ def scaled(argv: list[str], dataset: Path) -> list[str]:
     """`argv` with the scale-down flags appended (none for help, resume and compare)."""
     if "--help" in argv or "-h" in argv or argv[0] == "compare" or "resume" in argv[:3]:
         return argv
-    if argv[0] in ("two-colors", "minatar"):
+    if argv[0] in ("two-colors", "minatar", "atari"):
         return [*argv, *SCALE[argv[0]]]
     if argv[:2] == ["fewshot", "make-synthetic"]:
         return [*argv, *SCALE["make-synthetic"]]

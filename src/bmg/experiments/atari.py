@@ -278,7 +278,7 @@ def prepare(config: AtariExperimentConfig) -> Prepared:
 
     if config.atari_config().rom not in roms.get_all_rom_ids():
         raise ValueError(
-            f"env must be one of ale-py's games (e.g. 'Breakout', 'Pong', 'MsPacman'), got "
+            f"env must be one of ale-py's games (such as 'Breakout', 'Pong', 'MsPacman'), got "
             f"{config.env!r}."
         )
     from bmg.experiments.runners.sebulba import initialize_distributed, resolve_devices

@@ -110,7 +110,7 @@ def reference(game: str) -> tuple[float, float]:
     key = rom_id(game)
     if key not in REFERENCE:
         raise ValueError(
-            f"game must be one of the 57 games with human and random reference scores (e.g. "
+            f"game must be one of the 57 games with human and random reference scores (such as "
             f"'Breakout', 'MsPacman'), got {game!r}."
         )
     return REFERENCE[key]

@@ -8,6 +8,8 @@
   bmg fewshot resume RUN_DIR
   bmg minatar {default,demo,paper} [--out DIR] [flags]
   bmg minatar resume RUN_DIR
+  bmg atari {default,demo,paper} [--out DIR] [flags]
+  bmg atari resume RUN_DIR
   bmg fewshot make-synthetic --out DIR --format {csv,pkl} --classes C --per-class N --size S
   bmg compare RUN_DIR [RUN_DIR ...] [--out DIR]
 
@@ -32,6 +34,7 @@ COMMANDS = {
     "two-colors": "train fixed / mg / bmg on Two-colors; writes a run directory",
     "fewshot": "meta-train maml / fomaml / bmg on MiniImagenet-format data; writes a run directory",
     "minatar": "train impala / stacx / bmg on a MinAtar game; writes a run directory",
+    "atari": "train impala / stacx / bmg on an Atari game (ALE, Sebulba); writes a run directory",
     "compare": "table and plots comparing finished runs",
 }
 
@@ -351,6 +354,20 @@ def minatar_command(argv: list[str]) -> None:
     )
 
 
+def atari_command(argv: list[str]) -> None:
+    run_experiment(
+        argv,
+        module="bmg.experiments.atari",
+        experiment="atari",
+        prog="bmg atari",
+        description="Atari (ale-py) on the Sebulba actor-learner runner: IMPALA (--algo impala), "
+        "STACX with a one-step meta-gradient (stacx) or STACX + BMG (bmg, --k K --l L) on one "
+        "game (--env). Choose a preset (it sets the defaults its flags then override), or "
+        "`resume RUN_DIR` to continue an interrupted run (the learner state is exact; the "
+        "actors restart from fresh games).",
+    )
+
+
 def make_synthetic_command(argv: list[str]) -> None:
     from bmg.experiments import rundir
     from bmg.fewshot.synthetic import make_synthetic
@@ -453,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         "two-colors": two_colors_command,
         "fewshot": fewshot_command,
         "minatar": minatar_command,
+        "atari": atari_command,
         "compare": compare_command,
     }[argv[0]]
     command(argv[1:])
