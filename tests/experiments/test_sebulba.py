@@ -270,11 +270,12 @@ def test_atari_protocol_defaults_and_names():
     assert config.sticky_action_prob == 0.25 and config.noop_max == 0
     assert config.max_episode_frames == 108_000 and not config.full_action_space
     assert config.observation_shape == (84, 84, 4)
-    assert [atari.rom_id(g) for g in ("Breakout", "MsPacman", "ms_pacman", "pong")] == [
+    assert [atari.rom_id(g) for g in ("Breakout", "MsPacman", "ms_pacman", "pong", "UpNDown")] == [
         "breakout",
         "ms_pacman",
         "ms_pacman",
         "pong",
+        "up_n_down",
     ]
 
 
