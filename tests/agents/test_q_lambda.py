@@ -336,10 +336,12 @@ def test_config_rejects_non_finite_values_in_one_sentence(field, value):
 
 
 @pytest.mark.slow
-def test_fixed_mg_and_bmg_run_on_minatar_breakout(two_finite_meta_steps):
+def test_bmg_runs_on_minatar_breakout(two_finite_meta_steps):
+    """The agent on an episodic gymnax image game; BMG's meta-step (K = 0, L = 2) holds the
+    fixed learner's updates (fixed and MG run the same agent code on Two-colors above)."""
     env, env_params = gymnax.make("Breakout-MinAtar")
     config = QLambdaConfig(hidden_size=16, rollout_length=4, context_length=3)
-    for algo, inner, bootstrap in (("fixed", 1, 1), ("mg", 1, 1), ("bmg", 0, 2)):
+    for algo, inner, bootstrap in (("bmg", 0, 2),):
         agent = make_q_lambda(
             config, env, env_params, schedule="fixed" if algo == "fixed" else "meta"
         )

@@ -1,8 +1,10 @@
 """The STACX learner: initial meta-parameters, acting, the RMSProp update and target step, the
 non-zero meta-gradients of all 18 meta-parameters (the trap), and BMG = alpha x MG.
 
-Most tests run on a tiny image environment (3 x 3 x 2 observations) so that they compile in
-seconds; the end-to-end test on MinAtar Breakout is marked slow. Identities run in float64.
+Tests run on a tiny image environment (3 x 3 x 2 observations) so that they compile in
+seconds; identities run in float64. The learner on MinAtar Breakout end to end (impala, stacx and
+bmg through the CLI, BMG's meta-parameters moving, one batch over 4 devices) is tested in
+tests/experiments/test_minatar.py and by the documented `bmg minatar` commands.
 """
 
 import functools
@@ -412,24 +414,3 @@ def test_rejects_flat_observations():
     two_colors_like = gymnax.make("CartPole-v1")
     with pytest.raises(ValueError, match="image observations"):
         make_stacx(StacxConfig(), *two_colors_like)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("algo", ["fixed", "mg", "bmg"])
-def test_fixed_mg_and_bmg_run_on_minatar_breakout(algo):
-    """Two meta-steps on Breakout-MinAtar (float32); the meta-parameters move unless fixed."""
-    env, env_params = gymnax.make("Breakout-MinAtar")
-    learner = make_stacx(StacxConfig(**SMALL), env, env_params)
-    with jax.enable_x64(False):
-        state = learner.init_state(jax.random.key(0))
-        meta_learner = make_meta_learner(learner, MetaConfig(algo=algo, inner_steps=1))
-        meta_state = meta_learner.init(learner.init_meta_params(jax.random.key(1)))
-        step = jax.jit(meta_learner.step)
-        for i in range(2):
-            meta_state, state, metrics = step(meta_state, state, jax.random.key(2 + i))
-        probes = learner.probes(meta_state.meta_params, state)
-    assert int(probes["env_steps"]) == 2 * SMALL["num_envs"] * SMALL["rollout_length"]
-    assert all(np.isfinite(float(v)) for v in metrics.values())
-    initial = np.float32(1 / (1 + np.exp(-4.6)))
-    moved = [float(probes[f"head{h}/{n}"]) != initial for h in range(3) for n in META_NAMES]
-    assert any(moved) == (algo != "fixed")
