@@ -247,6 +247,37 @@ def test_every_experiment_command_is_scaled_down():
     assert set(bmg_commands()) - {"compare"} == set(EXPERIMENTS) <= set(SCALE)
 
 
+DOCUMENTED = documented_commands()
+
+
+@pytest.mark.parametrize(
+    "where, argv", DOCUMENTED, ids=[f"{w} {' '.join(a)}"[:90] for w, a in DOCUMENTED]
+)
+def test_documented_command_parses(where, argv, capsys):
+    """Each documented command, as written (unscaled), names a `bmg` command and, when it starts
+    a run or a sweep, parses into a valid config: its preset, flags and values exist and pass
+    validation (one failure per command; `test_every_documented_command_runs` runs them). There
+    is one of these per command, so this file is xdist's largest scope and is started first."""
+    import importlib
+
+    from bmg.experiments import cli
+
+    assert argv[0] in bmg_commands(), where
+    if argv[0] not in EXPERIMENTS or argv[1] in ("resume", "make-synthetic") or "--help" in argv:
+        return
+    module = importlib.import_module(EXPERIMENTS[argv[0]])
+    rest, specs = argv[1:], []
+    if rest[0] == "sweep":
+        specs, rest = cli.split_grid_flags(rest[1:])
+    try:
+        parsed = cli.parse_run(rest, module.CONFIG, module.PRESETS, "bmg", "", resume=False)
+    except SystemExit:
+        pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {capsys.readouterr().err[-2000:]}")
+    assert isinstance(parsed, cli.Run), where
+    if specs:
+        module.sweep_configs(parsed.config, module.parse_grid(specs))
+
+
 def test_documents_show_commands():
     commands = documented_commands()
     assert any(argv[0] == "two-colors" for _, argv in commands)
