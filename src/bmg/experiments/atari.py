@@ -220,15 +220,15 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "demo": (
         "a short run on 2 CPU cores (measured in docs/atari.md): IMPALA on Breakout, 42 x 42 "
-        "frames, a small ResNet (8 channels, 1 block, 64 units), 16 games x 20 steps per batch, "
+        "frames, a small ResNet (8 channels, 1 block, 64 units), 16 games x 10 steps per batch, "
         "lr 2e-3, 200k frames",
         dict(
             algo="impala",
             frames=200_000,
             frame_size=42,
-            log_interval=5,
-            checkpoint_interval=50,
-            sebulba=SebulbaConfig(envs_per_thread=16, rollout_length=20, queue_size=1),
+            log_interval=10,
+            checkpoint_interval=20,
+            sebulba=SebulbaConfig(envs_per_thread=16, rollout_length=10, queue_size=1),
             stacx=StacxConfig(
                 torso="impala",
                 impala_channels=(8, 8, 8),
@@ -333,6 +333,8 @@ def csv_fields(config: AtariExperimentConfig) -> list[str]:
         "lag_max",
         *(f"actor_{name}" for name in ACTOR_TIMES),
         *(f"learner_{name}" for name in LEARNER_TIMES),
+        "learner_loss",
+        "policy_entropy",
         "meta_loss",
         *meta_names(config.stacx.num_heads),
         "env_steps",
@@ -405,6 +407,8 @@ class Window:
             "lag_max": max(lags) if lags else math.nan,
             **{f"actor_{k}": v / actor_total for k, v in actor_spent.items()},
             **{f"learner_{k}": v / learner_total for k, v in learner_spent.items()},
+            "learner_loss": float(metrics.get("learner/loss", math.nan)),
+            "policy_entropy": float(metrics.get("learner/head0/entropy", math.nan)),
             "meta_loss": float(metrics.get("meta/loss", math.nan)),
             "env_steps": frames,
             "episode_return_sum": self.return_before,

@@ -30,6 +30,7 @@ so ``bmg compare`` and ``bmg.experiments.minatar_report`` read Atari runs too.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -181,7 +182,9 @@ def write_results(run_dir: Path, trace: dict[str, list[float]], summary: dict, t
     initial = {name: np.zeros(1) for name in COUNTERS}
     save_npz(run_dir / "trace.npz", **{f"initial/{k}": v for k, v in initial.items()}, **arrays)
     write_json(run_dir / "summary.json", summary)
-    minatar_report.plot_run(initial, arrays, 1, out=run_dir, title=title)
+    with warnings.catch_warnings():  # rows where no episode ended are NaN (gaps in the curve)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        minatar_report.plot_run(initial, arrays, 1, out=run_dir, title=title)
 
 
 def fraction_return(trace: dict[str, list[float]], fraction: float = 0.1, last=True) -> float:
