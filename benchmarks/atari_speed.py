@@ -2,7 +2,7 @@
 
     python benchmarks/atari_speed.py [--game Breakout] [--threads 1,2,4] [--envs-per-thread 8]
                                      [--rollout-length 20] [--algo stacx] [--seconds 20]
-                                     [--json PATH]
+                                     [--small] [--learner-only] [--json PATH]
 
 Frames are emulator frames (agent steps x frame skip 4; ``bmg.envs.atari``). On each setting the
 programs are compiled first by a short warm-up run (not timed), then:
@@ -17,7 +17,8 @@ programs are compiled first by a short warm-up run (not timed), then:
   queue-get wait / stack / transfer / step / publish, and the policy lag.
 
 The STACX learner is the paper's (IMPALA ResNet torso, 3 heads) unless --small, which uses 8
-filters per section and 64 hidden units (for CPUs).
+filters per section and 64 hidden units (for CPUs). --learner-only measures the learner alone
+(one actor thread's games are made for their shapes, never stepped).
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--algo", choices=sorted(ALGOS), default="stacx")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--small", action="store_true")
+    parser.add_argument("--learner-only", action="store_true")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     print(
@@ -158,6 +160,17 @@ def main() -> None:
         f"{', small torso' if args.small else ''}"
     )
     rows, results = [], {}
+    if args.learner_only:
+        with make(args, 1) as runner:
+            learner = learner_alone(runner, args.seconds)
+        print(
+            f"learner alone: {learner['step_s']:.3f} s per meta-step, {learner['fps']:,.0f} "
+            f"frames/s, compile {learner['compile_s']:.1f} s"
+        )
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"learner": learner}, f, indent=1)
+        return
     for threads in [int(t) for t in args.threads.split(",")]:
         with make(args, threads) as runner:
             acting = timed_run(runner, args.seconds, learn=False).summary(runner.stats.seconds)
