@@ -298,17 +298,22 @@ def test_ctrl_c_during_a_save_comes_after_it(saved, monkeypatch):
     checkpointer = Checkpointer(saved)
     manager = checkpointer._orbax()
     save = manager.save
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # an interactive run's
 
     def interrupted_save(*args, **kwargs):
-        # raise(3): delivered to this (the main) thread before it returns; os.kill's
-        # process-wide signal could arrive late on a loaded machine (seen once under xdist).
-        signal.raise_signal(signal.SIGINT)
+        # Ctrl-C arriving now: the handler installed for SIGINT is called, as Python does on
+        # delivery (a real signal reached the handler late or not at all under pytest-xdist's
+        # workers in 2 of 3 full runs, never alone; the deferral logic is what is tested here).
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
         return save(*args, **kwargs)
 
     monkeypatch.setattr(manager, "save", interrupted_save)
-    with pytest.raises(KeyboardInterrupt):
-        checkpointer.save(3, make_state(3), META)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            checkpointer.save(3, make_state(3), META)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     fresh = Checkpointer(saved)
     assert fresh.latest_step() == 3
     assert_identical(fresh.restore(TEMPLATE)[0], make_state(3))
