@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo fewshot-demo example test test-fast lint install clean
+.PHONY: demo fewshot-demo example test test-fast test-docs lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,14 +37,20 @@ fewshot-demo: $(STAMP)
 example: $(STAMP)
 	$(BIN)/python examples/meta_lr_regression.py
 
-# Every test (the README's command). Two workers: XLA compiles on one thread, and compiling is
-# most of a test's time on 2 cores; each file stays on one worker (its fixtures are built once).
+# Every test (the README's command) but the run of every documented command (test-docs; each
+# documented command is still parsed and validated here). Two workers: XLA compiles on one
+# thread, and compiling is most of a test's time on 2 cores; each file stays on one worker (its
+# fixtures are built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not docs"
 
 # The unit tier for day-to-day work: everything but the end-to-end runs marked slow.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+
+# Every `bmg ...` command of README.md and docs/*.md, run scaled down (CI runs it after test).
+test-docs: $(STAMP)
+	$(BIN)/python -m pytest tests/test_documented_commands.py -m docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts

@@ -257,7 +257,7 @@ def test_documented_command_parses(where, argv, capsys):
     """Each documented command, as written (unscaled), names a `bmg` command and, when it starts
     a run or a sweep, parses into a valid config: its preset, flags and values exist and pass
     validation (one failure per command; `test_every_documented_command_runs` runs them). There
-    is one of these per command, so this file is xdist's largest scope and is started first."""
+    is one per command, so a broken one is named by its own failure."""
     import importlib
 
     from bmg.experiments import cli
@@ -409,6 +409,7 @@ def _same_npz(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.docs
 def test_every_documented_command_runs(tmp_path, monkeypatch):
     from bmg.fewshot.synthetic import make_synthetic
 
