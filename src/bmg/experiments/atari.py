@@ -46,10 +46,9 @@ from bmg.agents.stacx import META_NAMES, StacxConfig
 from bmg.checks import check_integer, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
+from bmg.experiments.minatar import ALGOS, stacx_meta_config
 from bmg.experiments.runners.lifetime import CHECKPOINTS
 from bmg.experiments.runners.sebulba import PAPER_LAYOUT, SebulbaConfig
-
-ALGOS = {"impala": "fixed", "stacx": "mg", "bmg": "bmg"}
 
 ACTOR_TIMES = ("env", "inference", "put_wait", "params_wait")
 LEARNER_TIMES = ("get_wait", "stack", "transfer", "step", "publish")
@@ -160,17 +159,8 @@ class AtariExperimentConfig:
         self.meta_config()  # validates K, L
 
     def meta_config(self) -> MetaConfig:
-        """The meta-learning config of ``algo`` (impala: one learner update per meta-step)."""
-        algo = ALGOS[self.algo]
-        return MetaConfig(
-            algo=algo,
-            inner_steps=1 if algo == "fixed" else self.inner_steps,
-            bootstrap_steps=self.bootstrap_steps,
-            learning_rate=self.meta_learning_rate,
-            adam_eps=self.meta_adam_eps,
-            target_step_size=self.target_step_size,
-            continue_from=self.continue_from if algo == "bmg" else "inner",
-        )
+        """The meta-learning config of ``algo`` (MinAtar's rule, ``stacx_meta_config``)."""
+        return stacx_meta_config(self)
 
     def atari_config(self) -> AtariConfig:
         """One actor thread's games with this run's protocol."""

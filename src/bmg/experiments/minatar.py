@@ -40,6 +40,22 @@ MAX_STEPS = 2**31 - 1  # the int32 frame counters of a seed
 ALGOS = {"impala": "fixed", "stacx": "mg", "bmg": "bmg"}
 
 
+def stacx_meta_config(config) -> MetaConfig:
+    """The ``MetaConfig`` of a STACX system's config (MinAtar's and Atari's: fields ``algo`` in
+    ``ALGOS``, ``inner_steps``, ``bootstrap_steps``, ``meta_learning_rate``, ``meta_adam_eps``,
+    ``target_step_size``, ``continue_from``); impala takes one learner update per meta-step."""
+    algo = ALGOS[config.algo]
+    return MetaConfig(
+        algo=algo,
+        inner_steps=1 if algo == "fixed" else config.inner_steps,
+        bootstrap_steps=config.bootstrap_steps,
+        learning_rate=config.meta_learning_rate,
+        adam_eps=config.meta_adam_eps,
+        target_step_size=config.target_step_size,
+        continue_from=config.continue_from if algo == "bmg" else "inner",
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class MinAtarConfig:
     """One MinAtar run: game and protocol, algorithm, lifetime, seeds and the STACX learner."""
@@ -143,17 +159,8 @@ class MinAtarConfig:
             raise ValueError(f"seed + seeds must be <= 2**31, got {self.seed + self.seeds}.")
 
     def meta_config(self) -> MetaConfig:
-        """The meta-learning config of ``algo`` (impala: one learner update per step)."""
-        algo = ALGOS[self.algo]
-        return MetaConfig(
-            algo=algo,
-            inner_steps=1 if algo == "fixed" else self.inner_steps,
-            bootstrap_steps=self.bootstrap_steps,
-            learning_rate=self.meta_learning_rate,
-            adam_eps=self.meta_adam_eps,
-            target_step_size=self.target_step_size,
-            continue_from=self.continue_from if algo == "bmg" else "inner",
-        )
+        """The meta-learning config of ``algo`` (``stacx_meta_config``)."""
+        return stacx_meta_config(self)
 
     @property
     def frames_per_update(self) -> int:
