@@ -9,11 +9,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
-import socket
-import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -21,7 +17,6 @@ import pytest
 from bmg.experiments import atari_report
 from bmg.experiments.atari import PRESETS, AtariExperimentConfig
 from bmg.experiments.cli import main, parse_run
-from bmg.experiments.runners import sebulba
 
 TINY = [
     "--frames", "768", "--frame-size", "16", "--sebulba.envs-per-thread", "2",
@@ -209,119 +204,3 @@ def test_median_and_iqm_over_games_by_hand():
     assert result["median"] == pytest.approx(np.median([*targets[:7], 1.7]))
     with pytest.raises(ValueError, match="same number of runs"):
         atari_report.aggregate({"pong": [1, 2], "alien": [3]})
-
-
-# --- several processes ---------------------------------------------------------------------------
-
-
-def test_initialize_distributed_reads_config_then_environment(monkeypatch):
-    for name in sebulba.COORDINATOR_ENV:
-        monkeypatch.delenv(name, raising=False)
-    assert sebulba.initialize_distributed() is False  # no coordinator: one process
-    with pytest.raises(ValueError) as error:
-        sebulba.initialize_distributed("localhost:1", 2, 2)
-    assert str(error.value) == (
-        "a multi-process run (coordinator localhost:1) needs num_processes >= 1 and a "
-        "process_id in [0, num_processes), got 2 and 2."
-    )
-    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1")
-    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
-    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers"):
-        sebulba.initialize_distributed()
-
-
-PROCESS_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    out, tests, process, address = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    sys.path.insert(0, tests)
-    from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig, initialize_distributed
-    from bmg.experiments.runners.sebulba import to_host
-    if process >= 0:
-        assert initialize_distributed(address, 2, process)
-    import jax
-    from bmg import rl
-    from bmg.agents.stacx import StacxConfig
-    from bmg.core import MetaConfig
-    from test_sebulba import FakeEnvs
-
-    stacx = StacxConfig(minatar_channels=2, hidden_size=8, meta_embedding_size=2)
-    meta = MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=2, learning_rate=1e-2)
-    rng = np.random.default_rng(0)
-    N, B, T, A = 2, 8, 4, 3
-    batch = rl.Rollout(
-        obs=rng.integers(0, 256, (N, B, T + 1, 6, 6, 2), dtype=np.uint8),
-        actions=rng.integers(0, A, (N, B, T)).astype(np.int32),
-        rewards=rng.normal(size=(N, B, T)).astype(np.float32),
-        discount_t=(rng.random((N, B, T)) > 0.2).astype(np.float32),
-        truncated=rng.random((N, B, T)) > 0.9,
-        final_obs=rng.integers(0, 256, (N, B, T, 6, 6, 2), dtype=np.uint8),
-    )
-    logits = rng.normal(size=(N, B, T, A)).astype(np.float32)
-    E = 8
-    if process >= 0:  # this process's half of the streams; 2 learner devices of its own
-        E = B // 2
-        half = slice(process * E, (process + 1) * E)
-        batch, logits = jax.tree.map(lambda x: x[:, half], (batch, logits))
-    config = SebulbaConfig(actor_devices=(0,), learner_devices=2 if process >= 0 else 4,
-                           envs_per_thread=E, rollout_length=T)
-    run = Sebulba(config, stacx, meta, lambda i: FakeEnvs(E))
-    state = run.init_learner()
-    for _ in range(2):
-        state, metrics = run.learner_step(state, batch, logits)
-    leaves = jax.tree.leaves(to_host((state.params, state.meta_state.meta_params)))
-    json.dump(dict(
-        values=np.concatenate([np.ravel(x) for x in leaves]).tolist(),
-        metrics={k: float(v) for k, v in to_host(metrics).items()},
-        learner_devices=len(run.learner_devices), processes=jax.process_count(),
-        global_batch=int(run.put_batches(batch, logits)[0].obs.shape[1]),
-    ), open(out, "w"))
-    """
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_a_learner_step_over_two_processes_equals_one_process(tmp_path):
-    """Two JAX processes (jax.distributed over localhost, 2 CPU devices each, gloo), each
-    feeding its own 4 of the 8 streams: both end with the same parameters, meta-parameters and
-    metrics (bit for bit), equal to one process holding all 8 streams over 4 devices (to float
-    reassociation), two STACX + BMG (L = 2) meta-steps."""
-    tests = os.path.dirname(__file__)
-    address = f"localhost:{_free_port()}"
-
-    def start(process: int, devices: int):
-        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count="
-        env = {**os.environ, "XLA_FLAGS": (flags + str(devices)).strip()}
-        for name in sebulba.COORDINATOR_ENV:
-            env.pop(name, None)
-        args = [str(tmp_path / f"{process}.json"), tests, str(process), address]
-        return subprocess.Popen(
-            [sys.executable, "-c", PROCESS_SCRIPT, *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    processes = [start(0, 2), start(1, 2)]
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for p, output in zip(processes, outputs, strict=True):
-        assert p.returncode == 0, output[-3000:]
-    single = start(-1, 4)
-    output = single.communicate(timeout=600)[0]
-    assert single.returncode == 0, output[-3000:]
-    zero, one, alone = (json.loads((tmp_path / f"{i}.json").read_text()) for i in (0, 1, -1))
-    assert (zero["processes"], zero["learner_devices"], zero["global_batch"]) == (2, 4, 8)
-    assert (alone["processes"], alone["learner_devices"], alone["global_batch"]) == (1, 4, 8)
-    assert zero["values"] == one["values"] and zero["metrics"] == one["metrics"]
-    np.testing.assert_allclose(zero["values"], alone["values"], rtol=1e-5, atol=1e-7)
-    for name, value in alone["metrics"].items():
-        np.testing.assert_allclose(zero["metrics"][name], value, rtol=1e-5, atol=1e-7, err_msg=name)
-    assert alone["metrics"]["meta/grad_norm"] > 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,13 @@ import pytest
 from bmg.agents.stacx import StacxConfig
 from bmg.core import MetaConfig
 from bmg.envs import atari
-from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig, resolve_devices
+from bmg.experiments.runners.sebulba import (
+    COORDINATOR_ENV,
+    Sebulba,
+    SebulbaConfig,
+    initialize_distributed,
+    resolve_devices,
+)
 
 TINY = StacxConfig(minatar_channels=2, hidden_size=8, meta_embedding_size=2)
 
@@ -160,18 +167,39 @@ def test_config_validation_and_device_resolution():
 
 # --- The learner step over 4 devices ----------------------------------------------------------
 
-DEVICES_SCRIPT = textwrap.dedent(
+
+def test_initialize_distributed_reads_config_then_environment(monkeypatch):
+    for name in COORDINATOR_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert initialize_distributed() is False  # no coordinator: one process
+    with pytest.raises(ValueError) as error:
+        initialize_distributed("localhost:1", 2, 2)
+    assert str(error.value) == (
+        "a multi-process run (coordinator localhost:1) needs num_processes >= 1 and a "
+        "process_id in [0, num_processes), got 2 and 2."
+    )
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers"):
+        initialize_distributed()
+
+
+PROCESS_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    import jax, numpy as np
+    import numpy as np
+    out, tests, process, address = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    sys.path.insert(0, tests)
+    from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig, initialize_distributed
+    from bmg.experiments.runners.sebulba import to_host
+    if process >= 0:
+        assert initialize_distributed(address, 2, process)
+    import jax
     from bmg import rl
     from bmg.agents.stacx import StacxConfig
     from bmg.core import MetaConfig
-    from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig
-    sys.path.insert(0, sys.argv[2])
     from test_sebulba import FakeEnvs
 
-    assert jax.device_count() == 4, jax.devices()
     stacx = StacxConfig(minatar_channels=2, hidden_size=8, meta_embedding_size=2,
                         matching="kl_value")
     meta = MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=2, learning_rate=1e-2)
@@ -186,54 +214,88 @@ DEVICES_SCRIPT = textwrap.dedent(
         final_obs=rng.integers(0, 256, (N, B, T, 6, 6, 2), dtype=np.uint8),
     )
     logits = rng.normal(size=(N, B, T, A)).astype(np.float32)
-    out = {}
-    for devices in (1, 4):
-        config = SebulbaConfig(actor_devices=(0,), learner_devices=devices, envs_per_thread=8,
+    E, device_counts = B, (1, 4)
+    if process >= 0:  # this process's half of the streams; 2 learner devices of its own
+        E, device_counts = B // 2, (2,)
+        half = slice(process * E, (process + 1) * E)
+        batch, logits = jax.tree.map(lambda x: x[:, half], (batch, logits))
+    result = {}
+    for devices in device_counts:
+        config = SebulbaConfig(actor_devices=(0,), learner_devices=devices, envs_per_thread=E,
                                rollout_length=T)
-        run = Sebulba(config, stacx, meta, lambda i: FakeEnvs(8))
+        run = Sebulba(config, stacx, meta, lambda i: FakeEnvs(E))
         state = run.init_learner()
         for _ in range(2):
             state, metrics = run.learner_step(state, batch, logits)
-        assert run._step._cache_size() == 1  # no retrace on the second step
-        leaves = jax.tree.leaves((state.params, state.meta_state.meta_params))
-        out[devices] = dict(
-            values=np.concatenate([np.asarray(x).ravel() for x in leaves]).tolist(),
-            metrics={k: float(v) for k, v in metrics.items()},
-            devices=len(run.learner_devices),
-            sharding=str(getattr(run.put_batches(batch, logits)[0].obs.sharding, "spec", "")),
+        if process < 0:  # no retrace on the second step (across processes the C++ dispatch
+            assert run._step._cache_size() == 1  # cache counts 2 entries for one compile)
+        leaves = jax.tree.leaves(to_host((state.params, state.meta_state.meta_params)))
+        global_obs = run.put_batches(batch, logits)[0].obs
+        result[len(run.learner_devices)] = dict(
+            values=np.concatenate([np.ravel(x) for x in leaves]).tolist(),
+            metrics={k: float(v) for k, v in to_host(metrics).items()},
+            processes=jax.process_count(), global_batch=int(global_obs.shape[1]),
+            sharding=str(getattr(global_obs.sharding, "spec", "")),
         )
-    json.dump(out, open(sys.argv[1], "w"))
+    json.dump(result, open(out, "w"))
     """
 )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
-def test_a_learner_step_over_4_devices_equals_the_1_device_step(tmp_path):
+def test_a_learner_step_is_the_same_on_1_device_4_devices_and_2_processes(tmp_path):
     """STACX + BMG (L = 2: two batches per meta-step, RMSProp target, KL & V), two meta-steps on
-    a fixed random batch (B = 8, actor logits off-policy, truncations): the batch split over 4
-    forced host devices gives the parameters, meta-parameters and metrics of 1 device."""
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
-    result = tmp_path / "out.json"
-    done = subprocess.run(
-        [sys.executable, "-c", DEVICES_SCRIPT, str(result), os.path.dirname(__file__)],
-        env={**os.environ, "XLA_FLAGS": flags.strip()},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(result.read_text())
-    one, four = out["1"], out["4"]
-    assert (one["devices"], four["devices"]) == (1, 4)
-    assert "batch" in four["sharding"], four["sharding"]
-    np.testing.assert_allclose(one["values"], four["values"], rtol=1e-4, atol=1e-6)
-    assert sorted(one["metrics"]) == sorted(four["metrics"])
-    for name, value in one["metrics"].items():
-        if name == "target/grad_norm":  # bmg.core's gradient_step: each shard's norm, averaged
-            assert four["metrics"][name] >= value * (1 - 1e-4)  # mean of norms >= norm of mean
-            continue
-        np.testing.assert_allclose(value, four["metrics"][name], rtol=1e-4, atol=1e-6, err_msg=name)
-    assert one["metrics"]["meta/grad_norm"] > 0
+    a fixed random batch (B = 8 streams, actor logits off-policy, truncations), three ways: one
+    process on 1 device; the batch split over 4 forced host devices; two JAX processes
+    (jax.distributed over localhost, 2 CPU devices each, gloo), each feeding its own 4 streams.
+    The two processes end bit for bit alike, and all three give the same parameters,
+    meta-parameters and metrics to float reassociation."""
+    address = f"localhost:{_free_port()}"
+
+    def start(process: int, devices: int):
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count="
+        env = {**os.environ, "XLA_FLAGS": (flags + str(devices)).strip()}
+        for name in COORDINATOR_ENV:
+            env.pop(name, None)
+        args = [str(tmp_path / f"{process}.json"), os.path.dirname(__file__), str(process)]
+        return subprocess.Popen(
+            [sys.executable, "-c", PROCESS_SCRIPT, *args, address],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    processes = [start(0, 2), start(1, 2)]
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    for p, output in zip(processes, outputs, strict=True):
+        assert p.returncode == 0, output[-3000:]
+    alone = start(-1, 4)
+    output = alone.communicate(timeout=600)[0]
+    assert alone.returncode == 0, output[-3000:]
+    zero, one, alone = (json.loads((tmp_path / f"{i}.json").read_text()) for i in (0, 1, -1))
+    zero, one, one_device, four = zero["4"], one["4"], alone["1"], alone["4"]
+    assert (zero["processes"], zero["global_batch"]) == (2, 8)
+    assert (four["processes"], four["global_batch"]) == (1, 8)
+    assert "batch" in four["sharding"] and "batch" in zero["sharding"], four["sharding"]
+    assert zero["values"] == one["values"] and zero["metrics"] == one["metrics"]
+    assert one_device["metrics"]["meta/grad_norm"] > 0
+    for other in (four, zero):
+        np.testing.assert_allclose(one_device["values"], other["values"], rtol=1e-4, atol=1e-6)
+        assert sorted(one_device["metrics"]) == sorted(other["metrics"])
+        for name, value in one_device["metrics"].items():
+            if name == "target/grad_norm":  # bmg.core's gradient_step: each shard's norm, averaged
+                assert other["metrics"][name] >= value * (1 - 1e-4)  # mean of norms >= norm of mean
+                continue
+            np.testing.assert_allclose(
+                value, other["metrics"][name], rtol=1e-4, atol=1e-6, err_msg=name
+            )
 
 
 # --- Atari ------------------------------------------------------------------------------------
