@@ -2,6 +2,8 @@
 over a meta-batch against a hand-written reference (per-task meta-gradients averaged, then Adam),
 identities, finite differences and batching invariance."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -49,6 +51,7 @@ def random_tasks(key, num_tasks):
 def network(filters=4):
     model = Conv4(num_classes=WAYS, filters=filters, num_blocks=2)
 
+    @jax.jit
     def init(key):
         params = model.init(key, jnp.zeros((1, SIZE, SIZE, 3)))
         return jax.tree.map(lambda x: x.astype(jnp.float64), params)
@@ -96,9 +99,10 @@ def task_gradient(params, task, **kwargs):
     """The meta-gradient of one task (a meta-batch of one: the mean is the task's own)."""
     _, _, meta_learner, _ = system(**kwargs)
     tasks = jax.tree.map(lambda x: x[None], task)
-    grads, (state, metrics) = meta_learner.meta_gradient(
-        params, task_states(params, tasks), jax.random.key(1)
+    meta_gradient = jax.jit(  # compiled: run eagerly, each of its ~400 operations compiles alone
+        lambda w, tasks: meta_learner.meta_gradient(w, task_states(w, tasks), jax.random.key(1))
     )
+    grads, (state, metrics) = meta_gradient(params, tasks)
     return grads, jax.tree.map(lambda x: x[0], state), metrics
 
 
@@ -160,6 +164,7 @@ def reference_task_gradient(apply, w, task, algo, matching, inner_steps, bootstr
     return jax.grad(matching_loss)(w)
 
 
+@functools.partial(jax.jit, static_argnames=("lr",))
 def reference_adam(w, grads, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
     """One Adam step (Kingma & Ba, 2015, Algorithm 1), t = 1, 2, ..."""
     m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
@@ -201,14 +206,13 @@ def test_meta_step_equals_the_hand_written_average_of_task_gradients_then_adam(a
         )
     )
     x_k = jax.jit(lambda w, task: sgd_steps(model.apply, w, task, inner_steps))
-    meta_state = meta_learner.init(w0)
+    mean_of = jax.jit(lambda grads: jax.tree.map(lambda *g: sum(g) / 3, *grads))
+    meta_state = jax.jit(meta_learner.init)(w0)
     w, m, v = w0, *(jax.tree.map(jnp.zeros_like, w0),) * 2
     for t in range(1, 4):
         tasks = random_tasks(jax.random.fold_in(jax.random.key(7), t), 3)
         meta_state, states, metrics = step(meta_state, tasks, jax.random.key(t))
-        mean = jax.tree.map(
-            lambda *g: sum(g) / 3, *[reference(w, task_at(tasks, i)) for i in range(3)]
-        )
+        mean = mean_of([reference(w, task_at(tasks, i)) for i in range(3)])
         np.testing.assert_allclose(metrics["meta/grad_norm"], optax.tree.norm(mean), rtol=1e-10)
         # The learner state that comes back is x_K of each task from the w of this step.
         tree_allclose(
@@ -228,16 +232,17 @@ def test_the_learner_is_a_core_learner_with_probes():
     task = first_task(random_tasks(jax.random.key(12), 1))
     state = learner.start_fn(params, LearnerState(params=None, extras=task))
     assert state.params is params  # x_0 = w
-    probes = learner.probes(params, state)
-    logits = model.apply(params, task.query_images)
+    probes = jax.jit(learner.probes)(params, state)
+    logits = jax.jit(model.apply)(params, task.query_images)
     np.testing.assert_allclose(
         probes["query_loss"], cross_entropy(logits, task.query_labels), rtol=1e-12
     )
     np.testing.assert_allclose(
         probes["query_accuracy"], np.mean(np.argmax(logits, -1) == task.query_labels)
     )
-    one_step, metrics = learner.update_fn(params, state, jax.random.key(0))
-    tree_allclose(one_step.params, sgd_steps(model.apply, params, task, 1), rtol=1e-12)
+    one_step, metrics = jax.jit(learner.update_fn)(params, state, jax.random.key(0))
+    sgd_step = jax.jit(lambda x, task: sgd_steps(model.apply, x, task, 1))
+    tree_allclose(one_step.params, sgd_step(params, task), rtol=1e-12)
     assert set(metrics) == {"inner/loss", "inner/accuracy"}
 
 
@@ -259,7 +264,7 @@ def test_maml_gradient_matches_finite_differences_of_the_adapted_query_loss():
     task = first_task(random_tasks(jax.random.key(3), 1))
     _, learner, _, params = system("maml")
     grads, _, metrics = task_gradient(params, task, algo="maml", inner_steps=2)
-    loss = lambda w: learner.probes(w, adapt(learner, w, task, 2))["query_loss"]
+    loss = jax.jit(lambda w: learner.probes(w, adapt(learner, w, task, 2))["query_loss"])
     np.testing.assert_allclose(metrics["meta/loss"], loss(params), rtol=1e-12)
     direction = jax.tree.map(
         lambda x, k: jax.random.normal(k, x.shape, x.dtype),
@@ -283,9 +288,9 @@ def test_first_order_maml_is_the_query_gradient_at_the_adapted_parameters():
     task = first_task(random_tasks(jax.random.key(5), 1))
     _, learner, _, params = system("fomaml")
     grads, state, _ = task_gradient(params, task, algo="fomaml", inner_steps=3)
-    expected = jax.grad(lambda x: learner.meta_objective(state._replace(params=x), None)[0])(
-        state.params
-    )
+    expected = jax.jit(
+        jax.grad(lambda x: learner.meta_objective(state._replace(params=x), None)[0])
+    )(state.params)
     tree_allclose(grads, expected, rtol=1e-10, atol=1e-14)
     second_order, _, _ = task_gradient(params, task, algo="maml", inner_steps=3)
     difference = sum(
@@ -330,7 +335,11 @@ def test_task_batching_modes_give_the_same_meta_step(algo):
 def test_meta_step_uses_the_mean_of_the_task_gradients():
     tasks = random_tasks(jax.random.key(9), 2)
     _, _, maml, params = system("maml", inner_steps=1, batching="unroll")
-    new_state, _, _ = maml.step(maml.init(params), task_states(params, tasks), jax.random.key(1))
+    new_state, _, _ = jax.jit(
+        lambda params, tasks: maml.step(
+            maml.init(params), task_states(params, tasks), jax.random.key(1)
+        )
+    )(params, tasks)
     grads = [task_gradient(params, task_at(tasks, i), inner_steps=1)[0] for i in (0, 1)]
     expected = jax.tree.map(lambda p, a, b: p - (a + b) / 2, params, *grads)
     tree_allclose(new_state.meta_params, expected, rtol=1e-9, atol=1e-12)
@@ -339,11 +348,14 @@ def test_meta_step_uses_the_mean_of_the_task_gradients():
 def test_evaluate_adapts_from_the_initialisation_and_scores_the_query_set():
     tasks = random_tasks(jax.random.key(10), 2)
     model, learner, _, params = system("maml")
-    losses, accuracies = make_evaluate(learner, 4, "unroll")(params, tasks)
+    losses, accuracies = jax.jit(make_evaluate(learner, 4, "unroll"))(params, tasks)
+    # four plain SGD steps on the support loss, then the query set
+    adapted_logits = jax.jit(
+        lambda task: model.apply(sgd_steps(model.apply, params, task, 4), task.query_images)
+    )
     for i in range(2):
         task = task_at(tasks, i)
-        x = sgd_steps(model.apply, params, task, 4)  # four plain SGD steps on the support loss
-        logits = model.apply(x, task.query_images)
+        logits = adapted_logits(task)
         np.testing.assert_allclose(
             accuracies[i], np.mean(np.argmax(logits, -1) == task.query_labels), rtol=1e-12
         )
@@ -363,9 +375,9 @@ def test_batch_norm_uses_the_statistics_of_the_batch_it_is_given():
 
 def test_conv4_shapes():
     model = Conv4(num_classes=5)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 84, 84, 3)))
+    params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 84, 84, 3)))
     assert params["params"]["Dense_0"]["kernel"].shape == (feature_size(84), 5) == (800, 5)
-    assert model.apply(params, jnp.zeros((7, 84, 84, 3))).shape == (7, 5)
+    assert jax.eval_shape(model.apply, params, jnp.zeros((7, 84, 84, 3))).shape == (7, 5)
 
 
 @pytest.mark.parametrize("side", [6, 7])

@@ -264,6 +264,10 @@ class FewShotSystem:
             self.learner, config.meta_config, reduce=over_batch(config.task_batching)
         )
         self.train_step = jax.jit(self._train_step)
+        # compiled: run op by op, the net's initialisation compiles hundreds of tiny programs
+        self._init_meta_state = jax.jit(
+            lambda key: self.meta_learner.init(self.learner.init_meta_params(key))
+        )
         self.evaluate_batch = jax.jit(
             make_evaluate(self.learner, config.eval_inner_steps, config.task_batching)
         )
@@ -282,8 +286,7 @@ class FewShotSystem:
     def init(self) -> dict:
         """The training pytree at meta-step 0: the meta-state (w_0, Adam) and the PRNG key."""
         init_key, key = jax.random.split(jax.random.key(self.config.seed))
-        meta_params = self.learner.init_meta_params(init_key)
-        return {"meta_state": self.meta_learner.init(meta_params), "key": key}
+        return {"meta_state": self._init_meta_state(init_key), "key": key}
 
     def sample(self, split: str, rng: np.random.Generator, num_tasks: int) -> Task:
         return Task(*self.samplers[split].sample(rng, num_tasks))
@@ -294,14 +297,24 @@ class FewShotSystem:
 
     def evaluate(self, meta_params, split: str, num_tasks: int, seed: int, progress=None):
         """Query accuracy [num_tasks] of each task (fixed by `seed`) after `eval_inner_steps`
-        support steps from `meta_params`; `progress(done, total)` after each batch."""
+        support steps from `meta_params`; `progress(done, total)` after each batch.
+
+        Batches of min(eval_batch_size, num_tasks) tasks; a shorter last batch is padded with
+        copies of its first task (scored, then dropped: tasks are adapted independently), so
+        an evaluation compiles one program, not a second one for the remainder."""
         rng = np.random.default_rng(seed)
         accuracies = []
-        batch = self.config.eval_batch_size
+        batch = min(self.config.eval_batch_size, num_tasks)
         for start in range(0, num_tasks, batch):
-            tasks = self.sample(split, rng, min(batch, num_tasks - start))
+            count = min(batch, num_tasks - start)
+            tasks = self.sample(split, rng, count)
+            if count < batch:
+                tasks = jax.tree.map(
+                    lambda x, n=batch - count: np.concatenate([x, np.repeat(x[:1], n, axis=0)]),
+                    tasks,
+                )
             _, accuracy = self.evaluate_batch(meta_params, tasks)
-            accuracies.append(np.asarray(accuracy))
+            accuracies.append(np.asarray(accuracy)[:count])
             if progress is not None:
                 progress(start + len(accuracies[-1]), num_tasks)
         return np.concatenate(accuracies)
