@@ -204,8 +204,12 @@ def test_every_damaged_file_gives_checkpoint_error_or_identical_state(saved, tmp
             assert meta["step"] == 2
         finally:
             checkpointer.close()
-        # the step before stays restorable
-        assert_identical(Checkpointer(copy).restore(TEMPLATE, step=1)[0], make_state(1))
+    # the step before stays restorable, with every file of the damaged step damaged at once
+    shutil.rmtree(copy)
+    shutil.copytree(saved, copy)
+    for relative in files:
+        _damage(copy / "2" / relative, how)
+    assert_identical(Checkpointer(copy).restore(TEMPLATE, step=1)[0], make_state(1))
     read = [f for f in files if not any(part in NOT_READ for part in f.parts)]
     assert set(read) <= set(read_files) and len(read) >= 5
     assert any("ocdbt.process_0" in f.parts for f in read_files)  # the arrays' data
