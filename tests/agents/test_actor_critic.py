@@ -33,6 +33,7 @@ UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 PENALTY = 0.1
 ENV = two_colors.make_params(grid_size=3, switch_every=50, step_penalty=PENALTY)
 TWO_COLORS = two_colors.TwoColors()
+env_step = jax.jit(TWO_COLORS.step)  # compiled: eagerly, each of its operations compiles alone
 SMALL = dict(hidden_size=16, rollout_length=3, context_length=3)
 
 
@@ -70,15 +71,29 @@ def run_fast(fn, *args):
     return jax.jit(fn).lower(*args).compile(compiler_options=options)(*args)
 
 
+@functools.cache
+def compiled(fn):
+    """`jax.jit(fn)`, one per function: run eagerly, each operation of `fn` compiles a program of
+    its own (hundreds for a gradient), far slower than one compile on a small CPU."""
+    return jax.jit(fn)
+
+
 def to64(tree):
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)
 
 
-def init(agent, seed=0):
-    """Learner state (float64 parameters) and the initial meta-parameters."""
-    state_key, meta_key = jax.random.split(jax.random.key(seed))
-    state = agent.init_state(state_key)
-    return state._replace(params=to64(state.params)), to64(agent.init_meta_params(meta_key))
+def init(agent, seed=0, jit=False):
+    """Learner state (float64 parameters) and the initial meta-parameters.
+
+    Eager by default: most agents here share shapes, so their operations are compiled once for
+    all; `jit=True` compiles it as one program (for an agent whose operations no other shares)."""
+
+    def init_fn(key):
+        state_key, meta_key = jax.random.split(key)
+        state = agent.init_state(state_key)
+        return state._replace(params=to64(state.params)), to64(agent.init_meta_params(meta_key))
+
+    return (jax.jit(init_fn) if jit else init_fn)(jax.random.key(seed))
 
 
 def tree_allclose(a, b, **kwargs):
@@ -150,6 +165,14 @@ def numpy_terms(params, rollout, gamma):
     return returns, pg_loss, value_loss, entropy
 
 
+@jax.jit
+def terms_gradient(params, rollout, gamma, weights):
+    """The gradient of weights[0] * pg_loss + weights[1] * value_loss + weights[2] * entropy
+    (`jax_terms`) at `params`; one compiled program for every test (the weights are data)."""
+    weights = jnp.asarray(weights, jnp.float64)
+    return jax.grad(lambda p: jnp.stack(jax_terms(p, rollout, gamma)) @ weights)(params)
+
+
 def jax_terms(params, rollout, gamma):
     """(pg_loss, value_loss, entropy) as differentiable functions of the parameters: the reference
     MLP forward pass fed to `bmg.rl.a2c_loss` (itself tested by hand in tests/rl)."""
@@ -216,13 +239,13 @@ def with_hand_rollout(state, params=None):
 def test_hand_rollout_is_what_the_environment_does():
     rollout, _ = hand_rollout()
     state = two_colors.make_state((1, 1), ((1, 2), (0, 0)), 0)
-    _, state, reward, *_ = TWO_COLORS.step(jax.random.key(0), state, RIGHT, ENV)
+    _, state, reward, *_ = env_step(jax.random.key(0), state, RIGHT, ENV)
     assert float(reward) == 1.0
     state = two_colors.make_state((2, 0), ((0, 2), (1, 1)), 1)
-    obs, state, reward, *_ = TWO_COLORS.step(jax.random.key(0), state, UP, ENV)
+    obs, state, reward, *_ = env_step(jax.random.key(0), state, UP, ENV)
     np.testing.assert_array_equal(obs, rollout.obs[2])
     np.testing.assert_allclose(reward, -PENALTY, rtol=1e-7)
-    _, _, reward, *_ = TWO_COLORS.step(jax.random.key(0), state, RIGHT, ENV)
+    _, _, reward, *_ = env_step(jax.random.key(0), state, RIGHT, ENV)
     assert float(reward) == -1.0
 
 
@@ -279,11 +302,8 @@ def test_update_is_minus_lr_times_clipped_gradient(max_grad_norm):
     logit = jnp.float64(0.3)  # eps = sigmoid(0.3) ~ 0.57: the entropy term matters
     eps = jax.nn.sigmoid(logit)
 
-    def loss(params):
-        pg_loss, value_loss, entropy = jax_terms(params, state.extras.rollout, gamma)
-        return pg_loss + value_cost * value_loss - eps * entropy
-
-    grads = jax.grad(loss)(state.params)
+    # grad(PG + value_cost * MSE - eps * H)
+    grads = terms_gradient(state.params, state.extras.rollout, gamma, (1.0, value_cost, -eps))
     norm = global_norm(grads)
     scale = 1.0 if max_grad_norm == 0 else min(1.0, max_grad_norm / norm)
     if max_grad_norm == CLIP:
@@ -308,7 +328,7 @@ def test_entropy_cost_moves_the_policy_only():
 
     jacobian = run_fast(jax.jacfwd(new_params), logit)
     assert all(np.all(np.asarray(j) == 0) for j in jax.tree.leaves(jacobian["value"]))
-    dh = jax.grad(lambda p: jax_terms(p, state.extras.rollout, gamma)[2])(state.params)
+    dh = terms_gradient(state.params, state.extras.rollout, gamma, (0.0, 0.0, 1.0))
     sigmoid_slope = jax.nn.sigmoid(logit) * (1 - jax.nn.sigmoid(logit))
     expected = jax.tree.map(lambda g: config.learning_rate * sigmoid_slope * g, dh["policy"])
     assert global_norm(expected) > 1e-6
@@ -333,12 +353,19 @@ def test_entropy_cost_moves_the_policy_only():
 
 @functools.cache
 def probe_state(agent):
+    """The agent's initial state (eager, cached: call it outside any trace)."""
     return agent.init_state(jax.random.key(0))
 
 
-def entropy_cost(agent, meta_params, history):
-    """The entropy cost at context `history`, as the learner's probes report it."""
-    state = probe_state(agent)
+def entropy_cost(agent, meta_params, history, state=None):
+    """The entropy cost at context `history`, as the learner's probes report it (compiled);
+    `state` defaults to `probe_state(agent)`."""
+    state = probe_state(agent) if state is None else state
+    return _entropy_cost(agent, meta_params, state, history)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _entropy_cost(agent, meta_params, state, history):
     state = state._replace(extras=state.extras._replace(reward_history=history))
     return agent.probes(meta_params, state)["entropy_cost"]
 
@@ -350,7 +377,10 @@ def test_entropy_cost_without_context_is_sigmoid_of_the_logit():
     for w in (-3.0, 0.0, 1.5):
         eps = entropy_cost(agent, {"logit": jnp.asarray(w)}, jnp.ones(3))
         np.testing.assert_allclose(eps, 1 / (1 + np.exp(-w)), rtol=1e-12)
-    grad = jax.grad(lambda w: entropy_cost(agent, {"logit": w}, jnp.ones(3)))(jnp.asarray(1.5))
+    state = probe_state(agent)
+    grad = jax.jit(jax.grad(lambda w: entropy_cost(agent, {"logit": w}, jnp.ones(3), state)))(
+        jnp.asarray(1.5)
+    )
     np.testing.assert_allclose(grad, np.exp(-1.5) / (1 + np.exp(-1.5)) ** 2, rtol=1e-12)
 
 
@@ -370,10 +400,11 @@ def test_entropy_cost_with_reward_context():
     values = [float(entropy_cost(agent, trained, h)) for h in histories]
     assert len(set(values)) == len(values)
     # ...but the context is data: no gradient flows into it, while the meta-parameters get one.
+    state = probe_state(agent)
+    grads = jax.jit(jax.grad(lambda w, h: entropy_cost(agent, w, h, state), argnums=(0, 1)))
     for history in histories[1:]:
-        context_grad = jax.grad(lambda h: entropy_cost(agent, trained, h))(history)
+        meta_grad, context_grad = grads(trained, history)
         np.testing.assert_array_equal(context_grad, np.zeros(3))
-        meta_grad = jax.grad(lambda w, h=history: entropy_cost(agent, w, h))(trained)
         assert global_norm(meta_grad) > 1e-6
 
 
@@ -405,18 +436,20 @@ def test_meta_network_outputs_its_initial_value_on_every_context():
     schedule = make_meta_schedule(
         0.5, use_context=True, context_length=10, hidden_size=64, hidden_layers=2
     )
-    meta_params = schedule.init(jax.random.key(3))
+    meta_params = jax.jit(schedule.init)(jax.random.key(3))
     shapes = jax.tree.map(jnp.shape, meta_params["net"]["params"])
     assert [shapes[f"Dense_{i}"]["kernel"] for i in range(3)] == [(10, 64), (64, 64), (64, 1)]
-    contexts = jnp.concatenate(
-        [
-            jax.random.uniform(jax.random.key(4), (500, 10), minval=-1.0, maxval=1.0),
-            100.0 * jax.random.normal(jax.random.key(5), (500, 10)),
-        ]
-    )
-    values = jax.vmap(schedule.value, in_axes=(None, 0))(meta_params, contexts)
+    contexts = jax.jit(
+        lambda: jnp.concatenate(
+            [
+                jax.random.uniform(jax.random.key(4), (500, 10), minval=-1.0, maxval=1.0),
+                100.0 * jax.random.normal(jax.random.key(5), (500, 10)),
+            ]
+        )
+    )()
+    values = jax.jit(jax.vmap(schedule.value, in_axes=(None, 0)))(meta_params, contexts)
     np.testing.assert_array_equal(values, np.full(1000, 0.5))
-    grads = jax.grad(schedule.value)(meta_params, contexts[0])["net"]["params"]
+    grads = jax.jit(jax.grad(schedule.value))(meta_params, contexts[0])["net"]["params"]
     assert global_norm(grads["Dense_2"]) > 1e-3
 
 
@@ -446,8 +479,11 @@ def test_agent_context_is_normalised_by_running_statistics_of_its_rollouts():
     trained = {"net": {"params": {**layers, "Dense_2": {**layers["Dense_2"], "kernel": kernel}}}}
     context = np.tanh((history - history.mean()) / np.sqrt(history.var() + 1e-8))
     net = MLP((8, 8), 1, zero_output=True)
-    expected = jax.nn.sigmoid(net.apply(trained["net"], context)[0] + np.log(0.3 / 0.7))
-    np.testing.assert_allclose(agent.probes(trained, state)["entropy_cost"], expected, rtol=1e-5)
+    expected = jax.jit(lambda w, h: jax.nn.sigmoid(net.apply(w, h)[0] + np.log(0.3 / 0.7)))(
+        trained["net"], context
+    )
+    probes = compiled(agent.probes)(trained, state)
+    np.testing.assert_allclose(probes["entropy_cost"], expected, rtol=1e-5)
 
 
 def test_a_zero_entropy_cost_is_a_fixed_baseline_only():
@@ -512,7 +548,7 @@ def test_stream_continuity_accounting_and_probes():
 
     # The probes: cumulative counters (first rollout included), the policy's entropy on the latest
     # rollout's states, the entropy cost at the current context.
-    probes = agent.probes(meta_params, state)
+    probes = compiled(agent.probes)(meta_params, state)
     assert probes["env_steps"].dtype == jnp.int32 and int(probes["env_steps"]) == T * (n + 1)
     assert probes["reward_sum"].dtype == jnp.float32
     np.testing.assert_allclose(probes["reward_sum"], all_rewards.sum(), rtol=1e-6)
@@ -525,7 +561,7 @@ def test_stream_continuity_accounting_and_probes():
     # Every transition is the environment's: replay it from the decoded observation.
     for rollout in rollouts:
         for t in range(T):
-            obs, _, reward, *_ = TWO_COLORS.step(
+            obs, _, reward, *_ = env_step(
                 jax.random.key(0), decode(rollout.obs[t]), rollout.actions[t], ENV
             )
             assert float(reward) == float(rollout.rewards[t])
@@ -565,9 +601,10 @@ def test_matching_fn(matching):
         params=jax.tree.map(lambda t, x: x + 5.0 * (t - x), target.params, state.params)
     )
 
-    assert float(agent.matching_fn(state, state, meta_params)) == 0.0
-    assert float(agent.matching_fn(target, target, meta_params)) == 0.0
-    mu = float(agent.matching_fn(target, state, meta_params))
+    matching_fn = compiled(agent.matching_fn)
+    assert float(matching_fn(state, state, meta_params)) == 0.0
+    assert float(matching_fn(target, target, meta_params)) == 0.0
+    mu = float(matching_fn(target, state, meta_params))
     obs = np.asarray(target.extras.rollout.obs[:-1], np.float64)
     expected = numpy_kl(target.params, state.params, obs)
     if matching == "kl_value":
@@ -578,11 +615,11 @@ def test_matching_fn(matching):
     np.testing.assert_allclose(mu, expected, rtol=1e-10)
     # The states are the target's rollout's: the learner's own rollout does not enter.
     other = with_hand_rollout(state)
-    np.testing.assert_allclose(agent.matching_fn(target, other, meta_params), mu, rtol=1e-12)
+    np.testing.assert_allclose(matching_fn(target, other, meta_params), mu, rtol=1e-12)
 
-    grads = jax.grad(lambda p: agent.matching_fn(target, state._replace(params=p), meta_params))(
-        state.params
-    )
+    grads = jax.jit(
+        jax.grad(lambda p: agent.matching_fn(target, state._replace(params=p), meta_params))
+    )(state.params)
     assert global_norm(grads["policy"]) > 1e-6
     if matching == "kl":
         assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads["value"]))
@@ -599,22 +636,23 @@ def test_bmg_with_one_plain_step_and_parameter_matching_is_alpha_times_mg():
     config, agent, _ = make_agent(**STREAM, outer_entropy_cost=0.05)
     state, meta_params = init(agent, seed=0)
     # Every meta-parameter gets a gradient: a non-zero output layer and a non-zero context.
-    meta_params = jax.tree.map(
-        lambda x, n: x + 0.3 * n,
-        meta_params,
-        to64(jax.tree.map(lambda x: jax.random.normal(jax.random.key(2), x.shape), meta_params)),
-    )
+    meta_params = jax.jit(
+        lambda w: jax.tree.map(
+            lambda x, n: x + 0.3 * n,
+            w,
+            to64(jax.tree.map(lambda x: jax.random.normal(jax.random.key(2), x.shape), w)),
+        )
+    )(meta_params)
     history = jnp.array([0.3, -0.2, 0.5])
     state = state._replace(extras=state.extras._replace(reward_history=history))
     eps = entropy_cost(agent, meta_params, history)
 
-    def loss(params):
-        gamma = float(np.float32(config.discount))
-        pg_loss, value_loss, entropy = jax_terms(params, state.extras.rollout, gamma)
-        return pg_loss + config.value_cost * value_loss - eps * entropy
-
-    # The default clip (global norm 1) is active in the inner update.
-    assert global_norm(jax.grad(loss)(state.params)) > config.max_grad_norm == 1.0
+    # The default clip (global norm 1) is active in the inner update: its gradient is
+    # grad(PG + value_cost * MSE - eps * H).
+    gamma = float(np.float32(config.discount))
+    weights = (1.0, config.value_cost, -eps)
+    grads = terms_gradient(state.params, state.extras.rollout, gamma, weights)
+    assert global_norm(grads) > config.max_grad_norm == 1.0
 
     key = jax.random.key(3)
     mg = make_metagradient(agent.update_fn, agent.meta_objective, optax.sgd(1.0), num_inner_steps=1)
@@ -644,17 +682,15 @@ def test_meta_objective_is_pg_minus_outer_entropy_cost_times_entropy():
     state, _ = init(agent, seed=3)
     state = with_hand_rollout(state)
     _, pg_loss, _, entropy = numpy_terms(state.params, state.extras.rollout, gamma)
-    f, metrics = agent.meta_objective(state, jax.random.key(0))
+    f, metrics = compiled(agent.meta_objective)(state, jax.random.key(0))
     assert entropy > 1.0
     np.testing.assert_allclose(f, pg_loss - 0.3 * entropy, rtol=1e-10)
     np.testing.assert_allclose(metrics["pg_loss"], pg_loss, rtol=1e-10)
     # Its gradient is the same combination of the reference terms' gradients.
     rollout = state.extras.rollout
-    grad = jax.grad(lambda p: agent.meta_objective(state._replace(params=p), None)[0])
-    expected = jax.grad(
-        lambda p: jax_terms(p, rollout, gamma)[0] - 0.3 * jax_terms(p, rollout, gamma)[2]
-    )
-    tree_allclose(grad(state.params), expected(state.params), rtol=1e-8, atol=1e-13)
+    grad = jax.jit(jax.grad(lambda p: agent.meta_objective(state._replace(params=p), None)[0]))
+    expected = terms_gradient(state.params, rollout, gamma, (1.0, 0.0, -0.3))
+    tree_allclose(grad(state.params), expected, rtol=1e-8, atol=1e-13)
 
 
 def zero_gradient_state(agent, env_params):
@@ -664,9 +700,7 @@ def zero_gradient_state(agent, env_params):
     env_state = two_colors.make_state((1, 1), ((0, 0), (2, 2)), 0)
     observations = [two_colors.observation(env_state, env_params)]
     for action in (UP, DOWN, LEFT, RIGHT):  # (0, 1), (1, 1), (1, 0), (1, 1): no object
-        obs, env_state, reward, *_ = TWO_COLORS.step(
-            jax.random.key(0), env_state, action, env_params
-        )
+        obs, env_state, reward, *_ = env_step(jax.random.key(0), env_state, action, env_params)
         assert float(reward) == 0.0
         observations.append(obs)
     rollout = make_rollout(jnp.stack(observations), [UP, DOWN, LEFT, RIGHT], np.zeros(4), 0.99)
@@ -749,11 +783,13 @@ def test_truncated_steps_bootstrap_from_the_value_of_the_final_observation():
         hidden_size=16, rollout_length=4, context="none", max_grad_norm=0.0, discount=0.9
     )
     agent = make_actor_critic(config, env, env_params)
-    state, meta_params = init(agent, seed=2)
+    state, meta_params = init(agent, seed=2, jit=True)
     rollout = state.extras.rollout
     np.testing.assert_array_equal(rollout.truncated, [False, True, False, True])
     assert not np.array_equal(rollout.final_obs[1], rollout.obs[2])  # a reset in between
-    _, metrics = jax.jit(agent.update_fn)(meta_params, state, jax.random.key(1))
+    _, metrics, probes = jax.jit(
+        lambda w, s, key: (*agent.update_fn(w, s, key), agent.probes(w, s))
+    )(meta_params, state, jax.random.key(1))
 
     flat = lambda x: np.asarray(x, np.float64).reshape(x.shape[0], -1)
     v = mlp(state.params["value"], flat(rollout.obs))[:, 0]
@@ -767,7 +803,6 @@ def test_truncated_steps_bootstrap_from_the_value_of_the_final_observation():
     np.testing.assert_allclose(
         metrics["learner/value_loss"], np.mean((returns - v[:4]) ** 2), rtol=1e-10
     )
-    probes = agent.probes(meta_params, state)
     assert int(probes["episodes"]) == 2 and int(probes["env_steps"]) == 4
 
 
@@ -779,6 +814,10 @@ def test_bmg_runs_on_minatar_breakout(two_finite_meta_steps):
     env, env_params = gymnax.make("Breakout-MinAtar")
     config = ActorCriticConfig(hidden_size=16, rollout_length=4, context_length=3)
     agent = make_actor_critic(config, env, env_params)
+    # Initialised compiled (eagerly, each operation of the game's reset and steps compiles alone).
+    agent = agent._replace(
+        init_state=jax.jit(agent.init_state), init_meta_params=jax.jit(agent.init_meta_params)
+    )
     for algo, inner, bootstrap in (("bmg", 1, 2),):
         meta_config = MetaConfig(
             algo=algo, inner_steps=inner, bootstrap_steps=bootstrap, continue_from="inner_params"
