@@ -1,6 +1,8 @@
 """Epsilon-greedy Q(lambda): MG has no gradient for epsilon, BMG (K = 0) has the closed-form one;
 the Q(lambda) step by hand; probes; a zero-gradient state; any gymnax environment (MinAtar)."""
 
+import functools
+
 import gymnax
 import jax
 import jax.numpy as jnp
@@ -32,8 +34,15 @@ TWO_COLORS = two_colors.TwoColors()
 Q_NET = MLP((16, 16), TWO_COLORS.num_actions)  # the agents' Q-network at SMALL's hidden size
 
 
+@jax.jit  # compiled, as every function the tests run: eagerly, each operation compiles alone
 def q_values(params, obs):
     return Q_NET.apply(params, obs)
+
+
+@functools.cache
+def compiled(fn):
+    """`jax.jit(fn)`, one per function (an agent's `update_fn`, `probes`, ...)."""
+    return jax.jit(fn)
 
 
 def epsilon(agent, meta_params, state, *, env_steps=None, history=None):
@@ -44,7 +53,7 @@ def epsilon(agent, meta_params, state, *, env_steps=None, history=None):
         extras = extras._replace(stream=extras.stream._replace(env_steps=steps))
     if history is not None:
         extras = extras._replace(reward_history=history)
-    return agent.probes(meta_params, state._replace(extras=extras))["epsilon"]
+    return compiled(agent.probes)(meta_params, state._replace(extras=extras))["epsilon"]
 
 
 SMALL = dict(hidden_size=16, rollout_length=4, context_length=3, meta_hidden_size=8)
@@ -67,8 +76,9 @@ def test_metagradient_of_epsilon_is_exactly_zero(learner):
     assert float(grads["logit"]) == 0.0
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _bmg_gradient(agent, state, meta_params, target_params):
-    """BMG K = 0 meta-gradient against a target whose Q-network is `target_params`."""
+    """BMG K = 0 meta-gradient against a target whose Q-network is `target_params` (compiled)."""
     target = state._replace(params=target_params)
     bootstrap = lambda w, s, k: Bootstrapped(target=target, state=s, metrics={})
     bmg = make_bmg(agent.update_fn, bootstrap, agent.matching_fn, optax.sgd(1.0), num_inner_steps=0)
@@ -149,7 +159,7 @@ def test_watkins_q_lambda_by_hand():
         returns[t] = r[t] + 0.9 * ((1 - trace) * q[t + 1].max() + trace * following)
         following = returns[t]
     expected_loss = 0.5 * np.mean((returns - q[np.arange(4), a]) ** 2)
-    _, metrics = agent.update_fn(
+    _, metrics = compiled(agent.update_fn)(
         agent.init_meta_params(jax.random.key(0)), state, jax.random.key(6)
     )
     np.testing.assert_allclose(metrics["learner/td_loss"], expected_loss, rtol=1e-5)
@@ -161,7 +171,7 @@ def test_epsilon_greedy_behaviour_and_schedules():
     # eps -> 0: the collected actions are the greedy ones.
     agent = make_q_lambda(QLambdaConfig(**SMALL, context="none", epsilon=1e-6), TWO_COLORS, ENV)
     state = agent.init_state(jax.random.key(7))
-    state, _ = agent.update_fn({"logit": jnp.asarray(-30.0)}, state, jax.random.key(8))
+    state, _ = compiled(agent.update_fn)({"logit": jnp.asarray(-30.0)}, state, jax.random.key(8))
     rollout = state.extras.rollout
     greedy = jnp.argmax(q_values(state.params, rollout.obs[:-1]), -1)
     np.testing.assert_array_equal(rollout.actions, greedy)
@@ -178,7 +188,9 @@ def test_epsilon_greedy_behaviour_and_schedules():
     # The reward context feeds the meta-network but carries no gradient.
     meta = make_q_lambda(QLambdaConfig(**SMALL), TWO_COLORS, ENV)
     meta_params = meta.init_meta_params(jax.random.key(9))
-    history_grad = jax.grad(lambda h: epsilon(meta, meta_params, state, history=h))(jnp.ones(3))
+    history_grad = jax.jit(jax.grad(lambda h: epsilon(meta, meta_params, state, history=h)))(
+        jnp.ones(3)
+    )
     assert np.all(np.asarray(history_grad) == 0)
     np.testing.assert_allclose(epsilon(meta, meta_params, state), 0.1, rtol=1e-6)
     extras = state.extras
@@ -236,7 +248,7 @@ def test_watkins_cut_at_an_exploratory_action_at_t_1_in_the_agent():
     uncut_g0 = r[0] + gamma * ((1 - lam) * v[0] + lam * uncut_g1)
     uncut = 0.5 * np.mean((np.array([uncut_g0, uncut_g1, g2, g3]) - qa) ** 2)
     assert abs(uncut - expected) > 1e-4 * abs(expected)
-    _, metrics = agent.target_step({"logit": jnp.asarray(0.0)}, state, jax.random.key(6))
+    _, metrics = compiled(agent.target_step)({"logit": jnp.asarray(0.0)}, state, jax.random.key(6))
     np.testing.assert_allclose(metrics["learner/td_loss"], expected, rtol=1e-5)
 
 
@@ -246,9 +258,9 @@ def test_probes():
     meta_params = agent.init_meta_params(jax.random.key(0))
     rewards = [np.asarray(state.extras.rollout.rewards)]
     for i in range(3):
-        state, _ = agent.update_fn(meta_params, state, jax.random.key(20 + i))
+        state, _ = compiled(agent.update_fn)(meta_params, state, jax.random.key(20 + i))
         rewards.append(np.asarray(state.extras.rollout.rewards))
-    probes = agent.probes(meta_params, state)
+    probes = compiled(agent.probes)(meta_params, state)
     assert probes["env_steps"].dtype == jnp.int32 and int(probes["env_steps"]) == 4 * 4
     np.testing.assert_allclose(probes["reward_sum"], np.sum(rewards), rtol=1e-6)
     assert int(probes["episodes"]) == 0 and float(probes["episode_return_sum"]) == 0.0
@@ -280,7 +292,7 @@ def test_matching_reads_epsilon_at_the_learners_own_context():
     eps_other = float(epsilon(agent, meta_params, target))
     assert abs(eps_own - eps_other) > 1e-3
     # Same parameters: the greedy actions agree and mu = -log(1 - eps + eps / |A|).
-    mu = float(agent.matching_fn(target, state, meta_params))
+    mu = float(compiled(agent.matching_fn)(target, state, meta_params))
     np.testing.assert_allclose(mu, -np.log(1 - eps_own + eps_own / 4), rtol=1e-5)
     assert abs(mu + np.log(1 - eps_other + eps_other / 4)) > 1e-4
 
@@ -345,6 +357,11 @@ def test_bmg_runs_on_minatar_breakout(two_finite_meta_steps):
         agent = make_q_lambda(
             config, env, env_params, schedule="fixed" if algo == "fixed" else "meta"
         )
+        # Initialised compiled (eagerly, each operation of the game's reset and steps compiles
+        # alone).
+        agent = agent._replace(
+            init_state=jax.jit(agent.init_state), init_meta_params=jax.jit(agent.init_meta_params)
+        )
         meta_config = MetaConfig(
             algo=algo, inner_steps=inner, bootstrap_steps=bootstrap, continue_from="inner_params"
         )
@@ -356,7 +373,7 @@ def test_bmg_runs_on_minatar_breakout(two_finite_meta_steps):
 def test_one_step_rollout_loss_is_one_step_q_learning_by_hand(lambda_):
     """T = 1 (an update at every environment step, Luketina et al., CoLLAs 2022, Table 4):
     G_0 = r_0 + discount_0 max_a Q(s_1, a) whatever lambda; loss = 1/2 (G_0 - Q(s_0, a_0))^2."""
-    loss, _ = rl.q_lambda_loss(
+    loss, _ = jax.jit(rl.q_lambda_loss)(  # one compile, lambda_ traced: both cases share it
         jnp.array([[1.0, 2.0, 0.0, -1.0]]),  # Q(s_0, .)
         jnp.array([1]),  # a_0: Q(s_0, a_0) = 2
         jnp.array([0.5]),  # r_0
@@ -387,7 +404,7 @@ def test_per_step_adam_update_by_hand():
     (bias-corrected moments m_hat = g, v_hat = g^2; Kingma & Ba, 2015)."""
     config = QLambdaConfig(**ADAM)
     agent = make_q_lambda(config, TWO_COLORS, ENV)
-    state = agent.init_state(jax.random.key(11))
+    state = jax.jit(agent.init_state)(jax.random.key(11))  # T = 1: shapes no other test shares
     meta_params = agent.init_meta_params(jax.random.key(0))
     rollout = state.extras.rollout
     assert rollout.obs.shape[0] == 2 and rollout.actions.shape == (1,)
@@ -398,10 +415,10 @@ def test_per_step_adam_update_by_hand():
         target = r0 + d0 * jnp.max(jax.lax.stop_gradient(q_values(params, rollout.obs[1])))
         return 0.5 * (target - q_values(params, rollout.obs[0])[a0]) ** 2
 
-    loss, _ = agent.meta_objective(state, None)
-    np.testing.assert_allclose(loss, hand_loss(state.params), rtol=1e-6)
-    grads = jax.grad(hand_loss)(state.params)
-    stepped, _ = agent.target_step(meta_params, state, jax.random.key(12))
+    loss, _ = compiled(agent.meta_objective)(state, None)
+    hand_value, grads = jax.jit(jax.value_and_grad(hand_loss))(state.params)
+    np.testing.assert_allclose(loss, hand_value, rtol=1e-6)
+    stepped, _ = compiled(agent.target_step)(meta_params, state, jax.random.key(12))
     expected = jax.tree.map(
         lambda x, g: (
             np.asarray(x, np.float64)
@@ -419,7 +436,7 @@ def test_per_step_adam_update_by_hand():
     )
     # ... and optax's Adam with the same hyper-parameters agrees.
     optax_adam = optax.adam(1e-3, b1=0.9, b2=0.999, eps=1e-4, eps_root=1e-8)
-    updates, _ = optax_adam.update(grads, optax_adam.init(state.params))
+    updates, _ = jax.jit(lambda g, x: optax_adam.update(g, optax_adam.init(x)))(grads, state.params)
     jax.tree.map(
         lambda got, x, u: np.testing.assert_allclose(got, x + u, rtol=1e-6, atol=1e-8),
         stepped.params,
@@ -427,7 +444,7 @@ def test_per_step_adam_update_by_hand():
         updates,
     )
     # The learner goes on one environment step per update; the context holds single rewards.
-    state, _ = agent.update_fn(meta_params, state, jax.random.key(13))
+    state, _ = compiled(agent.update_fn)(meta_params, state, jax.random.key(13))
     assert int(state.extras.stream.env_steps) == 2
     np.testing.assert_array_equal(state.extras.reward_history[-1], state.extras.rollout.rewards[0])
 
