@@ -128,13 +128,18 @@ def _compiled(fn, treedef, leaves):
 
 @functools.cache
 def init(config, learner, seed=0):
-    """Float64 parameters, optimiser state and logits carried, and float64 meta-parameters."""
-    state = call(learner.init_state, jax.random.key(seed))
-    params = to64(state.params)
-    extras = state.extras._replace(behaviour_logits=to64(state.extras.behaviour_logits))
-    opt_state = stacx.make_optimizer(config).init(params)
-    state = state._replace(params=params, opt_state=opt_state, extras=extras)
-    return state, to64(learner.init_meta_params(jax.random.key(seed + 1)))
+    """Float64 parameters, optimiser state and logits carried, and float64 meta-parameters
+    (one compiled program)."""
+
+    def init_fn(key, meta_key):
+        state = learner.init_state(key)
+        params = to64(state.params)
+        extras = state.extras._replace(behaviour_logits=to64(state.extras.behaviour_logits))
+        opt_state = stacx.make_optimizer(config).init(params)
+        state = state._replace(params=params, opt_state=opt_state, extras=extras)
+        return state, to64(learner.init_meta_params(meta_key))
+
+    return call(init_fn, jax.random.key(seed), jax.random.key(seed + 1))
 
 
 @functools.cache
@@ -151,7 +156,7 @@ def test_initial_meta_parameters_are_sigmoid_of_4_6_and_counters_zero():
     state, meta = init(config, learner)
     assert set(meta) == {"head0", "head1", "head2"}
     assert all(set(meta[h]) == set(META_NAMES) for h in meta)
-    probes = learner.probes(meta, state)
+    probes = call(learner.probes, meta, state)
     names = [f"head{h}/{n}" for h in range(3) for n in META_NAMES]
     assert len(names) == 18
     for name in names:
@@ -177,13 +182,15 @@ def test_torsos_apply_per_sample_under_any_batch_axes(torso, dense_inputs):
     np.testing.assert_allclose(out[1, 2], one, rtol=1e-10, atol=1e-12)
 
 
-def perturb(params, prefix, scale=3.0):
-    """Add noise to every parameter of the named head (leaves under params/<prefix>)."""
+@functools.partial(jax.jit, static_argnums=1)
+def perturb(params, prefixes, scale=3.0):
+    """Add noise to every parameter of the named heads (leaves under params/<prefix>, for each
+    prefix in the tuple `prefixes`)."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     keys = jax.random.split(jax.random.key(7), len(flat))
     leaves = []
     for (path, leaf), key in zip(flat, keys, strict=True):
-        hit = any(getattr(p, "key", None) == prefix for p in path)
+        hit = any(getattr(p, "key", None) in prefixes for p in path)
         leaves.append(leaf + scale * jax.random.normal(key, leaf.shape) if hit else leaf)
     return jax.tree.unflatten(jax.tree.structure(params), leaves)
 
@@ -197,10 +204,10 @@ def test_auxiliary_heads_do_not_act():
         call(learner.update_fn, meta, state._replace(params=params), key)[0].extras.batch
     )
     base = batch(state.params)
-    aux = batch(perturb(perturb(state.params, "head1"), "head2"))
+    aux = batch(perturb(state.params, ("head1", "head2")))
     chex.assert_trees_all_equal(base.actions, aux.actions)
     chex.assert_trees_all_equal(base.rewards, aux.rewards)
-    main = batch(perturb(state.params, "head0"))
+    main = batch(perturb(state.params, ("head0",)))
     assert not np.array_equal(base.actions, main.actions)
 
 
@@ -213,11 +220,16 @@ def test_rmsprop_update_is_differentiable_at_a_zero_gradient():
     def update(g, optimizer):
         return optimizer.update({"w": g}, optimizer.init(params), params)[0]["w"]
 
-    jac = jax.jacfwd(update)(jnp.zeros(3), stacx.make_optimizer(config))
+    broken = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.0)
+    jac, broken_jac = jax.jit(  # one compiled program (eagerly, each operation compiles alone)
+        lambda g: (
+            jax.jacfwd(update)(g, stacx.make_optimizer(config)),
+            jax.jacfwd(update)(g, broken),
+        )
+    )(jnp.zeros(3))
     expected = -config.learning_rate / np.sqrt(config.rmsprop_eps)
     np.testing.assert_allclose(jac, expected * np.eye(3), rtol=1e-12)
-    broken = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.0)
-    assert not np.all(np.isfinite(jax.jacfwd(update)(jnp.zeros(3), broken)))
+    assert not np.all(np.isfinite(broken_jac))
 
 
 def hand_head_losses(config, params, batch, behaviour_logits, eta, heads, weights, outer):
@@ -262,24 +274,28 @@ def test_update_is_one_rmsprop_step_on_the_summed_head_losses():
     config, learner = agent()
     state, new, meta, metrics = updated(config, learner)
     batch, mu = new.extras.batch, new.extras.behaviour_logits
-    eta = stacx.meta_values(meta)
     weights = (0.25, 1.0, 0.01)
-    loss = lambda p: hand_head_losses(config, p, batch, mu, eta, 3, weights, None)
-    value, grads = jax.jit(jax.value_and_grad(loss))(state.params)
-    np.testing.assert_allclose(metrics["learner/loss"], value, rtol=1e-10)
-    norm = optax.tree.norm(grads)
-    assert norm > CLIP  # the clip is active
     decay, eps, lr = config.rmsprop_decay, config.rmsprop_eps, config.learning_rate
-
-    def step(x, g):
-        g = g * CLIP / norm
-        return x - lr * g / jnp.sqrt((1 - decay) * g**2 + eps)
-
-    chex.assert_trees_all_close(
-        new.params, jax.tree.map(step, state.params, grads), rtol=1e-9, atol=1e-14
-    )
     network = stacx.StacxNetwork(stacx.make_torso(config), 3, 3, config.meta_embedding_size)
-    main = network.apply(state.params, batch.obs[:, :-1], eta)[0][..., 0, :]
+
+    @jax.jit  # the whole reference as one program (eagerly, each operation compiles alone)
+    def reference(params):
+        eta = stacx.meta_values(meta)
+        loss = lambda p: hand_head_losses(config, p, batch, mu, eta, 3, weights, None)
+        value, grads = jax.value_and_grad(loss)(params)
+        norm = optax.tree.norm(grads)
+
+        def step(x, g):
+            g = g * CLIP / norm
+            return x - lr * g / jnp.sqrt((1 - decay) * g**2 + eps)
+
+        main = network.apply(params, batch.obs[:, :-1], eta)[0][..., 0, :]
+        return value, norm, jax.tree.map(step, params, grads), main
+
+    value, norm, expected, main = reference(state.params)
+    np.testing.assert_allclose(metrics["learner/loss"], value, rtol=1e-10)
+    assert norm > CLIP  # the clip is active
+    chex.assert_trees_all_close(new.params, expected, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(mu, main, rtol=1e-10)
     assert bool(jnp.any(batch.rewards > 1)) and bool(jnp.any(batch.truncated))
 
@@ -341,20 +357,27 @@ def test_rmsprop_target_step_is_one_preconditioned_step_on_the_outer_objective()
     config, learner = agent()
     _, state, meta, _ = updated(config, learner)
     optimizer = stacx.make_optimizer(config, TARGET_LR)
-    chex.assert_trees_all_equal_structs(optimizer.init(state.params), state.opt_state)
+    chex.assert_trees_all_equal_structs(
+        jax.eval_shape(optimizer.init, state.params), state.opt_state
+    )
     target, _ = call(learner.target_step, meta, state, jax.random.key(9))
-    objective = lambda p: learner.meta_objective(state._replace(params=p), None)[0]
-    grads = jax.jit(jax.grad(objective))(state.params)
-    norm = optax.tree.norm(grads)
-    assert norm > CLIP
     nu = state.opt_state[1][0].nu
     decay, eps = config.rmsprop_decay, config.rmsprop_eps
 
-    def step(x, g, n):
-        g = g * CLIP / norm
-        return x - TARGET_LR * g / jnp.sqrt(decay * n + (1 - decay) * g**2 + eps)
+    @jax.jit  # the whole reference as one program (eagerly, each operation compiles alone)
+    def reference(state):
+        objective = lambda p: learner.meta_objective(state._replace(params=p), None)[0]
+        grads = jax.grad(objective)(state.params)
+        norm = optax.tree.norm(grads)
 
-    expected = jax.tree.map(step, state.params, grads, nu)
+        def step(x, g, n):
+            g = g * CLIP / norm
+            return x - TARGET_LR * g / jnp.sqrt(decay * n + (1 - decay) * g**2 + eps)
+
+        return norm, jax.tree.map(step, state.params, grads, nu)
+
+    norm, expected = reference(state)
+    assert norm > CLIP
     chex.assert_trees_all_close(target.params, expected, rtol=1e-9, atol=1e-14)
     chex.assert_trees_all_equal(target.opt_state, state.opt_state)
 
@@ -369,10 +392,18 @@ def test_meta_objective_is_plain_vtrace_with_the_outer_values_and_kl():
     loss, metrics = jax.jit(learner.meta_objective)(pre, None)
     assert float(metrics["kl"]) == 0.0
     batch, mu = new.extras.batch, new.extras.behaviour_logits
-    eta = stacx.meta_values(meta)
-    expected = hand_head_losses(
-        config, state.params, batch, mu, eta, 1, (0.25, 1.0, 0.01), (0.995, 1.0, 1.0)
-    )
+    expected = jax.jit(  # one program (eagerly, each operation compiles alone)
+        lambda params, meta: hand_head_losses(
+            config,
+            params,
+            batch,
+            mu,
+            stacx.meta_values(meta),
+            1,
+            (0.25, 1.0, 0.01),
+            (0.995, 1.0, 1.0),
+        )
+    )(state.params, meta)
     np.testing.assert_allclose(loss, expected, rtol=1e-10)
     _, metrics = jax.jit(learner.meta_objective)(new, None)
     assert float(metrics["kl"]) > 0
