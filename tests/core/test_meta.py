@@ -1,4 +1,10 @@
-"""MG and BMG against identities, closed forms and finite differences (float64)."""
+"""MG and BMG against identities, closed forms and finite differences (float64).
+
+Everything runs compiled: eager JAX compiles each operation as a program of its own (hundreds for
+one meta-gradient), far slower than one compile on a small CPU.
+"""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -29,12 +35,20 @@ def x64():
 
 def regression(meta_lr="diagonal", hidden_sizes=(8,)):
     """A small stochastic (minibatch) MLP regression learner and its initial states."""
-    task = make_ill_conditioned_task(jax.random.key(0), num_examples=64, dim=4)
+    with jax.enable_x64(True):  # the cached arrays are float64 whoever asks first
+        return _regression(meta_lr, hidden_sizes)
+
+
+@functools.cache
+def _regression(meta_lr, hidden_sizes):
+    task = jax.jit(make_ill_conditioned_task, static_argnames=("num_examples", "dim"))(
+        jax.random.key(0), num_examples=64, dim=4
+    )
     learner = make_regression_learner(
         task, hidden_sizes=hidden_sizes, batch_size=8, meta_lr=meta_lr, init_learning_rate=0.05
     )
-    state = learner.init_state(jax.random.key(1))
-    return learner, state, learner.init_meta_params(jax.random.key(3))
+    state = jax.jit(learner.init_state)(jax.random.key(1))
+    return learner, state, jax.jit(learner.init_meta_params)(jax.random.key(3))
 
 
 def tree_allclose(a, b, **kwargs):
@@ -63,14 +77,16 @@ def test_bmg_with_one_plain_step_and_squared_distance_is_alpha_times_mg(num_inne
         optax.sgd(beta),
         num_inner_steps=num_inner_steps,
     )
-    mg_grads, _ = mg.meta_gradient(meta_params, state, key)
-    bmg_grads, _ = bmg.meta_gradient(meta_params, state, key)
+    run = lambda ml: (
+        ml.meta_gradient(meta_params, state, key)[0],
+        ml.step(ml.init(meta_params), state, key),
+    )
+    (mg_grads, mg_step), (bmg_grads, bmg_step) = jax.jit(lambda: (run(mg), run(bmg)))()
     assert optax.global_norm(mg_grads) > 1e-3  # the identity is not 0 = 0
     tree_allclose(bmg_grads, jax.tree.map(lambda g: alpha * g, mg_grads), rtol=1e-10, atol=1e-14)
 
     # Same identity one level up: BMG with meta-lr beta moves w exactly as MG with alpha * beta.
-    mg_meta, mg_state, _ = mg.step(mg.init(meta_params), state, key)
-    bmg_meta, bmg_state, _ = bmg.step(bmg.init(meta_params), state, key)
+    (mg_meta, mg_state, _), (bmg_meta, bmg_state, _) = mg_step, bmg_step
     tree_allclose(bmg_meta.meta_params, mg_meta.meta_params, rtol=1e-10, atol=1e-14)
     tree_allclose(bmg_state, mg_state, rtol=0, atol=0)  # both continue from x_K
 
@@ -83,8 +99,8 @@ def test_target_is_a_constant():
     bootstrap = make_target_bootstrap(
         learner.update_fn, 4, meta_objective=learner.meta_objective, step_size=0.1
     )
-    x_k, _ = unroll(learner.update_fn, meta_params, state, inner_key, 2)
-    constant = bootstrap(meta_params, x_k, target_key)
+    x_k, _ = jax.jit(lambda w: unroll(learner.update_fn, w, state, inner_key, 2))(meta_params)
+    constant = jax.jit(bootstrap)(meta_params, x_k, target_key)
     frozen_bootstrap = lambda w, s, k: Bootstrapped(
         jax.tree.map(np.asarray, constant.target), constant.state, {}
     )
@@ -94,8 +110,8 @@ def test_target_is_a_constant():
         learner.update_fn, frozen_bootstrap, parameter_matching(), optax.sgd(1.0), **kwargs
     )
     tree_allclose(
-        live.meta_gradient(meta_params, state, key)[0],
-        frozen.meta_gradient(meta_params, state, key)[0],
+        jax.jit(live.meta_gradient)(meta_params, state, key)[0],
+        jax.jit(frozen.meta_gradient)(meta_params, state, key)[0],
         rtol=1e-12,
     )
 
@@ -105,7 +121,7 @@ def test_target_is_a_constant():
         target = bootstrap(w, x_k, target_key).target
         return sum(jnp.sum(leaf) for leaf in jax.tree.leaves(target.params))
 
-    grads = jax.grad(through_target)(meta_params)
+    grads = jax.jit(jax.grad(through_target))(meta_params)
     assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads))
 
 
@@ -134,18 +150,19 @@ def test_quadratic_learner_matches_closed_form(num_inner_steps, num_bootstrap_st
     dx_k_dw = K * rho ** (K - 1) * (-A * eta) * X0
 
     mg = make_metagradient(quadratic_update, quadratic_objective, optax.sgd(1.0), num_inner_steps=K)
-    mg_grad, (mg_state, mg_metrics) = mg.meta_gradient(w, state, jax.random.key(0))
-    np.testing.assert_allclose(mg_state.params, x_k, rtol=1e-12)
-    np.testing.assert_allclose(mg_metrics["meta/loss"], 0.5 * A * x_k**2, rtol=1e-12)
-    np.testing.assert_allclose(mg_grad, A * x_k * dx_k_dw, rtol=1e-12)
-
     bootstrap = make_target_bootstrap(
         quadratic_update, L, meta_objective=quadratic_objective, step_size=ALPHA
     )
     bmg = make_bmg(
         quadratic_update, bootstrap, parameter_matching(), optax.sgd(1.0), num_inner_steps=K
     )
-    bmg_grad, (_, bmg_metrics) = bmg.meta_gradient(w, state, jax.random.key(0))
+    (mg_grad, (mg_state, mg_metrics)), (bmg_grad, (_, bmg_metrics)) = jax.jit(
+        lambda w, key: (mg.meta_gradient(w, state, key), bmg.meta_gradient(w, state, key))
+    )(w, jax.random.key(0))
+    np.testing.assert_allclose(mg_state.params, x_k, rtol=1e-12)
+    np.testing.assert_allclose(mg_metrics["meta/loss"], 0.5 * A * x_k**2, rtol=1e-12)
+    np.testing.assert_allclose(mg_grad, A * x_k * dx_k_dw, rtol=1e-12)
+
     target = rho ** (L - 1) * (1 - ALPHA * A) * x_k
     np.testing.assert_allclose(bmg_metrics["meta/loss"], 0.5 * (target - x_k) ** 2, rtol=1e-12)
     np.testing.assert_allclose(bmg_metrics["target/distance"], abs(target - x_k), rtol=1e-12)
@@ -185,7 +202,7 @@ def test_start_fn_makes_the_initialisation_the_meta_parameter(num_inner_steps):
         num_inner_steps=K,
         start_fn=start_from_meta_params,
     )
-    mg_grad, (mg_state, _) = mg.meta_gradient(w, placeholder, key)
+    mg_grad, (mg_state, _) = jax.jit(mg.meta_gradient)(w, placeholder, key)
     np.testing.assert_allclose(mg_state.params, x_k, rtol=1e-12)
     np.testing.assert_allclose(mg_grad, (x_k - C) * rho**K, rtol=1e-12)
 
@@ -200,7 +217,7 @@ def test_start_fn_makes_the_initialisation_the_meta_parameter(num_inner_steps):
         num_inner_steps=K,
         start_fn=start_from_meta_params,
     )
-    bmg_grad, _ = bmg.meta_gradient(w, placeholder, key)
+    bmg_grad, _ = jax.jit(bmg.meta_gradient)(w, placeholder, key)
     x_l = B + rho ** (L - 1) * (x_k - B)
     target = x_l - ALPHA * (x_l - C)
     np.testing.assert_allclose(bmg_grad, -(target - x_k) * rho**K, rtol=1e-12)
@@ -209,25 +226,34 @@ def test_start_fn_makes_the_initialisation_the_meta_parameter(num_inner_steps):
 def test_unroll_scan_equals_python_loop_and_remat_and_unroll_loop_change_nothing():
     learner, state, meta_params = regression()
     key = jax.random.key(4)
-    scanned, metrics = unroll(learner.update_fn, meta_params, state, key, 5)
+    # The scan and the straight-line unroll compiled; the Python loop calls the compiled update.
+    scanned, metrics = jax.jit(lambda w: unroll(learner.update_fn, w, state, key, 5))(meta_params)
     looped = state
+    update = jax.jit(learner.update_fn)
     for i, step_key in enumerate(jax.random.split(key, 5)):
-        looped, step_metrics = learner.update_fn(meta_params, looped, step_key)
+        looped, step_metrics = update(meta_params, looped, step_key)
         np.testing.assert_allclose(
             metrics["learner/batch_loss"][i], step_metrics["learner/batch_loss"]
         )
     tree_allclose(scanned, looped, rtol=1e-12)
     assert int(scanned.extras) == 5
-    straight, _ = unroll(learner.update_fn, meta_params, state, key, 5, unroll_loop=True)
+    straight, _ = jax.jit(lambda w: unroll(learner.update_fn, w, state, key, 5, unroll_loop=True))(
+        meta_params
+    )
     tree_allclose(straight, looped, rtol=1e-12)
 
     def meta_loss(w, remat, unroll_loop):
         x_k, _ = unroll(learner.update_fn, w, state, key, 5, remat=remat, unroll_loop=unroll_loop)
         return learner.meta_objective(x_k, key)[0]
 
-    grad = jax.grad(meta_loss)(meta_params, False, False)
-    tree_allclose(jax.grad(meta_loss)(meta_params, True, False), grad, rtol=1e-12)
-    tree_allclose(jax.grad(meta_loss)(meta_params, False, True), grad, rtol=1e-12)
+    grad, remat_grad, straight_grad = jax.jit(
+        lambda w: [
+            jax.grad(meta_loss)(w, *flags)
+            for flags in ((False, False), (True, False), (False, True))
+        ]
+    )(meta_params)
+    tree_allclose(remat_grad, grad, rtol=1e-12)
+    tree_allclose(straight_grad, grad, rtol=1e-12)
 
 
 def test_vmap_over_seeds_equals_separate_runs():
@@ -266,24 +292,27 @@ def test_meta_gradients_match_finite_differences():
         x_k, _ = unroll(learner.update_fn, w, state, inner_key, 3)
         return learner.meta_objective(x_k, objective_key)[0]
 
-    check_grads(mg_loss, (meta_params,), order=1, modes=["rev"], eps=1e-5)
+    check_grads(jax.jit(mg_loss), (meta_params,), order=1, modes=["rev"], eps=1e-5)
 
     bootstrap = make_target_bootstrap(
         learner.update_fn, 4, meta_objective=learner.meta_objective, step_size=0.1
     )
-    x_k, _ = unroll(learner.update_fn, meta_params, state, inner_key, 3)
-    target = bootstrap(meta_params, x_k, objective_key).target
+    target = jax.jit(
+        lambda w: bootstrap(w, unroll(learner.update_fn, w, state, inner_key, 3)[0], objective_key)
+    )(meta_params).target
 
     def bmg_loss(w):
         x_k, _ = unroll(learner.update_fn, w, state, inner_key, 3)
         return squared_euclidean(target.params, x_k.params)
 
-    check_grads(bmg_loss, (meta_params,), order=1, modes=["rev"], eps=1e-5)
+    check_grads(jax.jit(bmg_loss), (meta_params,), order=1, modes=["rev"], eps=1e-5)
     bmg = make_bmg(
         learner.update_fn, bootstrap, parameter_matching(), optax.sgd(1.0), num_inner_steps=3
     )
     np.testing.assert_allclose(
-        bmg.meta_gradient(meta_params, state, key)[0], jax.grad(bmg_loss)(meta_params), rtol=1e-10
+        jax.jit(bmg.meta_gradient)(meta_params, state, key)[0],
+        jax.jit(jax.grad(bmg_loss))(meta_params),
+        rtol=1e-10,
     )
 
 
@@ -303,7 +332,7 @@ def test_zero_inner_steps_uses_direct_dependence_on_meta_params():
 
     bmg = make_bmg(quadratic_update, bootstrap, matching, optax.sgd(1.0), num_inner_steps=0)
     w = jnp.asarray(0.3)
-    grad, (next_state, metrics) = bmg.meta_gradient(w, state, jax.random.key(0))
+    grad, (next_state, metrics) = jax.jit(bmg.meta_gradient)(w, state, jax.random.key(0))
     eps = jax.nn.sigmoid(w)
     p = 1 - eps + eps / num_actions
     # d/dw -log(1 - eps (1 - 1/A)) = (1 - 1/A) eps (1 - eps) / p > 0: agreement pushes eps down.
@@ -315,41 +344,47 @@ def test_zero_inner_steps_uses_direct_dependence_on_meta_params():
 def test_preconditioned_target_step():
     learner, state, meta_params = regression()
     key = jax.random.key(6)
-    grads = jax.grad(lambda p: learner.meta_objective(state._replace(params=p), key)[0])(
-        state.params
-    )
-
-    sgd_step = gradient_step(learner.meta_objective, preconditioner=optax.sgd(0.1))
-    plain_step = gradient_step(learner.meta_objective, step_size=0.1)
-    tree_allclose(
-        sgd_step(meta_params, state, key)[0].params,
-        plain_step(meta_params, state, key)[0].params,
-        rtol=1e-12,
-    )
-
     decay, lr, eps = 0.9, 0.01, 1e-8
-    rms_step = gradient_step(
-        learner.meta_objective, preconditioner=optax.rmsprop(lr, decay=decay, eps=eps)
-    )
-    expected = jax.tree.map(
-        lambda p, g: p - lr * g / jnp.sqrt((1 - decay) * g**2 + eps), state.params, grads
-    )
-    tree_allclose(rms_step(meta_params, state, key)[0].params, expected, rtol=1e-10)
 
-    # "learner": the learner's own accumulated second moments precondition the step.
-    rmsprop = optax.rmsprop(lr, decay=decay, eps=eps)
-    nu = jax.tree.map(lambda p: jnp.full_like(p, 4.0), state.params)
-    opt_state = rmsprop.init(state.params)
-    learner_state = state._replace(opt_state=(opt_state[0]._replace(nu=nu), *opt_state[1:]))
-    own_step = gradient_step(
-        learner.meta_objective, preconditioner=rmsprop, preconditioner_state="learner"
-    )
-    expected = jax.tree.map(
-        lambda p, g: p - lr * g / jnp.sqrt(decay * 4.0 + (1 - decay) * g**2 + eps),
-        state.params,
-        grads,
-    )
-    tree_allclose(own_step(meta_params, learner_state, key)[0].params, expected, rtol=1e-10)
+    @jax.jit  # every step and its reference, one program
+    def steps_and_references(meta_params, state):
+        grads = jax.grad(lambda p: learner.meta_objective(state._replace(params=p), key)[0])(
+            state.params
+        )
+        sgd_step = gradient_step(learner.meta_objective, preconditioner=optax.sgd(0.1))
+        plain_step = gradient_step(learner.meta_objective, step_size=0.1)
+        sgd = (
+            sgd_step(meta_params, state, key)[0].params,
+            plain_step(meta_params, state, key)[0].params,
+        )
+
+        rms_step = gradient_step(
+            learner.meta_objective, preconditioner=optax.rmsprop(lr, decay=decay, eps=eps)
+        )
+        expected = jax.tree.map(
+            lambda p, g: p - lr * g / jnp.sqrt((1 - decay) * g**2 + eps), state.params, grads
+        )
+        rms = (rms_step(meta_params, state, key)[0].params, expected)
+
+        # "learner": the learner's own accumulated second moments precondition the step.
+        rmsprop = optax.rmsprop(lr, decay=decay, eps=eps)
+        nu = jax.tree.map(lambda p: jnp.full_like(p, 4.0), state.params)
+        opt_state = rmsprop.init(state.params)
+        learner_state = state._replace(opt_state=(opt_state[0]._replace(nu=nu), *opt_state[1:]))
+        own_step = gradient_step(
+            learner.meta_objective, preconditioner=rmsprop, preconditioner_state="learner"
+        )
+        expected = jax.tree.map(
+            lambda p, g: p - lr * g / jnp.sqrt(decay * 4.0 + (1 - decay) * g**2 + eps),
+            state.params,
+            grads,
+        )
+        return sgd, rms, (own_step(meta_params, learner_state, key)[0].params, expected)
+
+    sgd, rms, own = steps_and_references(meta_params, state)
+    tree_allclose(*sgd, rtol=1e-12)
+    tree_allclose(*rms, rtol=1e-10)
+    tree_allclose(*own, rtol=1e-10)
 
 
 def test_continue_from_options():
@@ -371,10 +406,13 @@ def test_continue_from_options():
         )
         return bmg.meta_gradient(meta_params, state, key)[1][0]
 
-    assert int(continuation("inner").extras) == K
-    assert int(continuation("target").extras) == K + L - 1
-    mixed = continuation(lambda inner, boot: inner._replace(extras=boot.extras))
-    tree_allclose(mixed.params, continuation("inner").params, rtol=0)
+    mix = lambda inner, boot: inner._replace(extras=boot.extras)
+    inner, target, mixed = jax.jit(  # one program
+        lambda: tuple(continuation(c) for c in ("inner", "target", mix))
+    )()
+    assert int(inner.extras) == K
+    assert int(target.extras) == K + L - 1
+    tree_allclose(mixed.params, inner.params, rtol=0)
     assert int(mixed.extras) == K + L - 1
 
 
@@ -421,8 +459,8 @@ def test_invalid_arguments_fail_with_clear_errors():
     bootstrap = make_target_bootstrap(learner.update_fn, 1, meta_objective=learner.meta_objective)
     vector_matching = lambda target, state, w: jax.tree.leaves(state.params)[0].ravel()
     bmg = make_bmg(learner.update_fn, bootstrap, vector_matching, opt, num_inner_steps=1)
-    with pytest.raises(ValueError, match="matching_fn must return a scalar"):
-        bmg.meta_gradient(meta_params, state, jax.random.key(0))
+    with pytest.raises(ValueError, match="matching_fn must return a scalar"):  # when traced
+        jax.eval_shape(bmg.meta_gradient, meta_params, state, jax.random.key(0))
     with pytest.raises(ValueError, match="same structure"):
         squared_euclidean({"a": jnp.zeros(2)}, {"b": jnp.zeros(2)})
     with pytest.raises(ValueError, match="same shapes"):
