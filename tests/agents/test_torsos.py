@@ -22,24 +22,31 @@ from bmg.agents.torsos import Conv, ImpalaTorso, MinAtarTorso, make_conv, same_p
     ],
 )
 def test_patch_conv_equals_flax_conv(size, kernel, stride, padding, bias):
-    x = jax.random.normal(jax.random.key(0), (2, 3, *size, 4))  # two leading batch axes
     ours = Conv(5, kernel, stride, padding, bias)
     flax = nn.Conv(5, kernel, stride, padding, use_bias=bias)
-    params = ours.init(jax.random.key(1), x)
-    reference = flax.init(jax.random.key(1), x)
-    assert jax.tree.structure(params) == jax.tree.structure(reference)
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference), strict=True):
-        np.testing.assert_array_equal(a, b)  # same initial values from the same key
-    params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias too
 
     def loss(module, params, x):
         return jnp.sum(jnp.sin(module.apply(params, x)))
 
-    y, expected = ours.apply(params, x), flax.apply(params, x)
+    @jax.jit  # one program (eagerly, each operation compiles alone)
+    def both():
+        x = jax.random.normal(jax.random.key(0), (2, 3, *size, 4))  # two leading batch axes
+        params = ours.init(jax.random.key(1), x)
+        reference = flax.init(jax.random.key(1), x)
+        shifted = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero bias too
+        outputs = ours.apply(shifted, x), flax.apply(shifted, x)
+        grads = (
+            jax.grad(loss, argnums=(1, 2))(ours, shifted, x),
+            jax.grad(loss, argnums=(1, 2))(flax, shifted, x),
+        )
+        return (params, reference), outputs, grads
+
+    (params, reference), (y, expected), (grads, expected_grads) = both()
+    assert jax.tree.structure(params) == jax.tree.structure(reference)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(a, b)  # same initial values from the same key
     assert y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
-    grads = jax.grad(loss, argnums=(1, 2))(ours, params, x)
-    expected_grads = jax.grad(loss, argnums=(1, 2))(flax, params, x)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -60,16 +67,20 @@ def test_same_padding_is_xlas_rule():
     ],
 )
 def test_torsos_are_the_same_function_with_either_convolution(make, shape):
-    obs = jax.random.uniform(jax.random.key(2), (5, *shape))
     patches, xla = make("patches"), make("xla")
-    params = patches.init(jax.random.key(3), obs)
-    reference = xla.init(jax.random.key(3), obs)
+
+    @jax.jit  # one program (eagerly, each operation compiles alone)
+    def both():
+        obs = jax.random.uniform(jax.random.key(2), (5, *shape))
+        params = patches.init(jax.random.key(3), obs)
+        reference = xla.init(jax.random.key(3), obs)
+        return (params, reference), (patches.apply(params, obs), xla.apply(params, obs))
+
+    (params, reference), (y, expected) = both()
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference), strict=True):
         np.testing.assert_array_equal(a, b)
     assert jax.tree.structure(params) == jax.tree.structure(reference)
-    np.testing.assert_allclose(
-        patches.apply(params, obs), xla.apply(params, obs), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_choices_are_one_sentence():
