@@ -3,6 +3,9 @@
 The trap (Flennerhag et al., ICLR 2022, section 6): with rlax's defaults the meta-gradient to
 gamma, lambda and alpha is exactly zero; here it is not, and it equals finite differences, while
 the gradient to the learner's parameters is rlax's semi-gradient exactly.
+
+Both sides of every comparison run compiled: eagerly, each JAX operation compiles a program of its
+own, far slower than one compile on a small CPU.
 """
 
 import jax
@@ -52,11 +55,15 @@ def numpy_leaky_vtrace(v_tm1, v_boot, r, discount, rho, alpha, lam, rho_bar=1.0,
     return targets, rho_pg * (q - v_tm1)
 
 
-@pytest.mark.parametrize("lam", [1.0, 0.7])
-def test_alpha_one_is_rlax_vtrace(lam):
-    x = inputs()
-    rho = importance_ratios(x["logits_t"], x["behaviour_logits_t"], x["a_t"])
-    assert np.any(rho > 1) and np.any(rho < 1)
+@jax.jit
+def ratios(x):
+    return importance_ratios(x["logits_t"], x["behaviour_logits_t"], x["a_t"])
+
+
+@jax.jit
+def ours_and_rlax_vtrace(x, lam):
+    """(ours at alpha = 1, rlax's V-trace) with lambda traced: one compile for every lambda."""
+    rho = ratios(x)
     out = leaky_vtrace_targets(
         x["v_tm1"], x["v_bootstrap"], x["r_t"], x["discount_t"], rho, alpha=1.0, lambda_=lam
     )
@@ -64,6 +71,14 @@ def test_alpha_one_is_rlax_vtrace(lam):
     ref = rlax.vtrace_td_error_and_advantage(
         x["v_tm1"], v_t, x["r_t"], x["discount_t"], rho, lambda_=lam
     )
+    return rho, out, ref
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.7])
+def test_alpha_one_is_rlax_vtrace(lam):
+    x = inputs()
+    rho, out, ref = ours_and_rlax_vtrace(x, lam)
+    assert np.any(rho > 1) and np.any(rho < 1)
     np.testing.assert_allclose(out.targets, ref.errors + x["v_tm1"], rtol=1e-12)
     np.testing.assert_allclose(out.pg_advantages, ref.pg_advantage, rtol=1e-12)
 
@@ -71,18 +86,20 @@ def test_alpha_one_is_rlax_vtrace(lam):
 @pytest.mark.parametrize("alpha, lam", [(0.3, 0.8), (0.0, 1.0), (1.0, 0.5)])
 def test_leaky_targets_match_numpy_recursion(alpha, lam):
     x = inputs(1, terminal_at=2)
-    rho = importance_ratios(x["logits_t"], x["behaviour_logits_t"], x["a_t"])
-    out = leaky_vtrace_targets(
-        x["v_tm1"],
-        x["v_bootstrap"],
-        x["r_t"],
-        x["discount_t"],
-        rho,
-        alpha=alpha,
-        lambda_=lam,
-        clip_rho_threshold=1.2,
-        clip_pg_rho_threshold=0.9,
-    )
+    rho = ratios(x)
+    out = jax.jit(  # alpha and lambda traced: one compile for every case
+        lambda x, rho, alpha, lam: leaky_vtrace_targets(
+            x["v_tm1"],
+            x["v_bootstrap"],
+            x["r_t"],
+            x["discount_t"],
+            rho,
+            alpha=alpha,
+            lambda_=lam,
+            clip_rho_threshold=1.2,
+            clip_pg_rho_threshold=0.9,
+        )
+    )(x, rho, alpha, lam)
     targets, advantages = numpy_leaky_vtrace(
         x["v_tm1"], x["v_bootstrap"], x["r_t"], x["discount_t"], rho, alpha, lam, 1.2, 0.9
     )
@@ -92,13 +109,18 @@ def test_leaky_targets_match_numpy_recursion(alpha, lam):
 
 def test_importance_ratios_are_probability_ratios():
     x = inputs(2)
-    rho = importance_ratios(x["logits_t"], x["behaviour_logits_t"], x["a_t"])
-    pi = jax.nn.softmax(x["logits_t"])[jnp.arange(T), x["a_t"]]
-    mu = jax.nn.softmax(x["behaviour_logits_t"])[jnp.arange(T), x["a_t"]]
+    rho = ratios(x)
+    pi, mu = jax.jit(
+        lambda x: [
+            jax.nn.softmax(x[k])[jnp.arange(T), x["a_t"]]
+            for k in ("logits_t", "behaviour_logits_t")
+        ]
+    )(x)
     np.testing.assert_allclose(rho, pi / mu, rtol=1e-12)
 
 
-def loss_at(x, meta, **kwargs):
+@jax.jit
+def loss_at(x, meta):
     gamma, lam, alpha = meta
     loss, _ = leaky_vtrace_loss(
         x["logits_t"],
@@ -113,11 +135,11 @@ def loss_at(x, meta, **kwargs):
         value_cost=0.3,
         policy_cost=0.8,
         entropy_cost=0.05,
-        **kwargs,
     )
     return loss
 
 
+@jax.jit
 def rlax_default_loss(x, meta):
     """The same loss written with rlax's defaults: stop_target_gradients=True and
     rlax.policy_gradient_loss (which stops the advantages)."""
@@ -145,7 +167,7 @@ def test_loss_value_and_parameter_gradient_equal_rlax_defaults():
     argnames = ("logits_t", "v_tm1", "v_bootstrap")
 
     def of_params(fn):
-        return jax.grad(lambda p: fn({**x, **p}, META))({k: x[k] for k in argnames})
+        return jax.jit(jax.grad(lambda p: fn({**x, **p}, META)))({k: x[k] for k in argnames})
 
     ours, ref = of_params(loss_at), of_params(rlax_default_loss)
     for k in argnames:
@@ -156,44 +178,47 @@ def test_loss_value_and_parameter_gradient_equal_rlax_defaults():
 def test_the_trap_meta_gradients_flow_through_the_targets():
     """rlax's defaults give exactly zero for gamma, lambda, alpha; ours give finite differences."""
     x = inputs(4)
-    rho = importance_ratios(x["logits_t"], x["behaviour_logits_t"], x["a_t"])
+    rho = ratios(x)
     assert np.any(rho > 1)  # alpha only matters where rho > 1
-    trapped = jax.grad(lambda m: rlax_default_loss(x, m))(META)
+    trapped = jax.jit(jax.grad(rlax_default_loss, argnums=1))(x, META)
     np.testing.assert_array_equal(trapped, 0.0)
-    grads = jax.grad(lambda m: loss_at(x, m))(META)
+    grads = jax.jit(jax.grad(loss_at, argnums=1))(x, META)
     assert np.all(np.abs(grads) > 1e-4), grads
     eps = 1e-6
     for i in range(3):
-        step = jnp.zeros(3).at[i].set(eps)
-        fd = (loss_at(x, META + step) - loss_at(x, META - step)) / (2 * eps)
+        step = np.zeros(3)
+        step[i] = eps
+        fd = (loss_at(x, np.asarray(META) + step) - loss_at(x, np.asarray(META) - step)) / (2 * eps)
         np.testing.assert_allclose(grads[i], fd, rtol=1e-6)
 
 
 def test_loss_terms_match_hand_computation():
     x = inputs(5)
     gamma, lam, alpha = (float(v) for v in META)
-    rho = np.asarray(importance_ratios(x["logits_t"], x["behaviour_logits_t"], x["a_t"]))
+    rho = np.asarray(ratios(x))
     targets, advantages = numpy_leaky_vtrace(
         x["v_tm1"], x["v_bootstrap"], x["r_t"], gamma * x["discount_t"], rho, alpha, lam
     )
-    log_pi = np.asarray(jax.nn.log_softmax(x["logits_t"]))
+    log_pi = np.asarray(jax.jit(jax.nn.log_softmax)(x["logits_t"]))
     entropy = -np.mean(np.sum(np.exp(log_pi) * log_pi, axis=-1))
     pg = -np.mean(advantages * log_pi[np.arange(T), x["a_t"]])
     value_loss = 0.5 * np.mean((targets - np.asarray(x["v_tm1"])) ** 2)
-    loss, metrics = leaky_vtrace_loss(
-        x["logits_t"],
-        x["v_tm1"],
-        x["v_bootstrap"],
-        x["a_t"],
-        x["r_t"],
-        gamma * x["discount_t"],
-        x["behaviour_logits_t"],
-        alpha=alpha,
-        lambda_=lam,
-        value_cost=0.3,
-        policy_cost=0.8,
-        entropy_cost=0.05,
-    )
+    loss, metrics = jax.jit(
+        lambda x: leaky_vtrace_loss(
+            x["logits_t"],
+            x["v_tm1"],
+            x["v_bootstrap"],
+            x["a_t"],
+            x["r_t"],
+            gamma * x["discount_t"],
+            x["behaviour_logits_t"],
+            alpha=alpha,
+            lambda_=lam,
+            value_cost=0.3,
+            policy_cost=0.8,
+            entropy_cost=0.05,
+        )
+    )(x)
     np.testing.assert_allclose(metrics["value_loss"], value_loss, rtol=1e-12)
     np.testing.assert_allclose(metrics["pg_loss"], pg, rtol=1e-12)
     np.testing.assert_allclose(metrics["entropy"], entropy, rtol=1e-12)
@@ -205,19 +230,26 @@ def test_truncation_bootstraps_from_the_final_value_and_cuts_the_trace():
     """A time limit at step 2: targets of steps 0..2 equal a 3-step rollout bootstrapping from
     v_final[2]; steps 3.. are a separate segment."""
     x = inputs(6)
-    rho = importance_ratios(x["logits_t"], x["behaviour_logits_t"], x["a_t"])
-    truncated = jnp.zeros(T, bool).at[2].set(True)
-    v_final = jnp.full(T, 7.0)
+    rho = ratios(x)
+    truncated = np.zeros(T, bool)
+    truncated[2] = True
+    v_final = np.full(T, 7.0)
     args = dict(alpha=0.5, lambda_=0.9)
-    out = leaky_vtrace_targets(
-        x["v_tm1"], x["v_bootstrap"], x["r_t"], x["discount_t"], rho, truncated, v_final, **args
-    )
-    head = leaky_vtrace_targets(
-        x["v_tm1"][:3], v_final[2], x["r_t"][:3], x["discount_t"][:3], rho[:3], **args
-    )
-    tail = leaky_vtrace_targets(
-        x["v_tm1"][3:], x["v_bootstrap"], x["r_t"][3:], x["discount_t"][3:], rho[3:], **args
-    )
+
+    @jax.jit  # the trace and its two segments, one program
+    def whole_head_tail(x, rho):
+        out = leaky_vtrace_targets(
+            x["v_tm1"], x["v_bootstrap"], x["r_t"], x["discount_t"], rho, truncated, v_final, **args
+        )
+        head = leaky_vtrace_targets(
+            x["v_tm1"][:3], v_final[2], x["r_t"][:3], x["discount_t"][:3], rho[:3], **args
+        )
+        tail = leaky_vtrace_targets(
+            x["v_tm1"][3:], x["v_bootstrap"], x["r_t"][3:], x["discount_t"][3:], rho[3:], **args
+        )
+        return out, head, tail
+
+    out, head, tail = whole_head_tail(x, rho)
     np.testing.assert_allclose(out.targets, jnp.concatenate([head.targets, tail.targets]))
     with pytest.raises(ValueError, match="v_final_t"):
         leaky_vtrace_targets(
