@@ -72,9 +72,20 @@ ENV = Count()
 
 
 def run(params: Any, steps: int, stream=None, actions=None):
-    """Collect ``steps`` steps with the given actions (default 0) from a fresh or given stream."""
-    stream = start_stream(ENV, params, jax.random.key(0)) if stream is None else stream
-    actions = jnp.zeros((steps,), jnp.int32) if actions is None else jnp.asarray(actions)
+    """Collect ``steps`` steps with the given actions (default 0) from a fresh or given stream
+    (compiled: eagerly, each operation compiles a program of its own)."""
+    stream = _start(params) if stream is None else stream
+    actions = np.zeros((steps,), np.int32) if actions is None else np.asarray(actions, np.int32)
+    return _collect(params, stream, actions)
+
+
+@jax.jit
+def _start(params):
+    return start_stream(ENV, params, jax.random.key(0))
+
+
+@jax.jit
+def _collect(params, stream, actions):
     act = lambda obs, a: a
     return collect(ENV, params, act, actions, stream, jax.random.key(1), discount=GAMMA)
 
@@ -113,14 +124,18 @@ def test_returns_of_two_episodes_in_one_trace_equal_each_episode_alone():
     both against the closed form."""
     rollout, _ = run(CountParams(length=3), 7)
     v_bootstrap = 5.0  # V(s_7), the value after the rollout
-    returns = n_step_returns(rollout.rewards, rollout.discount_t, v_bootstrap)
+    segments = [(0, 3, 123.0), (3, 6, -7.0), (6, 7, v_bootstrap)]  # the bootstrap of a finished
+    # episode is multiplied by its terminal discount 0: any value gives the same.
+
+    @jax.jit  # the trace and its segments, one program
+    def whole_and_alone(rewards, discount_t):
+        alone = [n_step_returns(rewards[a:b], discount_t[a:b], v) for a, b, v in segments]
+        return n_step_returns(rewards, discount_t, v_bootstrap), jnp.concatenate(alone)
+
+    returns, alone = whole_and_alone(rollout.rewards, rollout.discount_t)
     expected = [closed_form(k, 3) for k in range(3)] * 2 + [1 + GAMMA * v_bootstrap]
     np.testing.assert_allclose(returns, expected, rtol=1e-6)  # float32 discounts
-    segments = [(0, 3, 123.0), (3, 6, -7.0), (6, 7, v_bootstrap)]  # the bootstrap of a finished
-    alone = [  # episode is multiplied by its terminal discount 0: any value gives the same
-        n_step_returns(rollout.rewards[a:b], rollout.discount_t[a:b], v) for a, b, v in segments
-    ]
-    np.testing.assert_array_equal(returns, jnp.concatenate(alone))
+    np.testing.assert_array_equal(returns, alone)
 
     # The a2c loss of the trace is the step-weighted mean of the segments' losses.
     key_logits, key_v = jax.random.split(jax.random.key(3))
@@ -164,14 +179,31 @@ def test_truncation_bootstraps_from_the_value_of_the_final_observation():
     assert int(stream.episodes) == 2 and float(stream.episode_return_sum) == 4.0
 
     value = lambda obs: 10.0 + obs[..., 0]  # V(s) = 10 + pos
+    q = lambda obs: jnp.stack([value(obs), value(obs) - 1.0], axis=-1)  # greedy action 0
+
+    @jax.jit  # the returns and the Q(lambda) loss, one program
+    def returns_and_q_lambda_loss(rollout):
+        returns = n_step_returns(
+            rollout.rewards,
+            rollout.discount_t,
+            value(rollout.obs[-1]),
+            rollout.truncated,
+            value(rollout.final_obs),
+        )
+        loss, _ = q_lambda_loss(
+            jnp.zeros((5, 2)),
+            rollout.actions,
+            rollout.rewards,
+            rollout.discount_t,
+            q(rollout.obs[1:]),
+            rollout.truncated,
+            q(rollout.final_obs),
+            lambda_=1.0,
+        )
+        return returns, loss
+
+    returns, loss = returns_and_q_lambda_loss(rollout)
     g = np.float32(GAMMA)
-    returns = n_step_returns(
-        rollout.rewards,
-        rollout.discount_t,
-        value(rollout.obs[-1]),
-        rollout.truncated,
-        value(rollout.final_obs),
-    )
     g4 = 1 + g * 11  # V(s_5) = V(pos 1)
     g3 = 1 + g * 12  # truncated: V(pos 2), not g4
     g2 = 1 + g * g3
@@ -180,17 +212,6 @@ def test_truncation_bootstraps_from_the_value_of_the_final_observation():
     np.testing.assert_allclose(returns, [g0, g1, g2, g3, g4], rtol=1e-6)
 
     # Q(lambda) bootstraps from max_a Q(final_obs, a) the same way (lambda = 1, greedy actions).
-    q = lambda obs: jnp.stack([value(obs), value(obs) - 1.0], axis=-1)  # greedy action 0
-    loss, _ = q_lambda_loss(
-        jnp.zeros((5, 2)),
-        rollout.actions,
-        rollout.rewards,
-        rollout.discount_t,
-        q(rollout.obs[1:]),
-        rollout.truncated,
-        q(rollout.final_obs),
-        lambda_=1.0,
-    )
     # The last step's trace is cut (Watkins: a_T unknown), which gives the same g4 here.
     np.testing.assert_allclose(loss, 0.5 * np.mean(np.square([g0, g1, g2, g3, g4])), rtol=1e-6)
 
@@ -215,7 +236,7 @@ def test_collect_on_minatar_breakout():
     env, params = gymnax.make("Breakout-MinAtar")
     steps = 200
     actions = jax.random.randint(jax.random.key(5), (steps,), 0, env.num_actions)
-    stream = start_stream(env, params, jax.random.key(0))
+    stream = jax.jit(lambda: start_stream(env, params, jax.random.key(0)))()
     rollout, stream = jax.jit(
         lambda s: collect(
             env, params, lambda obs, a: a, actions, s, jax.random.key(1), discount=0.99
