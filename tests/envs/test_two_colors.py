@@ -218,7 +218,7 @@ def test_respawn_object_second_object():
     params = tc.make_params(respawn="object")
     state = tc.make_state(agent=(0, 0), objects=((4, 4), (1, 0)))
     keys = jax.random.split(jax.random.PRNGKey(5), 300)
-    _, new, r, _, _, info = jax.vmap(ENV.step, in_axes=(0, None, None, None))(
+    _, new, r, _, _, info = jax.jit(jax.vmap(ENV.step, in_axes=(0, None, None, None)))(
         keys, state, jnp.int32(DOWN), params
     )
     assert np.all(np.asarray(info["picked"]) == 1)
@@ -357,7 +357,9 @@ def test_step_is_step_env_with_the_unsplit_key(respawn):
     state = tc.make_state(agent=(2, 2), objects=((2, 3), (0, 1)), time=7)
     key = jax.random.PRNGKey(9)
     obs, new, r, term, trunc, info = ENV.step(key, state, RIGHT, params)
-    obs_e, new_e, r_e, term_e, info_e = ENV.step_env(key, state, RIGHT, params)
+    # compiled (eagerly, each operation compiles alone; test_jit_and_vmap_match_eager shows
+    # compiled and eager steps agree)
+    obs_e, new_e, r_e, term_e, info_e = jax.jit(ENV.step_env)(key, state, RIGHT, params)
     assert float(r) == 1.0  # a pick-up: the key matters
     jax.tree_util.tree_map(
         np.testing.assert_array_equal, (obs, new, r, term), (obs_e, new_e, r_e, term_e)
@@ -366,7 +368,8 @@ def test_step_is_step_env_with_the_unsplit_key(respawn):
     np.testing.assert_array_equal(info["final_observation"], obs)
     assert not bool(info["terminated"]) and not bool(info["truncated"]) and not bool(trunc)
     # gymnax's own step splits the key and would re-spawn elsewhere.
-    _, gymnax_state, *_ = environment.Environment.step(ENV, key, state, RIGHT, params)
+    gymnax_step = jax.jit(lambda *args: environment.Environment.step(ENV, *args))
+    _, gymnax_state, *_ = gymnax_step(key, state, RIGHT, params)
     assert cells(gymnax_state) != cells(new)
 
 
