@@ -53,7 +53,7 @@ def epsilon(agent, meta_params, state, *, env_steps=None, history=None):
         extras = extras._replace(stream=extras.stream._replace(env_steps=steps))
     if history is not None:
         extras = extras._replace(reward_history=history)
-    return compiled(agent.probes)(meta_params, state._replace(extras=extras))["epsilon"]
+    return agent.probes(meta_params, state._replace(extras=extras))["epsilon"]
 
 
 SMALL = dict(hidden_size=16, rollout_length=4, context_length=3, meta_hidden_size=8)
@@ -188,9 +188,7 @@ def test_epsilon_greedy_behaviour_and_schedules():
     # The reward context feeds the meta-network but carries no gradient.
     meta = make_q_lambda(QLambdaConfig(**SMALL), TWO_COLORS, ENV)
     meta_params = meta.init_meta_params(jax.random.key(9))
-    history_grad = jax.jit(jax.grad(lambda h: epsilon(meta, meta_params, state, history=h)))(
-        jnp.ones(3)
-    )
+    history_grad = jax.grad(lambda h: epsilon(meta, meta_params, state, history=h))(jnp.ones(3))
     assert np.all(np.asarray(history_grad) == 0)
     np.testing.assert_allclose(epsilon(meta, meta_params, state), 0.1, rtol=1e-6)
     extras = state.extras
