@@ -213,12 +213,20 @@ def test_training_is_deterministic_the_seed_matters_and_progress_is_reported(bmg
     assert not np.array_equal(tasks0.support_images, tasks1.support_images)
 
 
-def test_a_short_last_evaluation_batch_is_padded_not_compiled_again(bmg_run, system):
+def test_a_short_last_evaluation_batch_is_padded_not_compiled_again(bmg_run, system, monkeypatch):
     """30 test tasks in batches of 12: the last 6 are padded to 12 (one compiled shape), and
     their scores do not depend on what pads them."""
     params = system.init()["meta_state"].meta_params
+    compiled, batch_sizes = system.evaluate_batch, []
+
+    def evaluate_batch(params, tasks):
+        batch_sizes.append(len(tasks.query_labels))
+        return compiled(params, tasks)
+
+    monkeypatch.setattr(system, "evaluate_batch", evaluate_batch)
     scores = system.evaluate(params, "test", 30, seed=5)
-    assert scores.shape == (30,) and system.evaluate_batch._cache_size() == 1
+    assert scores.shape == (30,) and batch_sizes == [12, 12, 12]
+    monkeypatch.undo()
     rng = np.random.default_rng(5)
     first, _, last = (system.sample("test", rng, n) for n in (12, 12, 6))
     padded = jax.tree.map(lambda a, b: np.concatenate([a, b[6:]]), last, first)
