@@ -58,7 +58,7 @@ BMG = dataclasses.replace(
 )
 
 CASES = {
-    "ac fixed, entropy cost": (AC, {"ac.entropy_cost": (0.0, 0.1, 0.4)}),
+    "ac fixed, entropy cost": (AC, {"ac.entropy_cost": (0.0, 0.4)}),
     "ac bmg, meta learning rate": (BMG, {"meta_learning_rate": (1e-1, 1e-3)}),
     "q fixed, epsilon": (Q, {"q.epsilon": (0.3, 0.01)}),
 }
