@@ -512,14 +512,16 @@ class Sebulba:
         import jax
         import jax.numpy as jnp
 
-        key = jax.random.key(self.seed)
-        params_key, meta_key, run_key = jax.random.split(key, 3)
-        params, opt_state = self.parts.init_params(params_key)
-        meta_state = self.meta_learner.init(self.parts.init_meta_params(meta_key))
-        state = LearnerState(meta_state, params, opt_state, run_key)
-        # Strongly typed leaves, as the step returns them (else the second step re-traces).
-        state = jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), state)
-        return self.replicate(state)
+        def init(key):
+            params_key, meta_key, run_key = jax.random.split(key, 3)
+            params, opt_state = self.parts.init_params(params_key)
+            meta_state = self.meta_learner.init(self.parts.init_meta_params(meta_key))
+            state = LearnerState(meta_state, params, opt_state, run_key)
+            # Strongly typed leaves, as the step returns them (else the second step re-traces).
+            return jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), state)
+
+        # compiled: op by op, the networks' initialisation compiles hundreds of tiny programs
+        return self.replicate(jax.jit(init)(jax.random.key(self.seed)))
 
     def replicate(self, tree: Any) -> Any:
         """A pytree (host or device arrays, PRNG keys included; the same values on every
