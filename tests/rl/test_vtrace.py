@@ -119,10 +119,10 @@ def test_importance_ratios_are_probability_ratios():
     np.testing.assert_allclose(rho, pi / mu, rtol=1e-12)
 
 
-@jax.jit
-def loss_at(x, meta):
+def loss_and_metrics(x, meta):
+    """Our leaky V-trace loss and its metrics at meta = (gamma, lambda, alpha)."""
     gamma, lam, alpha = meta
-    loss, _ = leaky_vtrace_loss(
+    return leaky_vtrace_loss(
         x["logits_t"],
         x["v_tm1"],
         x["v_bootstrap"],
@@ -136,7 +136,11 @@ def loss_at(x, meta):
         policy_cost=0.8,
         entropy_cost=0.05,
     )
-    return loss
+
+
+@jax.jit
+def loss_at(x, meta):
+    return loss_and_metrics(x, meta)[0]
 
 
 @jax.jit
@@ -203,22 +207,7 @@ def test_loss_terms_match_hand_computation():
     entropy = -np.mean(np.sum(np.exp(log_pi) * log_pi, axis=-1))
     pg = -np.mean(advantages * log_pi[np.arange(T), x["a_t"]])
     value_loss = 0.5 * np.mean((targets - np.asarray(x["v_tm1"])) ** 2)
-    loss, metrics = jax.jit(
-        lambda x: leaky_vtrace_loss(
-            x["logits_t"],
-            x["v_tm1"],
-            x["v_bootstrap"],
-            x["a_t"],
-            x["r_t"],
-            gamma * x["discount_t"],
-            x["behaviour_logits_t"],
-            alpha=alpha,
-            lambda_=lam,
-            value_cost=0.3,
-            policy_cost=0.8,
-            entropy_cost=0.05,
-        )
-    )(x)
+    loss, metrics = jax.jit(loss_and_metrics)(x, (gamma, lam, alpha))
     np.testing.assert_allclose(metrics["value_loss"], value_loss, rtol=1e-12)
     np.testing.assert_allclose(metrics["pg_loss"], pg, rtol=1e-12)
     np.testing.assert_allclose(metrics["entropy"], entropy, rtol=1e-12)
