@@ -194,6 +194,8 @@ def test_median_and_iqm_over_games_by_hand():
     assert result["games"] == 8 and result["runs"] == 1
     assert result["median"] == pytest.approx(0.35)
     assert result["iqm"] == pytest.approx(np.mean([0.2, 0.3, 0.4, 0.5]))  # middle 4 of 8
+    low, high = result["intervals"]["iqm"]  # one run per game: no run to resample
+    assert low == high == pytest.approx(result["iqm"])
     # two runs per game: IQM over the 16 runs x games scores, median of the per-game means
     random, human = atari_report.REFERENCE["pong"]
     two = {g: [s, s] for g, s in scores.items()}

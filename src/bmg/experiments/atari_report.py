@@ -17,9 +17,8 @@ copies list 0).
 Aggregates over games (Agarwal et al., "Deep Reinforcement Learning at the Edge of the
 Statistical Precipice", NeurIPS 2021): the median and the interquartile mean (IQM: the mean of
 the middle 50% of the runs x games scores, trimming 25% at each end) of the human-normalised
-scores, computed by ``rliable.metrics`` (``pip install 'bmg[atari]'``). rliable's bootstrap
-confidence intervals (``rliable.library``) are not used: that module imports ``arch``, whose
-7.2 release fails to import with pandas 3 (measured here).
+scores, with 95% stratified bootstrap confidence intervals, computed by rliable
+(``bmg.experiments.aggregate``; ``pip install 'bmg[atari]'``).
 
 The run directory (``bmg.experiments.atari``): metrics.csv has one row per ``log_interval``
 meta-steps; ``trace.npz`` holds every column as [1, rows] (one seed) plus the cumulative counters
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bmg.envs.atari import rom_id
+from bmg.experiments.aggregate import interval_estimates
 
 REFERENCE: dict[str, tuple[float, float]] = {
     "alien": (227.8, 7127.7),
@@ -99,8 +99,6 @@ REFERENCE: dict[str, tuple[float, float]] = {
 }
 """(random, human) episode score of each of the 57 games, by ALE ROM id (module docstring)."""
 
-MISSING_RLIABLE = "aggregating Atari scores needs rliable: pip install 'bmg[atari]'"
-
 
 def reference(game: str) -> tuple[float, float]:
     """(random, human) scores of ``game`` (ROM id or CamelCase name: "Breakout", "ms_pacman").
@@ -124,26 +122,24 @@ def human_normalized(game: str, score: float) -> float:
     return (float(score) - random) / (human - random)
 
 
-def aggregate(scores: Mapping[str, float | list[float]]) -> dict[str, float]:
-    """Median and IQM over games of human-normalised scores (``rliable.metrics``).
+def aggregate(scores: Mapping[str, float | list[float]], *, seed: int = 0) -> dict:
+    """Median, IQM and mean over games of human-normalised scores, with 95% stratified bootstrap
+    confidence intervals (``bmg.experiments.aggregate.interval_estimates``, rliable).
 
     Args:
       scores: game -> its raw score, or a list of raw scores (one per run; every game the same
         number of runs).
+      seed: the bootstrap's seed.
 
     Returns:
-      ``{"games", "runs", "median", "iqm", "mean"}``: the median over games of the per-game mean
-      over runs (rliable's ``aggregate_median``), the IQM over all runs x games scores
-      (``aggregate_iqm``) and the mean.
+      ``{"games", "runs", "median", "iqm", "mean", "intervals"}``: the median over games of the
+      per-game mean over runs, the IQM over all runs x games scores, the mean, and
+      ``intervals[statistic] = (low, high)``.
 
     Raises:
       ValueError: no scores, unequal numbers of runs, or an unknown game. ImportError without
-        rliable (``MISSING_RLIABLE``).
+        rliable (``bmg.experiments.aggregate.MISSING_RLIABLE``).
     """
-    try:
-        from rliable import metrics
-    except ImportError:
-        raise ImportError(MISSING_RLIABLE) from None
     if not scores:
         raise ValueError("scores must name at least one game, got none.")
     runs = {game: np.atleast_1d(np.asarray(value, np.float64)) for game, value in scores.items()}
@@ -156,12 +152,12 @@ def aggregate(scores: Mapping[str, float | list[float]]) -> dict[str, float]:
     normalized = np.stack(  # [runs, games], rliable's layout
         [[human_normalized(g, s) for s in runs[g]] for g in games], axis=1
     )
+    estimates = interval_estimates({"scores": normalized}, seed=seed)["scores"]
     return {
         "games": len(games),
         "runs": int(normalized.shape[0]),
-        "median": float(metrics.aggregate_median(normalized)),
-        "iqm": float(metrics.aggregate_iqm(normalized)),
-        "mean": float(metrics.aggregate_mean(normalized)),
+        **{stat: estimate[0] for stat, estimate in estimates.items()},
+        "intervals": {stat: estimate[1:] for stat, estimate in estimates.items()},
     }
 
 

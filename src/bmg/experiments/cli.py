@@ -449,6 +449,13 @@ def compare_command(argv: list[str]) -> None:
         sys.exit(f"bmg compare: error: {error}")
     table = markdown_table(rows)
     print_table(Console(), rows)
+    if report is minatar_report:  # scores over games, when the runs make a [seeds, games] grid
+        aggregate, note = minatar_report.aggregate_rows(args.runs)
+        if aggregate:
+            print_table(Console(), aggregate)
+            table += "\n\n" + markdown_table(aggregate)
+        Console().print(note)
+        table += "\n\n" + note
     if out is not None:
         rundir.write_atomic(out / "comparison.md", table + "\n")
         report.plot_comparison(args.runs, out)

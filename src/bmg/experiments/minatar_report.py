@@ -23,6 +23,18 @@ from bmg.experiments.two_colors_report import format_mean_se, mean_se  # noqa: E
 
 LAST_FRACTION = 0.1  # the "final" return: episodes that ended in the last 10% of meta-steps
 
+REFERENCE = {
+    "Asterix-MinAtar": 19.0,
+    "Breakout-MinAtar": 17.5,
+    "Freeway-MinAtar": 47.0,
+    "Seaquest-MinAtar": 15.0,
+    "SpaceInvaders-MinAtar": 185.0,
+}
+"""Reference return per game for normalised scores: the final episode returns of the actor-critic
+of Young & Tian ("MinAtar", 2019) at 5M frames (sticky actions 0.1, full action set), read
+approximately from their learning curves. A normalised score is return / reference (MinAtar's
+random policies score close to 0)."""
+
 
 def meta_names(num_heads: int) -> list[str]:
     """The probes of the 18 (num_heads x 6) meta-parameters, ``head{h}/{name}``."""
@@ -171,6 +183,80 @@ def run_label(config: dict) -> str:
 def load_run(run_dir: Path):
     """(config dict, summary dict, trace arrays) of a finished MinAtar run directory."""
     return read_run(run_dir)
+
+
+def method_label(config: dict) -> str:
+    """``run_label`` without the game: the method a run belongs to across games."""
+    return run_label(config).split(" ", 1)[1]
+
+
+def final_returns(run_dir: Path) -> np.ndarray:
+    """[seeds] mean episode return of each seed over the last 10% of a finished run's
+    meta-steps (NaN for a seed with no episode ending there)."""
+    _, _, arrays = load_run(run_dir)
+    initial = {k[len("initial/") :]: v for k, v in arrays.items() if k.startswith("initial/")}
+    trace = {k: v for k, v in arrays.items() if not k.startswith("initial/")}
+    steps = trace["env_steps"].shape[1]
+    last = max(1, int(round(LAST_FRACTION * steps)))
+    return window_return(initial, trace, steps - last, steps)
+
+
+def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[str, str]], str]:
+    """Scores over games per method, with 95% stratified bootstrap intervals (rliable).
+
+    Each run's final returns (last 10%, one per seed) are divided by the game's ``REFERENCE``;
+    a method's runs form its [seeds, games] matrix (``bmg.experiments.aggregate``).
+
+    Returns:
+      (rows, note): one row per method (IQM, median, mean with their intervals, games, seeds),
+      or no rows and a sentence saying why the runs cannot be aggregated (a game without a
+      reference, two runs of one method on one game, methods on different games or with
+      different seeds per game, a seed with no finished episode).
+    """
+    from bmg.experiments.aggregate import format_interval, interval_estimates
+
+    runs: dict[str, dict[str, np.ndarray]] = {}
+    for run_dir in run_dirs:
+        config = load_run(run_dir)[0]["config"]
+        game, method = config["env"], method_label(config)
+        if game not in REFERENCE:
+            return (
+                [],
+                f"no aggregate: {game} has no reference score (known: {', '.join(REFERENCE)}).",
+            )
+        if game in runs.setdefault(method, {}):
+            return [], f"no aggregate: {method} has two runs on {game}."
+        runs[method][game] = final_returns(run_dir)
+    games = {method: sorted(by_game) for method, by_game in runs.items()}
+    if len({tuple(g) for g in games.values()}) != 1:
+        return [], f"no aggregate: the methods ran different games ({games})."
+    scores = {}
+    for method, by_game in runs.items():
+        seeds = {len(returns) for returns in by_game.values()}
+        if len(seeds) != 1:
+            return [], f"no aggregate: {method} has different numbers of seeds per game."
+        matrix = np.stack([by_game[g] / REFERENCE[g] for g in sorted(by_game)], axis=1)
+        if not np.all(np.isfinite(matrix)):
+            return [], f"no aggregate: a seed of {method} finished no episode in its last 10%."
+        scores[method] = matrix
+    estimates = interval_estimates(scores, seed=seed)
+    rows = [
+        {
+            "method": method,
+            "games": str(scores[method].shape[1]),
+            "seeds": str(scores[method].shape[0]),
+            **{
+                f"{stat} [95% CI]": format_interval(estimates[method][stat])
+                for stat in ("iqm", "median", "mean")
+            },
+        }
+        for method in scores
+    ]
+    return rows, (
+        "normalised score = return over the last 10% / reference return (MinAtar paper's "
+        "actor-critic at 5M frames); IQM, median and mean over seeds x games with 95% "
+        "stratified bootstrap intervals (rliable)."
+    )
 
 
 def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
