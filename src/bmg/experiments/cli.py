@@ -436,14 +436,18 @@ def compare_command(argv: list[str]) -> None:
         def kind(run):
             if fewshot_report.is_fewshot_run(run):
                 return "few-shot"
-            return "MinAtar" if minatar_report.is_minatar_run(run) else "Two-colors"
+            if not minatar_report.is_minatar_run(run):
+                return "Two-colors"
+            experiment = rundir.read_json(run / "config.json", "a run's config").get("experiment")
+            return "Atari" if experiment == "atari" else "MinAtar"
 
         kinds = {kind(run) for run in args.runs}
         if len(kinds) > 1:
             raise ValueError(
                 f"cannot compare {' with '.join(sorted(kinds))} runs; pass runs of one kind."
             )
-        report = {"few-shot": fewshot_report, "MinAtar": minatar_report}.get(kinds.pop(), report)
+        reports = {"few-shot": fewshot_report, "MinAtar": minatar_report, "Atari": minatar_report}
+        report = reports.get(kinds.pop(), report)  # Atari runs keep MinAtar's trace layout
         rows = report.comparison_rows(args.runs)
     except ValueError as error:
         sys.exit(f"bmg compare: error: {error}")

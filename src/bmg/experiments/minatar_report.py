@@ -204,8 +204,9 @@ def final_returns(run_dir: Path) -> np.ndarray:
 def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[str, str]], str]:
     """Scores over games per method, with 95% stratified bootstrap intervals (rliable).
 
-    Each run's final returns (last 10%, one per seed) are divided by the game's ``REFERENCE``;
-    a method's runs form its [seeds, games] matrix (``bmg.experiments.aggregate``).
+    Each run's final returns (last 10%, one per seed) are divided by the game's ``REFERENCE``
+    (MinAtar) or human-normalised (Atari runs, ``bmg.experiments.atari_report``); a method's runs
+    form its [seeds, games] matrix (``bmg.experiments.aggregate``).
 
     Returns:
       (rows, note): one row per method (IQM, median, mean with their intervals, games, seeds),
@@ -216,17 +217,18 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
     from bmg.experiments.aggregate import format_interval, interval_estimates
 
     runs: dict[str, dict[str, np.ndarray]] = {}
+    atari = False
     for run_dir in run_dirs:
-        config = load_run(run_dir)[0]["config"]
+        record = load_run(run_dir)[0]
+        config, atari = record["config"], record.get("experiment") == "atari"
         game, method = config["env"], method_label(config)
-        if game not in REFERENCE:
-            return (
-                [],
-                f"no aggregate: {game} has no reference score (known: {', '.join(REFERENCE)}).",
-            )
+        try:
+            normalize = _normalizer(game, atari)
+        except ValueError as error:
+            return [], f"no aggregate: {error}"
         if game in runs.setdefault(method, {}):
             return [], f"no aggregate: {method} has two runs on {game}."
-        runs[method][game] = final_returns(run_dir)
+        runs[method][game] = normalize(final_returns(run_dir))
     games = {method: sorted(by_game) for method, by_game in runs.items()}
     if len({tuple(g) for g in games.values()}) != 1:
         return [], f"no aggregate: the methods ran different games ({games})."
@@ -235,7 +237,7 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
         seeds = {len(returns) for returns in by_game.values()}
         if len(seeds) != 1:
             return [], f"no aggregate: {method} has different numbers of seeds per game."
-        matrix = np.stack([by_game[g] / REFERENCE[g] for g in sorted(by_game)], axis=1)
+        matrix = np.stack([by_game[g] for g in sorted(by_game)], axis=1)
         if not np.all(np.isfinite(matrix)):
             return [], f"no aggregate: a seed of {method} finished no episode in its last 10%."
         scores[method] = matrix
@@ -252,11 +254,29 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
         }
         for method in scores
     ]
-    return rows, (
-        "normalised score = return over the last 10% / reference return (MinAtar paper's "
-        "actor-critic at 5M frames); IQM, median and mean over seeds x games with 95% "
-        "stratified bootstrap intervals (rliable)."
+    normalised = (
+        "human-normalised return over the last 10% ((return - random) / (human - random))"
+        if atari
+        else "normalised score = return over the last 10% / reference return (MinAtar paper's "
+        "actor-critic at 5M frames)"
     )
+    return rows, (
+        f"{normalised}; IQM, median and mean over seeds x games with 95% stratified bootstrap "
+        "intervals (rliable)."
+    )
+
+
+def _normalizer(game: str, atari: bool):
+    """[seeds] returns -> normalised scores: human-normalised for Atari, / ``REFERENCE`` for
+    MinAtar. Raises ValueError for a game without reference scores."""
+    if atari:
+        from bmg.experiments.atari_report import human_normalized
+
+        human_normalized(game, 0.0)  # an unknown game raises here
+        return lambda returns: np.array([human_normalized(game, r) for r in returns])
+    if game not in REFERENCE:
+        raise ValueError(f"{game} has no reference score (known: {', '.join(REFERENCE)}).")
+    return lambda returns: np.asarray(returns) / REFERENCE[game]
 
 
 def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
