@@ -71,13 +71,6 @@ def run_fast(fn, *args):
     return jax.jit(fn).lower(*args).compile(compiler_options=options)(*args)
 
 
-@functools.cache
-def compiled(fn):
-    """`jax.jit(fn)`, one per function: run eagerly, each operation of `fn` compiles a program of
-    its own (hundreds for a gradient), far slower than one compile on a small CPU."""
-    return jax.jit(fn)
-
-
 def to64(tree):
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)
 
@@ -482,7 +475,7 @@ def test_agent_context_is_normalised_by_running_statistics_of_its_rollouts():
     expected = jax.jit(lambda w, h: jax.nn.sigmoid(net.apply(w, h)[0] + np.log(0.3 / 0.7)))(
         trained["net"], context
     )
-    probes = compiled(agent.probes)(trained, state)
+    probes = jax.jit(agent.probes)(trained, state)
     np.testing.assert_allclose(probes["entropy_cost"], expected, rtol=1e-5)
 
 
@@ -548,7 +541,7 @@ def test_stream_continuity_accounting_and_probes():
 
     # The probes: cumulative counters (first rollout included), the policy's entropy on the latest
     # rollout's states, the entropy cost at the current context.
-    probes = compiled(agent.probes)(meta_params, state)
+    probes = jax.jit(agent.probes)(meta_params, state)
     assert probes["env_steps"].dtype == jnp.int32 and int(probes["env_steps"]) == T * (n + 1)
     assert probes["reward_sum"].dtype == jnp.float32
     np.testing.assert_allclose(probes["reward_sum"], all_rewards.sum(), rtol=1e-6)
@@ -601,7 +594,7 @@ def test_matching_fn(matching):
         params=jax.tree.map(lambda t, x: x + 5.0 * (t - x), target.params, state.params)
     )
 
-    matching_fn = compiled(agent.matching_fn)
+    matching_fn = jax.jit(agent.matching_fn)
     assert float(matching_fn(state, state, meta_params)) == 0.0
     assert float(matching_fn(target, target, meta_params)) == 0.0
     mu = float(matching_fn(target, state, meta_params))
@@ -682,7 +675,7 @@ def test_meta_objective_is_pg_minus_outer_entropy_cost_times_entropy():
     state, _ = init(agent, seed=3)
     state = with_hand_rollout(state)
     _, pg_loss, _, entropy = numpy_terms(state.params, state.extras.rollout, gamma)
-    f, metrics = compiled(agent.meta_objective)(state, jax.random.key(0))
+    f, metrics = jax.jit(agent.meta_objective)(state, jax.random.key(0))
     assert entropy > 1.0
     np.testing.assert_allclose(f, pg_loss - 0.3 * entropy, rtol=1e-10)
     np.testing.assert_allclose(metrics["pg_loss"], pg_loss, rtol=1e-10)

@@ -39,12 +39,6 @@ def q_values(params, obs):
     return Q_NET.apply(params, obs)
 
 
-@functools.cache
-def compiled(fn):
-    """`jax.jit(fn)`, one per function (an agent's `update_fn`, `probes`, ...)."""
-    return jax.jit(fn)
-
-
 def epsilon(agent, meta_params, state, *, env_steps=None, history=None):
     """The learner's epsilon as its probes report it, at a given step count or context."""
     extras = state.extras
@@ -159,7 +153,7 @@ def test_watkins_q_lambda_by_hand():
         returns[t] = r[t] + 0.9 * ((1 - trace) * q[t + 1].max() + trace * following)
         following = returns[t]
     expected_loss = 0.5 * np.mean((returns - q[np.arange(4), a]) ** 2)
-    _, metrics = compiled(agent.update_fn)(
+    _, metrics = jax.jit(agent.update_fn)(
         agent.init_meta_params(jax.random.key(0)), state, jax.random.key(6)
     )
     np.testing.assert_allclose(metrics["learner/td_loss"], expected_loss, rtol=1e-5)
@@ -171,7 +165,7 @@ def test_epsilon_greedy_behaviour_and_schedules():
     # eps -> 0: the collected actions are the greedy ones.
     agent = make_q_lambda(QLambdaConfig(**SMALL, context="none", epsilon=1e-6), TWO_COLORS, ENV)
     state = agent.init_state(jax.random.key(7))
-    state, _ = compiled(agent.update_fn)({"logit": jnp.asarray(-30.0)}, state, jax.random.key(8))
+    state, _ = jax.jit(agent.update_fn)({"logit": jnp.asarray(-30.0)}, state, jax.random.key(8))
     rollout = state.extras.rollout
     greedy = jnp.argmax(q_values(state.params, rollout.obs[:-1]), -1)
     np.testing.assert_array_equal(rollout.actions, greedy)
@@ -246,7 +240,7 @@ def test_watkins_cut_at_an_exploratory_action_at_t_1_in_the_agent():
     uncut_g0 = r[0] + gamma * ((1 - lam) * v[0] + lam * uncut_g1)
     uncut = 0.5 * np.mean((np.array([uncut_g0, uncut_g1, g2, g3]) - qa) ** 2)
     assert abs(uncut - expected) > 1e-4 * abs(expected)
-    _, metrics = compiled(agent.target_step)({"logit": jnp.asarray(0.0)}, state, jax.random.key(6))
+    _, metrics = jax.jit(agent.target_step)({"logit": jnp.asarray(0.0)}, state, jax.random.key(6))
     np.testing.assert_allclose(metrics["learner/td_loss"], expected, rtol=1e-5)
 
 
@@ -256,9 +250,9 @@ def test_probes():
     meta_params = agent.init_meta_params(jax.random.key(0))
     rewards = [np.asarray(state.extras.rollout.rewards)]
     for i in range(3):
-        state, _ = compiled(agent.update_fn)(meta_params, state, jax.random.key(20 + i))
+        state, _ = jax.jit(agent.update_fn)(meta_params, state, jax.random.key(20 + i))
         rewards.append(np.asarray(state.extras.rollout.rewards))
-    probes = compiled(agent.probes)(meta_params, state)
+    probes = jax.jit(agent.probes)(meta_params, state)
     assert probes["env_steps"].dtype == jnp.int32 and int(probes["env_steps"]) == 4 * 4
     np.testing.assert_allclose(probes["reward_sum"], np.sum(rewards), rtol=1e-6)
     assert int(probes["episodes"]) == 0 and float(probes["episode_return_sum"]) == 0.0
@@ -290,7 +284,7 @@ def test_matching_reads_epsilon_at_the_learners_own_context():
     eps_other = float(epsilon(agent, meta_params, target))
     assert abs(eps_own - eps_other) > 1e-3
     # Same parameters: the greedy actions agree and mu = -log(1 - eps + eps / |A|).
-    mu = float(compiled(agent.matching_fn)(target, state, meta_params))
+    mu = float(jax.jit(agent.matching_fn)(target, state, meta_params))
     np.testing.assert_allclose(mu, -np.log(1 - eps_own + eps_own / 4), rtol=1e-5)
     assert abs(mu + np.log(1 - eps_other + eps_other / 4)) > 1e-4
 
@@ -413,10 +407,10 @@ def test_per_step_adam_update_by_hand():
         target = r0 + d0 * jnp.max(jax.lax.stop_gradient(q_values(params, rollout.obs[1])))
         return 0.5 * (target - q_values(params, rollout.obs[0])[a0]) ** 2
 
-    loss, _ = compiled(agent.meta_objective)(state, None)
+    loss, _ = jax.jit(agent.meta_objective)(state, None)
     hand_value, grads = jax.jit(jax.value_and_grad(hand_loss))(state.params)
     np.testing.assert_allclose(loss, hand_value, rtol=1e-6)
-    stepped, _ = compiled(agent.target_step)(meta_params, state, jax.random.key(12))
+    stepped, _ = jax.jit(agent.target_step)(meta_params, state, jax.random.key(12))
     expected = jax.tree.map(
         lambda x, g: (
             np.asarray(x, np.float64)
@@ -442,7 +436,7 @@ def test_per_step_adam_update_by_hand():
         updates,
     )
     # The learner goes on one environment step per update; the context holds single rewards.
-    state, _ = compiled(agent.update_fn)(meta_params, state, jax.random.key(13))
+    state, _ = jax.jit(agent.update_fn)(meta_params, state, jax.random.key(13))
     assert int(state.extras.stream.env_steps) == 2
     np.testing.assert_array_equal(state.extras.reward_history[-1], state.extras.rollout.rewards[0])
 
