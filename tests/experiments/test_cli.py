@@ -93,6 +93,14 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     np.testing.assert_allclose(summary["total_reward"]["per_seed"], total)
     np.testing.assert_allclose(summary["total_reward"]["mean"], total.mean())
     np.testing.assert_allclose(summary["total_reward"]["se"], total.std(ddof=1) / np.sqrt(2))
+    # the meta-optimiser's view: the meta-gradient's norm per meta-step, summarised per seed
+    grad = trace["meta_grad_norm"]
+    assert grad.shape == (2, 150) and np.all(grad > 0)
+    np.testing.assert_allclose(
+        summary["meta_grad_norm_median"]["per_seed"], np.median(grad, axis=1), rtol=1e-6
+    )
+    below = np.mean(grad < config["meta_adam_eps"], axis=1)
+    np.testing.assert_allclose(summary["meta_grad_norm_below_adam_eps"]["per_seed"], below)
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 3  # seeds x chunks

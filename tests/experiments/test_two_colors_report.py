@@ -177,3 +177,13 @@ def test_damaged_run_files_are_named(tmp_path):
     (run / "summary.json").unlink()
     with pytest.raises(ValueError, match=r"not a finished run: summary\.json is missing"):
         report.load_run(run)
+
+
+def test_meta_optimizer_statistics_by_hand():
+    """Medians per seed, and the fraction of meta-steps whose meta-gradient norm is below Adam's
+    epsilon (where Adam's step shrinks to about lr x gradient / epsilon)."""
+    grad = np.array([[1e-5, 2e-5, 3e-4, 4e-5], [1.0, 2.0, 3.0, 5e-5]])
+    stats = report.meta_optimizer_statistics(grad, adam_eps=1e-4)
+    assert stats["meta_grad_norm_median"]["per_seed"] == pytest.approx([3e-5, 1.5])
+    assert stats["meta_grad_norm_below_adam_eps"]["per_seed"] == [0.75, 0.25]
+    assert stats["meta_grad_norm_below_adam_eps"]["mean"] == pytest.approx(0.5)

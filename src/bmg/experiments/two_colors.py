@@ -354,6 +354,11 @@ def make_learner(config: TwoColorsConfig, hyper: dict | None = None, env=None):
 
 
 SCHEDULE_PROBES = ("entropy_cost", "epsilon")  # the meta-learned quantity of ac / q
+META_NORMS = ("meta/grad_norm",)
+"""mg / bmg: the global norm of each meta-step's meta-gradient, recorded per meta-step
+(trace.npz: meta_grad_norm) and summarised in summary.json. (Adam's update norm is not recorded:
+computing it changed how XLA fused the meta-step, and a sweep's lanes were then no longer bit-
+identical to single runs.)"""
 
 
 class Trace(NamedTuple):
@@ -400,7 +405,7 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
         first_seed=config.seed,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
-        metrics=("meta/loss",) if meta_config.algo != "fixed" else (),
+        metrics=("meta/loss", *META_NORMS) if meta_config.algo != "fixed" else (),
         probes=(
             "env_steps",
             "reward_sum",
@@ -470,8 +475,13 @@ def write_results(
     from bmg.experiments.rundir import save_npz, write_json
 
     label = report.run_label({"config": dataclasses.asdict(config)})
+    meta_norms = {
+        f"meta_{name[len('meta/') :]}": np.asarray(trace[name])
+        for name in META_NORMS
+        if name in trace
+    }
     trace, first = report_trace(initial, trace)
-    save_npz(run_dir / "trace.npz", first_rewards=first, **trace._asdict())
+    save_npz(run_dir / "trace.npz", first_rewards=first, **trace._asdict(), **meta_norms)
     summary = report.summarize(
         trace,
         first,
@@ -479,6 +489,10 @@ def write_results(
         seconds=seconds,
         agent=config.agent,
     )
+    if meta_norms:
+        summary.update(
+            report.meta_optimizer_statistics(**meta_norms, adam_eps=config.meta_adam_eps)
+        )
     summary["compile_seconds"] = compile_seconds
     summary["host_seconds"] = host_seconds
     write_json(run_dir / "summary.json", summary)
@@ -670,7 +684,7 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
         first_seed=base.seed,
         meta_steps_per_chunk=base.meta_steps_per_chunk,
         num_chunks=base.num_chunks,
-        metrics=("meta/loss",) if meta_config.algo != "fixed" else (),
+        metrics=("meta/loss", *META_NORMS) if meta_config.algo != "fixed" else (),
         probes=(
             "env_steps",
             "reward_sum",

@@ -125,6 +125,22 @@ def summarize(
     return summary
 
 
+def meta_optimizer_statistics(meta_grad_norm: np.ndarray, *, adam_eps: float) -> dict[str, Any]:
+    """summary.json's view of the meta-optimiser from the global norm of each meta-step's
+    meta-gradient ([seeds, meta_steps]): per seed, its median over the lifetime, and
+    ``meta_grad_norm_below_adam_eps``, the fraction of meta-steps where it is below Adam's
+    epsilon. There Adam no longer normalises: its step is about learning_rate x gradient /
+    epsilon, a fraction of the meta-learning rate."""
+    grad = np.asarray(meta_grad_norm)
+    per_seed = {
+        "meta_grad_norm_median": np.median(grad, axis=1),
+        "meta_grad_norm_below_adam_eps": np.mean(grad < adam_eps, axis=1),
+    }
+    return {
+        name: {**mean_se(values), "per_seed": values.tolist()} for name, values in per_seed.items()
+    }
+
+
 def _band(ax, x, values, label, **kwargs):
     mean = values.mean(axis=0)
     se = values.std(axis=0, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0 * mean
