@@ -92,3 +92,16 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
     monkeypatch.setattr(minatar_report, "final_returns", lambda run: np.array(runs[run][2]))
     runs["a"] = ("Breakout-MinAtar", "impala", [np.nan, 1.0])
     assert "finished no episode" in minatar_report.aggregate_rows(["a", "b"])[1]
+    # without rliable (an extra) the comparison still prints, with a note saying why no aggregate
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_rliable(name, *args, **kwargs):
+        if name.startswith("rliable"):
+            raise ImportError("no rliable")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_rliable)
+    runs["a"] = ("Breakout-MinAtar", "impala", [17.5, 35.0])
+    assert "needs rliable: pip install 'bmg[atari]'" in minatar_report.aggregate_rows(["a"])[1]

@@ -212,7 +212,7 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
       (rows, note): one row per method (IQM, median, mean with their intervals, games, seeds),
       or no rows and a sentence saying why the runs cannot be aggregated (a game without a
       reference, two runs of one method on one game, methods on different games or with
-      different seeds per game, a seed with no finished episode).
+      different seeds per game, a seed with no finished episode, rliable not installed).
     """
     from bmg.experiments.aggregate import format_interval, interval_estimates
 
@@ -241,7 +241,10 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
         if not np.all(np.isfinite(matrix)):
             return [], f"no aggregate: a seed of {method} finished no episode in its last 10%."
         scores[method] = matrix
-    estimates = interval_estimates(scores, seed=seed)
+    try:
+        estimates = interval_estimates(scores, seed=seed)
+    except ImportError as error:  # rliable is an extra
+        return [], f"no aggregate: {error}."
     rows = [
         {
             "method": method,
