@@ -68,9 +68,9 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
     monkeypatch.setattr(minatar_report, "final_returns", lambda run: np.array(runs[run][2]))
     rows, note = minatar_report.aggregate_rows(["a", "b", "c", "d"])
     assert [row["method"] for row in rows] == ["impala", "stacx K=1"]
-    assert rows[0]["mean [95% CI]"].startswith("1.25 [") and rows[0]["games"] == "2"
-    assert rows[1]["mean [95% CI]"].startswith("1.25 [") and rows[1]["seeds"] == "2"
-    assert rows[1]["median [95% CI]"].startswith("1.25 [")  # per-game means 0.5 and 2
+    assert rows[0]["mean [95% CI]"].startswith("1.250 [") and rows[0]["games"] == "2"
+    assert rows[1]["mean [95% CI]"].startswith("1.250 [") and rows[1]["seeds"] == "2"
+    assert rows[1]["median [95% CI]"].startswith("1.250 [")  # per-game means 0.5 and 2
     assert "reference" in note
 
     assert minatar_report.aggregate_rows(["a", "b", "c"])[1].endswith(
@@ -85,7 +85,7 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
     monkeypatch.setattr(minatar_report, "load_run", lambda run: (atari, {}, {}))
     monkeypatch.setattr(minatar_report, "final_returns", lambda run: np.array([-20.7, 14.6]))
     rows, note = minatar_report.aggregate_rows(["p"])
-    assert rows[0]["mean [95% CI]"].startswith("0.50 [") and "human-normalised" in note
+    assert rows[0]["mean [95% CI]"].startswith("0.500 [") and "human-normalised" in note
     atari["config"]["env"] = "Tetris"
     assert "must be one of the 57 games" in minatar_report.aggregate_rows(["p"])[1]
     monkeypatch.setattr(minatar_report, "load_run", lambda run: (config(run), {}, {}))

@@ -251,7 +251,7 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
             "games": str(scores[method].shape[1]),
             "seeds": str(scores[method].shape[0]),
             **{
-                f"{stat} [95% CI]": format_interval(estimates[method][stat])
+                f"{stat} [95% CI]": format_interval(estimates[method][stat], 3)
                 for stat in ("iqm", "median", "mean")
             },
         }
