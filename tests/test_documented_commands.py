@@ -274,6 +274,11 @@ def test_documented_command_parses(where, argv, capsys):
     except SystemExit:
         pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {capsys.readouterr().err[-2000:]}")
     assert isinstance(parsed, cli.Run), where
+    if hasattr(module, "unused_fields"):  # no documented flag is one the command would refuse
+        try:
+            cli.refuse_unused_flags(rest, parsed.config, module.unused_fields, "bmg")
+        except SystemExit as error:
+            pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {error}")
     if specs:
         module.sweep_configs(parsed.config, module.parse_grid(specs))
 

@@ -452,3 +452,65 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
         capsys,
         f"holds a minatar run, not a two-colors run; continue it with `bmg minatar resume {run}`.",
     )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["two-colors", "related", "--algo", "mg", "--l", "8"],
+            "--bootstrap-steps has no effect "
+            "with --algo mg (only BMG bootstraps a target); drop the flag or change the algorithm.",
+        ),
+        (
+            ["two-colors", "related", "--algo", "fixed", "--meta-learning-rate=1e-3"],
+            "--meta-learning-rate has no effect with --algo fixed (nothing is meta-learned)",
+        ),
+        (
+            ["two-colors", "related", "--agent", "q", "--ac.entropy-cost", "0.2"],
+            "--ac.entropy-cost has no effect with --agent q",
+        ),
+        (
+            [
+                "two-colors",
+                "sweep",
+                "related",
+                "--algo",
+                "mg",
+                "--target-step-size",
+                "1",
+                "--grid",
+                "meta-learning-rate=1e-3",
+            ],
+            "--target-step-size has no effect with --algo mg",
+        ),
+        (
+            ["two-colors", "related", "--algo", "bmg", "--ac.matching-value-cost", "2"],
+            "--ac.matching-value-cost has no effect with --ac.matching kl",
+        ),
+        (
+            ["minatar", "demo", "--algo", "impala", "--stacx.matching", "kl_value"],
+            "--stacx.matching has no effect with --algo impala (nothing is meta-learned)",
+        ),
+        (
+            ["minatar", "demo", "--algo", "stacx", "--k", "1", "--l", "4"],
+            "--bootstrap-steps has no effect with --algo stacx",
+        ),
+        (
+            ["minatar", "demo", "--algo", "bmg", "--target-step-size", "0.5"],
+            "--target-step-size has no effect with the RMSProp target step",
+        ),
+        (
+            ["atari", "demo", "--algo", "impala", "--meta-adam-eps", "1e-6"],
+            "--meta-adam-eps has no effect with --algo impala",
+        ),
+        (
+            ["fewshot", "tiny", "--algo", "maml", "--bootstrap-steps", "3", "--data-dir", "x"],
+            "--bootstrap-steps has no effect with --algo maml",
+        ),
+    ],
+)
+def test_a_flag_without_effect_on_the_chosen_algorithm_is_refused(argv, message, capsys):
+    """Nothing is silently ignored: a flag that sets a field the chosen algorithm or agent does
+    not use stops the command with one sentence, before anything runs."""
+    exits_with(argv, capsys, message)

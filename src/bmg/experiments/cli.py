@@ -129,6 +129,31 @@ def parse_run(
     return Run(config=parsed.config, out=parsed.out)
 
 
+FLAG_ALIASES = {"--k": "inner_steps", "--l": "bootstrap_steps"}
+
+
+def given_fields(argv: list[str]) -> set[str]:
+    """The config fields that flags in ``argv`` name: ``--bootstrap-steps 4``, ``--l=4`` ->
+    ``bootstrap_steps``; ``--stacx.target-step sgd`` -> ``stacx.target_step``."""
+    fields = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            flag = arg.split("=", 1)[0]
+            fields.add(FLAG_ALIASES.get(flag, flag[2:].replace("-", "_")))
+    return fields
+
+
+def refuse_unused_flags(argv: list[str], config, unused_fields, prog: str) -> None:
+    """Exit with one sentence when a flag sets a field that has no effect on ``config``
+    (``unused_fields(config)`` -> {field: "with --algo fixed ..."}), instead of ignoring it."""
+    unused = unused_fields(config)
+    for field in sorted(given_fields(argv) & set(unused)):
+        sys.exit(
+            f"{prog}: error: --{field.replace('_', '-')} has no effect {unused[field]}; "
+            "drop the flag or change the algorithm."
+        )
+
+
 def config_digest(config: dict) -> str:
     """SHA-256 of a config's canonical JSON: resume refuses a config.json edited after the start."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -207,6 +232,9 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
     experiment_module = importlib.import_module(module)
     config_cls = experiment_module.CONFIG
     args = parse_run(argv, config_cls, experiment_module.PRESETS, prog, description)
+    unused_fields = getattr(experiment_module, "unused_fields", None)
+    if isinstance(args, Run) and unused_fields is not None:
+        refuse_unused_flags(argv, args.config, unused_fields, prog)
     prepare = getattr(experiment_module, "prepare", None)
     try:
         start = start_run_dir(args, experiment, config_cls, prog, prepare)
@@ -282,6 +310,7 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
                 "reward; `bmg two-colors resume SWEEP_DIR` continues an interrupted sweep.",
                 resume=False,
             )
+            refuse_unused_flags(rest, args.config, tc.unused_fields, SWEEP_PROG)
             base, grid = args.config, tc.parse_grid(specs)
             tc.sweep_configs(base, grid)  # every grid point checked before any work
             sweep_dir = rundir.make_run_dir(args.out, "two-colors", f"sweep-{base.algo}")

@@ -163,6 +163,16 @@ class FewShotConfig:
 
 CONFIG = FewShotConfig
 
+
+def unused_fields(config: FewShotConfig) -> dict[str, str]:
+    """Fields that have no effect on ``config``'s run, with why: the CLI refuses flags that set
+    them instead of ignoring them."""
+    if config.algo == "bmg":
+        return {}
+    why = f"with --algo {config.algo} (only BMG bootstraps a target)"
+    return {f: why for f in ("bootstrap_steps", "target_step_size", "matching")}
+
+
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the defaults below (the MAML protocol, images as stored)", {}),
     "tiny": (

@@ -220,6 +220,33 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 CONFIG = MinAtarConfig
 
 
+def unused_fields(config) -> dict[str, str]:
+    """Fields that have no effect on ``config``'s run, with why ({field: "with --algo ..."}): the
+    CLI refuses flags that set them instead of ignoring them."""
+    meta = ("meta_learning_rate", "meta_adam_eps", "inner_steps")
+    bmg = (
+        "bootstrap_steps",
+        "target_step_size",
+        "continue_from",
+        "stacx.target_step",
+        "stacx.matching",
+        "stacx.matching_value_cost",
+    )
+    if config.algo == "impala":
+        return {f: "with --algo impala (nothing is meta-learned)" for f in (*meta, *bmg)}
+    unused = {}
+    if config.algo == "stacx":
+        unused = {f: "with --algo stacx (only BMG bootstraps a target)" for f in bmg}
+    elif config.stacx.target_step == "rmsprop":
+        unused["target_step_size"] = (
+            "with the RMSProp target step (it steps at the learner's own rate; "
+            "--target-step-size is the SGD target's)"
+        )
+    if config.stacx.matching != "kl_value":
+        unused.setdefault("stacx.matching_value_cost", "with --stacx.matching kl")
+    return unused
+
+
 def make_env(config: MinAtarConfig):
     """``(env, env_params)`` of the configured game and protocol."""
     from bmg.envs import minatar

@@ -328,6 +328,27 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 CONFIG = TwoColorsConfig
 
 
+def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
+    """Fields that have no effect on ``config``'s run, with why ({field: "with --algo ..."}): the
+    CLI refuses flags that set them instead of ignoring them."""
+    other = "q" if config.agent == "ac" else "ac"
+    agent_fields = [f"{other}.{f.name}" for f in dataclasses.fields(getattr(config, other))]
+    unused = {f: f"with --agent {config.agent}" for f in agent_fields}
+    meta = ("meta_learning_rate", "meta_adam_eps", "inner_steps")
+    bmg = ("bootstrap_steps", "target_step_size", "continue_from")
+    matching = ("ac.matching", "ac.matching_value_cost") if config.agent == "ac" else ()
+    if config.algo not in ("mg", "bmg"):
+        why = f"with --algo {config.algo} (nothing is meta-learned)"
+        unused.update({f: why for f in (*meta, *bmg, *matching)})
+    elif config.algo == "mg":
+        unused.update(
+            {f: "with --algo mg (only BMG bootstraps a target)" for f in (*bmg, *matching)}
+        )
+    elif config.agent == "ac" and config.ac.matching != "kl_value":
+        unused["ac.matching_value_cost"] = "with --ac.matching kl"
+    return unused
+
+
 def result_rows(run_dir: Path) -> list[dict[str, str]]:
     """The results table row of a finished run (as `bmg compare` prints it)."""
     from bmg.experiments import two_colors_report as report
