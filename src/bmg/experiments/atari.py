@@ -46,7 +46,7 @@ from bmg.agents.stacx import META_NAMES, StacxConfig
 from bmg.checks import check_integer, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
-from bmg.experiments.minatar import ALGOS, stacx_meta_config
+from bmg.experiments.minatar import ALGOS, stacx_meta_config, unused_fields
 from bmg.experiments.runners.lifetime import CHECKPOINTS
 from bmg.experiments.runners.sebulba import PAPER_LAYOUT, SebulbaConfig
 
@@ -237,33 +237,6 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 CONFIG = AtariExperimentConfig
-
-
-def unused_fields(config) -> dict[str, str]:
-    """Fields that have no effect on ``config``'s run, with why ({field: "with --algo ..."}): the
-    CLI refuses flags that set them instead of ignoring them."""
-    meta = ("meta_learning_rate", "meta_adam_eps", "inner_steps")
-    bmg = (
-        "bootstrap_steps",
-        "target_step_size",
-        "continue_from",
-        "stacx.target_step",
-        "stacx.matching",
-        "stacx.matching_value_cost",
-    )
-    if config.algo == "impala":
-        return {f: "with --algo impala (nothing is meta-learned)" for f in (*meta, *bmg)}
-    unused = {}
-    if config.algo == "stacx":
-        unused = {f: "with --algo stacx (only BMG bootstraps a target)" for f in bmg}
-    elif config.stacx.target_step == "rmsprop":
-        unused["target_step_size"] = (
-            "with the RMSProp target step (it steps at the learner's own rate; "
-            "--target-step-size is the SGD target's)"
-        )
-    if config.stacx.matching != "kl_value":
-        unused.setdefault("stacx.matching_value_cost", "with --stacx.matching kl")
-    return unused
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -645,4 +618,13 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
     return summary
 
 
-__all__ = ["ALGOS", "CONFIG", "PRESETS", "AtariExperimentConfig", "make_runner", "prepare", "run"]
+__all__ = [
+    "ALGOS",
+    "CONFIG",
+    "PRESETS",
+    "AtariExperimentConfig",
+    "make_runner",
+    "prepare",
+    "run",
+    "unused_fields",
+]

@@ -221,8 +221,8 @@ CONFIG = MinAtarConfig
 
 
 def unused_fields(config) -> dict[str, str]:
-    """Fields that have no effect on ``config``'s run, with why ({field: "with --algo ..."}): the
-    CLI refuses flags that set them instead of ignoring them."""
+    """Fields that have no effect on a STACX system's run (MinAtar's or Atari's config), with why
+    ({field: "with --algo ..."}): the CLI refuses flags that set them instead of ignoring them."""
     meta = ("meta_learning_rate", "meta_adam_eps", "inner_steps")
     bmg = (
         "bootstrap_steps",
