@@ -3,9 +3,53 @@ accepted. Pure Python (no JAX), so configs and the command line's `--help` stay 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import math
 import numbers
 from typing import Any
+
+_NESTED_DEFERRED = contextvars.ContextVar("bmg_nested_checks_deferred", default=False)
+
+
+@contextlib.contextmanager
+def nested_checks_deferred():
+    """While the command line builds a config, nested configs (``ac``, ``stacx``, ...) skip
+    their checks (``checks_deferred``); ``check_nested`` runs them afterwards, so that a bad value
+    is one sentence naming the field's path (the parser would name its own internals)."""
+    token = _NESTED_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _NESTED_DEFERRED.reset(token)
+
+
+def checks_deferred() -> bool:
+    """Whether a nested config's ``__post_init__`` should skip its checks (see above)."""
+    return _NESTED_DEFERRED.get()
+
+
+def check_nested(config: Any, path: str = "") -> None:
+    """Run the checks of every nested dataclass config of ``config`` (depth first); a
+    ``ValueError`` names the field's path: "ac.entropy_cost must be ...".
+
+    Raises:
+      ValueError: a nested config's check failed.
+    """
+    token = _NESTED_DEFERRED.set(False)  # the checks run here, deferred or not
+    try:
+        for field in dataclasses.fields(config):
+            value = getattr(config, field.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                where = f"{path}{field.name}"
+                try:
+                    dataclasses.replace(value)  # re-runs its __post_init__
+                except ValueError as error:
+                    raise ValueError(f"{where}.{error}") from None
+                check_nested(value, where + ".")
+    finally:
+        _NESTED_DEFERRED.reset(token)
 
 
 def check_integer(name: str, value: int, minimum: int) -> int:

@@ -514,3 +514,19 @@ def test_a_flag_without_effect_on_the_chosen_algorithm_is_refused(argv, message,
     """Nothing is silently ignored: a flag that sets a field the chosen algorithm or agent does
     not use stops the command with one sentence, before anything runs."""
     exits_with(argv, capsys, message)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["two-colors", "related", "--ac.entropy-cost", "-1"], "error: ac.entropy_cost must be"),
+        (["two-colors", "related", "--env.grid-size", "1"], "error: env.grid_size must be an"),
+        (["minatar", "demo", "--stacx.rmsprop-eps", "-1"], "error: stacx.rmsprop_eps must be"),
+        (["atari", "demo", "--sebulba.queue-size", "0"], "error: sebulba.queue_size must be"),
+    ],
+)
+def test_a_bad_nested_value_names_its_path(argv, message, capsys):
+    """A nested config's check (ac, env, stacx, sebulba) names the field's path in one
+    sentence, not the parser's internals."""
+    printed = exits_with(argv, capsys, message)
+    assert "tyro" not in printed and "Error parsing" not in printed

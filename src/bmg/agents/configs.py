@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from bmg.checks import check_integer, check_real
+from bmg.checks import check_integer, check_real, checks_deferred
 
 CONTEXTS = ("reward", "none")
 NORMALIZATIONS = ("none", "running")
@@ -81,6 +81,8 @@ class OnlineConfig:
     sigmoid output starts at 0.5, the middle of its range]."""
 
     def __post_init__(self):
+        if checks_deferred():  # the command line checks nested configs after parsing
+            return
         for name in (
             "hidden_size",
             "rollout_length",
@@ -145,6 +147,8 @@ class ActorCriticConfig(OnlineConfig):
             )
 
     def __post_init__(self):
+        if checks_deferred():  # the command line checks nested configs after parsing
+            return
         super().__post_init__()
         check_real("entropy_cost", self.entropy_cost, low=0, high=1, high_open=True)
         for name in ("value_cost", "outer_entropy_cost", "matching_value_cost"):
@@ -170,6 +174,8 @@ class QLambdaConfig(OnlineConfig):
     """decay: environment steps over which epsilon falls linearly."""
 
     def __post_init__(self):
+        if checks_deferred():  # the command line checks nested configs after parsing
+            return
         super().__post_init__()
         check_integer("decay_steps", self.decay_steps, 1)
         for name in ("trace_lambda", "decay_start", "decay_final"):

@@ -83,7 +83,7 @@ import optax
 from bmg import rl
 from bmg.agents import stream
 from bmg.agents.torsos import ImpalaTorso, MinAtarTorso
-from bmg.checks import check_integer
+from bmg.checks import check_integer, checks_deferred
 from bmg.core import Learner, LearnerState, clip_by_global_norm, gradient_step
 from bmg.core.matching import kl_and_value, policy_kl
 from bmg.rl.rollout import INT32_MAX
@@ -166,6 +166,8 @@ class StacxConfig:
     """weight of the value term with matching="kl_value" [default]."""
 
     def __post_init__(self):
+        if checks_deferred():  # the command line checks nested configs after parsing
+            return
         if self.torso not in TORSOS:
             raise ValueError(f"torso must be 'minatar' or 'impala', got {self.torso!r}.")
         if self.conv not in ("patches", "xla"):

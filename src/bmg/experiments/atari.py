@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import tyro
 
 from bmg.agents.stacx import META_NAMES, StacxConfig
-from bmg.checks import check_integer, check_real
+from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
 from bmg.experiments.minatar import ALGOS, stacx_meta_config, unused_fields
@@ -121,6 +121,7 @@ class AtariExperimentConfig:
     """this process's index in [0, num_processes); -1 = $JAX_PROCESS_ID."""
 
     def __post_init__(self):
+        check_nested(self)  # nested configs first: their errors name the path (ac.x)
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")
         if self.continue_from not in ("target", "inner_params"):

@@ -114,14 +114,18 @@ def parse_run(
     ]
     resumes = (resume_subcommand,) if resume else ()
     choices = Union[tuple(run_type(name) for name in presets) + resumes]  # noqa: UP007
+    from bmg.checks import nested_checks_deferred
+
     try:
-        parsed = tyro.cli(
-            choices,
-            args=argv,
-            prog=prog,
-            description=description,
-            config=(tyro.conf.AvoidSubcommands, tyro.conf.FlagConversionOff),
-        )
+        # nested configs are checked by the top-level config, so that an error names the path
+        with nested_checks_deferred():
+            parsed = tyro.cli(
+                choices,
+                args=argv,
+                prog=prog,
+                description=description,
+                config=(tyro.conf.AvoidSubcommands, tyro.conf.FlagConversionOff),
+            )
     except ValueError as error:  # a config's validation: one sentence, no traceback
         sys.exit(f"{prog}: error: {error}")
     if isinstance(parsed, resume_type):

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from bmg.agents.stacx import StacxConfig
-from bmg.checks import check_integer, check_real
+from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.minatar import GAMES, check_game, check_sticky_action_prob
 from bmg.experiments.runners import lifetime
@@ -105,6 +105,7 @@ class MinAtarConfig:
     2.96 at 1e-5 (2 seeds each; docs/minatar.md)]."""
 
     def __post_init__(self):
+        check_nested(self)  # nested configs first: their errors name the path (ac.x)
         check_game(self.env)
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")

@@ -24,7 +24,7 @@ import numpy as np
 import tyro
 
 from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
-from bmg.checks import check_integer, check_real
+from bmg.checks import check_integer, check_nested, check_real, checks_deferred
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
 from bmg.experiments.runners import lifetime
@@ -47,6 +47,8 @@ class EnvConfig:
     """grid side [paper]."""
 
     def __post_init__(self):
+        if checks_deferred():  # the command line checks nested configs after parsing
+            return
         check_params(self.grid_size, self.switch_every, self.respawn, self.step_penalty)
 
     def params(self):
@@ -112,6 +114,7 @@ class TwoColorsConfig:
     env: EnvConfig = EnvConfig()
 
     def __post_init__(self):
+        check_nested(self)  # nested configs first: their errors name the path (ac.x)
         if self.agent not in AGENTS:
             raise ValueError(f"agent must be one of {', '.join(AGENTS)}; got {self.agent!r}.")
         if self.algo not in AGENTS[self.agent]:

@@ -68,7 +68,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from bmg.checks import check_integer, check_real
+from bmg.checks import check_integer, check_real, checks_deferred
 
 
 class VectorEnv(Protocol):
@@ -129,6 +129,8 @@ class SebulbaConfig:
     """seconds to wait for each thread at shutdown."""
 
     def __post_init__(self):
+        if checks_deferred():  # the command line checks nested configs after parsing
+            return
         _check_devices("actor_devices", self.actor_devices)
         _check_devices("learner_devices", self.learner_devices)
         for name in (
