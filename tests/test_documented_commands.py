@@ -354,12 +354,37 @@ def coverage_key(key: tuple[str, ...]) -> tuple[str, ...] | None:
     return (key[0], json.dumps(classes(json.loads(key[1])), sort_keys=True))
 
 
+def usable(argv: list[str], scale: list[str]) -> list[str]:
+    """The scale-down flags (each with its values) that the command's algorithm and agent use:
+    the command refuses a flag that has no effect (e.g. --q.* with the actor-critic)."""
+    import importlib
+
+    from bmg.experiments import cli
+
+    module = importlib.import_module(EXPERIMENTS[argv[0]])
+    rest = argv[1:]
+    if rest[0] == "sweep":
+        rest = cli.split_grid_flags(rest[1:])[1]
+    config = cli.parse_run(rest, module.CONFIG, module.PRESETS, "bmg", "", resume=False).config
+    unused = module.unused_fields(config)
+    groups, flags = [], []
+    for token in scale:
+        if token.startswith("--"):
+            groups.append([token])
+        else:
+            groups[-1].append(token)
+    for group in groups:
+        if cli.given_fields(group[:1]).isdisjoint(unused):
+            flags += group
+    return flags
+
+
 def scaled(argv: list[str], dataset: Path) -> list[str]:
     """`argv` with the scale-down flags appended (none for help, resume and compare)."""
     if "--help" in argv or "-h" in argv or argv[0] == "compare" or "resume" in argv[:3]:
         return argv
     if argv[0] in ("two-colors", "minatar", "atari"):
-        return [*argv, *SCALE[argv[0]]]
+        return [*argv, *usable(argv, SCALE[argv[0]])]
     if argv[:2] == ["fewshot", "make-synthetic"]:
         return [*argv, *SCALE["make-synthetic"]]
     return [*argv, *SCALE["fewshot"], "--data-dir", str(dataset)]

@@ -23,6 +23,9 @@ def test_point_estimates_by_hand_and_intervals_around_them():
     # the same seed gives the same intervals; another seed other intervals
     assert interval_estimates({"m": scores}, reps=500)["m"] == estimate
     assert interval_estimates({"m": scores}, reps=500, seed=1)["m"] != estimate
+    # a method's intervals do not depend on which other methods come with it, or their order
+    both = interval_estimates({"other": scores + 1, "m": scores}, reps=500)
+    assert both["m"] == estimate
 
 
 def test_the_bootstrap_resamples_runs_within_each_game():

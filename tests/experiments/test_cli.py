@@ -459,8 +459,7 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
     [
         (
             ["two-colors", "related", "--algo", "mg", "--l", "8"],
-            "--bootstrap-steps has no effect "
-            "with --algo mg (only BMG bootstraps a target); drop the flag or change the algorithm.",
+            "--l has no effect with --algo mg (only BMG bootstraps a target); drop it.",
         ),
         (
             ["two-colors", "related", "--algo", "fixed", "--meta-learning-rate=1e-3"],
@@ -494,7 +493,7 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
         ),
         (
             ["minatar", "demo", "--algo", "stacx", "--k", "1", "--l", "4"],
-            "--bootstrap-steps has no effect with --algo stacx",
+            "--l has no effect with --algo stacx",
         ),
         (
             ["minatar", "demo", "--algo", "bmg", "--target-step-size", "0.5"],
@@ -507,6 +506,35 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
         (
             ["fewshot", "tiny", "--algo", "maml", "--bootstrap-steps", "3", "--data-dir", "x"],
             "--bootstrap-steps has no effect with --algo maml",
+        ),
+        (
+            ["two-colors", "related", "--agent", "q", "--algo", "bmg", "--target-step-size=1"],
+            "--target-step-size has no effect with --agent q (Q(lambda) brings its own target",
+        ),
+        (
+            ["two-colors", "related", "--algo", "fixed", "--ac.meta-hidden-size", "8"],
+            "--ac.meta-hidden-size has no effect with --algo fixed (nothing is meta-learned)",
+        ),
+        (
+            ["two-colors", "related", "--algo", "bmg", "--ac.entropy-cost", "0.2"],
+            "--ac.entropy-cost has no effect with --algo bmg and ac.meta_initial set",
+        ),
+        (
+            ["two-colors", "exploration", "--algo", "fixed", "--q.decay-steps", "10"],
+            "--q.decay-steps has no effect with --algo fixed",
+        ),
+        (
+            [
+                "minatar",
+                "demo",
+                "--algo",
+                "bmg",
+                "--stacx.target-step",
+                "sgd",
+                "--stacx.target-learning-rate",
+                "0.1",
+            ],
+            "--stacx.target-learning-rate has no effect with --stacx.target-step sgd",
         ),
     ],
 )

@@ -17,6 +17,7 @@ whose release 8 rliable does not accept; the ``atari`` extra therefore asks for 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -40,7 +41,8 @@ def interval_estimates(
         same number of games (in the same order); runs may differ between methods.
       reps: bootstrap replications (rliable's paper uses 2,000 or more).
       confidence: coverage of the intervals, in (0, 1).
-      seed: seed of the bootstrap (method i of the mapping uses ``seed + i``).
+      seed: seed of the bootstrap (each method's stream is seeded by ``seed`` and its name, so
+        its intervals do not depend on the other methods or their order).
 
     Returns:
       method -> {"iqm" | "median" | "mean": (point, low, high)}.
@@ -85,8 +87,8 @@ def interval_estimates(
     result = {}
     saved = np.random.get_state()  # noqa: NPY002 (rliable resamples with the global generator)
     try:
-        for index, (name, matrix) in enumerate(matrices.items()):
-            np.random.seed(seed + index)  # noqa: NPY002
+        for name, matrix in matrices.items():
+            np.random.seed((seed + zlib.crc32(name.encode())) % 2**32)  # noqa: NPY002
             points, intervals = library.get_interval_estimates(
                 {name: matrix}, statistics, reps=reps, confidence_interval_size=confidence
             )

@@ -151,11 +151,12 @@ def refuse_unused_flags(argv: list[str], config, unused_fields, prog: str) -> No
     """Exit with one sentence when a flag sets a field that has no effect on ``config``
     (``unused_fields(config)`` -> {field: "with --algo fixed ..."}), instead of ignoring it."""
     unused = unused_fields(config)
+    flags = {FLAG_ALIASES.get(arg.split("=", 1)[0]): arg.split("=", 1)[0] for arg in argv}
     for field in sorted(given_fields(argv) & set(unused)):
-        sys.exit(
-            f"{prog}: error: --{field.replace('_', '-')} has no effect {unused[field]}; "
-            "drop the flag or change the algorithm."
-        )
+        flag = flags.get(
+            field, "--" + field.replace("_", "-")
+        )  # as typed: --l, not --bootstrap-steps
+        sys.exit(f"{prog}: error: {flag} has no effect {unused[field]}; drop it.")
 
 
 def config_digest(config: dict) -> str:

@@ -230,6 +230,7 @@ def unused_fields(config) -> dict[str, str]:
         "target_step_size",
         "continue_from",
         "stacx.target_step",
+        "stacx.target_learning_rate",
         "stacx.matching",
         "stacx.matching_value_cost",
     )
@@ -240,8 +241,12 @@ def unused_fields(config) -> dict[str, str]:
         unused = {f: "with --algo stacx (only BMG bootstraps a target)" for f in bmg}
     elif config.stacx.target_step == "rmsprop":
         unused["target_step_size"] = (
-            "with the RMSProp target step (it steps at the learner's own rate; "
+            "with the RMSProp target step (it steps at --stacx.target-learning-rate; "
             "--target-step-size is the SGD target's)"
+        )
+    else:
+        unused["stacx.target_learning_rate"] = (
+            "with --stacx.target-step sgd (it steps by --target-step-size)"
         )
     if config.stacx.matching != "kl_value":
         unused.setdefault("stacx.matching_value_cost", "with --stacx.matching kl")

@@ -334,21 +334,52 @@ CONFIG = TwoColorsConfig
 def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
     """Fields that have no effect on ``config``'s run, with why ({field: "with --algo ..."}): the
     CLI refuses flags that set them instead of ignoring them."""
-    other = "q" if config.agent == "ac" else "ac"
-    agent_fields = [f"{other}.{f.name}" for f in dataclasses.fields(getattr(config, other))]
-    unused = {f: f"with --agent {config.agent}" for f in agent_fields}
+    agent, algo = config.agent, config.algo
+    other = "q" if agent == "ac" else "ac"
+    unused = {
+        f"{other}.{f.name}": f"with --agent {agent}"
+        for f in dataclasses.fields(getattr(config, other))
+    }
     meta = ("meta_learning_rate", "meta_adam_eps", "inner_steps")
     bmg = ("bootstrap_steps", "target_step_size", "continue_from")
-    matching = ("ac.matching", "ac.matching_value_cost") if config.agent == "ac" else ()
-    if config.algo not in ("mg", "bmg"):
-        why = f"with --algo {config.algo} (nothing is meta-learned)"
-        unused.update({f: why for f in (*meta, *bmg, *matching)})
-    elif config.algo == "mg":
-        unused.update(
-            {f: "with --algo mg (only BMG bootstraps a target)" for f in (*bmg, *matching)}
+    schedule = [  # the meta-learned schedule's fields
+        f"{agent}.{name}"
+        for name in (
+            "context",
+            "context_length",
+            "context_normalization",
+            "meta_hidden_size",
+            "meta_hidden_layers",
+            "meta_initial",
         )
-    elif config.agent == "ac" and config.ac.matching != "kl_value":
-        unused["ac.matching_value_cost"] = "with --ac.matching kl"
+    ]
+    if agent == "ac":
+        schedule.append("ac.outer_entropy_cost")
+        bmg += ("ac.matching", "ac.matching_value_cost")
+    else:
+        decay = ("q.decay_start", "q.decay_final", "q.decay_steps")
+        if algo != "decay":
+            unused.update(
+                {f: f"with --algo {algo} (they set --algo decay's schedule)" for f in decay}
+            )
+        else:
+            unused["q.epsilon"] = "with --algo decay (epsilon follows --q.decay-*)"
+    fixed_value = "ac.entropy_cost" if agent == "ac" else "q.epsilon"
+    if algo in ("mg", "bmg") and getattr(config, agent).meta_initial is not None:
+        unused[fixed_value] = (
+            f"with --algo {algo} and {agent}.meta_initial set (the meta-learned value starts at "
+            "meta_initial)"
+        )
+    if algo not in ("mg", "bmg"):
+        why = f"with --algo {algo} (nothing is meta-learned)"
+        unused.update({f: why for f in (*meta, *bmg, *schedule)})
+    elif algo == "mg":
+        unused.update({f: "with --algo mg (only BMG bootstraps a target)" for f in bmg})
+    else:
+        if agent == "q":
+            unused["target_step_size"] = "with --agent q (Q(lambda) brings its own target step)"
+        elif config.ac.matching != "kl_value":
+            unused["ac.matching_value_cost"] = "with --ac.matching kl"
     return unused
 
 
