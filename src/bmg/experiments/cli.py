@@ -87,6 +87,8 @@ def parse_run(
     """
     import tyro
 
+    from bmg.checks import nested_checks_deferred
+
     def run_type(name: str):
         help_text, overrides = presets[name]
         flattened = Annotated[config_cls, tyro.conf.arg(name="")]
@@ -114,8 +116,6 @@ def parse_run(
     ]
     resumes = (resume_subcommand,) if resume else ()
     choices = Union[tuple(run_type(name) for name in presets) + resumes]  # noqa: UP007
-    from bmg.checks import nested_checks_deferred
-
     try:
         # nested configs are checked by the top-level config, so that an error names the path
         with nested_checks_deferred():
@@ -153,9 +153,7 @@ def refuse_unused_flags(argv: list[str], config, unused_fields, prog: str) -> No
     unused = unused_fields(config)
     flags = {FLAG_ALIASES.get(arg.split("=", 1)[0]): arg.split("=", 1)[0] for arg in argv}
     for field in sorted(given_fields(argv) & set(unused)):
-        flag = flags.get(
-            field, "--" + field.replace("_", "-")
-        )  # as typed: --l, not --bootstrap-steps
+        flag = flags.get(field, "--" + field.replace("_", "-"))  # as typed (--l)
         sys.exit(f"{prog}: error: {flag} has no effect {unused[field]}; drop it.")
 
 
