@@ -121,7 +121,7 @@ class AtariExperimentConfig:
     """this process's index in [0, num_processes); -1 = $JAX_PROCESS_ID."""
 
     def __post_init__(self):
-        check_nested(self)  # nested configs first: their errors name the path (ac.x)
+        check_nested(self)  # nested configs first: errors name the path (stacx.rmsprop_eps)
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")
         if self.continue_from not in ("target", "inner_params"):

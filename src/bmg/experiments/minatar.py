@@ -105,7 +105,7 @@ class MinAtarConfig:
     2.96 at 1e-5 (2 seeds each; docs/minatar.md)]."""
 
     def __post_init__(self):
-        check_nested(self)  # nested configs first: their errors name the path (ac.x)
+        check_nested(self)  # nested configs first: errors name the path (stacx.rmsprop_eps)
         check_game(self.env)
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")

@@ -114,7 +114,7 @@ class TwoColorsConfig:
     env: EnvConfig = EnvConfig()
 
     def __post_init__(self):
-        check_nested(self)  # nested configs first: their errors name the path (ac.x)
+        check_nested(self)  # nested configs first: errors name the path (ac.entropy_cost)
         if self.agent not in AGENTS:
             raise ValueError(f"agent must be one of {', '.join(AGENTS)}; got {self.agent!r}.")
         if self.algo not in AGENTS[self.agent]:
@@ -409,11 +409,16 @@ def make_learner(config: TwoColorsConfig, hyper: dict | None = None, env=None):
 
 
 SCHEDULE_PROBES = ("entropy_cost", "epsilon")  # the meta-learned quantity of ac / q
-META_NORMS = ("meta/grad_norm",)
+META_GRAD_NORM = "meta/grad_norm"
 """mg / bmg: the global norm of each meta-step's meta-gradient, recorded per meta-step
 (trace.npz: meta_grad_norm) and summarised in summary.json. (Adam's update norm is not recorded:
 computing it changed how XLA fused the meta-step, and a sweep's lanes were then no longer bit-
 identical to single runs.)"""
+
+
+def recorded_metrics(meta_config: MetaConfig) -> tuple[str, ...]:
+    """The meta-step metrics a run records per meta-step (none for fixed and decay)."""
+    return ("meta/loss", META_GRAD_NORM) if meta_config.algo != "fixed" else ()
 
 
 class Trace(NamedTuple):
@@ -460,7 +465,7 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
         first_seed=config.seed,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
-        metrics=("meta/loss", *META_NORMS) if meta_config.algo != "fixed" else (),
+        metrics=recorded_metrics(meta_config),
         probes=(
             "env_steps",
             "reward_sum",
@@ -530,13 +535,11 @@ def write_results(
     from bmg.experiments.rundir import save_npz, write_json
 
     label = report.run_label({"config": dataclasses.asdict(config)})
-    meta_norms = {
-        f"meta_{name[len('meta/') :]}": np.asarray(trace[name])
-        for name in META_NORMS
-        if name in trace
-    }
+    grad_norm = (
+        {"meta_grad_norm": np.asarray(trace[META_GRAD_NORM])} if META_GRAD_NORM in trace else {}
+    )
     trace, first = report_trace(initial, trace)
-    save_npz(run_dir / "trace.npz", first_rewards=first, **trace._asdict(), **meta_norms)
+    save_npz(run_dir / "trace.npz", first_rewards=first, **trace._asdict(), **grad_norm)
     summary = report.summarize(
         trace,
         first,
@@ -544,10 +547,8 @@ def write_results(
         seconds=seconds,
         agent=config.agent,
     )
-    if meta_norms:
-        summary.update(
-            report.meta_optimizer_statistics(**meta_norms, adam_eps=config.meta_adam_eps)
-        )
+    if grad_norm:
+        summary.update(report.meta_optimizer_statistics(**grad_norm, adam_eps=config.meta_adam_eps))
     summary["compile_seconds"] = compile_seconds
     summary["host_seconds"] = host_seconds
     write_json(run_dir / "summary.json", summary)
@@ -739,7 +740,7 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
         first_seed=base.seed,
         meta_steps_per_chunk=base.meta_steps_per_chunk,
         num_chunks=base.num_chunks,
-        metrics=("meta/loss", *META_NORMS) if meta_config.algo != "fixed" else (),
+        metrics=recorded_metrics(meta_config),
         probes=(
             "env_steps",
             "reward_sum",
