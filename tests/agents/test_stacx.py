@@ -225,9 +225,33 @@ def test_rmsprop_update_is_differentiable_at_a_zero_gradient():
             jax.jacfwd(update)(g, broken),
         )
     )(jnp.zeros(3))
-    expected = -config.learning_rate / np.sqrt(config.rmsprop_eps)
+    expected = -config.learning_rate / np.sqrt(config.mean_loss_rmsprop_eps)
     np.testing.assert_allclose(jac, expected * np.eye(3), rtol=1e-12)
     assert not np.all(np.isfinite(broken_jac))
+
+
+def test_rmsprop_on_mean_losses_takes_impalas_step_on_summed_losses():
+    """IMPALA's RMSProp (eps 0.01 inside the square root) on losses summed over the B x T
+    batch, two steps, equals make_optimizer's on the batch-mean gradients (rescaled eps)."""
+    config = StacxConfig(num_envs=8, rollout_length=5, max_grad_norm=0.0, rmsprop_eps=0.01)
+    batch_steps = config.num_envs * config.rollout_length
+    np.testing.assert_allclose(config.mean_loss_rmsprop_eps, 0.01 / 40**2, rtol=1e-15)
+    params = {"w": jnp.zeros(4, jnp.float64)}
+    mean_grads = [jnp.array([1e-4, -3e-3, 0.0, 2e-2]), jnp.array([5e-4, 1e-3, -1e-5, 0.0])]
+
+    def steps(optimizer, scale):
+        state, out = optimizer.init(params), []
+        for g in mean_grads:
+            update, state = optimizer.update({"w": scale * g}, state, params)
+            out.append(update["w"])
+        return np.stack(out)
+
+    impala = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.01)
+    ours = steps(stacx.make_optimizer(config), 1.0)
+    np.testing.assert_allclose(ours, steps(impala, batch_steps), rtol=1e-10)
+    # the unscaled eps is a different optimiser at these gradient sizes (the test can fail)
+    plain = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.01)
+    assert not np.allclose(ours, steps(plain, 1.0), rtol=1e-3)
 
 
 def hand_head_losses(config, params, batch, behaviour_logits, eta, heads, weights, outer):
@@ -273,7 +297,7 @@ def test_update_is_one_rmsprop_step_on_the_summed_head_losses():
     state, new, meta, metrics = updated(config, learner)
     batch, mu = new.extras.batch, new.extras.behaviour_logits
     weights = (0.25, 1.0, 0.01)
-    decay, eps, lr = config.rmsprop_decay, config.rmsprop_eps, config.learning_rate
+    decay, eps, lr = config.rmsprop_decay, config.mean_loss_rmsprop_eps, config.learning_rate
     network = stacx.StacxNetwork(stacx.make_torso(config), 3, 3, config.meta_embedding_size)
 
     @jax.jit  # the whole reference as one program (eagerly, each operation compiles alone)
@@ -360,7 +384,7 @@ def test_rmsprop_target_step_is_one_preconditioned_step_on_the_outer_objective()
     )
     target, _ = call(learner.target_step, meta, state, jax.random.key(9))
     nu = state.opt_state[1][0].nu
-    decay, eps = config.rmsprop_decay, config.rmsprop_eps
+    decay, eps = config.rmsprop_decay, config.mean_loss_rmsprop_eps
 
     @jax.jit  # the whole reference as one program (eagerly, each operation compiles alone)
     def reference(state):

@@ -29,9 +29,10 @@ One learner update phi (``update_fn``):
      policy mu is the main head at x (on-policy): rho = 1 for the main head, so its alpha acts
      through the embedding only, while the auxiliary heads are off-policy (rho != 1);
   3. x <- x + RMSProp(clip(grad)): ``optax.chain(bmg.core.clip_by_global_norm(max_grad_norm),
-     optax.rmsprop(learning_rate, decay, eps))``. optax's RMSProp puts eps *inside* the square
-     root, u = -lr g / sqrt(nu + eps), nu <- decay nu + (1 - decay) g^2, the TensorFlow form
-     IMPALA and STACX used; with eps > 0 it is differentiable everywhere, zero gradients
+     optax.rmsprop(learning_rate, decay, eps / (B T)^2))``. optax's RMSProp puts eps *inside*
+     the square root, u = -lr g / sqrt(nu + eps), nu <- decay nu + (1 - decay) g^2, the
+     TensorFlow form IMPALA and STACX used; IMPALA's losses are sums over the batch, ours means,
+     hence eps / (B T)^2 (``StacxConfig.mean_loss_rmsprop_eps``); with eps > 0 it is differentiable everywhere, zero gradients
      included (tested), which MG and BMG need. The clip is bmg.core's (finite derivative at 0).
 
 The meta-gradient flows through the targets: values and ratios are stop-gradient-ed as inputs,
@@ -129,9 +130,13 @@ class StacxConfig:
     rmsprop_decay: float = 0.99
     """RMSProp's decay of the squared-gradient average [impala]."""
     rmsprop_eps: float = 0.01
-    """RMSProp's epsilon, inside the square root (optax's form) [impala]."""
+    """RMSProp's epsilon as IMPALA publishes it, inside the square root, for IMPALA's losses
+    *summed* over the B x T batch [impala]. bmg's losses are batch means (gradients 1 / (B T)
+    of the summed ones), so the optimiser runs with ``mean_loss_rmsprop_eps`` = eps / (B T)^2,
+    which gives IMPALA's update exactly (docs/minatar.md measures why it matters)."""
     max_grad_norm: float = 40.0
-    """global-norm clip of the learner gradient, 0 = off [impala]."""
+    """global-norm clip of the learner's batch-mean gradient, 0 = off [impala's value; applied
+    to mean, not summed, losses: a default]."""
     reward_clip: float = 1.0
     """rewards clipped to [-reward_clip, reward_clip] in the losses, 0 = off [impala, Atari]."""
     meta_init: float = 4.6
@@ -164,6 +169,13 @@ class StacxConfig:
     """BMG matching: policy KL, or KL plus squared value error ("KL & V") [paper]."""
     matching_value_cost: float = 1.0
     """weight of the value term with matching="kl_value" [default]."""
+
+    @property
+    def mean_loss_rmsprop_eps(self) -> float:
+        """The epsilon optax's RMSProp gets: ``rmsprop_eps / (num_envs * rollout_length)^2``.
+        With g_sum = B T g_mean and nu_sum = (B T)^2 nu_mean, IMPALA's step on summed losses,
+        lr g_sum / sqrt(nu_sum + eps), equals lr g_mean / sqrt(nu_mean + eps / (B T)^2)."""
+        return self.rmsprop_eps / float(self.num_envs * self.rollout_length) ** 2
 
     def __post_init__(self):
         if checks_deferred():  # the command line checks nested configs after parsing
@@ -300,13 +312,15 @@ def make_optimizer(
     config: StacxConfig, learning_rate: float | None = None, axis_name: str | None = None
 ):
     """``chain(bmg.core.clip_by_global_norm(max_grad_norm), optax.rmsprop(lr, decay, eps))``
-    (no clip at ``max_grad_norm`` 0). optax's RMSProp has eps inside the square root. With
+    (no clip at ``max_grad_norm`` 0). optax's RMSProp has eps inside the square root; it gets
+    ``config.mean_loss_rmsprop_eps``, IMPALA's summed-loss epsilon rescaled to our batch-mean
+    losses. The clip acts on the batch-mean gradient [default]. With
     ``axis_name`` the chain starts with ``mean_over_devices(axis_name)`` (the all-reduce comes
     before the clip, which must see the whole batch's gradient)."""
     rmsprop = optax.rmsprop(
         config.learning_rate if learning_rate is None else learning_rate,
         decay=config.rmsprop_decay,
-        eps=config.rmsprop_eps,
+        eps=config.mean_loss_rmsprop_eps,
     )
     reduce = () if axis_name is None else (mean_over_devices(axis_name),)
     if config.max_grad_norm > 0:

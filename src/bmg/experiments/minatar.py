@@ -98,11 +98,9 @@ class MinAtarConfig:
     batch_devices: int = 1
     """devices splitting each seed's batch of environments (``jax.shard_map``); the rest shard
     the seeds. Must divide stacx.num_envs."""
-    stacx: StacxConfig = StacxConfig(rmsprop_eps=1e-5)
-    """the STACX learner; on MinAtar with RMSProp epsilon 1e-5 [measured: with IMPALA's Atari
-    0.01, inside the square root, the update is about 10 lr g for MinAtar's small gradients,
-    and IMPALA's episode return on Breakout went 0.54 -> 0.68 in 400k frames against 0.60 ->
-    2.96 at 1e-5 (2 seeds each; docs/minatar.md)]."""
+    stacx: StacxConfig = StacxConfig()
+    """the STACX learner (IMPALA's RMSProp epsilon 0.01 for summed losses, rescaled to bmg's
+    batch-mean losses: ``StacxConfig.mean_loss_rmsprop_eps``; docs/minatar.md)."""
 
     def __post_init__(self):
         check_nested(self)  # nested configs first: errors name the path (stacx.rmsprop_eps)
@@ -208,7 +206,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             steps=500_000,
             seeds=2,
             chunk_steps=50_000,
-            stacx=StacxConfig(num_envs=16, rollout_length=20, rmsprop_eps=1e-5),
+            stacx=StacxConfig(num_envs=16, rollout_length=20),
         ),
     ),
     "paper": (
