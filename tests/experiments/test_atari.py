@@ -1,7 +1,7 @@
 """`bmg atari`: config and CLI errors, a tiny run on the real emulator through the CLI, its resume
-(the learner state restored equals the saved one; counters continue), the missing-ale-py
-sentence, human-normalised scores and their median / IQM, and the learner step over two JAX
-processes (jax.distributed over localhost).
+(the learner state restored equals the saved one; counters continue), the same over two JAX
+processes (jax.distributed over localhost) checkpointing together into one shared directory, the
+missing-ale-py sentence, and human-normalised scores and their median / IQM.
 """
 
 from __future__ import annotations
@@ -9,7 +9,11 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
+import socket
+import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -40,6 +44,17 @@ def _one_sentence(text: str) -> None:
         (["--env", "Break out"], "game must be an ALE game name such as 'Breakout'"),
         (["--stacx.torso", "minatar"], "stacx.torso 'minatar' (no pooling) is for MinAtar"),
         (["--algo", "bmg", "--l", "0"], "bootstrap_steps (L) must be an integer >= 1, got 0."),
+        (
+            ["--checkpoint-dir", "shared/ckpt"],
+            "checkpoint_dir must be an absolute path (or empty for RUN_DIR/checkpoints), got "
+            "'shared/ckpt'.",
+        ),
+        (
+            ["--num-processes", "2", "--process-id", "0", "--checkpoint-interval", "5"],
+            "checkpoint_dir must be set in a run of 2 processes with checkpoint_interval = 5: the "
+            "same absolute path for every process, on a filesystem they all reach (or "
+            "checkpoint_interval 0 for none).",
+        ),
     ],
 )
 def test_bad_values_exit_with_one_sentence(flags, message, capsys):
@@ -48,6 +63,45 @@ def test_bad_values_exit_with_one_sentence(flags, message, capsys):
     text = str(exit_.value.code)
     assert text.startswith("bmg atari: error: ") and message in text, text
     _one_sentence(text)
+
+
+def test_checkpoint_dir_rule_after_joining_the_processes(tmp_path):
+    """The rule `prepare` applies once the process count is known (e.g. from $JAX_NUM_PROCESSES):
+    several processes that checkpoint need one absolute checkpoint_dir; one process, or no
+    checkpoints, need none; where the checkpoints go."""
+    from bmg.experiments.atari import check_checkpoint_dir, checkpoint_directory
+
+    config = AtariExperimentConfig(checkpoint_interval=3)
+    with pytest.raises(ValueError) as error:
+        check_checkpoint_dir(config, 4)
+    assert str(error.value).startswith(
+        "checkpoint_dir must be set in a run of 4 processes with checkpoint_interval = 3:"
+    )
+    _one_sentence(str(error.value))
+    check_checkpoint_dir(config, 1)
+    check_checkpoint_dir(AtariExperimentConfig(checkpoint_interval=0), 4)
+    shared = AtariExperimentConfig(checkpoint_interval=3, checkpoint_dir=str(tmp_path / "ckpt"))
+    check_checkpoint_dir(shared, 4)
+    assert checkpoint_directory(shared, tmp_path / "run") == tmp_path / "ckpt"
+    assert checkpoint_directory(config, tmp_path / "run") == tmp_path / "run" / "checkpoints"
+    assert checkpoint_directory(AtariExperimentConfig(checkpoint_interval=0), tmp_path) is None
+
+
+def test_a_new_run_refuses_a_checkpoint_dir_in_use(tmp_path):
+    """A new run never writes into another run's checkpoints (its steps would clash and a later
+    resume could restore the other run): a checkpoint_dir holding anything stops it before the
+    learner is built."""
+    from bmg.experiments.atari import Prepared, run
+
+    used = tmp_path / "shared"
+    (used / "4").mkdir(parents=True)
+    config = AtariExperimentConfig(checkpoint_interval=4, checkpoint_dir=str(used))
+    with pytest.raises(ValueError) as error:
+        run(Prepared(config, 2), tmp_path / "run", resume=False, console=None)
+    assert str(error.value) == (
+        f"checkpoint_dir {used} already holds something (another run's checkpoints?); a new run "
+        "needs an empty or missing directory: choose another or delete it."
+    )
 
 
 def test_presets_parse_and_count_frames():
@@ -148,6 +202,140 @@ def _leaves(tree):
         jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
         for x in jax.tree.leaves(tree)
     ]
+
+
+PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import json, pickle, sys
+    from bmg.experiments.runners.sebulba import initialize_distributed
+    # Join from $JAX_COORDINATOR_ADDRESS & co. now: importing bmg.experiments.atari imports
+    # gymnax (through bmg.experiments.minatar), which starts JAX's backend at import, and then
+    # `prepare` could not join any more (it finds the process joined and goes on).
+    assert initialize_distributed()
+    import jax
+    import numpy as np
+    record, phase, argv = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    from bmg.experiments import checkpoint
+    from bmg.experiments.cli import main
+    from bmg.experiments.runners.sebulba import Sebulba, to_host
+
+    def leaves(tree):
+        return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
+            x.dtype, jax.dtypes.prng_key) else x) for x in jax.tree.leaves(to_host(tree))]
+
+    out = {}
+    if phase == "first":  # Ctrl-C right after the first checkpoint, on both processes
+        save = checkpoint.Checkpointer.save
+
+        def save_then_interrupt(self, step, state, meta=None):
+            save(self, step, state, meta)
+            out.update(step=step, state=leaves(state), meta=meta,
+                       global_arrays=not jax.tree.leaves(state)[0].is_fully_addressable)
+            raise KeyboardInterrupt
+
+        checkpoint.Checkpointer.save = save_then_interrupt
+    else:
+        run = Sebulba.run
+
+        def recording_run(self, num_updates, *, state=None, **kwargs):
+            out.update(state=leaves(state), updates=self.stats.updates, total=num_updates)
+            return run(self, num_updates, state=state, **kwargs)
+
+        Sebulba.run = recording_run
+    try:
+        main(argv)
+    except SystemExit as error:
+        out["exit"] = str(error.code)
+    out["processes"] = jax.process_count()
+    pickle.dump(out, open(record, "wb"))
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _two_processes(tmp_path, phase: str, argvs: list[list[str]]) -> list[dict]:
+    """Run `main(argv)` in two JAX processes joined over localhost (one CPU device each, through
+    $JAX_COORDINATOR_ADDRESS as on a cluster); each returns what PROCESS_SCRIPT recorded."""
+    import pickle
+
+    address = f"localhost:{_free_port()}"
+    children = []
+    for process, argv in enumerate(argvs):
+        env = {**os.environ, "JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2"}
+        env["JAX_PROCESS_ID"] = str(process)
+        env["XLA_FLAGS"] = " ".join(
+            flag
+            for flag in env.get("XLA_FLAGS", "").split()
+            if "xla_force_host_platform_device_count" not in flag
+        )
+        record = str(tmp_path / f"{phase}{process}.pkl")
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-c", PROCESS_SCRIPT, record, phase, json.dumps(argv)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [child.communicate(timeout=900)[0] for child in children]
+    for child, output in zip(children, outputs, strict=True):
+        assert child.returncode == 0, output[-3000:]
+    records = []
+    for process in range(2):
+        with open(tmp_path / f"{phase}{process}.pkl", "rb") as f:
+            records.append(pickle.load(f))
+    return records
+
+
+@pytest.mark.slow
+def test_two_processes_checkpoint_together_and_resume(tmp_path):
+    """Two JAX processes (1 CPU device each: the learner's mesh spans both, the parameters are
+    replicated over the two processes), each with its own run directory and games, one shared
+    checkpoint_dir; 12 meta-steps of 2 x 32 frames. Both are interrupted right after the first
+    checkpoint (meta-step 4), which orbax wrote from the global arrays together; each `resume`
+    restores exactly the state that was saved (every leaf, PRNG key included, the same on both
+    processes), continues from meta-step 4 with its OWN counters and rows (kept in the shared
+    checkpoint's JSON by process: no row lost, repeated or taken from the other process) and
+    finishes; the shared checkpoints are deleted at the end."""
+    pytest.importorskip("ale_py")
+    shared = tmp_path / "shared"
+    runs = [tmp_path / "run0", tmp_path / "run1"]
+    flags = [*TINY, "--checkpoint-dir", str(shared)]
+    first = _two_processes(
+        tmp_path, "first", [["atari", "demo", *flags, "--out", str(run)] for run in runs]
+    )
+    for record in first:
+        assert record["processes"] == 2 and record["global_arrays"], record.get("exit")
+        assert record["step"] == 4 and record["meta"]["meta_steps"] == 4
+        assert record["meta"]["frames"] == 4 * 32  # this process's share of 4 x 64 frames
+        assert [row["meta_steps"] for row in record["meta"]["rows"]] == [2, 4]
+    assert (shared / "4").is_dir() and not (runs[0] / "checkpoints").exists()
+    own_seconds = [[row["seconds"] for row in r["meta"]["rows"]] for r in first]
+    assert own_seconds[0] != own_seconds[1]  # the rows tell the processes apart
+    resumed = _two_processes(tmp_path, "resume", [["atari", "resume", str(run)] for run in runs])
+    assert len(first[0]["state"]) > 10
+    for saved, restored in zip(first, resumed, strict=True):
+        assert "exit" not in restored, restored["exit"]
+        assert (restored["updates"], restored["total"]) == (4, 12)
+        for a, b, c in zip(first[0]["state"], saved["state"], restored["state"], strict=True):
+            np.testing.assert_array_equal(a, b)  # replicated: the same on both processes
+            np.testing.assert_array_equal(b, c)
+    for run, seconds in zip(runs, own_seconds, strict=True):
+        rows = _rows(run / "metrics.csv")
+        assert [int(r["meta_steps"]) for r in rows] == list(range(2, 13, 2))
+        assert [int(r["frames"]) for r in rows] == [64 * int(r["meta_steps"]) for r in rows]
+        assert [float(r["seconds"]) for r in rows[:2]] == pytest.approx(seconds, rel=1e-9)
+        assert float(rows[2]["seconds"]) > seconds[-1]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["processes"] == 2 and summary["meta_steps"] == 12
+        assert summary["frames_per_seed"] == 12 * 64
+    assert not shared.exists()
 
 
 # --- human-normalised scores ---------------------------------------------------------------------

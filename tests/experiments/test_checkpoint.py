@@ -1,5 +1,7 @@
 """Checkpointer: bit-identical round trips (PRNG keys, big ints), the latest two steps kept, and
-one CheckpointError sentence, never an orbax traceback nor wrong data, for every damaged file."""
+one CheckpointError sentence, never an orbax traceback nor wrong data, for every damaged file;
+each process's own meta in a checkpoint of several processes (the real two-process save and
+restore runs in tests/experiments/test_atari.py)."""
 
 from __future__ import annotations
 
@@ -322,6 +324,49 @@ def test_ctrl_c_during_a_save_comes_after_it(saved, monkeypatch):
     assert fresh.latest_step() == 3
     assert_identical(fresh.restore(TEMPLATE)[0], make_state(3))
     assert not list(saved.glob("*tmp*"))
+
+
+def test_several_processes_keep_each_their_own_meta(tmp_path, monkeypatch):
+    """The bookkeeping of a multi-process checkpoint, faked in one process: saved as process 0 of
+    2 (the metas that every process would contribute gathered into the JSON in process order),
+    restored as process 1 it hands back process 1's meta and the same state; restored by another
+    number of processes it is refused in one sentence."""
+    from bmg.experiments import checkpoint
+
+    metas = [{"rows": [1.0, float("nan")], "process": 0}, {"rows": [2.5], "process": 1}]
+    gathered = []
+
+    def gather(meta):
+        gathered.append(meta)
+        return checkpoint.to_json(metas)
+
+    monkeypatch.setattr(checkpoint, "_gather_meta", gather)
+    monkeypatch.setattr(checkpoint, "_processes", lambda: (2, 0))
+    with Checkpointer(tmp_path / "ckpt") as checkpointer:
+        checkpointer.save(4, make_state(4), metas[0])
+    assert gathered == [{"rows": [1.0, None], "process": 0}]  # this process's, as JSON
+    monkeypatch.setattr(checkpoint, "_processes", lambda: (2, 1))
+    state, meta = Checkpointer(tmp_path / "ckpt").restore(TEMPLATE)
+    assert meta == metas[1] and Checkpointer(tmp_path / "ckpt").read_meta(4) == metas[1]
+    assert_identical(state, make_state(4))
+    monkeypatch.setattr(checkpoint, "_processes", lambda: (1, 0))
+    with pytest.raises(CheckpointError) as error:
+        Checkpointer(tmp_path / "ckpt").restore(TEMPLATE)
+    assert str(error.value) == (
+        f"checkpoint {tmp_path / 'ckpt' / '4'} was written by 2 process(es), not 1; restore it "
+        "with 2 process(es), each resuming its own run."
+    )
+
+
+def test_clear_deletes_every_step_and_the_emptied_directory(saved, tmp_path):
+    Checkpointer(saved).clear()
+    assert not saved.exists()
+    kept = tmp_path / "kept"
+    with Checkpointer(kept) as checkpointer:
+        checkpointer.save(0, make_state(0))
+    (kept / "notes.txt").write_text("not a checkpoint")
+    Checkpointer(kept).clear()
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
 
 
 def test_a_step_is_written_once(saved):

@@ -178,6 +178,16 @@ def test_initialize_distributed_reads_config_then_environment(monkeypatch):
         "a multi-process run (coordinator localhost:1) needs num_processes >= 1 and a "
         "process_id in [0, num_processes), got 2 and 2."
     )
+    import jax
+
+    jax.devices()  # JAX's backend runs: too late to join a multi-process run (and no hang)
+    with pytest.raises(ValueError) as error:
+        initialize_distributed("localhost:1", 2, 0)
+    assert str(error.value) == (
+        "this process cannot join the multi-process run (coordinator localhost:1) because JAX "
+        "already computed something in it, so call initialize_distributed before any other JAX "
+        "work."
+    )
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1")
     monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
     with pytest.raises(ValueError, match="JAX_NUM_PROCESSES and JAX_PROCESS_ID must be integers"):

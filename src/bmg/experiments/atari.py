@@ -30,6 +30,13 @@ seconds) and the metrics rows so far; not the queue or the games. ``bmg atari re
 restores them and restarts the actors from fresh games (seeds and acting noise folded with the
 meta-step count), so a resumed run is not bit-identical to an uninterrupted one: what is exact is
 the learner state at the checkpoint and the counters, which continue (tested).
+
+They go to RUN_DIR/checkpoints, or to ``checkpoint_dir``. A multi-process run checkpoints into
+one ``checkpoint_dir`` that every process reaches (a shared filesystem; the same absolute path in
+every process's command): all processes save the learner's global arrays together (orbax's
+multi-process save: each process writes its own shards, process 0 the JSON, which keeps every
+process's counters and rows by process index), and each process resumes with ``bmg atari resume
+ITS_RUN_DIR``, all restoring the same step (tested with two processes on localhost).
 """
 
 from __future__ import annotations
@@ -112,6 +119,10 @@ class AtariExperimentConfig:
     """meta-steps per metrics.csv row, TensorBoard point and progress line."""
     checkpoint_interval: int = 100
     """meta-steps between checkpoints (and one at the end); 0 = none."""
+    checkpoint_dir: str = ""
+    """where the checkpoints go: an absolute path, empty or missing when the run starts; empty =
+    RUN_DIR/checkpoints. A multi-process run that checkpoints needs one, the same for every
+    process, on a filesystem every process reaches."""
     coordinator_address: str = ""
     """host:port of process 0 for a multi-process run (jax.distributed); empty: a single
     process, or $JAX_COORDINATOR_ADDRESS when set."""
@@ -140,6 +151,7 @@ class AtariExperimentConfig:
             check_integer(name, getattr(self, name), minimum)
         for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
             check_real(name, getattr(self, name), low=0, low_open=True)
+        check_checkpoint_dir(self, self.num_processes)
         if not isinstance(self.coordinator_address, str):
             raise ValueError(
                 f"coordinator_address must be host:port or empty, got {self.coordinator_address!r}."
@@ -203,6 +215,29 @@ class AtariExperimentConfig:
         return max(1, math.ceil(self.frames / self.frames_per_meta_step(processes)))
 
 
+def check_checkpoint_dir(config: AtariExperimentConfig, processes: int) -> None:
+    """``checkpoint_dir`` is empty or an absolute path, and set when ``processes`` > 1 with
+    ``checkpoint_interval`` > 0 (the processes save one checkpoint together into it).
+
+    Raises:
+      ValueError: one sentence naming the field and what is accepted.
+    """
+    from pathlib import PurePath
+
+    directory = config.checkpoint_dir
+    if not isinstance(directory, str) or (directory and not PurePath(directory).is_absolute()):
+        raise ValueError(
+            f"checkpoint_dir must be an absolute path (or empty for RUN_DIR/checkpoints), got "
+            f"{directory!r}."
+        )
+    if processes > 1 and config.checkpoint_interval and not directory:
+        raise ValueError(
+            f"checkpoint_dir must be set in a run of {processes} processes with "
+            f"checkpoint_interval = {config.checkpoint_interval}: the same absolute path for "
+            "every process, on a filesystem they all reach (or checkpoint_interval 0 for none)."
+        )
+
+
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": (
         "the defaults below (STACX on Breakout with the IMPALA ResNet, 200M frames, one actor "
@@ -253,8 +288,9 @@ class Prepared(NamedTuple):
 def prepare(config: AtariExperimentConfig) -> Prepared:
     """Checks made before any run directory exists, each failing with one sentence: ale-py is
     installed and has the game; joins the multi-process run when a coordinator is named
-    (``sebulba.initialize_distributed``, before any other JAX work); the layout fits the
-    devices.
+    (``sebulba.initialize_distributed``, before any other JAX work); a multi-process run that
+    checkpoints names its shared ``checkpoint_dir`` (``check_checkpoint_dir``); the layout fits
+    the devices.
 
     Raises:
       ValueError: the sentence.
@@ -276,6 +312,8 @@ def prepare(config: AtariExperimentConfig) -> Prepared:
 
     initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
     import jax
+
+    check_checkpoint_dir(config, jax.process_count())
 
     _, learners = resolve_devices(config.sebulba)
     if config.sebulba.batch_size % len(learners):
@@ -509,13 +547,29 @@ def result_rows(run_dir: Path) -> list[dict[str, str]]:
 # --- the run ------------------------------------------------------------------------------------
 
 
+def checkpoint_directory(config: AtariExperimentConfig, run_dir: Path) -> Path | None:
+    """Where the run's checkpoints go: ``checkpoint_dir``, else RUN_DIR/checkpoints; None with
+    ``checkpoint_interval`` = 0."""
+    if not config.checkpoint_interval:
+        return None
+    return Path(config.checkpoint_dir) if config.checkpoint_dir else Path(run_dir) / CHECKPOINTS
+
+
 def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
     """Train (or continue) ``target`` in ``run_dir``: metrics.csv and TensorBoard every
-    ``log_interval`` meta-steps, checkpoints every ``checkpoint_interval``, then trace.npz,
-    summary.json and the plots; returns the summary.
+    ``log_interval`` meta-steps, checkpoints every ``checkpoint_interval`` (into
+    ``checkpoint_directory``), then trace.npz, summary.json and the plots; returns the summary.
+    The checkpoints are deleted once the run has finished.
+
+    Several processes: every process calls it (its own run directory, the same config and
+    ``checkpoint_dir``); they save and restore one checkpoint together
+    (``bmg.experiments.checkpoint``), each keeping its own counters and rows in it.
 
     Raises:
-      CheckpointError (a ValueError): a damaged or mismatched checkpoint on resume.
+      ValueError: a new run whose ``checkpoint_dir`` already holds something; a resume without
+        checkpoints (``checkpoint_interval`` = 0).
+      CheckpointError (a ValueError): a damaged or mismatched checkpoint on resume, or one
+        written by another number of processes.
     """
     import shutil
 
@@ -532,9 +586,15 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
     total = config.num_meta_steps(processes)
     per_step = config.frames_per_meta_step(processes)
     fields = csv_fields(config)
-    checkpointer = None
-    if config.checkpoint_interval and processes == 1:
-        checkpointer = Checkpointer(run_dir / CHECKPOINTS)
+    directory = checkpoint_directory(config, run_dir)
+    if not resume and directory is not None and directory.exists():
+        if not directory.is_dir() or any(directory.iterdir()):
+            raise ValueError(
+                f"checkpoint_dir {directory} already holds something (another run's "
+                "checkpoints?); a new run needs an empty or missing directory: choose another "
+                "or delete it."
+            )
+    checkpointer = None if directory is None else Checkpointer(directory)
     with make_runner(config) as runner:
         rows: list[dict] = []
         state = None
@@ -542,11 +602,11 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
         if resume:
             if checkpointer is None:
                 raise ValueError(
-                    f"{run_dir} has no checkpoints to resume from (checkpoint_interval = 0 or a "
-                    "multi-process run); start the run again."
+                    f"{run_dir} has no checkpoints to resume from (checkpoint_interval = 0); "
+                    "start the run again."
                 )
-            template = runner.init_learner()
-            state, meta = checkpointer.restore(template)
+            template = runner.init_learner()  # global arrays over every process's learners
+            state, meta = checkpointer.restore(template)  # this process's counters and rows
             # JSON holds NaN as null
             rows = [{k: math.nan if v is None else v for k, v in r.items()} for r in meta["rows"]]
             stats = runner.stats
@@ -564,8 +624,8 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
             f"{len(runner.learner_devices)} learner device(s)) -> {run_dir}"
             + (f"; resumed at meta-step {done:,}" if resume else "")
         )
-        if processes > 1 and config.checkpoint_interval:
-            console.print("checkpoints are off in multi-process runs (see docs/atari.md)")
+        if processes > 1 and checkpointer is not None:
+            console.print(f"checkpoints of all {processes} processes together -> {directory}")
         window = Window(
             runner.stats,
             seconds_before,
@@ -574,9 +634,10 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
         )
 
         def save(version: int) -> None:
+            # several processes: the global arrays, saved by every process together
             checkpointer.save(
                 version,
-                to_host(runner.state),
+                runner.state if processes > 1 else to_host(runner.state),
                 {
                     "meta_steps": version,
                     "frames": runner.stats.frames_learned,
@@ -615,7 +676,9 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
     summary["learner_devices"] = len(runner.learner_devices)
     summary["devices"] = [str(d) for d in jax.devices()]
     atari_report.write_results(run_dir, trace_of(rows), summary, label(config))
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
+    if checkpointer is not None:  # finished: trace.npz is kept
+        checkpointer.clear()  # every process together: process 0 deletes the steps
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     return summary
 
 
@@ -624,6 +687,8 @@ __all__ = [
     "CONFIG",
     "PRESETS",
     "AtariExperimentConfig",
+    "check_checkpoint_dir",
+    "checkpoint_directory",
     "make_runner",
     "prepare",
     "run",

@@ -12,6 +12,15 @@ shapes, dtypes) and that every leaf's bytes and the JSON document are those that
 any damage (a missing, truncated, empty or corrupt file, or a checkpoint of another
 configuration) raises `CheckpointError` with one sentence naming the directory and what to do.
 
+Several JAX processes (`jax.distributed`, `jax.process_count()` > 1): every process makes a
+`Checkpointer` on the SAME directory, on a filesystem every process reaches, and calls `save`,
+`restore`, `read_meta` and `clear` together, with the same steps (they are collectives: orbax
+synchronises the processes in barriers, and the meta dicts are exchanged through JAX). The
+state's leaves are then global `jax.Array`s (e.g. parameters replicated over every process's
+devices); orbax writes each process's own shards (a replicated array once), process 0 the JSON.
+Each process's `meta` is its own: the JSON holds all of them in process order, and `restore`
+hands each process back its own. A checkpoint is restored by as many processes as wrote it.
+
 Orbax is imported only when a `Checkpointer` is made (it takes about a second), so modules that
 merely mention checkpoints stay quick to import.
 """
@@ -86,6 +95,37 @@ def _crc32(array: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1))
 
 
+def _processes() -> tuple[int, int]:
+    """(JAX processes, this process's index): (1, 0) without `jax.distributed`."""
+    return jax.process_count(), jax.process_index()
+
+
+def _host_value(leaf: Any) -> np.ndarray:
+    """A leaf's whole value on this host: a global array spanning other processes' devices is
+    read from this process's first shard when it is replicated, else gathered from every
+    process (`process_allgather`, a collective)."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        if leaf.sharding.is_fully_replicated:
+            return np.asarray(leaf.addressable_shards[0].data)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+    return np.asarray(leaf)
+
+
+def _gather_meta(meta: Any) -> list[Any]:
+    """Every process's JSON value `meta`, in process order (a collective: every process calls
+    it): its UTF-8 bytes padded to the longest and gathered with `process_allgather`."""
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(meta, allow_nan=False).encode(), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.int32(data.size)))
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: data.size] = data
+    everyone = np.asarray(multihost_utils.process_allgather(padded))  # [processes, longest]
+    return [json.loads(bytes(row[:size])) for row, size in zip(everyone, sizes, strict=True)]
+
+
 @contextlib.contextmanager
 def _ctrl_c_after():
     """Hold Ctrl-C (SIGINT) until the block ends, then deliver it: a checkpoint being written is
@@ -150,6 +190,10 @@ class Checkpointer:
       checkpointer.save(step, state, {"seconds": 12.5})
       state, meta = checkpointer.restore(jax.eval_shape(init, keys))  # onto init's shardings
 
+    With several JAX processes every process makes its `Checkpointer` on the same (shared)
+    directory and calls `save` / `restore` / `read_meta` / `clear` together (module docstring);
+    each passes and gets back its own `meta`.
+
     Errors: every failure to write or read raises `CheckpointError` (a `ValueError`) with one
     sentence naming the directory or step directory and what to do.
     """
@@ -195,6 +239,18 @@ class Checkpointer:
             self._manager.close()
             self._manager = None
 
+    def clear(self) -> None:
+        """Delete every step, then the directory if nothing else is left in it (a finished run's
+        checkpoints). With several processes every process calls it: process 0 deletes, orbax
+        synchronises them after each step."""
+        for step in self.all_steps():
+            with _quiet():
+                self._orbax().delete(step)
+        self.close()
+        if _processes()[1] == 0:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                self.directory.rmdir()
+
     def __enter__(self) -> Checkpointer:
         return self
 
@@ -229,6 +285,10 @@ class Checkpointer:
         Blocks until the checkpoint is complete on disk; a Ctrl-C meanwhile is held until then
         (KeyboardInterrupt after the save). Raises CheckpointError when it cannot be written
         (e.g. a full disk): the previous steps stay intact and restorable.
+
+        Several processes: every process calls it with the same step and a state of the same
+        global arrays (a sharded, not replicated leaf is gathered for its checksum); `meta` is
+        this process's own.
         """
         if not isinstance(step, int | np.integer) or step < 0:
             raise CheckpointError(f"checkpoint step must be an integer >= 0, got {step!r}.")
@@ -241,10 +301,14 @@ class Checkpointer:
                 leaf = jax.random.key_data(leaf)
             elif not isinstance(leaf, jax.Array):
                 leaf = np.asarray(leaf)
-            description["crc32"] = _crc32(np.asarray(leaf))
+            description["crc32"] = _crc32(_host_value(leaf))
             leaves[_leaf_name(index)] = leaf
             described.append(description)
-        document = {"format": FORMAT, "leaves": described, "meta": to_json(meta or {})}
+        meta = to_json(meta or {})
+        processes = _processes()[0]
+        document = {"format": FORMAT, "leaves": described, "meta": meta}
+        if processes > 1:  # every process's meta, in process order (process 0 writes the JSON)
+            document.update(processes=processes, meta=_gather_meta(meta))
         document["digest"] = _digest(document)
         manager, ocp = self._orbax(), self._ocp
         if step in self.all_steps():
@@ -272,9 +336,22 @@ class Checkpointer:
     # restore ---------------------------------------------------------------------------------
 
     def read_meta(self, step: int | None = None) -> dict[str, Any]:
-        """The `meta` dict saved at `step` (default: the latest), checked against its digest."""
+        """The `meta` dict this process saved at `step` (default: the latest), checked against
+        its digest."""
         step = self._step(step)
-        return self._document(step)["meta"]
+        return self._own_meta(step, self._document(step))
+
+    def _own_meta(self, step: int, document: dict[str, Any]) -> dict[str, Any]:
+        """This process's meta of a checked document; CheckpointError when it was written by
+        another number of processes."""
+        written = int(document.get("processes", 1))
+        processes, index = _processes()
+        if written != processes:
+            raise CheckpointError(
+                f"checkpoint {self.step_dir(step)} was written by {written} process(es), not "
+                f"{processes}; restore it with {written} process(es), each resuming its own run."
+            )
+        return document["meta"][index] if written > 1 else document["meta"]
 
     def _step(self, step: int | None) -> int:
         steps = self.all_steps()
@@ -338,11 +415,16 @@ class Checkpointer:
         Raises:
           CheckpointError: no checkpoint; a damaged step (missing, truncated, empty or altered
             files: orbax cannot read it, or a leaf's CRC-32 or the meta's SHA-256 differs); a
-            saved tree whose paths, shapes or dtypes differ from the template's.
+            saved tree whose paths, shapes or dtypes differ from the template's; a checkpoint
+            written by another number of processes.
+
+        Several processes: every process calls it with a template of global arrays (or shape
+        structs with their global shardings); each restores its own shards and gets its own
+        meta.
         """
         step = self._step(step)
         document = self._document(step)
-        meta = document["meta"]
+        meta = self._own_meta(step, document)
         if callable(template):
             template = template(meta)
         flat, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -376,7 +458,7 @@ class Checkpointer:
             raise self._damaged(step, f"{STATE}/ unreadable: {_short(error)}") from None
         leaves = []
         for array, (path, leaf), record in zip(arrays, flat, document["leaves"], strict=True):
-            if _crc32(np.asarray(array)) != record["crc32"]:
+            if _crc32(_host_value(array)) != record["crc32"]:
                 raise self._damaged(
                     step,
                     f"the bytes of {jax.tree_util.keystr(path) or 'the state'} differ from "

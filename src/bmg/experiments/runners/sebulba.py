@@ -211,11 +211,14 @@ def initialize_distributed(
     by argument or by ``$JAX_COORDINATOR_ADDRESS`` (with ``$JAX_NUM_PROCESSES`` and
     ``$JAX_PROCESS_ID``); call it before any other JAX work. Every process runs the same
     command with its own ``process_id`` in [0, num_processes); process 0's host:port is the
-    coordinator. Returns whether it joined one (False: a single process, nothing done).
+    coordinator. Returns whether it joined one (False: a single process, nothing done); True
+    without doing anything when this process has already joined (``jax.distributed.initialize``
+    called earlier, e.g. by a launcher script).
 
     Raises:
-      ValueError: a coordinator without the number of processes or this process's id, or an id
-        outside [0, num_processes).
+      ValueError: a coordinator without the number of processes or this process's id, an id
+        outside [0, num_processes), or JAX's backend already started in this process (JAX
+        computed something first, so the process cannot join any more).
     """
     import os
 
@@ -226,6 +229,8 @@ def initialize_distributed(
     address = coordinator_address or env["address"]
     if not address:
         return False
+    if jax.distributed.is_initialized():
+        return True
     try:
         count = num_processes or int(env["count"] or 0)
         index = process_id if process_id >= 0 else int(env["id"] or -1)
@@ -239,7 +244,16 @@ def initialize_distributed(
             f"a multi-process run (coordinator {address}) needs num_processes >= 1 and a "
             f"process_id in [0, num_processes), got {count} and {index}."
         )
-    jax.distributed.initialize(address, num_processes=count, process_id=index)
+    try:
+        jax.distributed.initialize(address, num_processes=count, process_id=index)
+    except RuntimeError as error:
+        if "must be called before" not in str(error):
+            raise
+        raise ValueError(
+            f"this process cannot join the multi-process run (coordinator {address}) because "
+            "JAX already computed something in it, so call initialize_distributed before any "
+            "other JAX work."
+        ) from None
     return True
 
 
@@ -383,7 +397,8 @@ class Sebulba:
     Args:
       config: the layout.
       stacx: the learner (``bmg.agents.stacx.StacxConfig``); its ``num_envs`` and
-        ``rollout_length`` are replaced by B and T of the layout.
+        ``rollout_length`` are replaced by the learner's batch, P x B streams of P processes (B of
+        the layout each), and T.
       meta: ``bmg.core.MetaConfig`` (fixed, MG or BMG); BMG needs the RMSProp target step
         with more than one learner device.
       make_env: ``thread_index -> VectorEnv`` with ``envs_per_thread`` environments; called
@@ -447,8 +462,10 @@ class Sebulba:
         spec = self.envs[0]
         self.frames_per_step = int(getattr(spec, "frames_per_step", 1))
         self.num_batches = batches_per_meta_step(meta)
+        # The learner's B is the global batch, every process's streams (P x B): its losses are
+        # means over them, and StacxConfig.mean_loss_rmsprop_eps scales by that B.
         self.stacx = dataclasses.replace(
-            stacx, num_envs=batch, rollout_length=config.rollout_length
+            stacx, num_envs=batch * self.num_processes, rollout_length=config.rollout_length
         )
         sharded = len(self.learner_devices) > 1
         axis = BATCH_AXIS if sharded else None
