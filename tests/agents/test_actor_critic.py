@@ -401,6 +401,30 @@ def test_entropy_cost_with_reward_context():
         assert global_norm(meta_grad) > 1e-6
 
 
+def test_probe_contexts_give_the_entropy_cost_at_those_contexts():
+    """context/{name} probes = the entropy cost the learner would use at that context; the five
+    contexts are high / rising (newest last) / zero / falling / low."""
+    _, agent, _ = make_agent(context="reward", entropy_cost=0.2, context_length=3)
+    meta_params = agent.init_meta_params(jax.random.key(0))
+    layers = meta_params["net"]["params"]
+    kernel = jax.random.normal(jax.random.key(1), layers["Dense_1"]["kernel"].shape)
+    trained = {"net": {"params": {**layers, "Dense_1": {**layers["Dense_1"], "kernel": kernel}}}}
+    contexts = np.asarray(stream.probe_contexts(3, normalized=False))
+    np.testing.assert_allclose(
+        contexts,
+        [[0.3, 0.3, 0.3], [-0.3, 0, 0.3], [0, 0, 0], [0.3, 0, -0.3], [-0.3, -0.3, -0.3]],
+        atol=1e-7,
+    )
+    assert np.asarray(stream.probe_contexts(3, normalized=True)).max() == pytest.approx(0.9)
+    probes = jax.jit(agent.probes)(trained, probe_state(agent))
+    values = []
+    for name, context in zip(stream.PROBE_CONTEXTS, contexts, strict=True):
+        expected = entropy_cost(agent, trained, jnp.asarray(context, jnp.float32))
+        np.testing.assert_allclose(probes[f"context/{name}"], expected, rtol=1e-6)
+        values.append(float(expected))
+    assert len(set(values)) == 5
+
+
 def test_running_context_statistics_match_numpy():
     """Welford's running mean / std against numpy's on a sequence with a large offset (where the
     naive sum-of-squares formula loses float32 precision), and the normalised context."""

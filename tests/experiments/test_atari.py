@@ -207,11 +207,8 @@ def _leaves(tree):
 PROCESS_SCRIPT = textwrap.dedent(
     """
     import json, pickle, sys
-    from bmg.experiments.runners.sebulba import initialize_distributed
-    # Join from $JAX_COORDINATOR_ADDRESS & co. now: importing bmg.experiments.atari imports
-    # gymnax (through bmg.experiments.minatar), which starts JAX's backend at import, and then
-    # `prepare` could not join any more (it finds the process joined and goes on).
-    assert initialize_distributed()
+    # The command joins the run itself (from $JAX_COORDINATOR_ADDRESS & co., in `prepare`): no
+    # import below may start JAX's backend first.
     import jax
     import numpy as np
     record, phase, argv = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

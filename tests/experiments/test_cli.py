@@ -74,6 +74,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
         "reward_per_step.png",
         "schedule.png",
         "schedule_folded.png",
+        "probe_contexts.png",
     ):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
@@ -102,6 +103,16 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     )
     below = np.mean(grad < config["meta_adam_eps"], axis=1)
     np.testing.assert_allclose(summary["meta_grad_norm_below_adam_eps"]["per_seed"], below)
+    # the meta-network on the five fixed contexts after every meta-step (reward context)
+    probes = trace["probe_contexts"]
+    assert probes.shape == (2, 150, 5) and np.all((probes > 0) & (probes < 1))
+    assert np.ptp(probes[:, -1], axis=-1).min() > 0  # trained: the contexts differ
+    for i, name in enumerate(tc.PROBE_CONTEXTS):
+        np.testing.assert_allclose(
+            summary[f"probe_context_{name}_last_10pct"]["per_seed"],
+            probes[:, -15:, i].mean(axis=1),
+            rtol=1e-6,
+        )
     with (out / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 3  # seeds x chunks

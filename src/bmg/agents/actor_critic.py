@@ -29,7 +29,8 @@ For meta-learning the agent supplies:
 
 Probes: ``env_steps``, ``reward_sum``, ``episodes``, ``episode_return_sum`` (cumulative, see
 ``bmg.agents.stream.counter_probes``), ``policy_entropy`` (mean entropy of pi_x on the latest
-rollout's states) and ``entropy_cost`` (eps at the current context).
+rollout's states), ``entropy_cost`` (eps at the current context) and ``context/{name}`` (eps on
+the five fixed contexts of ``bmg.agents.stream.PROBE_CONTEXTS``: Luketina et al.'s Figure 2).
 """
 
 from __future__ import annotations
@@ -204,14 +205,20 @@ def make_actor_critic(
         return LearnerState(params, optimizer.init(params), extras)
 
     def probes(meta_params, state: LearnerState):
-        """Counters, ``policy_entropy`` (mean H(pi_x) on the latest rollout's states, nats) and
-        ``entropy_cost`` (eps at the current context)."""
+        """Counters, ``policy_entropy`` (mean H(pi_x) on the latest rollout's states, nats),
+        ``entropy_cost`` (eps at the current context) and ``context/{name}`` (eps on each of
+        ``stream.PROBE_CONTEXTS``, whatever the current context)."""
         extras: stream.Extras = state.extras
         logits = policy_logits(state.params, extras.rollout.obs[:-1])
+        fixed = stream.probe_contexts(config.context_length, extras.context_stats is not None)
         return {
             **stream.counter_probes(extras),
             "policy_entropy": -rlax.entropy_loss(logits, jnp.ones(logits.shape[:-1])),
             "entropy_cost": entropy_cost(meta_params, extras),
+            **{
+                f"context/{name}": meta_schedule.value(meta_params, context)
+                for name, context in zip(stream.PROBE_CONTEXTS, fixed, strict=True)
+            },
         }
 
     return Learner(

@@ -15,6 +15,10 @@ from bmg.checks import check_integer, check_real, checks_deferred
 
 CONTEXTS = ("reward", "none")
 NORMALIZATIONS = ("none", "running")
+PROBE_CONTEXTS = ("high", "increasing", "zero", "decreasing", "low")
+"""The five fixed contexts on which a meta-network's output is recorded over a lifetime
+(``bmg.agents.stream.probe_contexts``; the probes of Luketina et al., CoLLAs 2022, Figure 2:
+high / increasing / zero / decreasing / low recent rewards)."""
 OPTIMIZERS = ("sgd", "adam")
 MATCHINGS = ("kl", "kl_value")
 Schedule = Literal["fixed", "meta", "decay"]

@@ -32,8 +32,9 @@ One learner update phi (``update_fn``):
      optax.rmsprop(learning_rate, decay, eps / (B T)^2))``. optax's RMSProp puts eps *inside*
      the square root, u = -lr g / sqrt(nu + eps), nu <- decay nu + (1 - decay) g^2, the
      TensorFlow form IMPALA and STACX used; IMPALA's losses are sums over the batch, ours means,
-     hence eps / (B T)^2 (``StacxConfig.mean_loss_rmsprop_eps``); with eps > 0 it is differentiable everywhere, zero gradients
-     included (tested), which MG and BMG need. The clip is bmg.core's (finite derivative at 0).
+     hence eps / (B T)^2 (``StacxConfig.mean_loss_rmsprop_eps``); with eps > 0 it is
+     differentiable everywhere, zero gradients included (tested), which MG and BMG need. The
+     clip is bmg.core's (finite derivative at 0).
 
 The meta-gradient flows through the targets: values and ratios are stop-gradient-ed as inputs,
 not the returns (``bmg.rl.vtrace``), else gamma, lambda and alpha get exactly zero.

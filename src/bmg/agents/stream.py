@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from bmg import rl
-from bmg.agents.configs import CONTEXTS, OnlineConfig  # noqa: F401  (re-exported)
+from bmg.agents.configs import CONTEXTS, PROBE_CONTEXTS, OnlineConfig  # noqa: F401  (re-exported)
 from bmg.checks import check_real  # noqa: F401  (re-exported)
 from bmg.core import clip_by_global_norm
 
@@ -145,6 +145,19 @@ def context(extras: Extras) -> jax.Array:
     variance = stats.m2 / jnp.maximum(stats.count, 1).astype(jnp.float32)
     z = (extras.reward_history - stats.mean) / jnp.sqrt(variance + CONTEXT_VARIANCE_EPS)
     return jax.lax.stop_gradient(jnp.tanh(z))
+
+
+def probe_contexts(context_length: int, normalized: bool) -> jax.Array:
+    """float32[5, context_length], the contexts of ``PROBE_CONTEXTS`` in the meta-network's input
+    space (oldest rollout first, like ``Extras.reward_history``): every feature at +level (high),
+    0 (zero) or -level (low), or a ramp from -level to +level (increasing: recent rollouts earn
+    more) and back (decreasing). level = 0.9 for running-normalised contexts (inside tanh's
+    [-1, 1], about 1.5 standard deviations), 0.3 for raw contexts (a mean reward per step a
+    well-learned Two-colors phase reaches) [default: the paper does not give its probes' values]."""
+    level = 0.9 if normalized else 0.3
+    ramp = jnp.linspace(-level, level, context_length, dtype=jnp.float32)
+    flat = jnp.ones((context_length,), jnp.float32)
+    return jnp.stack([level * flat, ramp, 0 * flat, ramp[::-1], -level * flat])
 
 
 class ObservationShape(NamedTuple):

@@ -256,7 +256,9 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
         target = config if prepared is None else prepared
         experiment_module.run(target, run_dir, resume=resumed, console=console)
     except KeyboardInterrupt:
-        if not any((run_dir / "checkpoints").glob("[0-9]*")):
+        where = getattr(experiment_module, "checkpoint_directory", None)  # atari: shared dirs
+        checkpoints = run_dir / "checkpoints" if where is None else where(config, run_dir)
+        if checkpoints is None or not any(Path(checkpoints).glob("[0-9]*")):
             sys.exit(
                 f"\n{prog}: interrupted before the first checkpoint; there is nothing to resume: "
                 f"start again (delete {run_dir} or choose another --out)."

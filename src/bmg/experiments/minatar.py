@@ -32,7 +32,6 @@ import tyro
 from bmg.agents.stacx import StacxConfig
 from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
-from bmg.envs.minatar import GAMES, check_game, check_sticky_action_prob
 from bmg.experiments.runners import lifetime
 from bmg.experiments.runners.lifetime import CHECKPOINTS
 
@@ -103,6 +102,10 @@ class MinAtarConfig:
     batch-mean losses: ``StacxConfig.mean_loss_rmsprop_eps``; docs/minatar.md)."""
 
     def __post_init__(self):
+        # gymnax builds arrays on import: imported here, a multi-process Atari run (which reads
+        # this module) can still join jax.distributed before JAX starts
+        from bmg.envs.minatar import check_game, check_sticky_action_prob
+
         check_nested(self)  # nested configs first: errors name the path (stacx.rmsprop_eps)
         check_game(self.env)
         if self.algo not in ALGOS:
@@ -381,4 +384,4 @@ def run(config: MinAtarConfig | lifetime.Prepared, run_dir: Path, *, resume: boo
     return lifetime.run(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
 
 
-__all__ = ["ALGOS", "CONFIG", "GAMES", "PRESETS", "MinAtarConfig", "make_runner", "run"]
+__all__ = ["ALGOS", "CONFIG", "PRESETS", "MinAtarConfig", "make_runner", "run"]

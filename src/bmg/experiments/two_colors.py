@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 import numpy as np
 import tyro
 
-from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
+from bmg.agents.configs import PROBE_CONTEXTS, ActorCriticConfig, QLambdaConfig
 from bmg.checks import check_integer, check_nested, check_real, checks_deferred
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
@@ -421,6 +421,22 @@ def recorded_metrics(meta_config: MetaConfig) -> tuple[str, ...]:
     return ("meta/loss", META_GRAD_NORM) if meta_config.algo != "fixed" else ()
 
 
+PROBE_CONTEXT_NAMES = tuple(f"context/{name}" for name in PROBE_CONTEXTS)
+
+
+def recorded_probes(config: TwoColorsConfig) -> tuple[str, ...]:
+    """The learner probes a run records per meta-step: the counters, the policy's entropy, the
+    meta-learned quantity and, for an actor-critic whose entropy cost is a meta-learned function
+    of the reward context (mg / bmg), its value on the five fixed probe contexts
+    (``PROBE_CONTEXT_NAMES``; Luketina et al.'s Figure 2). Q(lambda) does not record them: at one
+    meta-step per environment step they would add 200 MB per seed to a 10M-step trace."""
+    schedule = "entropy_cost" if config.agent == "ac" else "epsilon"
+    probes = ("env_steps", "reward_sum", "policy_entropy", schedule)
+    if config.agent == "ac" and config.ac.context == "reward" and config.algo in ("mg", "bmg"):
+        probes += PROBE_CONTEXT_NAMES
+    return probes
+
+
 class Trace(NamedTuple):
     """Per meta-step records of every seed, host arrays [seeds, meta_steps] (the report's view)."""
 
@@ -466,12 +482,7 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
         metrics=recorded_metrics(meta_config),
-        probes=(
-            "env_steps",
-            "reward_sum",
-            "policy_entropy",
-            "entropy_cost" if config.agent == "ac" else "epsilon",
-        ),
+        probes=recorded_probes(config),
         checkpointer=None if run_dir is None else Checkpointer(run_dir / CHECKPOINTS),
     )
 
@@ -535,11 +546,13 @@ def write_results(
     from bmg.experiments.rundir import save_npz, write_json
 
     label = report.run_label({"config": dataclasses.asdict(config)})
-    grad_norm = (
-        {"meta_grad_norm": np.asarray(trace[META_GRAD_NORM])} if META_GRAD_NORM in trace else {}
-    )
+    extra = {}  # trace.npz records beyond Trace's, when the run recorded them
+    if META_GRAD_NORM in trace:
+        extra["meta_grad_norm"] = np.asarray(trace[META_GRAD_NORM])
+    if PROBE_CONTEXT_NAMES[0] in trace:  # [seeds, meta_steps, 5]
+        extra["probe_contexts"] = np.stack([trace[n] for n in PROBE_CONTEXT_NAMES], axis=-1)
     trace, first = report_trace(initial, trace)
-    save_npz(run_dir / "trace.npz", first_rewards=first, **trace._asdict(), **grad_norm)
+    save_npz(run_dir / "trace.npz", first_rewards=first, **trace._asdict(), **extra)
     summary = report.summarize(
         trace,
         first,
@@ -547,8 +560,12 @@ def write_results(
         seconds=seconds,
         agent=config.agent,
     )
-    if grad_norm:
-        summary.update(report.meta_optimizer_statistics(**grad_norm, adam_eps=config.meta_adam_eps))
+    if "meta_grad_norm" in extra:
+        summary.update(
+            report.meta_optimizer_statistics(extra["meta_grad_norm"], adam_eps=config.meta_adam_eps)
+        )
+    if "probe_contexts" in extra:
+        summary.update(report.probe_context_statistics(extra["probe_contexts"], PROBE_CONTEXTS))
     summary["compile_seconds"] = compile_seconds
     summary["host_seconds"] = host_seconds
     write_json(run_dir / "summary.json", summary)
@@ -560,6 +577,15 @@ def write_results(
         title=label,
         agent=config.agent,
     )
+    if "probe_contexts" in extra:
+        report.plot_probe_contexts(
+            trace.env_steps,
+            extra["probe_contexts"],
+            PROBE_CONTEXTS,
+            switch_every=config.env.switch_every,
+            out=run_dir,
+            title=label,
+        )
     return summary
 
 
@@ -741,12 +767,7 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
         meta_steps_per_chunk=base.meta_steps_per_chunk,
         num_chunks=base.num_chunks,
         metrics=recorded_metrics(meta_config),
-        probes=(
-            "env_steps",
-            "reward_sum",
-            "policy_entropy",
-            "entropy_cost" if base.agent == "ac" else "epsilon",
-        ),
+        probes=recorded_probes(base),
         checkpointer=None if checkpoint_dir is None else Checkpointer(checkpoint_dir),
         hyper=hyper,
         lane_seeds=seeds,

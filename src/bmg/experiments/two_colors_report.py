@@ -141,6 +141,49 @@ def meta_optimizer_statistics(meta_grad_norm: np.ndarray, *, adam_eps: float) ->
     }
 
 
+def probe_context_statistics(probe_contexts: np.ndarray, names: tuple[str, ...]) -> dict:
+    """summary.json's view of the meta-network on the fixed probe contexts
+    (``probe_contexts``: [seeds, meta_steps, len(names)], the entropy cost on each context after
+    every meta-step): per context, the mean over the lifetime's last 10% of meta-steps, per
+    seed and as mean ± standard error over seeds."""
+    values = np.asarray(probe_contexts)
+    tail = values[:, -max(1, values.shape[1] // 10) :].mean(axis=1)
+    return {
+        f"probe_context_{name}_last_10pct": {**mean_se(tail[:, i]), "per_seed": tail[:, i].tolist()}
+        for i, name in enumerate(names)
+    }
+
+
+def plot_probe_contexts(
+    env_steps: np.ndarray,
+    probe_contexts: np.ndarray,
+    names: tuple[str, ...],
+    *,
+    switch_every: int,
+    out: Path,
+    title: str,
+) -> Path:
+    """probe_contexts.png: the meta-learned entropy cost on each fixed context over the lifetime,
+    mean ± standard error over seeds (Luketina et al., CoLLAs 2022, Figure 2)."""
+    x = np.asarray(env_steps)[0]
+    values = np.asarray(probe_contexts)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, name in enumerate(names):
+        _band(ax, x, values[:, :, i], name)
+    _flips(ax, x[-1], switch_every)
+    ax.set(
+        xlabel="environment steps",
+        ylabel="entropy cost on the probe context",
+        title=f"{title}: meta-network on fixed contexts",
+    )
+    ax.legend(fontsize=7)
+    path = out / "probe_contexts.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _band(ax, x, values, label, **kwargs):
     mean = values.mean(axis=0)
     se = values.std(axis=0, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0 * mean
