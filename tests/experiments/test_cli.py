@@ -106,7 +106,8 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     # the meta-network on the five fixed contexts after every meta-step (reward context)
     probes = trace["probe_contexts"]
     assert probes.shape == (2, 150, 5) and np.all((probes > 0) & (probes < 1))
-    assert np.ptp(probes[:, -1], axis=-1).min() > 0  # trained: the contexts differ
+    # one meta-step from the zero-initialised output layer: every context gives about 0.01
+    np.testing.assert_allclose(probes[:, 0], config["ac"]["entropy_cost"], rtol=1e-3)
     for i, name in enumerate(tc.PROBE_CONTEXTS):
         np.testing.assert_allclose(
             summary[f"probe_context_{name}_last_10pct"]["per_seed"],
