@@ -85,6 +85,9 @@ def test_checkpoint_dir_rule_after_joining_the_processes(tmp_path):
     assert checkpoint_directory(shared, tmp_path / "run") == tmp_path / "ckpt"
     assert checkpoint_directory(config, tmp_path / "run") == tmp_path / "run" / "checkpoints"
     assert checkpoint_directory(AtariExperimentConfig(checkpoint_interval=0), tmp_path) is None
+    (tmp_path / "a-file").touch()
+    with pytest.raises(ValueError, match="checkpoint_dir '.*a-file' is a file; name a directory."):
+        AtariExperimentConfig(checkpoint_dir=str(tmp_path / "a-file"))
 
 
 def test_a_new_run_refuses_a_checkpoint_dir_in_use(tmp_path):

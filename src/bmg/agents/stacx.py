@@ -131,10 +131,10 @@ class StacxConfig:
     rmsprop_decay: float = 0.99
     """RMSProp's decay of the squared-gradient average [impala]."""
     rmsprop_eps: float = 0.01
-    """RMSProp's epsilon as IMPALA publishes it, inside the square root, for IMPALA's losses
-    *summed* over the B x T batch [impala]. bmg's losses are batch means (gradients 1 / (B T)
-    of the summed ones), so the optimiser runs with ``mean_loss_rmsprop_eps`` = eps / (B T)^2,
-    which gives IMPALA's update exactly (docs/minatar.md measures why it matters)."""
+    """RMSProp's epsilon as IMPALA publishes it (inside the square root), for IMPALA's losses
+    summed over the B x T batch [impala]. bmg's losses are batch means, so the optimiser runs
+    with eps / (B T)^2 (9.8e-8 for 0.01 at 16 x 20): IMPALA's update, but for the gradient clip,
+    which acts on the mean gradient here (docs/minatar.md)."""
     max_grad_norm: float = 40.0
     """global-norm clip of the learner's batch-mean gradient, 0 = off [impala's value; applied
     to mean, not summed, losses: a default]."""

@@ -152,8 +152,8 @@ def probe_contexts(context_length: int, normalized: bool) -> jax.Array:
     space (oldest rollout first, like ``Extras.reward_history``): every feature at +level (high),
     0 (zero) or -level (low), or a ramp from -level to +level (increasing: recent rollouts earn
     more) and back (decreasing). level = 0.9 for running-normalised contexts (inside tanh's
-    [-1, 1], about 1.5 standard deviations), 0.3 for raw contexts (a mean reward per step a
-    well-learned Two-colors phase reaches) [default: the paper does not give its probes' values]."""
+    [-1, 1], about 1.5 standard deviations), 0.3 for raw contexts (mean rewards per step)
+    [default: an arbitrary choice; the paper does not give its probes' values]."""
     level = 0.9 if normalized else 0.3
     ramp = jnp.linspace(-level, level, context_length, dtype=jnp.float32)
     flat = jnp.ones((context_length,), jnp.float32)

@@ -230,6 +230,8 @@ def check_checkpoint_dir(config: AtariExperimentConfig, processes: int) -> None:
             f"checkpoint_dir must be an absolute path (or empty for RUN_DIR/checkpoints), got "
             f"{directory!r}."
         )
+    if directory and Path(directory).exists() and not Path(directory).is_dir():
+        raise ValueError(f"checkpoint_dir {directory!r} is a file; name a directory.")
     if processes > 1 and config.checkpoint_interval and not directory:
         raise ValueError(
             f"checkpoint_dir must be set in a run of {processes} processes with "

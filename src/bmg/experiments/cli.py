@@ -264,7 +264,8 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
                 f"start again (delete {run_dir} or choose another --out)."
             )
         sys.exit(
-            f"\n{prog}: interrupted; every finished chunk or score is checkpointed in {run_dir}: "
+            f"\n{prog}: interrupted; every finished chunk or score is checkpointed in "
+            f"{checkpoints}: "
             f"continue with `{prog} resume {run_dir}`."
         )
     except ValueError as error:  # non-finite training, memory, damaged checkpoints, data

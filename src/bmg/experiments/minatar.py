@@ -203,7 +203,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the defaults below (STACX on Breakout, 3 seeds x 10M frames)", {}),
     "demo": (
         "STACX on Breakout-MinAtar, 2 seeds x 500k frames, 16 environments x 20 steps per "
-        "batch (about 6 minutes on 2 CPU cores; the episode return rises from 0.7 to about 4.1, "
+        "batch (about 7 minutes on 2 CPU cores; the episode return rises from 0.7 to about 4.1, "
         "docs/minatar.md)",
         dict(
             steps=500_000,
