@@ -74,6 +74,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
         "reward_per_step.png",
         "schedule.png",
         "schedule_folded.png",
+        "window.png",
         "probe_contexts.png",
     ):
         assert (out / name).is_file(), name
@@ -128,6 +129,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "bmg K=1 L=2" in table and "bmg K=1 L=2" in capsys.readouterr().out
     assert (tmp_path / "cmp" / "comparison_cumulative_reward.png").is_file()
+    assert (tmp_path / "cmp" / "comparison_window.png").is_file()
 
 
 @pytest.mark.parametrize(

@@ -187,3 +187,32 @@ def test_meta_optimizer_statistics_by_hand():
     assert stats["meta_grad_norm_median"]["per_seed"] == pytest.approx([3e-5, 1.5])
     assert stats["meta_grad_norm_below_adam_eps"]["per_seed"] == [0.75, 0.25]
     assert stats["meta_grad_norm_below_adam_eps"]["mean"] == pytest.approx(0.5)
+
+
+def test_figure_1_window_is_luketina_s_or_the_last_five_flips():
+    # Their Figure 1: steps 4.5M to 5M (five flips every 100k) of a 10M lifetime.
+    assert report.figure_1_window([10_000_000, 6_400_000], 100_000) == (4_500_000, 5_000_000)
+    # A run that stops earlier: its last five flip periods, set by the shortest run.
+    assert report.figure_1_window([2_000_016, 1_000_016], 100_000) == (500_016, 1_000_016)
+    assert report.figure_1_window([300_000], 100_000) == (0, 300_000)
+
+
+def test_window_plot_draws_only_the_window(tmp_path, monkeypatch):
+    trace = hand_trace()  # 40,000 steps: the window is steps 0 to 40,000 at flips every 8,000
+    drawn = []
+    monkeypatch.setattr(report, "_band", lambda ax, x, values, label: drawn.append((x, values)))
+    path = report.plot_window(
+        [("run", trace)], switch_every=8_000, out=tmp_path, name="w.png", ylabel="entropy cost"
+    )
+    assert path.is_file()
+    (x_schedule, schedule), (x_reward, reward) = drawn
+    np.testing.assert_array_equal(x_schedule, trace.env_steps[0])
+    np.testing.assert_array_equal(schedule, trace.schedule)
+    # Reward per step over the trailing 5,000 steps = one meta-step here.
+    np.testing.assert_allclose(reward, trace.reward / 5_000)
+    drawn.clear()
+    report.plot_window(
+        [("run", trace)], switch_every=4_000, out=tmp_path, name="w.png", ylabel="entropy cost"
+    )
+    # Five flips of 4,000 steps: steps 20,000 to 40,000, i.e. meta-steps ending at 25k ... 40k.
+    np.testing.assert_array_equal(drawn[0][0], [25_000, 30_000, 35_000, 40_000])

@@ -260,6 +260,47 @@ def folded(trace, switch_every: int, bins: int = 50) -> tuple[np.ndarray, np.nda
     return centres, means
 
 
+FIGURE_1_STOP = 5_000_000  # Luketina et al., CoLLAs 2022, Figure 1: steps 4.5M to 5M
+FIGURE_1_FLIPS = 5
+
+
+def figure_1_window(last_steps: list[int], switch_every: int) -> tuple[int, int]:
+    """(start, stop) environment steps of the Figure-1 window: the `FIGURE_1_FLIPS` flip periods
+    that end at 5M steps (Luketina et al., CoLLAs 2022, Figure 1: 4.5M to 5M at flips every 100k),
+    or at the end of the shortest run when one stops earlier."""
+    stop = min(FIGURE_1_STOP, *last_steps)
+    return max(0, stop - FIGURE_1_FLIPS * switch_every), stop
+
+
+def plot_window(
+    runs: list[tuple[str, Any]], *, switch_every: int, out: Path, name: str, ylabel: str
+) -> Path:
+    """Luketina et al.'s Figure 1 for one or more runs: the meta-learned schedule (entropy cost or
+    epsilon) after every meta-step and the mean reward per step of each meta-step's rollouts
+    (smoothed over 5,000 steps), both inside `figure_1_window`; mean and standard error over
+    seeds (the flips fall on the same steps in every seed). `runs`: (label, Trace) pairs;
+    `ylabel` names the schedule."""
+    start, stop = figure_1_window([int(t.env_steps[0, -1]) for _, t in runs], switch_every)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.5), sharex=True)
+    for label, trace in runs:
+        x = np.asarray(trace.env_steps[0])
+        inside = (x > start) & (x <= stop)
+        _band(top, x[inside], np.asarray(trace.schedule)[:, inside], label)
+        reward = moving_reward_per_step(trace, window_steps=5_000)
+        _band(bottom, x[inside], reward[:, inside], label)
+    for ax in (top, bottom):
+        for flip in np.arange(start - start % switch_every + switch_every, stop, switch_every):
+            ax.axvline(flip, color="grey", lw=0.8, ls=":")
+    top.set(ylabel=ylabel, title=f"steps {start:,} to {stop:,}: flips dotted")
+    top.legend(fontsize=8, loc="upper left")
+    bottom.set(xlabel="environment steps", ylabel="reward per step (5k-step window)")
+    fig.tight_layout()
+    path = out / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_run(
     trace,
     first_rewards,
@@ -310,6 +351,15 @@ def plot_run(
         title=f"{title}: folded over the flip cycle",
     )
     save(fig, "schedule_folded.png")
+    paths.append(
+        plot_window(
+            [(title, trace)],
+            switch_every=switch_every,
+            out=out,
+            name="window.png",
+            ylabel=schedule_label,
+        )
+    )
     return paths
 
 
@@ -412,4 +462,18 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         paths.append(out / name)
+    agents = {config["config"]["agent"] for config, _, _ in runs}
+    ylabel = SCHEDULE[agents.pop()][2] if len(agents) == 1 else "entropy cost / epsilon"
+    paths.append(
+        plot_window(
+            [
+                (run_label(config), Trace(*(arrays[name] for name in Trace._fields)))
+                for config, _, arrays in runs
+            ],
+            switch_every=switch_every,
+            out=out,
+            name="comparison_window.png",
+            ylabel=ylabel,
+        )
+    )
     return paths
