@@ -302,17 +302,23 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
 
 
 def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
-    """episode_return.png in `out`: every run's mean episode return per chunk vs frames (mean ±
-    standard error over its seeds)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    """episode_return.png in `out`: one panel per game, every run's mean episode return per chunk
+    vs frames (mean ± standard error over its seeds)."""
+    by_game: dict[str, list] = {}
     for run_dir in run_dirs:
         config, summary, arrays = load_run(run_dir)
-        initial = {k[len("initial/") :]: v for k, v in arrays.items() if k.startswith("initial/")}
-        trace = {k: v for k, v in arrays.items() if not k.startswith("initial/")}
-        frames, returns = return_curve(initial, trace, summary["meta_steps_per_chunk"])
-        _band(ax, frames, returns, run_label(config["config"]), marker=".")
-    ax.set(xlabel="frames per seed", ylabel="episode return", title="MinAtar: episode return")
-    ax.legend(fontsize=8)
+        by_game.setdefault(config["config"]["env"], []).append((config, summary, arrays))
+    fig, axes = plt.subplots(1, len(by_game), figsize=(6 * len(by_game), 4), squeeze=False)
+    for ax, (game, runs) in zip(axes[0], by_game.items(), strict=True):
+        for config, summary, arrays in runs:
+            initial = {
+                k[len("initial/") :]: v for k, v in arrays.items() if k.startswith("initial/")
+            }
+            trace = {k: v for k, v in arrays.items() if not k.startswith("initial/")}
+            frames, returns = return_curve(initial, trace, summary["meta_steps_per_chunk"])
+            _band(ax, frames, returns, method_label(config["config"]), marker=".")
+        ax.set(xlabel="frames per seed", ylabel="episode return", title=game)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(out) / "episode_return.png"
     fig.savefig(path, dpi=110)
