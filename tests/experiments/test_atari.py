@@ -107,6 +107,19 @@ def test_a_new_run_refuses_a_checkpoint_dir_in_use(tmp_path):
     )
 
 
+def test_the_cli_refuses_a_used_checkpoint_dir_before_writing_anything(tmp_path):
+    used, out = tmp_path / "shared", tmp_path / "run"
+    (used / "4").mkdir(parents=True)
+    argv = ["atari", "demo", "--checkpoint-dir", str(used), "--out", str(out)]
+    with pytest.raises(SystemExit) as error:
+        main(argv)
+    assert str(error.value) == (
+        f"bmg atari: error: checkpoint_dir {used} already holds something (another run's "
+        "checkpoints?); a new run needs an empty or missing directory: choose another or delete it."
+    )
+    assert not (out / "config.json").exists()
+
+
 def test_presets_parse_and_count_frames():
     run = parse_run(["paper", "--algo", "bmg", "--l", "2"], AtariExperimentConfig, PRESETS, "", "")
     config = run.config

@@ -557,6 +557,26 @@ def checkpoint_directory(config: AtariExperimentConfig, run_dir: Path) -> Path |
     return Path(config.checkpoint_dir) if config.checkpoint_dir else Path(run_dir) / CHECKPOINTS
 
 
+def check_new_run(config: AtariExperimentConfig, run_dir: Path | None = None) -> None:
+    """A new run never writes into another run's checkpoints (its steps would clash and a later
+    resume could restore the other run). The CLI calls it before the run directory exists
+    (``run_dir`` None: only a set ``checkpoint_dir`` is checked), ``run`` again for a new run.
+
+    Raises:
+      ValueError: the checkpoint directory exists and holds something.
+    """
+    directory = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    if run_dir is not None:
+        directory = checkpoint_directory(config, run_dir)
+    if directory is not None and directory.exists():
+        if directory.is_dir() and not any(directory.iterdir()):
+            return
+        raise ValueError(
+            f"checkpoint_dir {directory} already holds something (another run's checkpoints?); "
+            "a new run needs an empty or missing directory: choose another or delete it."
+        )
+
+
 def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
     """Train (or continue) ``target`` in ``run_dir``: metrics.csv and TensorBoard every
     ``log_interval`` meta-steps, checkpoints every ``checkpoint_interval`` (into
@@ -589,13 +609,8 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
     per_step = config.frames_per_meta_step(processes)
     fields = csv_fields(config)
     directory = checkpoint_directory(config, run_dir)
-    if not resume and directory is not None and directory.exists():
-        if not directory.is_dir() or any(directory.iterdir()):
-            raise ValueError(
-                f"checkpoint_dir {directory} already holds something (another run's "
-                "checkpoints?); a new run needs an empty or missing directory: choose another "
-                "or delete it."
-            )
+    if not resume:
+        check_new_run(config, run_dir)
     checkpointer = None if directory is None else Checkpointer(directory)
     with make_runner(config) as runner:
         rows: list[dict] = []
@@ -690,6 +705,7 @@ __all__ = [
     "PRESETS",
     "AtariExperimentConfig",
     "check_checkpoint_dir",
+    "check_new_run",
     "checkpoint_directory",
     "make_runner",
     "prepare",

@@ -162,11 +162,12 @@ def config_digest(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None):
+def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, check_new=None):
     """(config, prepared, run_dir, resumed) for a new run or a resume.
 
     `prepare(config)` (e.g. loading and checking a dataset) runs before a new run's directory is
-    made, so bad input leaves nothing behind; `prepared` is its result (None without it). Exits
+    made, so bad input leaves nothing behind; `prepared` is its result (None without it);
+    `check_new(config)` likewise, for a new run only (atari: a used shared checkpoint_dir). Exits
     with one sentence if the input is bad, the directory cannot be this run's, holds a finished
     run, or its config.json was edited after the start.
     """
@@ -187,6 +188,8 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None):
                     )
                 if out.is_dir():
                     rundir.lock_run_dir(out)
+            if check_new is not None:
+                check_new(config)
             prepared = prepare(config) if prepare else None
             run_dir = rundir.make_run_dir(args.out, experiment, config.algo, resume_hint=hint)
             rundir.write_config(
@@ -228,7 +231,8 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
     `module` declares `CONFIG` (the config class), `PRESETS`, `run(config, run_dir, *, resume,
     console) -> summary`, `result_rows(run_dir) -> table rows` and optionally `prepare(config)`
     (checks done before the run directory exists; its result is passed to `run` instead of the
-    config). Ctrl-C and errors end with one sentence; an interrupted run says how to continue.
+    config) and `check_new_run(config)` (checks of a new run only, before its directory exists).
+    Ctrl-C and errors end with one sentence; an interrupted run says how to continue.
     """
     import importlib
 
@@ -240,7 +244,8 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
         refuse_unused_flags(argv, args.config, unused_fields, prog)
     prepare = getattr(experiment_module, "prepare", None)
     try:
-        start = start_run_dir(args, experiment, config_cls, prog, prepare)
+        check_new = getattr(experiment_module, "check_new_run", None)
+        start = start_run_dir(args, experiment, config_cls, prog, prepare, check_new)
     except KeyboardInterrupt:  # while preparing (e.g. compiling): no run has started
         where = f"; {args.run_dir} is as it was" if isinstance(args, Resume) else ""
         sys.exit(f"\n{prog}: interrupted before the run started; nothing was written{where}.")
