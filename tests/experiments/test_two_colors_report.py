@@ -216,3 +216,51 @@ def test_window_plot_draws_only_the_window(tmp_path, monkeypatch):
     )
     # Five flips of 4,000 steps: steps 20,000 to 40,000, i.e. meta-steps ending at 25k ... 40k.
     np.testing.assert_array_equal(drawn[0][0], [25_000, 30_000, 35_000, 40_000])
+
+
+def method_run(path, totals, **config):
+    """short_run_dir with another config and these per-seed total rewards in summary.json."""
+    run = short_run_dir(path)
+    record = {"config": dataclasses.asdict(TwoColorsConfig(seeds=len(totals), **config))}
+    write_json(run / "config.json", record)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["total_reward"]["per_seed"] = totals
+    write_json(run / "summary.json", summary)
+    return run
+
+
+def test_protocol_rows_beside_table_1_and_the_published_orders(tmp_path):
+    ac = method_run(tmp_path / "ac", [1.0e6, 1.2e6, 1.4e6], algo="fixed")
+    mg = method_run(tmp_path / "mg", [0.9e6, 1.1e6], algo="mg")  # reward context (default)
+    bmg = method_run(tmp_path / "bmg", [2.0e6, 2.0e6], algo="bmg")
+    mg_nc = method_run(
+        tmp_path / "mg-nc", [1.5e6, 1.5e6], algo="mg", ac=ActorCriticConfig(context="none")
+    )
+    q = method_run(tmp_path / "q", [0.5e6, 0.7e6], algo="fixed", agent="q")
+    rows, orders = report.protocol_rows([ac, mg, bmg, mg_nc, q])
+    by_method = {row["method"]: row for row in rows}
+    assert list(by_method) == [
+        "AC",
+        "AC-MG, reward context",
+        "AC-BMG, reward context",
+        "AC-MG, no context",
+        "Q(lambda)",
+    ]
+    assert by_method["AC"]["total reward, M (ours)"] == "1.200 (0.200)"  # sample std
+    assert by_method["AC"]["published (10 seeds x 10M)"] == "1.24 (0.09)"
+    assert by_method["AC-BMG, reward context"]["published (10 seeds x 10M)"] == "1.74 (0.03)"
+    assert by_method["Q(lambda)"]["published (10 seeds x 10M)"] == "0.58 (0.07)"
+    # Only the orders whose methods all ran are judged: AC 1.2 > MG 1.0 < BMG 2.0 breaks it.
+    assert orders == [
+        "published order AC < AC-MG < AC-BMG (reward context): does not hold "
+        "(ours 1.200 vs 1.000 vs 2.000)."
+    ]
+    # The best setting per method counts: a second, better MG run restores the order.
+    mg2 = method_run(tmp_path / "mg2", [1.3e6, 1.3e6], algo="mg")
+    _, orders = report.protocol_rows([ac, mg, mg2, bmg])
+    assert orders == [
+        "published order AC < AC-MG < AC-BMG (reward context): holds (ours 1.200 < 1.300 < 2.000)."
+    ]
+    # Methods Table 1 lacks are left out (MG on Q(lambda)).
+    q_mg = method_run(tmp_path / "q-mg", [1.0, 2.0], algo="mg", agent="q")
+    assert report.protocol_rows([q_mg]) == ([], [])

@@ -500,6 +500,13 @@ def compare_command(argv: list[str]) -> None:
             table += "\n\n" + markdown_table(aggregate)
         Console().print(note)
         table += "\n\n" + note
+    elif report is not fewshot_report:  # Two-colors: beside Luketina et al.'s Table 1
+        published, orders = report.protocol_rows(args.runs)
+        if published:
+            print_table(Console(), published)
+            table += "\n\n" + markdown_table(published) + "\n\n" + "\n".join(orders)
+            for sentence in orders:
+                Console().print(sentence)
     if out is not None:
         rundir.write_atomic(out / "comparison.md", table + "\n")
         report.plot_comparison(args.runs, out)

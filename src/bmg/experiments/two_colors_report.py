@@ -430,6 +430,87 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
     return rows
 
 
+PUBLISHED = {  # (agent, algo, context) -> (mean, std) total reward in millions after 10M steps
+    ("ac", "fixed", None): (1.24, 0.09),
+    ("ac", "mg", "none"): (1.29, 0.08),
+    ("ac", "mg", "reward"): (1.58, 0.06),
+    ("ac", "bmg", "none"): (1.32, 0.08),
+    ("ac", "bmg", "reward"): (1.74, 0.03),
+    ("q", "fixed", None): (0.58, 0.07),
+    ("q", "bmg", "none"): (1.78, 0.03),
+    ("q", "bmg", "reward"): (1.93, 0.03),
+}
+"""Luketina et al., "Meta-Gradients in Non-Stationary Environments", CoLLAs 2022, Table 1:
+Two-colors, mean (std) over 10 seeds of the total reward after 10M steps, read as millions."""
+
+PUBLISHED_NAMES = {
+    ("ac", "fixed"): "AC",
+    ("ac", "mg"): "AC-MG",
+    ("ac", "bmg"): "AC-BMG",
+    ("q", "fixed"): "Q(lambda)",
+    ("q", "bmg"): "Q(lambda)-BMG",
+}
+
+
+def published_key(config: dict) -> tuple | None:
+    """The `PUBLISHED` key of a run's config dict (None for a method Table 1 does not have)."""
+    c = config["config"]
+    agent, algo = c["agent"], c["algo"]
+    key = (agent, algo, None if algo == "fixed" else c[agent]["context"])
+    return key if key in PUBLISHED else None
+
+
+def protocol_rows(run_dirs: list[Path]) -> tuple[list[dict[str, str]], list[str]]:
+    """Each run beside Luketina et al.'s Table 1 (`PUBLISHED`): total reward in millions as
+    mean (sample std over seeds), and one sentence per published order (AC < MG < BMG with and
+    without context; Q(lambda) < Q(lambda)-BMG) saying whether our means keep it. Runs of a
+    method Table 1 lacks are left out; an order whose methods are not all among the runs is not
+    judged. Published values are after 10M steps: the steps column says what ours ran."""
+    rows, means = [], {}
+    for run_dir in run_dirs:
+        config, summary, _ = load_run(run_dir)
+        key = published_key(config)
+        if key is None:
+            continue
+        totals = np.asarray(summary["total_reward"]["per_seed"], float) / 1e6
+        std = totals.std(ddof=1) if len(totals) > 1 else float("nan")
+        means[key] = max(means.get(key, -np.inf), totals.mean())  # the best setting per method
+        name = PUBLISHED_NAMES[key[:2]]
+        context = {None: "", "none": ", no context", "reward": ", reward context"}[key[2]]
+        published = PUBLISHED[key]
+        rows.append(
+            {
+                "method": name + context,
+                "setting": run_label(config),
+                "seeds": str(len(totals)),
+                "steps/seed": f"{summary['env_steps_per_seed']:,}",
+                "total reward, M (ours)": f"{totals.mean():.3f} ({std:.3f})",
+                "published (10 seeds x 10M)": f"{published[0]:.2f} ({published[1]:.2f})",
+            }
+        )
+    orders = []
+    for context in ("none", "reward"):
+        chain = [("ac", "fixed", None), ("ac", "mg", context), ("ac", "bmg", context)]
+        orders.append(_order_sentence(chain, means, f"AC < AC-MG < AC-BMG ({context} context)"))
+    for context in ("none", "reward"):
+        chain = [("q", "fixed", None), ("q", "bmg", context)]
+        orders.append(
+            _order_sentence(chain, means, f"Q(lambda) < Q(lambda)-BMG ({context} context)")
+        )
+    return rows, [o for o in orders if o]
+
+
+def _order_sentence(chain: list[tuple], means: dict, name: str) -> str:
+    if any(key not in means for key in chain):
+        return ""
+    values = [means[key] for key in chain]
+    holds = all(a < b for a, b in zip(values, values[1:], strict=False))
+    ours = " < ".join if holds else " vs ".join
+    return f"published order {name}: {'holds' if holds else 'does not hold'} " + (
+        f"(ours {ours(f'{v:.3f}' for v in values)})."
+    )
+
+
 def _flip_stat(summary: dict, when: str) -> dict:
     """The `<schedule>_<when>_flip` entry of a summary (entropy weight or epsilon)."""
     return next(v for k, v in summary.items() if k.endswith(f"_{when}_flip"))
