@@ -421,6 +421,16 @@ def test_related_preset_holds_the_published_values():
             preset("related", agent=agent, algo=algo).meta_config()
 
 
+def test_demo_preset_is_the_related_preset_scaled_down_in_steps_and_seeds_only():
+    """`make demo` runs the published values (issue 13): every field but the budget is
+    `related`'s, for both agents."""
+    demo, related = preset("demo"), preset("related")
+    assert (demo.steps, demo.seeds, demo.chunk_steps) == (1_000_000, 4, 100_000)
+    budget = dict(steps=related.steps, seeds=related.seeds, chunk_steps=related.chunk_steps)
+    assert dataclasses.replace(demo, **budget) == related
+    assert demo.ac.entropy_cost == 0.2 and demo.ac.max_grad_norm == 10.0
+
+
 def test_a_lifetime_shorter_than_one_chunk_is_not_inflated_to_a_chunk():
     """steps below chunk_steps: one chunk of the lifetime's own length (rounded up to whole
     meta-steps only), not a whole 200k-step chunk; MinAtar alike."""
