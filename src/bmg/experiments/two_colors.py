@@ -306,8 +306,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         RELATED,
     ),
     "demo": (
-        "the related preset's published values at a laptop's budget: 4 seeds x 1M steps (ten "
-        "flips), only steps and seeds scaled down",
+        "the related preset's published values with only steps and seeds scaled down: 4 seeds "
+        "x 1M steps (ten flips); minutes on 2 cores for the actor-critic, about ten times longer "
+        "for Q(lambda) (--agent q), which updates at every step",
         {**RELATED, "steps": 1_000_000, "seeds": 4, "chunk_steps": 100_000},
     ),
     "paper": (
