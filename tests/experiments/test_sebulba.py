@@ -284,8 +284,14 @@ def test_a_learner_step_is_the_same_on_1_device_4_devices_and_2_processes(tmp_pa
 
     processes = [start(0, 2), start(1, 2)]
     outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for p, output in zip(processes, outputs, strict=True):
-        assert p.returncode == 0, output[-3000:]
+    for process, (p, output) in enumerate(zip(processes, outputs, strict=True)):
+        # On a loaded machine JAX's shutdown barrier (at exit, after the results are written)
+        # can time out when one process reaches it 300 s after the other; the numbers are what
+        # this test checks, below, so only that teardown error is let through.
+        late_teardown = "Shutdown barrier has failed" in output
+        assert p.returncode == 0 or (late_teardown and (tmp_path / f"{process}.json").is_file()), (
+            output[-3000:]
+        )
     alone = start(-1, 4)
     output = alone.communicate(timeout=600)[0]
     assert alone.returncode == 0, output[-3000:]
