@@ -102,8 +102,17 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     np.testing.assert_allclose(
         summary["meta_grad_norm_median"]["per_seed"], np.median(grad, axis=1), rtol=1e-6
     )
-    below = np.mean(grad < config["meta_adam_eps"], axis=1)
-    np.testing.assert_allclose(summary["meta_grad_norm_below_adam_eps"]["per_seed"], below)
+    # ... and per coordinate: the max |g_i| is at most the global norm, the median at most the max
+    largest, median = trace["meta_grad_abs_max"], trace["meta_grad_abs_median"]
+    assert np.all(largest <= grad * (1 + 1e-6)) and np.all(median <= largest)
+    ac = config["ac"]  # one hidden layer: H x h + h weights in, h + 1 out
+    assert ac["meta_hidden_layers"] == 1
+    coordinates = (ac["context_length"] + 2) * ac["meta_hidden_size"] + 1
+    assert np.all(largest >= grad / np.sqrt(coordinates) * (1 - 1e-6))
+    below = np.mean(largest < config["meta_adam_eps"], axis=1)
+    np.testing.assert_allclose(summary["meta_grad_max_below_adam_eps"]["per_seed"], below)
+    # the output bias is one of the coordinates
+    assert np.all(np.abs(trace["meta_grad_output"]) <= largest * (1 + 1e-6))
     # the meta-network on the five fixed contexts after every meta-step (reward context)
     probes = trace["probe_contexts"]
     assert probes.shape == (2, 150, 5) and np.all((probes > 0) & (probes < 1))

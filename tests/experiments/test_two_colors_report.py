@@ -180,13 +180,20 @@ def test_damaged_run_files_are_named(tmp_path):
 
 
 def test_meta_optimizer_statistics_by_hand():
-    """Medians per seed, and the fraction of meta-steps whose meta-gradient norm is below Adam's
-    epsilon (where Adam's step shrinks to about lr x gradient / epsilon)."""
-    grad = np.array([[1e-5, 2e-5, 3e-4, 4e-5], [1.0, 2.0, 3.0, 5e-5]])
-    stats = report.meta_optimizer_statistics(grad, adam_eps=1e-4)
+    """Medians per seed, and the fractions of meta-steps whose per-coordinate max / median |g_i|
+    is below Adam's epsilon (Adam's epsilon is per coordinate), and the output gradient's sign."""
+    norm = np.array([[1e-5, 2e-5, 3e-4, 4e-5], [1.0, 2.0, 3.0, 5e-5]])
+    largest = np.array([[1e-5, 2e-4, 3e-4, 4e-5], [1.0, 2.0, 3.0, 5e-5]])
+    median = np.array([[1e-6, 2e-6, 3e-5, 4e-6], [1e-5, 2e-4, 3e-4, 5e-6]])
+    output = np.array([[1.0, -2.0, 3.0, 4.0], [-1.0, -1.0, -1.0, 2.0]])
+    stats = report.meta_optimizer_statistics(norm, largest, median, output, adam_eps=1e-4)
     assert stats["meta_grad_norm_median"]["per_seed"] == pytest.approx([3e-5, 1.5])
-    assert stats["meta_grad_norm_below_adam_eps"]["per_seed"] == [0.75, 0.25]
-    assert stats["meta_grad_norm_below_adam_eps"]["mean"] == pytest.approx(0.5)
+    assert stats["meta_grad_abs_max_median"]["per_seed"] == pytest.approx([1.2e-4, 1.5])
+    assert stats["meta_grad_max_below_adam_eps"]["per_seed"] == [0.5, 0.25]
+    assert stats["meta_grad_median_below_adam_eps"]["per_seed"] == [1.0, 0.5]
+    assert stats["meta_grad_median_below_adam_eps"]["mean"] == pytest.approx(0.75)
+    assert stats["meta_grad_output_mean"]["per_seed"] == pytest.approx([1.5, -0.25])
+    assert stats["meta_grad_output_positive"]["per_seed"] == [0.75, 0.25]
 
 
 def test_figure_1_window_is_luketina_s_or_the_last_five_flips():

@@ -6,7 +6,8 @@ CoLLAs 2022, appendix A.3):
   1. on the stored rollout (T steps, collected by the current parameters x), ``bmg.rl.a2c_loss``:
        G_t = r_t + discount_t G_{t+1},  G_T = V(s_T)            (bootstrapped n-step return;
                                                                  time limits bootstrap from
-                                                                 V(final_obs))
+                                                                 V(final_obs));
+       or G_t = r_t + discount_t V(s_{t+1})                      (``advantage="td"``)
        loss = PG + value_cost * mean (G_t - V(s_t))^2 - eps * mean H(pi(.|s_t)),
        PG = -mean log pi(a_t|s_t) sg(G_t - V(s_t));
   2. x <- x - lr * clip(grad loss)                 (SGD, differentiable in eps through the clip;
@@ -21,11 +22,15 @@ eps = sigmoid(w) without context.
 Observations of any shape are flattened into the MLPs (MinAtar's 10 x 10 x C grids included).
 
 For meta-learning the agent supplies:
-  meta_objective f(x) = PG(x) - outer_entropy_cost * H(x) on x's latest rollout (MG's objective
-    and the BMG target's final step, a plain gradient step of ``MetaConfig.target_step_size``);
-  matching_fn mu = KL(pi_target(.|s) || pi_x(.|s)) averaged over the states of the target's
-    rollout, plus a value term with ``matching="kl_value"`` (Flennerhag et al., ICLR 2022,
-    Two-colors).
+  meta_objective f(x) = PG(x) - outer_entropy_cost * H(x) on x's latest rollout, with the
+    advantages of ``advantage`` (MG's objective and the BMG target's final step, a plain gradient
+    step of ``MetaConfig.target_step_size``);
+  target_step: with ``target_step="learner_update"``, the BMG target's final step is phi's
+    gradient step on the latest rollout (no new rollout), so the target is L learner updates
+    ahead; None (the plain step on f) otherwise;
+  matching_fn mu = KL(pi_target(.|s) || pi_x(.|s)) averaged (``kl_reduction="mean"``) or summed
+    (``"sum"``) over the T states of the target's rollout, plus a value term with
+    ``matching="kl_value"`` (Flennerhag et al., ICLR 2022, Two-colors).
 
 Probes: ``env_steps``, ``reward_sum``, ``episodes``, ``episode_return_sum`` (cumulative, see
 ``bmg.agents.stream.counter_probes``), ``policy_entropy`` (mean entropy of pi_x on the latest
@@ -94,14 +99,16 @@ def make_actor_critic(
     obs = stream.observation_shape(env, env_params)
     truncates = stream.can_truncate(env)
     hidden = (config.hidden_size, config.hidden_size)
-    policy_net = MLP(hidden, num_actions)
-    value_net = MLP(hidden, 1)
+    policy_net = MLP(hidden, num_actions, bias_init=config.bias_init)
+    value_net = MLP(hidden, 1, bias_init=config.bias_init)
     meta_schedule = make_meta_schedule(
         value("entropy_cost") if schedule == "fixed" else initial_entropy_cost,
         use_context=config.context == "reward",
         context_length=config.context_length,
         hidden_size=config.meta_hidden_size,
         hidden_layers=config.meta_hidden_layers,
+        init=config.meta_init,
+        bias_init=config.bias_init,
     )
     optimizer = stream.make_optimizer(config, value("learning_rate"))
 
@@ -145,15 +152,22 @@ def make_actor_critic(
             v_final,
             entropy_cost=eps,
             value_cost=config.value_cost,
+            advantage=config.advantage,
         )
         return loss, {f"learner/{name}": value for name, value in metrics.items()}
 
+    def learner_step(meta_params, state: LearnerState):
+        """phi's gradient step on the stored rollout: (params, opt_state, eps, metrics)."""
+        eps = entropy_cost(meta_params, state.extras)
+        grads, metrics = jax.grad(learner_loss, has_aux=True)(
+            state.params, state.extras.rollout, eps
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        return optax.apply_updates(state.params, updates), opt_state, eps, metrics
+
     def update_fn(meta_params, state: LearnerState, key):
         extras: stream.Extras = state.extras
-        eps = entropy_cost(meta_params, extras)
-        grads, metrics = jax.grad(learner_loss, has_aux=True)(state.params, extras.rollout, eps)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state, eps, metrics = learner_step(meta_params, state)
         rollout, env_stream = collect(params, extras.stream, key)
         metrics = {
             **metrics,
@@ -167,7 +181,15 @@ def make_actor_critic(
         del key
         rollout = state.extras.rollout
         v, truncated, v_final = value_inputs(state.params, rollout)
-        returns = rl.n_step_returns(rollout.rewards, rollout.discount_t, v[-1], truncated, v_final)
+        returns = rl.bootstrapped_returns(
+            rollout.rewards,
+            rollout.discount_t,
+            v[:-1],
+            v[-1],
+            truncated,
+            v_final,
+            advantage=config.advantage,
+        )
         advantages = jax.lax.stop_gradient(returns - v[:-1])
         logits = policy_logits(state.params, rollout.obs[:-1])
         pg_loss, entropy = rl.policy_gradient_and_entropy(logits, rollout.actions, advantages)
@@ -179,15 +201,22 @@ def make_actor_critic(
         observations = target.extras.rollout.obs[:-1]
         target_logits = policy_logits(target.params, observations)
         logits = policy_logits(state.params, observations)
+        scale = observations.shape[0] if config.kl_reduction == "sum" else 1
         if config.matching == "kl":
-            return policy_kl(target_logits, logits)
-        return kl_and_value(
+            return scale * policy_kl(target_logits, logits)
+        return scale * kl_and_value(
             target_logits,
             logits,
             values(target.params, observations),
             values(state.params, observations),
             value_weight=config.matching_value_cost,
         )
+
+    def learner_update_target(meta_params, state: LearnerState, key):
+        """The target's final step as phi's own gradient step (w held), collecting nothing."""
+        del key
+        params, opt_state, _, metrics = learner_step(meta_params, state)
+        return state._replace(params=params, opt_state=opt_state), metrics
 
     def init_state(key):
         policy_key, value_key, reset_key, collect_key = jax.random.split(key, 4)
@@ -228,4 +257,5 @@ def make_actor_critic(
         meta_objective=meta_objective,
         matching_fn=matching_fn,
         probes=probes,
+        target_step=learner_update_target if config.target_step == "learner_update" else None,
     )

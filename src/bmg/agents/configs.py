@@ -21,6 +21,11 @@ PROBE_CONTEXTS = ("high", "increasing", "zero", "decreasing", "low")
 high / increasing / zero / decreasing / low recent rewards)."""
 OPTIMIZERS = ("sgd", "adam")
 MATCHINGS = ("kl", "kl_value")
+META_INITS = ("zero_output", "random", "pretrained")
+BIAS_INITS = ("zeros", "uniform")
+ADVANTAGES = ("n_step", "td")
+KL_REDUCTIONS = ("mean", "sum")
+TARGET_STEPS = ("policy_gradient", "learner_update")
 Schedule = Literal["fixed", "meta", "decay"]
 SCHEDULES = ("fixed", "meta", "decay")
 
@@ -81,8 +86,18 @@ class OnlineConfig:
     2]."""
     meta_initial: float | None = None
     """mg / bmg: the meta-learned value (entropy cost or epsilon) at initialisation, on every
-    context; None = the fixed value (``entropy_cost`` / ``epsilon``) [related: appendix A.3, the
-    sigmoid output starts at 0.5, the middle of its range]."""
+    context with ``meta_init="zero_output"`` (the offset logit(meta_initial) is added to the
+    network's output in every case); None = the fixed value (``entropy_cost`` / ``epsilon``)
+    [related: appendix A.3, the sigmoid output starts at 0.5, the middle of its range]."""
+    meta_init: Literal["zero_output", "random", "pretrained"] = "zero_output"
+    """how the meta-network starts (``bmg.agents.meta_schedule``): "zero_output", exactly
+    ``meta_initial`` on every context [default]; "random", every layer random (PyTorch's default;
+    the public PyTorch port, MagiFeeney/Bootstrapped-Meta-Learning, BMG/Meta.py); "pretrained",
+    random then fitted to ``meta_initial`` on uniform contexts in [-1, 1]
+    [related: appendix A.3]."""
+    bias_init: Literal["zeros", "uniform"] = "zeros"
+    """biases of every MLP (policy, value, Q and the meta-network's hidden layers): "zeros"
+    [default] or "uniform", PyTorch's default U(+-1/sqrt(fan_in)) (the public PyTorch port)."""
 
     def __post_init__(self):
         if checks_deferred():  # the command line checks nested configs after parsing
@@ -115,6 +130,12 @@ class OnlineConfig:
                 "context_normalization must be 'none' or 'running', "
                 f"got {self.context_normalization!r}."
             )
+        if self.meta_init not in META_INITS:
+            raise ValueError(
+                f"meta_init must be one of {', '.join(META_INITS)}, got {self.meta_init!r}."
+            )
+        if self.bias_init not in BIAS_INITS:
+            raise ValueError(f"bias_init must be 'zeros' or 'uniform', got {self.bias_init!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +155,18 @@ class ActorCriticConfig(OnlineConfig):
     """BMG matching: policy KL, or policy KL + squared value error."""
     matching_value_cost: float = 1.0
     """weight of the value term with matching="kl_value"."""
+    kl_reduction: Literal["mean", "sum"] = "mean"
+    """BMG matching: the policy KL averaged ("mean") [default] or summed ("sum", the public
+    PyTorch port's BMG/OnTheFly.py) over the target rollout's T states. Summing scales the
+    meta-loss by T, which under Adam is the mean with Adam's epsilon divided by T."""
+    advantage: Literal["n_step", "td"] = "n_step"
+    """the return the advantage and the value loss use, in the learner's loss and in f:
+    "n_step", bootstrapped at the end of the rollout [default]; "td", one-step
+    r_t + discount_t V(s_{t+1}) (the public PyTorch port's BMG/OnTheFly.py)."""
+    target_step: Literal["policy_gradient", "learner_update"] = "policy_gradient"
+    """bmg: the target's final (L-th) step: a plain gradient step of ``target_step_size`` on f,
+    the policy-gradient loss [paper; related]; or the learner's own update phi on its latest
+    rollout (so the target is L plain learner updates ahead; ``target_step_size`` unused)."""
 
     @property
     def initial_entropy_cost(self) -> float:
@@ -159,6 +192,15 @@ class ActorCriticConfig(OnlineConfig):
             check_real(name, getattr(self, name), low=0)
         if self.matching not in MATCHINGS:
             raise ValueError(f"matching must be 'kl' or 'kl_value', got {self.matching!r}.")
+        for name, accepted in (
+            ("kl_reduction", KL_REDUCTIONS),
+            ("advantage", ADVANTAGES),
+            ("target_step", TARGET_STEPS),
+        ):
+            if getattr(self, name) not in accepted:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(accepted)}, got {getattr(self, name)!r}."
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,3 +232,13 @@ class QLambdaConfig(OnlineConfig):
     def initial_epsilon(self) -> float:
         """The epsilon a meta-learned schedule starts from: ``meta_initial``, else ``epsilon``."""
         return self.epsilon if self.meta_initial is None else self.meta_initial
+
+
+def output_parameter(config: OnlineConfig) -> str:
+    """The path of the meta-parameter that sets the meta-learned value's offset: the output
+    bias of the meta-network ("net/params/Dense_{layers}/bias", flax's names) with a reward
+    context, else the one logit ("logit"). Its meta-gradient's sign says whether a meta-step
+    pushes the value up (negative) or down (positive)."""
+    if config.context == "reward":
+        return f"net/params/Dense_{config.meta_hidden_layers}/bias"
+    return "logit"

@@ -101,13 +101,15 @@ def make_q_lambda(
     num_actions = stream.num_actions(env, env_params)
     obs = stream.observation_shape(env, env_params)
     truncates = stream.can_truncate(env)
-    q_net = MLP((config.hidden_size, config.hidden_size), num_actions)
+    q_net = MLP((config.hidden_size, config.hidden_size), num_actions, bias_init=config.bias_init)
     meta_schedule = make_meta_schedule(
         initial_epsilon if schedule == "meta" else value("epsilon"),
         use_context=config.context == "reward" and schedule == "meta",
         context_length=config.context_length,
         hidden_size=config.meta_hidden_size,
         hidden_layers=config.meta_hidden_layers,
+        init=config.meta_init,
+        bias_init=config.bias_init,
     )
     optimizer = stream.make_optimizer(config, value("learning_rate"))
 

@@ -58,6 +58,43 @@ def _tree_add(a: PyTree, b: PyTree) -> PyTree:
     return jax.tree.map(jnp.add, a, b)
 
 
+def leaf_name(path) -> str:
+    """A pytree path as "a/b/0" (dict keys, attribute names and sequence indices)."""
+    parts = []
+    for key in path:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def gradient_statistics(grads: PyTree) -> Metrics:
+    """Per-coordinate views of a meta-gradient, beside its global norm: ``meta/grad_abs_max``
+    and ``meta/grad_abs_median`` (max and median of |g_i| over every coordinate i), and, for each
+    one-number leaf (e.g. a meta-learned logit, a network's single output bias), its signed
+    gradient as ``meta/grad/<path>`` (``leaf_name``).
+
+    Adam's epsilon acts per coordinate (step_i ~ lr m_i / (sqrt(v_i) + eps)), so these, not the
+    global norm, say whether a meta-step is in Adam's eps-dominated regime: a global norm of
+    N coordinates can be sqrt(N) times any coordinate. Unrecorded metrics cost nothing under jit.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(grads)[0]
+    if not leaves:
+        return {}
+    flat = jnp.concatenate([jnp.ravel(jnp.abs(g)) for _, g in leaves])
+    metrics: Metrics = {
+        "meta/grad_abs_max": jnp.max(flat),
+        "meta/grad_abs_median": jnp.median(flat),
+    }
+    for path, g in leaves:
+        if jnp.size(g) == 1:
+            metrics[f"meta/grad/{leaf_name(path)}"] = jnp.reshape(g, ())
+    return metrics
+
+
 def _make_meta_learner(
     meta_gradient: MetaGradientFn,
     meta_optimizer: optax.GradientTransformation,
@@ -90,6 +127,7 @@ def _make_meta_learner(
             **metrics,
             "meta/grad_norm": optax.tree.norm(grads),
             "meta/update_norm": optax.tree.norm(updates),
+            **gradient_statistics(grads),
         }
         new_meta_state = MetaState(meta_params, opt_state, meta_state.step + 1)
         return new_meta_state, next_learner_state, metrics

@@ -23,7 +23,12 @@ from typing import Annotated, Any, Literal, NamedTuple
 import numpy as np
 import tyro
 
-from bmg.agents.configs import PROBE_CONTEXTS, ActorCriticConfig, QLambdaConfig
+from bmg.agents.configs import (
+    PROBE_CONTEXTS,
+    ActorCriticConfig,
+    QLambdaConfig,
+    output_parameter,
+)
 from bmg.checks import check_integer, check_nested, check_real, checks_deferred
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
@@ -292,6 +297,50 @@ RELATED_GRID: dict[str, dict[str, tuple]] = {
 }
 """The published grids of the `related` preset (field -> candidates), for a sweep to run."""
 
+PORT_SOURCE = "MagiFeeney/Bootstrapped-Meta-Learning, first commit 60cc887"
+PORT: dict[str, Any] = dict(
+    algo="bmg",
+    inner_steps=7,  # K [port: BMG/readme.md, -K 7]
+    bootstrap_steps=9,  # L [port: BMG/readme.md, -L 9]
+    steps=3_200_000,  # [default: the port ran 6.4M steps (BMG/readme.md -m 6400000), 1 seed]
+    seeds=4,  # [default: the port's figures are 1 seed]
+    chunk_steps=200_000,
+    meta_learning_rate=1e-4,  # [port: BMG/main.py, Adam lr 1e-4]
+    meta_adam_eps=1e-4,  # [port: BMG/main.py, Adam eps 1e-4, betas 0.9 / 0.999]
+    target_step_size=0.1,  # [port: BMG/Trainer.py, the final step is the inner SGD(0.1) on PG]
+    continue_from="target",  # [port: BMG/Trainer.py, continue from x_{K+L-1}]
+    ac=ActorCriticConfig(
+        hidden_size=256,  # [port: BMG/main.py, policy and value MLPs 2 x 256 ReLU]
+        rollout_length=16,  # [port: BMG/main.py, steps_per_rollout 16]
+        optimizer="sgd",  # [port: BMG/main.py, MetaSGD lr 0.1]
+        learning_rate=0.1,
+        discount=0.99,  # [port: BMG/arguments.py]
+        max_grad_norm=0.0,  # [port: no gradient clip]
+        advantage="td",  # [port: BMG/OnTheFly.py, r + gamma V(s'), detached]
+        value_cost=0.5,  # [port: BMG/OnTheFly.py, 0.5 x mean TD-error^2]
+        entropy_cost=0.3,  # fixed baseline [port: A2C/arguments.py, 0.3]
+        meta_initial=0.5,  # offset logit(0.5) = 0 [port: BMG/Meta.py, sigmoid(MLP(c))]
+        meta_init="random",  # [port: BMG/Meta.py, PyTorch's default initialisation]
+        bias_init="uniform",  # [port: PyTorch's nn.Linear biases U(+-1/sqrt(fan_in))]
+        outer_entropy_cost=0.0,  # [port: BMG/OnTheFly.py, the target step is PG only]
+        context="reward",  # [port: BMG/OnTheFly.py, mean reward of the last 10 rollouts]
+        context_length=10,
+        context_normalization="none",  # [port: raw mean rewards]
+        meta_hidden_size=32,  # [port: BMG/main.py, 10 -> 32 -> 1]
+        meta_hidden_layers=1,
+        matching="kl",  # [port: BMG/OnTheFly.py, KL(target || K-step)]
+        kl_reduction="sum",  # [port: BMG/OnTheFly.py, summed over the 16 target states]
+    ),
+    env=EnvConfig(
+        respawn="object",  # [port: BMG/env.py, only the collected object re-spawns]
+        step_penalty=0.04,  # [port: BMG/env.py, -0.04 per step without a pick-up]
+    ),
+)
+"""The configuration of the public PyTorch port of BMG on Two-colors whose README figures show
+BMG learning an entropy schedule (``PORT_SOURCE``; K = 7, L = 9): each value tagged with the
+port's file. The reference point from which ``related`` is reached one difference at a time
+(docs/two-colors.md)."""
+
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the defaults below (the paper's 10 seeds x 6.4M steps)", {}),
     "small-entropy": (
@@ -310,6 +359,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "x 1M steps (ten flips); minutes on 2 cores for the actor-critic, about ten times longer "
         "for Q(lambda) (--agent q), which updates at every step",
         {**RELATED, "steps": 1_000_000, "seeds": 4, "chunk_steps": 100_000},
+    ),
+    "port": (
+        f"the public PyTorch port of BMG ({PORT_SOURCE}): K = 7, L = 9, 1-step TD advantages, "
+        "no clip, KL summed over states, raw context, 10 -> 32 -> 1 random meta-network, "
+        "step penalty 0.04, object re-spawn; 4 seeds x 3.2M steps",
+        PORT,
     ),
     "paper": (
         "10 seeds x 6.4M steps, flips every 100k steps",
@@ -357,9 +412,10 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
             "meta_initial",
         )
     ]
+    schedule.append(f"{agent}.meta_init")
     if agent == "ac":
         schedule.append("ac.outer_entropy_cost")
-        bmg += ("ac.matching", "ac.matching_value_cost")
+        bmg += ("ac.matching", "ac.matching_value_cost", "ac.kl_reduction", "ac.target_step")
     else:
         decay = ("q.decay_start", "q.decay_final", "q.decay_steps")
         if algo != "decay":
@@ -382,8 +438,13 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
     else:
         if agent == "q":
             unused["target_step_size"] = "with --agent q (Q(lambda) brings its own target step)"
-        elif config.ac.matching != "kl_value":
-            unused["ac.matching_value_cost"] = "with --ac.matching kl"
+        else:
+            if config.ac.matching != "kl_value":
+                unused["ac.matching_value_cost"] = "with --ac.matching kl"
+            if config.ac.target_step == "learner_update":
+                unused["target_step_size"] = (
+                    "with --ac.target-step learner_update (the target's final step is phi's own)"
+                )
     return unused
 
 
@@ -418,11 +479,36 @@ META_GRAD_NORM = "meta/grad_norm"
 (trace.npz: meta_grad_norm) and summarised in summary.json. (Adam's update norm is not recorded:
 computing it changed how XLA fused the meta-step, and a sweep's lanes were then no longer bit-
 identical to single runs.)"""
+META_GRAD_COORDINATES = {
+    "meta/grad_abs_max": "meta_grad_abs_max",
+    "meta/grad_abs_median": "meta_grad_abs_median",
+}
+"""mg / bmg: the max and median of |g_i| over the meta-gradient's coordinates per meta-step
+(``bmg.core.gradient_statistics``), the quantities Adam's per-coordinate epsilon acts on; the
+metric's name -> its trace.npz record."""
+META_GRAD_OUTPUT = "meta_grad_output"
+"""trace.npz: mg / bmg, the signed meta-gradient of the meta-network's output bias (or of the one
+logit without context, ``bmg.agents.configs.output_parameter``) per meta-step; positive pushes
+the meta-learned value down."""
 
 
-def recorded_metrics(meta_config: MetaConfig) -> tuple[str, ...]:
-    """The meta-step metrics a run records per meta-step (none for fixed and decay)."""
-    return ("meta/loss", META_GRAD_NORM) if meta_config.algo != "fixed" else ()
+def output_gradient_metric(config: TwoColorsConfig) -> str:
+    """The meta-step metric of the output parameter's gradient (``META_GRAD_OUTPUT``)."""
+    return f"meta/grad/{output_parameter(config.learner)}"
+
+
+def recorded_metrics(config: TwoColorsConfig) -> tuple[str, ...]:
+    """The meta-step metrics a run records per meta-step (none for fixed and decay): the
+    meta-loss, the meta-gradient's global norm, its per-coordinate max and median |g_i|, and the
+    output parameter's signed gradient."""
+    if config.meta_config().algo == "fixed":
+        return ()
+    return (
+        "meta/loss",
+        META_GRAD_NORM,
+        *META_GRAD_COORDINATES,
+        output_gradient_metric(config),
+    )
 
 
 PROBE_CONTEXT_NAMES = tuple(f"context/{name}" for name in PROBE_CONTEXTS)
@@ -485,7 +571,7 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
         first_seed=config.seed,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
-        metrics=recorded_metrics(meta_config),
+        metrics=recorded_metrics(config),
         probes=recorded_probes(config),
         checkpointer=None if run_dir is None else Checkpointer(run_dir / CHECKPOINTS),
     )
@@ -553,6 +639,9 @@ def write_results(
     extra = {}  # trace.npz records beyond Trace's, when the run recorded them
     if META_GRAD_NORM in trace:
         extra["meta_grad_norm"] = np.asarray(trace[META_GRAD_NORM])
+        for metric, record in META_GRAD_COORDINATES.items():
+            extra[record] = np.asarray(trace[metric])
+        extra[META_GRAD_OUTPUT] = np.asarray(trace[output_gradient_metric(config)])
     if PROBE_CONTEXT_NAMES[0] in trace:  # [seeds, meta_steps, 5]
         extra["probe_contexts"] = np.stack([trace[n] for n in PROBE_CONTEXT_NAMES], axis=-1)
     trace, first = report_trace(initial, trace)
@@ -566,7 +655,13 @@ def write_results(
     )
     if "meta_grad_norm" in extra:
         summary.update(
-            report.meta_optimizer_statistics(extra["meta_grad_norm"], adam_eps=config.meta_adam_eps)
+            report.meta_optimizer_statistics(
+                extra["meta_grad_norm"],
+                extra["meta_grad_abs_max"],
+                extra["meta_grad_abs_median"],
+                extra[META_GRAD_OUTPUT],
+                adam_eps=config.meta_adam_eps,
+            )
         )
     if "probe_contexts" in extra:
         summary.update(report.probe_context_statistics(extra["probe_contexts"], PROBE_CONTEXTS))
@@ -617,6 +712,7 @@ SWEEPABLE: dict[str, str] = {
     "q.meta_initial": "mg / bmg: epsilon at initialisation",
     "q.learning_rate": "Q(lambda)'s inner learning rate",
     "meta_learning_rate": "mg / bmg: the meta-optimiser's Adam learning rate",
+    "meta_adam_eps": "mg / bmg: the meta-optimiser's Adam epsilon",
 }
 """Numbers a sweep runs as data in one compiled program (field -> meaning). K, L and every other
 field change the program's shapes or structure: one sweep per value."""
@@ -697,9 +793,11 @@ def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
                 f"--grid {field} belongs to agent {field.split('.')[0]}, this sweep runs agent "
                 f"{base.agent}; sweep {base.agent}.* fields or meta_learning_rate."
             )
-        meta_only = field in ("meta_learning_rate", "ac.outer_entropy_cost") or field.endswith(
-            "meta_initial"
-        )
+        meta_only = field in (
+            "meta_learning_rate",
+            "meta_adam_eps",
+            "ac.outer_entropy_cost",
+        ) or field.endswith("meta_initial")
         if meta_only and base.algo not in ("mg", "bmg"):
             raise ValueError(
                 f"--grid {field} only changes mg and bmg runs, this sweep runs algo "
@@ -755,12 +853,17 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
 
     env = (two_colors.TwoColors(), base.env.params())
 
+    meta_fields = ("meta_learning_rate", "meta_adam_eps")
+
     def build(lane_hyper):
-        agent_hyper = {k: v for k, v in lane_hyper.items() if k != "meta_learning_rate"}
+        agent_hyper = {k: v for k, v in lane_hyper.items() if k not in meta_fields}
         learner = make_learner(base, hyper=agent_hyper, env=env)
         optimizer = None
-        if "meta_learning_rate" in lane_hyper:
-            optimizer = optax.adam(lane_hyper["meta_learning_rate"], eps=base.meta_adam_eps)
+        if any(name in lane_hyper for name in meta_fields):
+            optimizer = optax.adam(
+                lane_hyper.get("meta_learning_rate", base.meta_learning_rate),
+                eps=lane_hyper.get("meta_adam_eps", base.meta_adam_eps),
+            )
         return learner, make_meta_learner(learner, meta_config, meta_optimizer=optimizer)
 
     return Anakin(
@@ -770,7 +873,7 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
         first_seed=base.seed,
         meta_steps_per_chunk=base.meta_steps_per_chunk,
         num_chunks=base.num_chunks,
-        metrics=recorded_metrics(meta_config),
+        metrics=recorded_metrics(base),
         probes=recorded_probes(base),
         checkpointer=None if checkpoint_dir is None else Checkpointer(checkpoint_dir),
         hyper=hyper,

@@ -125,16 +125,39 @@ def summarize(
     return summary
 
 
-def meta_optimizer_statistics(meta_grad_norm: np.ndarray, *, adam_eps: float) -> dict[str, Any]:
-    """summary.json's view of the meta-optimiser from the global norm of each meta-step's
-    meta-gradient ([seeds, meta_steps]): per seed, its median over the lifetime, and
-    ``meta_grad_norm_below_adam_eps``, the fraction of meta-steps where it is below Adam's
-    epsilon. There Adam no longer normalises: its step is about learning_rate x gradient /
-    epsilon, a fraction of the meta-learning rate."""
-    grad = np.asarray(meta_grad_norm)
+def meta_optimizer_statistics(
+    meta_grad_norm: np.ndarray,
+    meta_grad_abs_max: np.ndarray,
+    meta_grad_abs_median: np.ndarray,
+    meta_grad_output: np.ndarray,
+    *,
+    adam_eps: float,
+) -> dict[str, Any]:
+    """summary.json's view of the meta-optimiser from per-meta-step records ([seeds,
+    meta_steps] each): the global norm of the meta-gradient, the max and median of |g_i| over
+    its coordinates, and the signed gradient of the meta-network's output bias (or logit).
+
+    Per seed: ``meta_grad_norm_median`` (the global norm's median over the lifetime);
+    ``meta_grad_abs_max_median`` and ``meta_grad_abs_median_median`` (the lifetime medians of the
+    per-coordinate max and median |g_i|); ``meta_grad_max_below_adam_eps`` and
+    ``meta_grad_median_below_adam_eps``, the fraction of meta-steps where every coordinate
+    (max) or half of them (median) has |g_i| below Adam's epsilon: there Adam's step on those
+    coordinates is about learning_rate x |g_i| / epsilon, a fraction of the meta-learning rate
+    (Adam's epsilon is per coordinate, so the global norm, up to sqrt(coordinates) times the
+    largest |g_i|, cannot say this); ``meta_grad_output_mean`` and ``meta_grad_output_positive``
+    (the mean and the fraction of meta-steps > 0 of the output parameter's gradient: positive
+    pushes the meta-learned value down, negative up).
+    """
     per_seed = {
-        "meta_grad_norm_median": np.median(grad, axis=1),
-        "meta_grad_norm_below_adam_eps": np.mean(grad < adam_eps, axis=1),
+        "meta_grad_norm_median": np.median(meta_grad_norm, axis=1),
+        "meta_grad_abs_max_median": np.median(meta_grad_abs_max, axis=1),
+        "meta_grad_abs_median_median": np.median(meta_grad_abs_median, axis=1),
+        "meta_grad_max_below_adam_eps": np.mean(np.asarray(meta_grad_abs_max) < adam_eps, axis=1),
+        "meta_grad_median_below_adam_eps": np.mean(
+            np.asarray(meta_grad_abs_median) < adam_eps, axis=1
+        ),
+        "meta_grad_output_mean": np.mean(meta_grad_output, axis=1),
+        "meta_grad_output_positive": np.mean(np.asarray(meta_grad_output) > 0, axis=1),
     }
     return {
         name: {**mean_se(values), "per_seed": values.tolist()} for name, values in per_seed.items()

@@ -2,7 +2,8 @@
 
 ``rollout``: ``collect`` T steps of one stream with auto-reset, per-step ``discount_t``,
 truncation marks and cumulative counters (``Rollout``, ``Stream``, ``start_stream``).
-``losses``: ``a2c_loss``, ``q_lambda_loss`` (Watkins), ``n_step_returns``,
+``losses``: ``a2c_loss``, ``q_lambda_loss`` (Watkins), ``n_step_returns``, ``one_step_returns``,
+``bootstrapped_returns``,
 ``truncation_bootstrap``. ``vtrace``: leaky V-trace targets and the IMPALA / STACX loss
 (``leaky_vtrace_targets``, ``leaky_vtrace_loss``, ``importance_ratios``). Importable and tested
 without any agent or meta-learning.
@@ -10,7 +11,9 @@ without any agent or meta-learning.
 
 from bmg.rl.losses import (
     a2c_loss,
+    bootstrapped_returns,
     n_step_returns,
+    one_step_returns,
     policy_gradient_and_entropy,
     q_lambda_loss,
     truncation_bootstrap,
@@ -29,11 +32,13 @@ __all__ = [
     "Stream",
     "VtraceTargets",
     "a2c_loss",
+    "bootstrapped_returns",
     "collect",
     "importance_ratios",
     "leaky_vtrace_loss",
     "leaky_vtrace_targets",
     "n_step_returns",
+    "one_step_returns",
     "policy_gradient_and_entropy",
     "q_lambda_loss",
     "start_stream",

@@ -71,6 +71,70 @@ def n_step_returns(
     return rlax.discounted_returns(r_t, discount_t, v_bootstrap)
 
 
+def one_step_returns(
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    v_t: jax.Array,
+    truncated_t: jax.Array | None = None,
+    v_final_t: jax.Array | None = None,
+) -> jax.Array:
+    """One-step (TD(0)) returns ``G_t = r_t + discount_t V(s_{t+1})`` (Sutton & Barto, 2018,
+    eq. 6.2), with time-limit bootstraps folded in (``truncation_bootstrap``).
+
+    ``v_t`` is float[T], V(s_1..s_T), the values of the next states; it and ``v_final_t`` are
+    stop-gradient-ed here; ``r_t`` and ``discount_t`` are not (see the module docstring).
+    Returns float[T]. For T = 1 it equals ``n_step_returns`` with ``v_bootstrap = v_t[0]``.
+    """
+    v_t = jax.lax.stop_gradient(v_t)
+    if truncated_t is not None:
+        if v_final_t is None:
+            raise ValueError(
+                "one_step_returns needs v_final_t (values of final_obs) with truncated_t."
+            )
+        r_t, discount_t = truncation_bootstrap(
+            r_t, discount_t, truncated_t, jax.lax.stop_gradient(v_final_t)
+        )
+    return r_t + discount_t * v_t
+
+
+ADVANTAGES = ("n_step", "td")
+
+
+def bootstrapped_returns(
+    r_t: jax.Array,
+    discount_t: jax.Array,
+    v_tm1: jax.Array,
+    v_bootstrap: jax.Array,
+    truncated_t: jax.Array | None = None,
+    v_final_t: jax.Array | None = None,
+    *,
+    advantage: str = "n_step",
+) -> jax.Array:
+    """The returns of an actor-critic on one rollout: ``n_step_returns`` (bootstrapped at the end
+    of the rollout) or, with ``advantage="td"``, ``one_step_returns`` (each step bootstrapped
+    from the next state's value).
+
+    Args:
+      r_t, discount_t: float[T].
+      v_tm1: float[T], V(s_0..s_{T-1}) (only V(s_1..s_{T-1}) are read, with ``advantage="td"``).
+      v_bootstrap: scalar V(s_T).
+      truncated_t, v_final_t: optional time-limit bootstraps.
+      advantage: "n_step" or "td".
+
+    Returns:
+      float[T]; the values in them carry no gradient.
+
+    Raises:
+      ValueError: an unknown ``advantage``.
+    """
+    if advantage == "n_step":
+        return n_step_returns(r_t, discount_t, v_bootstrap, truncated_t, v_final_t)
+    if advantage == "td":
+        v_next = jnp.concatenate([v_tm1[1:], jnp.reshape(v_bootstrap, (1,))])
+        return one_step_returns(r_t, discount_t, v_next, truncated_t, v_final_t)
+    raise ValueError(f"advantage must be 'n_step' or 'td', got {advantage!r}.")
+
+
 def policy_gradient_and_entropy(
     logits_t: jax.Array, a_t: jax.Array, adv_t: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -97,11 +161,13 @@ def a2c_loss(
     *,
     entropy_cost: float | jax.Array,
     value_cost: float | jax.Array,
+    advantage: str = "n_step",
 ) -> tuple[jax.Array, Metrics]:
     """Advantage actor-critic loss on one rollout (Mnih et al., "Asynchronous Methods for Deep
     Reinforcement Learning", ICML 2016; Flennerhag et al., ICLR 2022, Two-colors):
 
-      G_t = n_step_returns(r_t, discount_t, V(s_T))              (bootstrapped to the rollout end)
+      G_t = n_step_returns(r_t, discount_t, V(s_T))              (bootstrapped to the rollout end;
+            or one_step_returns with advantage="td": G_t = r_t + discount_t V(s_{t+1}))
       loss = PG + value_cost * mean_t (G_t - V(s_t))^2 - entropy_cost * H,
       PG = -mean_t log pi(a_t|s_t) sg(G_t - V(s_t)).
 
@@ -113,11 +179,14 @@ def a2c_loss(
       truncated_t, v_final_t: optional time-limit bootstraps (see ``n_step_returns``).
       entropy_cost: weight of the entropy bonus (may be a traced, meta-learned scalar).
       value_cost: weight of the value loss.
+      advantage: "n_step" or "td" (``bootstrapped_returns``).
 
     Returns:
       ``(loss, {"pg_loss", "value_loss", "entropy"})``.
     """
-    returns = n_step_returns(r_t, discount_t, v_bootstrap, truncated_t, v_final_t)
+    returns = bootstrapped_returns(
+        r_t, discount_t, v_t, v_bootstrap, truncated_t, v_final_t, advantage=advantage
+    )
     advantages = jax.lax.stop_gradient(returns - v_t)
     value_loss = jnp.mean(jnp.square(returns - v_t))
     pg_loss, entropy = policy_gradient_and_entropy(logits_t, a_t, advantages)
