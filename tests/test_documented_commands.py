@@ -1,7 +1,8 @@
-"""Every `bmg ...` command shown in README.md and docs/*.md runs (scaled down by flags), so a
-documented command can never be broken again.
+"""Every `bmg ...` command shown in README.md, docs/*.md and docs/notes/*.md runs (scaled down by
+flags), so a documented command can never be broken again.
 
-Extraction (`documented_commands`), in document order (README.md, then docs/*.md by name):
+Extraction (`documented_commands`), in document order (README.md, then docs/*.md by name, then
+docs/notes/*.md by name):
   * fenced code blocks: every line starting with `bmg ` (a `$ ` prompt is dropped), with
     backslash continuations joined and `# comments` removed;
   * inline code spans (`...`, possibly wrapped over two lines of prose) starting with `bmg `.
@@ -58,7 +59,11 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "docs" / "notes").glob("*.md")),
+]
 EXPERIMENTS = {
     "two-colors": "bmg.experiments.two_colors",
     "fewshot": "bmg.experiments.fewshot",

@@ -284,6 +284,29 @@ def test_loss_terms_on_random_networks_match_numpy():
     np.testing.assert_allclose(metrics["learner/entropy"], entropy, rtol=1e-10)
 
 
+def test_td_advantage_loss_terms_match_numpy_one_step_returns():
+    """advantage="td": G_t = r_t + gamma V(s_{t+1}) in the learner's loss and in f."""
+    gamma = float(np.float32(0.9))
+    _, agent, update = make_agent(**LOSS_AGENT, advantage="td")
+    state, meta_params = init(agent, seed=3)
+    state = with_hand_rollout(state)
+    rollout = state.extras.rollout
+    obs = np.asarray(rollout.obs, np.float64)
+    rewards = np.asarray(rollout.rewards, np.float64)
+    v = mlp(state.params["value"], obs)[:, 0]
+    returns = rewards + gamma * v[1:]
+    assert np.abs(returns - numpy_terms(state.params, rollout, gamma)[0])[:2].min() > 1e-3
+    logp = log_softmax(mlp(state.params["policy"], obs[:3]))
+    pg_loss = -np.mean(logp[np.arange(3), np.asarray(rollout.actions)] * (returns - v[:3]))
+    _, metrics = update(meta_params, state, jax.random.key(1))
+    np.testing.assert_allclose(metrics["learner/pg_loss"], pg_loss, rtol=1e-10)
+    np.testing.assert_allclose(
+        metrics["learner/value_loss"], np.mean((returns - v[:3]) ** 2), rtol=1e-10
+    )
+    _, f_metrics = jax.jit(agent.meta_objective)(state, jax.random.key(0))
+    np.testing.assert_allclose(f_metrics["pg_loss"], pg_loss, rtol=1e-10)
+
+
 @pytest.mark.parametrize("max_grad_norm", [0.0, CLIP])
 def test_update_is_minus_lr_times_clipped_gradient(max_grad_norm):
     """x' - x = -lr * clip(grad(PG + value_cost * MSE - eps * H)), clip to the global norm."""
@@ -470,6 +493,40 @@ def test_meta_network_outputs_its_initial_value_on_every_context():
     assert global_norm(grads["Dense_2"]) > 1e-3
 
 
+def meta_schedule(init, initial=0.5):
+    return make_meta_schedule(initial, use_context=True, context_length=3, hidden_size=8, init=init)
+
+
+def test_meta_schedule_zero_output_and_random_initialisations():
+    contexts = jax.random.uniform(jax.random.key(4), (5, 3), minval=-1.0, maxval=1.0)
+    key = jax.random.key(3)
+    zero = meta_schedule("zero_output")
+    values = jax.vmap(zero.value, in_axes=(None, 0))(zero.init(key), contexts)
+    np.testing.assert_array_equal(values, np.full(5, 0.5))
+
+    random = meta_schedule("random")
+    meta_params = random.init(key)
+    values = np.asarray(jax.vmap(random.value, in_axes=(None, 0))(meta_params, contexts))
+    logits = mlp(meta_params["net"], np.asarray(contexts, np.float64))[:, 0]  # + logit(0.5) = 0
+    np.testing.assert_allclose(values, 1 / (1 + np.exp(-logits)), rtol=1e-6)
+    assert np.abs(values - 0.5).max() > 1e-3 and len(set(values.tolist())) == 5
+
+
+def test_meta_schedule_pretrained_initialisation_fits_its_initial_value():
+    contexts = jax.random.uniform(jax.random.key(5), (100, 3), minval=-1.0, maxval=1.0)
+    distances = {}
+    for init in ("pretrained", "random"):
+        schedule = meta_schedule(init, initial=0.3)
+        meta_params = jax.jit(schedule.init)(jax.random.key(7))
+        values = jax.jit(jax.vmap(schedule.value, in_axes=(None, 0)))(meta_params, contexts)
+        distances[init] = np.abs(np.asarray(values, np.float64) - 0.3)
+    assert distances["pretrained"].max() < 0.02
+    # Random starts near 0.3 too (a small net around logit(0.3)), but ten times farther here.
+    assert distances["random"].mean() > 3 * distances["pretrained"].mean()
+    with pytest.raises(ValueError, match="meta_init must be one of .*got 'pre-trained'"):
+        meta_schedule("pre-trained")
+
+
 def test_agent_context_is_normalised_by_running_statistics_of_its_rollouts():
     """The learner pushes every rollout's mean reward (first rollout included) into its running
     statistics, and its meta-network reads tanh((h - mean) / sqrt(var + 1e-8))."""
@@ -642,6 +699,67 @@ def test_matching_fn(matching):
         assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads["value"]))
     else:
         assert global_norm(grads["value"]) > 1e-6
+
+
+def test_summed_kl_is_rollout_length_times_the_mean():
+    T = STREAM["rollout_length"]
+    _, mean_agent, update = make_agent(**STREAM)
+    _, sum_agent, _ = make_agent(**STREAM, kl_reduction="sum")
+    state, meta_params = init(sum_agent, seed=11)
+    tree_allclose(state.params, init(mean_agent, seed=11)[0].params, rtol=0)  # the same learner
+    target, _ = update(meta_params, state, jax.random.key(1))
+    target = target._replace(
+        params=jax.tree.map(lambda t, x: x + 5.0 * (t - x), target.params, state.params)
+    )
+    mean_mu, sum_mu = jax.jit(
+        lambda: tuple(a.matching_fn(target, state, meta_params) for a in (mean_agent, sum_agent))
+    )()
+    obs = np.asarray(target.extras.rollout.obs[:-1], np.float64)
+    expected = numpy_kl(target.params, state.params, obs)
+    assert expected > 1e-6
+    np.testing.assert_allclose(mean_mu, expected, rtol=1e-10)
+    np.testing.assert_allclose(sum_mu, T * expected, rtol=1e-10)
+    np.testing.assert_allclose(sum_mu, T * mean_mu, rtol=1e-14)
+
+
+def test_learner_update_target_step_is_the_learners_update_without_a_rollout():
+    assert make_agent(**STREAM)[1].target_step is None  # default: a plain step on f
+    _, agent, update = make_agent(**STREAM, target_step="learner_update")
+    state, meta_params = init(agent, seed=4)
+    key = jax.random.key(6)
+    target, metrics = jax.jit(agent.target_step)(meta_params, state, key)
+    updated, update_metrics = update(meta_params, state, key)
+    assert global_norm(tree_sub(updated.params, state.params)) > 1e-6
+    tree_allclose(target.params, updated.params, rtol=1e-12, atol=1e-15)
+    tree_allclose(target.opt_state, updated.opt_state, rtol=1e-12, atol=1e-15)
+    # No rollout collected: the extras (rollout, stream, context) are the input state's.
+    tree_allclose(target.extras, state.extras, rtol=0, atol=0)
+    assert int(updated.extras.stream.env_steps) == 2 * int(state.extras.stream.env_steps)
+    for name in ("learner/pg_loss", "learner/value_loss", "learner/entropy"):
+        np.testing.assert_allclose(metrics[name], update_metrics[name], rtol=1e-12)
+
+
+def test_bias_init_uniform_is_pytorchs_and_zeros_is_zero():
+    """bias_init="uniform": every bias of the policy / value nets (and of the meta-network's
+    hidden layer) in U(+-1/sqrt(fan_in)), none zero; "zeros": all zero."""
+    _, uniform_agent, _ = make_agent(**STREAM, bias_init="uniform")
+    _, zeros_agent, _ = make_agent(**STREAM)
+    (uniform, uniform_meta), (zeros, zeros_meta) = init(uniform_agent), init(zeros_agent)
+    uniform, zeros = uniform.params, zeros.params
+    nets = [uniform["policy"], uniform["value"], uniform_meta["net"]]
+    layers = [layer for net in nets for layer in net["params"].values()]
+    assert len(layers) == 2 * 3 + 2
+    for layer in layers[:-1]:  # the meta-network's output layer starts at zero
+        fan_in = layer["kernel"].shape[0]
+        bias = np.asarray(layer["bias"])
+        bound = 1 / np.sqrt(fan_in)
+        assert np.all(bias != 0) and np.all(np.abs(bias) <= bound * (1 + 1e-6)), fan_in
+        if bias.size > 1:  # spread over the interval (all 16 inside half of it: p = 2^-16)
+            assert np.abs(bias).max() > bound / 2
+    np.testing.assert_array_equal(layers[-1]["bias"], [0.0])
+    for net in (zeros["policy"], zeros["value"], zeros_meta["net"]):
+        for layer in net["params"].values():
+            np.testing.assert_array_equal(layer["bias"], np.zeros_like(layer["bias"]))
 
 
 # --- 5. MG and BMG on the actor-critic ----------------------------------------------------------

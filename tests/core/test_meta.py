@@ -17,14 +17,17 @@ from bmg.agents.regression import make_ill_conditioned_task, make_regression_lea
 from bmg.core import (
     Bootstrapped,
     LearnerState,
+    MetaConfig,
     gradient_step,
     make_bmg,
+    make_meta_learner,
     make_metagradient,
     make_target_bootstrap,
     parameter_matching,
     squared_euclidean,
     unroll,
 )
+from bmg.core.meta import gradient_statistics
 
 
 @pytest.fixture(autouse=True)
@@ -465,3 +468,55 @@ def test_invalid_arguments_fail_with_clear_errors():
         squared_euclidean({"a": jnp.zeros(2)}, {"b": jnp.zeros(2)})
     with pytest.raises(ValueError, match="same shapes"):
         squared_euclidean({"a": jnp.zeros(2)}, {"a": jnp.zeros(3)})
+
+
+def test_gradient_statistics_by_hand():
+    grads = {
+        "a": jnp.array([[1.0, -3.0], [0.5, 2.0]]),
+        "b": {"bias": jnp.array([-0.25])},
+        "c": jnp.asarray(4.0),
+    }
+    stats = gradient_statistics(grads)
+    assert set(stats) == {
+        "meta/grad_abs_max",
+        "meta/grad_abs_median",
+        "meta/grad/b/bias",
+        "meta/grad/c",
+    }  # no signed entry for the 4-coordinate leaf "a"
+    coordinates = np.abs([1.0, -3.0, 0.5, 2.0, -0.25, 4.0])
+    assert float(stats["meta/grad_abs_max"]) == 4.0
+    np.testing.assert_allclose(stats["meta/grad_abs_median"], np.median(coordinates), rtol=1e-15)
+    assert float(stats["meta/grad_abs_median"]) == 1.5  # (1 + 2) / 2
+    assert float(stats["meta/grad/b/bias"]) == -0.25 and stats["meta/grad/b/bias"].shape == ()
+    assert float(stats["meta/grad/c"]) == 4.0
+    # Sequence indices name their leaves too; an empty tree has no statistics.
+    assert set(gradient_statistics({"w": (jnp.ones(2), -jnp.ones((1, 1)))})) == {
+        "meta/grad_abs_max",
+        "meta/grad_abs_median",
+        "meta/grad/w/1",
+    }
+    assert gradient_statistics({}) == {}
+
+
+def test_meta_step_metrics_hold_the_meta_gradients_statistics():
+    """A BMG meta-step's metrics: max and median |g_i| of its own meta-gradient (numpy), the
+    signed gradient of its one-coordinate leaf, and max |g_i| <= ||g||."""
+    learner, state, meta_params = regression()  # diagonal: one log learning rate per coordinate
+    meta_learner = make_meta_learner(learner, MetaConfig(algo="bmg", bootstrap_steps=2))
+    key = jax.random.key(8)
+    grads, (_, _, metrics) = jax.jit(
+        lambda: (
+            meta_learner.meta_gradient(meta_params, state, key)[0],
+            meta_learner.step(meta_learner.init(meta_params), state, key),
+        )
+    )()
+    coordinates = np.concatenate([np.abs(np.ravel(g)) for g in jax.tree.leaves(grads)])
+    assert coordinates.size > 1 and coordinates.max() > 1e-6
+    np.testing.assert_allclose(metrics["meta/grad_abs_max"], coordinates.max(), rtol=1e-12)
+    np.testing.assert_allclose(metrics["meta/grad_abs_median"], np.median(coordinates), rtol=1e-12)
+    assert float(metrics["meta/grad_abs_max"]) <= float(metrics["meta/grad_norm"])
+    # The regression's output bias (one target) is the only one-coordinate leaf.
+    signed = {name: value for name, value in metrics.items() if name.startswith("meta/grad/")}
+    singles = [g for g in jax.tree.leaves(grads) if np.size(g) == 1]
+    assert len(signed) == len(singles) == 1
+    np.testing.assert_allclose(next(iter(signed.values())), np.ravel(singles[0])[0], rtol=1e-12)

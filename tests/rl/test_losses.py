@@ -7,7 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bmg.rl import a2c_loss, n_step_returns, q_lambda_loss, watkins_lambdas
+from bmg.rl import (
+    a2c_loss,
+    bootstrapped_returns,
+    n_step_returns,
+    one_step_returns,
+    q_lambda_loss,
+    watkins_lambdas,
+)
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -84,6 +91,66 @@ def test_a2c_gradients_flow_to_logits_values_and_discounts_not_to_the_bootstrap(
     d_gamma1 = (returns[1] - V[1]) * returns[2] / 3 + (returns[0] - V[0]) * 0.9 * returns[2] / 3
     np.testing.assert_allclose(d_discounts, [0.0, d_gamma1, 0.0], rtol=1e-12, atol=1e-15)
     assert abs(d_gamma1) > 0.1
+
+
+# --- one-step (TD) returns --------------------------------------------------------------------
+
+
+def test_one_step_returns_by_hand_with_a_truncated_step():
+    # G_t = r_t + discount_t V(s_{t+1}); step 1 is terminal (discount 0), step 2 is truncated:
+    # it bootstraps from V(final_obs) = 1.5, not from V(s_3) = -0.3 (the next episode's state).
+    # G_0 = 1 + 0.9 * 0.5 = 1.45;  G_1 = 0 + 0 * 2 = 0;  G_2 = -1 + 0.9 * 1.5 = 0.35.
+    v_next = jnp.asarray([0.5, 2.0, -0.3])
+    truncated = jnp.asarray([False, False, True])
+    v_final = jnp.asarray([7.0, 7.0, 1.5])  # read only where truncated
+    r, d = jnp.asarray(REWARDS), jnp.asarray(DISCOUNTS)
+    np.testing.assert_allclose(
+        one_step_returns(r, d, v_next, truncated, v_final), [1.45, 0.0, 0.35], rtol=1e-12
+    )
+    np.testing.assert_allclose(one_step_returns(r, d, v_next), [1.45, 0.0, -1.27], rtol=1e-12)
+    with pytest.raises(ValueError, match="v_final_t"):
+        one_step_returns(r, d, v_next, truncated)
+
+    # The values are targets: no gradient into v_t nor v_final_t; the discounts keep theirs
+    # (d G_t / d discount_t = V(s_{t+1}), 0 where truncated).
+    def total(v, v_final, discounts):
+        return jnp.sum(one_step_returns(r, discounts, v, truncated, v_final))
+
+    d_v, d_final, d_discounts = jax.grad(total, argnums=(0, 1, 2))(v_next, v_final, d)
+    np.testing.assert_array_equal(d_v, np.zeros(3))
+    np.testing.assert_array_equal(d_final, np.zeros(3))
+    np.testing.assert_allclose(d_discounts, [0.5, 2.0, 1.5], rtol=1e-12)
+
+
+def test_bootstrapped_returns_td_reads_the_next_states_values():
+    r, d = jnp.asarray(REWARDS), jnp.asarray(DISCOUNTS)
+    # T = 3: G_t = r_t + discount_t (V(s_1), V(s_2), V(s_3) = V_BOOT)
+    #      = (1 + 0.9 * -0.2, 0 + 0 * 0.8, -1 + 0.9 * 2) = (0.82, 0, 0.8).
+    td = bootstrapped_returns(r, d, jnp.asarray(V), jnp.asarray(V_BOOT), advantage="td")
+    np.testing.assert_allclose(td, [0.82, 0.0, 0.8], rtol=1e-12)
+    n_step = bootstrapped_returns(r, d, jnp.asarray(V), jnp.asarray(V_BOOT))
+    np.testing.assert_allclose(n_step, [1.0, 0.0, 0.8], rtol=1e-12)  # test_a2c_loss_by_hand
+    # T = 1: one step is the whole rollout, so the two agree (0.7 + 0.9 * 2 = 2.5), with or
+    # without a truncation (then 0.7 + 0.9 * 1.5 = 2.05).
+    args = (jnp.asarray([0.7]), jnp.asarray([0.9]), jnp.asarray([0.3]), jnp.asarray(2.0))
+    for extra, expected in (((), 2.5), ((jnp.asarray([True]), jnp.asarray([1.5])), 2.05)):
+        td = bootstrapped_returns(*args, *extra, advantage="td")
+        np.testing.assert_allclose(td, [expected], rtol=1e-12)
+        np.testing.assert_allclose(td, n_step_returns(args[0], args[1], args[3], *extra), rtol=0)
+    with pytest.raises(ValueError, match="advantage must be 'n_step' or 'td', got 'gae'"):
+        bootstrapped_returns(*args, advantage="gae")
+    with pytest.raises(ValueError, match="advantage"):
+        a2c_loss(
+            jnp.asarray(LOGITS[:1]),
+            args[2],
+            jnp.asarray(ACTIONS[:1]),
+            args[0],
+            args[1],
+            args[3],
+            entropy_cost=0.0,
+            value_cost=1.0,
+            advantage="td(0)",
+        )
 
 
 # --- Watkins Q(lambda) ----------------------------------------------------------------------------

@@ -156,9 +156,10 @@ class ActorCriticConfig(OnlineConfig):
     matching_value_cost: float = 1.0
     """weight of the value term with matching="kl_value"."""
     kl_reduction: Literal["mean", "sum"] = "mean"
-    """BMG matching: the policy KL averaged ("mean") [default] or summed ("sum", the public
-    PyTorch port's BMG/OnTheFly.py) over the target rollout's T states. Summing scales the
-    meta-loss by T, which under Adam is the mean with Adam's epsilon divided by T."""
+    """BMG matching: averaged ("mean") [default] or summed ("sum", the public PyTorch port's
+    BMG/OnTheFly.py) over the target rollout's T states; with ``matching="kl_value"`` the value
+    term is summed too. Summing scales the meta-loss by T, which under Adam is the mean with
+    Adam's epsilon divided by T."""
     advantage: Literal["n_step", "td"] = "n_step"
     """the return the advantage and the value loss use, in the learner's loss and in f:
     "n_step", bootstrapped at the end of the rollout [default]; "td", one-step

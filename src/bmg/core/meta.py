@@ -75,7 +75,7 @@ def gradient_statistics(grads: PyTree) -> Metrics:
     """Per-coordinate views of a meta-gradient, beside its global norm: ``meta/grad_abs_max``
     and ``meta/grad_abs_median`` (max and median of |g_i| over every coordinate i), and, for each
     one-number leaf (e.g. a meta-learned logit, a network's single output bias), its signed
-    gradient as ``meta/grad/<path>`` (``leaf_name``).
+    gradient as ``meta/grad/<path>`` (``leaf_name``; ``meta/grad`` for a bare scalar).
 
     Adam's epsilon acts per coordinate (step_i ~ lr m_i / (sqrt(v_i) + eps)), so these, not the
     global norm, say whether a meta-step is in Adam's eps-dominated regime: a global norm of
@@ -91,7 +91,8 @@ def gradient_statistics(grads: PyTree) -> Metrics:
     }
     for path, g in leaves:
         if jnp.size(g) == 1:
-            metrics[f"meta/grad/{leaf_name(path)}"] = jnp.reshape(g, ())
+            name = leaf_name(path)
+            metrics["meta/grad" + (f"/{name}" if name else "")] = jnp.reshape(g, ())
     return metrics
 
 

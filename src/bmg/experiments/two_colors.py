@@ -238,10 +238,10 @@ RELATED: dict[str, Any] = dict(
         discount=0.99,  # [related: Table 3]
         max_grad_norm=10.0,  # [default: none published; SGD 0.1 diverges without a clip, and 1.0
         # halved the fixed baseline's reward; 10 is the largest of 1, 3, 10, 30 that never
-        # collapsed, docs/two-colors.md "Why our actor-critic earned half"]
+        # collapsed, docs/two-colors-results.md "Why our actor-critic earned half"]
         value_cost=1.0,  # [related: Table 3, loss L_pi + L_v + a_ent L_ent]
         entropy_cost=0.2,  # fixed baseline [related: Table 3 grid {0, 0.1, 0.2, 0.4, 0.8}; 0.2
-        # the best of our screen at clip 10, docs/two-colors.md]
+        # the best of our screen at clip 10, docs/two-colors-results.md]
         meta_initial=0.5,  # mg / bmg start [related: A.3, sigmoid output pre-trained to 0.5]
         outer_entropy_cost=0.0,  # [related: Table 3 grid {0, 0.1}]
         context="reward",  # [related: Table 1, reward context]
