@@ -84,6 +84,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     config = record["config"]
     assert (config["algo"], config["inner_steps"], config["bootstrap_steps"]) == ("bmg", 1, 2)
     assert record["git_commit"] and record["config_digest"] == config_digest(config)
+    assert record["preset"] == "default"  # the subcommand the run started from
     summary = strict_json(out / "summary.json")
     trace = np.load(out / "trace.npz")
     # (K + L - 1) rollouts of 4 steps per meta-step (targets' steps count); chunks of
@@ -209,7 +210,7 @@ def test_compare_refuses_a_run_directory_as_out_and_names_damaged_files(tmp_path
     assert not (run / "comparison.md").exists()
 
     main(["compare", str(run)])  # the table, with '-' where a short run has no data
-    assert "| ac entropy-cost=0.01 | 2 | 2,000 |" in capsys.readouterr().out
+    assert "| ac entropy-cost=0.01 | - | 2 | 2,000 |" in capsys.readouterr().out  # no preset
 
     (run / "summary.json").write_text('{"seeds": 2, "total_reward": {"mean": NaN')
     exits_with(["compare", str(run)], capsys, f"{run / 'summary.json'} is not valid JSON")

@@ -11,7 +11,7 @@ import pytest
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.experiments import two_colors_report as report
 from bmg.experiments.rundir import save_npz, write_json
-from bmg.experiments.two_colors import Trace, TwoColorsConfig
+from bmg.experiments.two_colors import EnvConfig, Trace, TwoColorsConfig
 
 
 def hand_trace():
@@ -271,3 +271,11 @@ def test_protocol_rows_beside_table_1_and_the_published_orders(tmp_path):
     # Methods Table 1 lacks are left out (MG on Q(lambda)).
     q_mg = method_run(tmp_path / "q-mg", [1.0, 2.0], algo="mg", agent="q")
     assert report.protocol_rows([q_mg]) == ([], [])
+    # ... and so are runs in another world than Table 1's (the public port's step penalty, or
+    # its object re-spawn): their rewards are not Table 1's.
+    for name, env in (
+        ("penalty", EnvConfig(step_penalty=0.04)),
+        ("respawn", EnvConfig(respawn="object")),
+    ):
+        other = method_run(tmp_path / name, [1.0e6, 1.2e6], algo="fixed", env=env)
+        assert report.protocol_rows([other]) == ([], [])

@@ -66,6 +66,8 @@ class Run(Generic[C]):
     config: C
     out: str | None = None
     """run directory (created; must not hold a run). Default: runs/<experiment>/<algo>-<time>."""
+    preset: str | None = None
+    """the preset the run started from (recorded in config.json; `bmg compare` shows it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +132,8 @@ def parse_run(
         sys.exit(f"{prog}: error: {error}")
     if isinstance(parsed, resume_type):
         return Resume(parsed.run_dir)
-    return Run(config=parsed.config, out=parsed.out)
+    preset = next((arg for arg in argv if arg in presets), None)  # the subcommand's name
+    return Run(config=parsed.config, out=parsed.out, preset=preset)
 
 
 FLAG_ALIASES = {"--k": "inner_steps", "--l": "bootstrap_steps"}
@@ -197,6 +200,7 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, ch
                 config,
                 experiment=experiment,
                 config_digest=config_digest(rundir.to_json(config)),
+                preset=args.preset,
             )
             return config, prepared, run_dir, False
         run_dir = args.run_dir

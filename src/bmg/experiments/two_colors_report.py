@@ -439,6 +439,7 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
         rows.append(
             {
                 "run": run_label(config),
+                "preset": config.get("preset") or "-",
                 "seeds": str(summary["seeds"]),
                 "steps/seed": f"{summary['env_steps_per_seed']:,}",
                 "total reward": format_mean_se(summary["total_reward"], 0),
@@ -447,10 +448,20 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
                 "schedule before flip": format_mean_se(_flip_stat(summary, "before"), 4),
                 "object 0 pays, last 25%": format_mean_se(colour_rates[0]),
                 "object 1 pays, last 25%": format_mean_se(colour_rates[1]),
+                "meta max / median abs(g_i)": _coordinates(summary),
                 "steps/s (all seeds)": f"{summary['env_steps_per_second']['all_seeds']:,.0f}",
             }
         )
     return rows
+
+
+def _coordinates(summary: dict) -> str:
+    """ "max / median": the lifetime medians of the meta-gradient's per-coordinate max and median
+    |g_i| (mean over seeds), "-" for runs without them (fixed, or recorded before they were)."""
+    if "meta_grad_abs_max_median" not in summary:
+        return "-"
+    largest = summary["meta_grad_abs_max_median"]["mean"]
+    return f"{largest:.1e} / {summary['meta_grad_abs_median_median']['mean']:.1e}"
 
 
 PUBLISHED = {  # (agent, algo, context) -> (mean, std) total reward in millions after 10M steps
@@ -475,9 +486,17 @@ PUBLISHED_NAMES = {
 }
 
 
+PUBLISHED_WORLD = {"grid_size": 5, "switch_every": 100_000, "respawn": "all", "step_penalty": 0.0}
+"""The world of Luketina et al.'s Table 1 (appendix A.3): a run in another world (e.g. the public
+port's step penalty and object re-spawn) is not set beside its numbers."""
+
+
 def published_key(config: dict) -> tuple | None:
-    """The `PUBLISHED` key of a run's config dict (None for a method Table 1 does not have)."""
+    """The `PUBLISHED` key of a run's config dict (None for a method Table 1 does not have, or a
+    run in another world than ``PUBLISHED_WORLD``)."""
     c = config["config"]
+    if any(c["env"].get(name) != value for name, value in PUBLISHED_WORLD.items()):
+        return None
     agent, algo = c["agent"], c["algo"]
     key = (agent, algo, None if algo == "fixed" else c[agent]["context"])
     return key if key in PUBLISHED else None
@@ -505,6 +524,7 @@ def protocol_rows(run_dirs: list[Path]) -> tuple[list[dict[str, str]], list[str]
             {
                 "method": name + context,
                 "setting": run_label(config),
+                "preset": config.get("preset") or "-",
                 "seeds": str(len(totals)),
                 "steps/seed": f"{summary['env_steps_per_seed']:,}",
                 "total reward, M (ours)": f"{totals.mean():.3f} ({std:.3f})",
