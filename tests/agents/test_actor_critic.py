@@ -578,6 +578,21 @@ def test_a_zero_entropy_cost_is_a_fixed_baseline_only():
     assert float(meta.probes(meta_params, state)["entropy_cost"]) == 0.5
 
 
+def test_a_fixed_entropy_cost_is_constant_whatever_the_meta_network_initialisation():
+    """The fixed baseline's entropy cost is its value on every context, even with meta_init
+    "random" (which only a meta-learned schedule uses) and PyTorch biases."""
+    config = ActorCriticConfig(**SMALL, entropy_cost=0.3, meta_init="random", bias_init="uniform")
+    fixed = make_actor_critic(config, TWO_COLORS, ENV, schedule="fixed")
+    state, meta_params = init(fixed)
+    probes = fixed.probes(meta_params, state)
+    for name in ("entropy_cost", *(f"context/{c}" for c in stream.PROBE_CONTEXTS)):
+        np.testing.assert_allclose(float(probes[name]), 0.3, rtol=1e-12)
+    meta = make_actor_critic(config, TWO_COLORS, ENV)  # the same config, meta-learned: random
+    state, meta_params = init(meta)
+    values = [float(meta.probes(meta_params, state)[f"context/{c}"]) for c in stream.PROBE_CONTEXTS]
+    assert len(set(values)) == len(values)
+
+
 # --- 3. The stream: continuity and accounting ----------------------------------------------------
 
 

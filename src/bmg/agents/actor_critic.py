@@ -107,7 +107,8 @@ def make_actor_critic(
         context_length=config.context_length,
         hidden_size=config.meta_hidden_size,
         hidden_layers=config.meta_hidden_layers,
-        init=config.meta_init,
+        # a fixed entropy cost is the same on every context, whatever meta_init says
+        init=config.meta_init if schedule == "meta" else "zero_output",
         bias_init=config.bias_init,
     )
     optimizer = stream.make_optimizer(config, value("learning_rate"))
