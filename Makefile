@@ -16,14 +16,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Two-colors at the related work's published values (demo preset: 4 seeds, 1M steps each): fixed
-# entropy cost vs MG and BMG at their screened settings (docs/two-colors.md), then one table + plots.
+# Two-colors where BMG learns an entropy schedule (the public PyTorch port's configuration, `port`
+# preset, 3 seeds x 2M steps): fixed entropy cost vs MG vs BMG; beside them BMG at the related
+# work's published values (`demo` preset, 3 seeds x 1M steps), where it does not; one table + plots
+# (docs/two-colors.md).
 demo: $(STAMP)
-	@set -e; dir=runs/demo/$$(date +%Y%m%d-%H%M%S); \
-	$(BIN)/bmg two-colors demo --algo fixed --out $$dir/fixed; \
-	$(BIN)/bmg two-colors demo --algo mg --k 1 --meta-learning-rate 1e-3 --ac.outer-entropy-cost 0.1 --out $$dir/mg; \
-	$(BIN)/bmg two-colors demo --algo bmg --k 1 --l 8 --out $$dir/bmg; \
-	$(BIN)/bmg compare $$dir/fixed $$dir/mg $$dir/bmg --out $$dir/compare
+	@set -e; dir=runs/demo/$$(date +%Y%m%d-%H%M%S); port="--seeds 3 --steps 2000000"; \
+	$(BIN)/bmg two-colors port --algo fixed $$port --out $$dir/port-fixed; \
+	$(BIN)/bmg two-colors port --algo mg --k 1 $$port --out $$dir/port-mg; \
+	$(BIN)/bmg two-colors port --algo bmg $$port --out $$dir/port-bmg; \
+	$(BIN)/bmg two-colors demo --algo bmg --k 1 --l 8 --seeds 3 --out $$dir/related-bmg; \
+	$(BIN)/bmg compare $$dir/port-fixed $$dir/port-mg $$dir/port-bmg $$dir/related-bmg \
+	  --out $$dir/compare
 
 # Few-shot, MAML vs BMG on the tiny preset (synthetic 16x16 data, 300 meta-steps), table + plots.
 fewshot-demo: $(STAMP)

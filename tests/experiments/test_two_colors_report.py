@@ -225,15 +225,23 @@ def test_window_plot_draws_only_the_window(tmp_path, monkeypatch):
     np.testing.assert_array_equal(drawn[0][0], [25_000, 30_000, 35_000, 40_000])
 
 
-def method_run(path, totals, **config):
-    """short_run_dir with another config and these per-seed total rewards in summary.json."""
+def method_run(path, totals, steps=None, **config):
+    """short_run_dir with another config and these per-seed total rewards in summary.json (and
+    `steps` per seed, when given)."""
     run = short_run_dir(path)
     record = {"config": dataclasses.asdict(TwoColorsConfig(seeds=len(totals), **config))}
     write_json(run / "config.json", record)
     summary = json.loads((run / "summary.json").read_text())
     summary["total_reward"]["per_seed"] = totals
+    if steps is not None:
+        summary["env_steps_per_seed"] = steps
     write_json(run / "summary.json", summary)
     return run
+
+
+def full_run(path, totals, **config):
+    """method_run at Table 1's budget: 10 seeds (``totals`` repeated) x 10M steps."""
+    return method_run(path, [*totals] * (10 // len(totals)), steps=10_000_016, **config)
 
 
 def test_protocol_rows_beside_table_1_and_the_published_orders(tmp_path):
@@ -257,17 +265,29 @@ def test_protocol_rows_beside_table_1_and_the_published_orders(tmp_path):
     assert by_method["AC"]["published (10 seeds x 10M)"] == "1.24 (0.09)"
     assert by_method["AC-BMG, reward context"]["published (10 seeds x 10M)"] == "1.74 (0.03)"
     assert by_method["Q(lambda)"]["published (10 seeds x 10M)"] == "0.58 (0.07)"
-    # Only the orders whose methods all ran are judged: AC 1.2 > MG 1.0 < BMG 2.0 breaks it.
+    # Only the orders whose methods all ran are named, and below Table 1's budget not judged.
+    assert orders == [
+        "published order AC < AC-MG < AC-BMG (reward context): not judged (ours 1.200 vs 1.000 "
+        "vs 2.000, from as few as 2 seeds x 2,000 steps against Table 1's 10 x 10,000,000)."
+    ]
+    # At Table 1's budget: AC 1.2 > MG 1.0 < BMG 2.0 breaks the order ...
+    ac, mg, bmg = (
+        full_run(tmp_path / f"{algo}-full", totals, algo=algo)
+        for algo, totals in (("fixed", [1.1e6, 1.3e6]), ("mg", [0.9e6, 1.1e6]), ("bmg", [2e6]))
+    )
+    _, orders = report.protocol_rows([ac, mg, bmg])
     assert orders == [
         "published order AC < AC-MG < AC-BMG (reward context): does not hold "
         "(ours 1.200 vs 1.000 vs 2.000)."
     ]
-    # The best setting per method counts: a second, better MG run restores the order.
-    mg2 = method_run(tmp_path / "mg2", [1.3e6, 1.3e6], algo="mg")
+    # ... and the best setting per method counts: a second, better MG run restores it.
+    mg2 = full_run(tmp_path / "mg2", [1.3e6], algo="mg")
     _, orders = report.protocol_rows([ac, mg, mg2, bmg])
     assert orders == [
         "published order AC < AC-MG < AC-BMG (reward context): holds (ours 1.200 < 1.300 < 2.000)."
     ]
+    rows, _ = report.protocol_rows([method_run(tmp_path / "one", [1.0e6], algo="fixed")])
+    assert rows[0]["total reward, M (ours)"] == "1.000 (-)"  # one seed has no spread
     # Methods Table 1 lacks are left out (MG on Q(lambda)).
     q_mg = method_run(tmp_path / "q-mg", [1.0, 2.0], algo="mg", agent="q")
     assert report.protocol_rows([q_mg]) == ([], [])

@@ -515,8 +515,10 @@ def protocol_rows(run_dirs: list[Path]) -> tuple[list[dict[str, str]], list[str]
         if key is None:
             continue
         totals = np.asarray(summary["total_reward"]["per_seed"], float) / 1e6
-        std = totals.std(ddof=1) if len(totals) > 1 else float("nan")
-        means[key] = max(means.get(key, -np.inf), totals.mean())  # the best setting per method
+        spread = f"{totals.std(ddof=1):.3f}" if len(totals) > 1 else "-"  # one seed: no spread
+        budget = (len(totals), int(summary["env_steps_per_seed"]))
+        if totals.mean() > means.get(key, (-np.inf,))[0]:  # the best setting per method
+            means[key] = (totals.mean(), budget)
         name = PUBLISHED_NAMES[key[:2]]
         context = {None: "", "none": ", no context", "reward": ", reward context"}[key[2]]
         published = PUBLISHED[key]
@@ -527,7 +529,7 @@ def protocol_rows(run_dirs: list[Path]) -> tuple[list[dict[str, str]], list[str]
                 "preset": config.get("preset") or "-",
                 "seeds": str(len(totals)),
                 "steps/seed": f"{summary['env_steps_per_seed']:,}",
-                "total reward, M (ours)": f"{totals.mean():.3f} ({std:.3f})",
+                "total reward, M (ours)": f"{totals.mean():.3f} ({spread})",
                 "published (10 seeds x 10M)": f"{published[0]:.2f} ({published[1]:.2f})",
             }
         )
@@ -543,15 +545,27 @@ def protocol_rows(run_dirs: list[Path]) -> tuple[list[dict[str, str]], list[str]
     return rows, [o for o in orders if o]
 
 
+PUBLISHED_SEEDS, PUBLISHED_STEPS = 10, 10_000_000
+"""Table 1's budget: an order is judged only for runs of at least this many seeds and steps."""
+
+
 def _order_sentence(chain: list[tuple], means: dict, name: str) -> str:
+    """Whether our best run per method keeps a published order; "not judged" (with the budget
+    ours ran) unless every run had Table 1's budget (``PUBLISHED_SEEDS`` x ``PUBLISHED_STEPS``)."""
     if any(key not in means for key in chain):
         return ""
-    values = [means[key] for key in chain]
+    values = [means[key][0] for key in chain]
     holds = all(a < b for a, b in zip(values, values[1:], strict=False))
-    ours = " < ".join if holds else " vs ".join
-    return f"published order {name}: {'holds' if holds else 'does not hold'} " + (
-        f"(ours {ours(f'{v:.3f}' for v in values)})."
-    )
+    ours = (" < ".join if holds else " vs ".join)(f"{v:.3f}" for v in values)
+    budgets = [means[key][1] for key in chain]
+    short = [b for b in budgets if b[0] < PUBLISHED_SEEDS or b[1] < PUBLISHED_STEPS]
+    if short:
+        seeds, steps = min(b[0] for b in budgets), min(b[1] for b in budgets)
+        return (
+            f"published order {name}: not judged (ours {ours}, from as few as {seeds} seeds x "
+            f"{steps:,} steps against Table 1's {PUBLISHED_SEEDS} x {PUBLISHED_STEPS:,})."
+        )
+    return f"published order {name}: {'holds' if holds else 'does not hold'} (ours {ours})."
 
 
 def _flip_stat(summary: dict, when: str) -> dict:
