@@ -59,16 +59,19 @@ def n_step_returns(
     ``v_bootstrap`` (V(s_T)) and ``v_final_t`` are stop-gradient-ed here; ``r_t`` and
     ``discount_t`` are not (see the module docstring). Returns float[T].
     """
-    v_bootstrap = jax.lax.stop_gradient(v_bootstrap)
-    if truncated_t is not None:
-        if v_final_t is None:
-            raise ValueError(
-                "n_step_returns needs v_final_t (values of final_obs) with truncated_t."
-            )
-        r_t, discount_t = truncation_bootstrap(
-            r_t, discount_t, truncated_t, jax.lax.stop_gradient(v_final_t)
-        )
-    return rlax.discounted_returns(r_t, discount_t, v_bootstrap)
+    r_t, discount_t = _fold_truncation("n_step_returns", r_t, discount_t, truncated_t, v_final_t)
+    return rlax.discounted_returns(r_t, discount_t, jax.lax.stop_gradient(v_bootstrap))
+
+
+def _fold_truncation(caller, r_t, discount_t, truncated_t, v_final_t):
+    """``truncation_bootstrap`` with ``v_final_t`` stop-gradient-ed, or the inputs unchanged
+    without truncation marks; ``caller`` names the function in the error of a missing
+    ``v_final_t``."""
+    if truncated_t is None:
+        return r_t, discount_t
+    if v_final_t is None:
+        raise ValueError(f"{caller} needs v_final_t (values of final_obs) with truncated_t.")
+    return truncation_bootstrap(r_t, discount_t, truncated_t, jax.lax.stop_gradient(v_final_t))
 
 
 def one_step_returns(
@@ -85,16 +88,8 @@ def one_step_returns(
     stop-gradient-ed here; ``r_t`` and ``discount_t`` are not (see the module docstring).
     Returns float[T]. For T = 1 it equals ``n_step_returns`` with ``v_bootstrap = v_t[0]``.
     """
-    v_t = jax.lax.stop_gradient(v_t)
-    if truncated_t is not None:
-        if v_final_t is None:
-            raise ValueError(
-                "one_step_returns needs v_final_t (values of final_obs) with truncated_t."
-            )
-        r_t, discount_t = truncation_bootstrap(
-            r_t, discount_t, truncated_t, jax.lax.stop_gradient(v_final_t)
-        )
-    return r_t + discount_t * v_t
+    r_t, discount_t = _fold_truncation("one_step_returns", r_t, discount_t, truncated_t, v_final_t)
+    return r_t + discount_t * jax.lax.stop_gradient(v_t)
 
 
 ADVANTAGES = ("n_step", "td")
