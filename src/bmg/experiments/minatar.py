@@ -213,7 +213,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         ),
     ),
     "paper": (
-        "issue 14's budget: 3 seeds x 10M frames per game (run each game, algo and L), sticky "
+        "the ablation budget: 3 seeds x 10M frames per game (run each game, algo and L), sticky "
         "actions 0.1 and 6 actions, 32 environments x 20 steps per batch",
         dict(steps=10_000_000, seeds=3, chunk_steps=500_000),
     ),

@@ -219,7 +219,7 @@ SMALL_ENTROPY: dict[str, Any] = dict(
         context_normalization="none",
     ),
 )
-"""The defaults before the `related` preset (issue 13): entropy cost 0.01 (a tenth of the
+"""The defaults before the `related` preset: entropy cost 0.01 (a tenth of the
 smallest non-zero published candidate), a 1 x 32 meta-network on raw rewards, Q(lambda) by SGD 0.1
 per 16-step rollout. Kept as `small-entropy` so the earlier reports stay reproducible."""
 

@@ -1,0 +1,22 @@
+"""The README, docs and source (docstrings and `--help` texts) speak to users: they never name the
+project's internal issues ("issue 14", "the issue's budget"), which users cannot see."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERNAL = re.compile(r"\bissues? #?\d+|\bissue's\b", re.IGNORECASE)
+PUBLIC = re.compile(r"\b(JAX|jax|rlax|optax|flax|tyro|gymnax|orbax) issue")
+"""A public project's issue tracker may be cited (e.g. "JAX issue #12868")."""
+
+
+def test_no_internal_issue_references():
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    files += sorted((ROOT / "src").rglob("*.py"))
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if INTERNAL.search(line) and not PUBLIC.search(line)
+    ]
+    assert not found, "internal issue references:\n" + "\n".join(found)
