@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERNAL = re.compile(r"\bissues? #?\d+|\bissue's\b", re.IGNORECASE)
-PUBLIC = re.compile(r"\b(JAX|jax|rlax|optax|flax|tyro|gymnax|orbax) issue")
+PUBLIC = re.compile(r"\b(JAX|jax|rlax|optax|flax|tyro|gymnax|orbax) issue", re.IGNORECASE)
 """A public project's issue tracker may be cited (e.g. "JAX issue #12868")."""
 
 
