@@ -9,7 +9,8 @@ shifted copies of the input ("patches"), so its forward and both backward passes
 products. On CPU, XLA runs the kernel gradient of its own convolution about 10-15x slower
 inside a loop (``lax.scan``, every meta-step of the compiled runner) than outside one
 (jax-ml/jax issue #12868): a MinAtar-sized STACX update measured 1.8 s alone, 16 s inside a
-one-step scan, 0.55 s / 0.60 s with ``Conv`` (``benchmarks/conv_speed.py``, docs/minatar.md). ``conv="xla"``
+one-step scan, 0.55 s / 0.60 s with ``Conv`` (``benchmarks/conv_speed.py``, docs/minatar.md).
+``conv="xla"``
 on the torsos keeps flax's layer (for accelerators, where the vendor convolution is faster and
 patches cost kh x kw times the activation memory).
 """
