@@ -210,48 +210,119 @@ def test_auxiliary_heads_do_not_act():
 
 
 def test_rmsprop_update_is_differentiable_at_a_zero_gradient():
-    """eps inside the square root: d update / d gradient at g = 0 is -lr / sqrt(eps), finite;
-    with eps = 0 it is not."""
+    """eps inside the square root: d update / d gradient at g = 0 is -lr / sqrt(nu + eps),
+    finite, also once nu has decayed to 0 (after many zero gradients); with eps = 0 it is
+    not."""
     config, _ = agent()
     params = {"w": jnp.zeros(3)}
 
-    def update(g, optimizer):
-        return optimizer.update({"w": g}, optimizer.init(params), params)[0]["w"]
+    def update(g, optimizer, nu):
+        state = optimizer.init(params)
+        rms = state[-1][0]._replace(nu={"w": jnp.full(3, nu)})
+        state = (*state[:-1], (rms, *state[-1][1:]))
+        return optimizer.update({"w": g}, state, params)[0]["w"]
 
-    broken = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.0)
-    jac, broken_jac = jax.jit(  # one compiled program (eagerly, each operation compiles alone)
+    broken = optax.chain(optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.0))
+    jac, start_jac, broken_jac = jax.jit(  # one compiled program (eagerly, each compiles alone)
         lambda g: (
-            jax.jacfwd(update)(g, stacx.make_optimizer(config)),
-            jax.jacfwd(update)(g, broken),
+            jax.jacfwd(update)(g, stacx.make_optimizer(config), 0.0),
+            jax.jacfwd(update)(g, stacx.make_optimizer(config), 1.0),
+            jax.jacfwd(update)(g, broken, 0.0),
         )
     )(jnp.zeros(3))
     expected = -config.learning_rate / np.sqrt(config.mean_loss_rmsprop_eps)
     np.testing.assert_allclose(jac, expected * np.eye(3), rtol=1e-12)
+    expected = -config.learning_rate / np.sqrt(config.rmsprop_decay + config.mean_loss_rmsprop_eps)
+    np.testing.assert_allclose(start_jac, expected * np.eye(3), rtol=1e-12)
     assert not np.all(np.isfinite(broken_jac))
 
 
-def test_rmsprop_on_mean_losses_takes_impalas_step_on_summed_losses():
-    """IMPALA's RMSProp (eps 0.01 inside the square root) on losses summed over the B x T
-    batch, two steps, equals make_optimizer's on the batch-mean gradients (rescaled eps)."""
-    config = StacxConfig(num_envs=8, rollout_length=5, max_grad_norm=0.0, rmsprop_eps=0.01)
-    batch_steps = config.num_envs * config.rollout_length
-    np.testing.assert_allclose(config.mean_loss_rmsprop_eps, 0.01 / 40**2, rtol=1e-15)
-    params = {"w": jnp.zeros(4, jnp.float64)}
-    mean_grads = [jnp.array([1e-4, -3e-3, 0.0, 2e-2]), jnp.array([5e-4, 1e-3, -1e-5, 0.0])]
+def tf1_rmsprop(grads_sum, *, lr, decay, eps, ms_0=1.0):
+    """TensorFlow 1's ``tf.train.RMSPropOptimizer`` (momentum 0, not centred), from its
+    documented update: ms <- decay ms + (1 - decay) g^2; mom <- lr g / sqrt(ms + eps);
+    x <- x - mom, with its "rms" slot created with ones (``ms_0`` = 1). numpy, float64; the
+    updates -mom for the summed-loss gradients ``grads_sum`` (a function of x and the step)."""
 
-    def steps(optimizer, scale):
-        state, out = optimizer.init(params), []
-        for g in mean_grads:
-            update, state = optimizer.update({"w": scale * g}, state, params)
-            out.append(update["w"])
+    def run(x):
+        ms, out = np.full_like(x, ms_0), []
+        for t in range(STEPS):
+            g = grads_sum(x, t)
+            ms = decay * ms + (1.0 - decay) * g * g
+            mom = lr * g / np.sqrt(ms + eps)
+            x = x - mom
+            out.append(-mom)
         return np.stack(out)
 
-    impala = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.01)
-    ours = steps(stacx.make_optimizer(config), 1.0)
-    np.testing.assert_allclose(ours, steps(impala, batch_steps), rtol=1e-10)
-    # the unscaled eps is a different optimiser at these gradient sizes (the test can fail)
-    plain = optax.rmsprop(config.learning_rate, decay=config.rmsprop_decay, eps=0.01)
-    assert not np.allclose(ours, steps(plain, 1.0), rtol=1e-3)
+    return run
+
+
+STEPS = 400
+
+
+def test_rmsprop_on_mean_losses_is_tf1_rmsprop_on_summed_losses_from_the_first_step():
+    """IMPALA's optimiser (TF1 RMSProp, eps 0.01 inside the square root, squared-gradient
+    average starting at 1) on a loss summed over the B x T samples, 400 steps from the initial
+    state, equals make_optimizer's on the batch-mean loss (eps and the initial average divided
+    by (B T)^2); the same optimiser with the average starting at 0 (optax's default) does not:
+    its first step is several times larger, and its steps 200-300 still are."""
+    config = StacxConfig(num_envs=8, rollout_length=5, max_grad_norm=0.0, rmsprop_eps=0.01)
+    n = config.num_envs * config.rollout_length
+    np.testing.assert_allclose(config.mean_loss_rmsprop_eps, 0.01 / 40**2, rtol=1e-15)
+    np.testing.assert_allclose(config.mean_loss_rmsprop_initial_scale, 1 / 40**2, rtol=1e-15)
+    rng = np.random.default_rng(0)
+    # Per-sample quadratics 1/2 a_i (x - c_i)^2 (elementwise) plus a zero-mean noise
+    # sequence, a gradient per step and sample: mean-loss gradients of size 1e-4 to 1e-2.
+    a = rng.uniform(0.5, 2.0, (n, 5))
+    c = rng.normal(0.0, 1e-2, (n, 5)) * np.array([1e-2, 0.1, 1.0, 0.3, 3e-2])
+    noise = rng.normal(0.0, 3e-3, (STEPS, n, 5))
+
+    def grads_sum(x, t):
+        return (a * (x - c) + noise[t]).sum(axis=0)
+
+    x_0 = np.array([1e-3, -2e-3, 5e-3, 0.0, 1e-2])
+    kwargs = dict(lr=config.learning_rate, decay=config.rmsprop_decay, eps=config.rmsprop_eps)
+    impala = tf1_rmsprop(grads_sum, **kwargs)(x_0)
+
+    def ours(optimizer):
+        @jax.jit
+        def run(x):
+            def step(carry, noise_t):
+                x, state = carry
+                g = (a * (x - c) + noise_t).mean(axis=0)  # the mean loss's gradient
+                update, state = optimizer.update({"x": g}, state, {"x": x})
+                return (x + update["x"], state), update["x"]
+
+            return jax.lax.scan(step, (x, optimizer.init({"x": x})), noise)[1]
+
+        return np.asarray(run(jnp.asarray(x_0)))
+
+    np.testing.assert_allclose(ours(stacx.make_optimizer(config)), impala, rtol=1e-9, atol=1e-15)
+    # The control: the accumulator at 0 is another optimiser for hundreds of steps.
+    zero = optax.rmsprop(
+        config.learning_rate, decay=config.rmsprop_decay, eps=config.mean_loss_rmsprop_eps
+    )
+    started_at_zero = ours(zero)
+    np.testing.assert_allclose(
+        started_at_zero, tf1_rmsprop(grads_sum, **kwargs, ms_0=0.0)(x_0), rtol=1e-9, atol=1e-15
+    )
+    assert not np.allclose(started_at_zero, impala, rtol=1e-3)
+    first = np.abs(started_at_zero[0]).mean() / np.abs(impala[0]).mean()
+    late = np.abs(started_at_zero[200:300]).mean() / np.abs(impala[200:300]).mean()
+    assert first > 5 and late > 1.5, (first, late)
+
+
+def test_learner_and_target_step_start_from_tf1s_accumulator():
+    """The learner's own initial optimiser state (which the RMSProp target step reads) holds
+    the squared-gradient average 1 / (B T)^2 in every leaf, TF1's 1.0 on summed losses, and the
+    target step's transformation initialises to the same state."""
+    config, learner = agent()
+    state = call(learner.init_state, jax.random.key(0))
+    nu = state.opt_state[-1][0].nu
+    n = config.num_envs * config.rollout_length
+    for leaf in jax.tree.leaves(nu):
+        np.testing.assert_allclose(leaf, np.full(leaf.shape, 1.0 / n**2), rtol=1e-6)
+    target = stacx.make_optimizer(config, TARGET_LR).init(state.params)
+    chex.assert_trees_all_equal(target, state.opt_state)
 
 
 def hand_head_losses(config, params, batch, behaviour_logits, eta, heads, weights, outer):
@@ -290,14 +361,16 @@ def hand_head_losses(config, params, batch, behaviour_logits, eta, heads, weight
 
 
 def test_update_is_one_rmsprop_step_on_the_summed_head_losses():
-    """phi: x_1 = x_0 - lr clip(g) / sqrt((1 - decay) clip(g)^2 + eps), g the gradient of the
-    inner loss (written out per head and stream from bmg.rl.vtrace) on the batch x_0 collected;
-    the behaviour logits are x_0's main head; rewards are clipped."""
+    """phi: x_1 = x_0 - lr clip(g) / sqrt(decay nu_0 + (1 - decay) clip(g)^2 + eps), nu_0 =
+    1 / (B T)^2 (TF1's initial 1.0 on summed losses), g the gradient of the inner loss
+    (written out per head and stream from bmg.rl.vtrace) on the batch x_0 collected; the
+    behaviour logits are x_0's main head; rewards are clipped."""
     config, learner = agent()
     state, new, meta, metrics = updated(config, learner)
     batch, mu = new.extras.batch, new.extras.behaviour_logits
     weights = (0.25, 1.0, 0.01)
     decay, eps, lr = config.rmsprop_decay, config.mean_loss_rmsprop_eps, config.learning_rate
+    nu_0 = 1.0 / (config.num_envs * config.rollout_length) ** 2
     network = stacx.StacxNetwork(stacx.make_torso(config), 3, 3, config.meta_embedding_size)
 
     @jax.jit  # the whole reference as one program (eagerly, each operation compiles alone)
@@ -309,7 +382,7 @@ def test_update_is_one_rmsprop_step_on_the_summed_head_losses():
 
         def step(x, g):
             g = g * CLIP / norm
-            return x - lr * g / jnp.sqrt((1 - decay) * g**2 + eps)
+            return x - lr * g / jnp.sqrt(decay * nu_0 + (1 - decay) * g**2 + eps)
 
         main = network.apply(params, batch.obs[:, :-1], eta)[0][..., 0, :]
         return value, norm, jax.tree.map(step, params, grads), main
@@ -375,7 +448,9 @@ def test_without_the_embedding_gamma_lambda_alpha_get_gradients_through_the_targ
 
 def test_rmsprop_target_step_is_one_preconditioned_step_on_the_outer_objective():
     """x~ = x - lr_t clip(g) / sqrt(decay nu + (1 - decay) clip(g)^2 + eps), g = grad f(x), nu
-    the learner's own RMSProp state (the clip chained in, as in the learner's optimiser)."""
+    the learner's own RMSProp state (the clip chained in, as in the learner's optimiser):
+    written in summed-loss units, TF1's step with g_sum = B T clip(g), ms = (B T)^2 nu and
+    IMPALA's eps."""
     config, learner = agent()
     _, state, meta, _ = updated(config, learner)
     optimizer = stacx.make_optimizer(config, TARGET_LR)
@@ -384,7 +459,8 @@ def test_rmsprop_target_step_is_one_preconditioned_step_on_the_outer_objective()
     )
     target, _ = call(learner.target_step, meta, state, jax.random.key(9))
     nu = state.opt_state[1][0].nu
-    decay, eps = config.rmsprop_decay, config.mean_loss_rmsprop_eps
+    decay, eps = config.rmsprop_decay, config.rmsprop_eps
+    n = config.num_envs * config.rollout_length
 
     @jax.jit  # the whole reference as one program (eagerly, each operation compiles alone)
     def reference(state):
@@ -392,9 +468,9 @@ def test_rmsprop_target_step_is_one_preconditioned_step_on_the_outer_objective()
         grads = jax.grad(objective)(state.params)
         norm = optax.tree.norm(grads)
 
-        def step(x, g, n):
-            g = g * CLIP / norm
-            return x - TARGET_LR * g / jnp.sqrt(decay * n + (1 - decay) * g**2 + eps)
+        def step(x, g, nu):
+            g_sum, ms = n * g * CLIP / norm, n**2 * nu
+            return x - TARGET_LR * g_sum / jnp.sqrt(decay * ms + (1 - decay) * g_sum**2 + eps)
 
         return norm, jax.tree.map(step, state.params, grads, nu)
 

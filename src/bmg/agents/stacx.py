@@ -29,12 +29,17 @@ One learner update phi (``update_fn``):
      policy mu is the main head at x (on-policy): rho = 1 for the main head, so its alpha acts
      through the embedding only, while the auxiliary heads are off-policy (rho != 1);
   3. x <- x + RMSProp(clip(grad)): ``optax.chain(bmg.core.clip_by_global_norm(max_grad_norm),
-     optax.rmsprop(learning_rate, decay, eps / (B T)^2))``. optax's RMSProp puts eps *inside*
-     the square root, u = -lr g / sqrt(nu + eps), nu <- decay nu + (1 - decay) g^2, the
-     TensorFlow form IMPALA and STACX used; IMPALA's losses are sums over the batch, ours means,
-     hence eps / (B T)^2 (``StacxConfig.mean_loss_rmsprop_eps``); with eps > 0 it is
-     differentiable everywhere, zero gradients included (tested), which MG and BMG need. The
-     clip is bmg.core's (finite derivative at 0).
+     optax.rmsprop(learning_rate, decay, eps / (B T)^2, initial_scale=1 / (B T)^2))``: TensorFlow
+     1's ``tf.train.RMSPropOptimizer``, which IMPALA and STACX used (momentum 0), on their
+     losses summed over the batch: nu <- decay nu + (1 - decay) g^2, u = -lr g / sqrt(nu + eps)
+     (eps *inside* the square root, as optax's default), with nu starting at 1.0 (TF1 creates
+     its "rms" slot with ones; optax starts at ``initial_scale``, 0 by default). bmg's losses
+     are batch means, whose gradients are 1 / (B T) of the summed ones, so both eps and the
+     initial nu are divided by (B T)^2 (``StacxConfig.mean_loss_rmsprop_eps`` and
+     ``.mean_loss_rmsprop_initial_scale``): every update, the first ones included, is TF1's
+     on summed losses (tested over hundreds of steps). With eps > 0 it is differentiable
+     everywhere, zero gradients included (tested), which MG and BMG need. The clip is
+     bmg.core's (finite derivative at 0).
 
 The meta-gradient flows through the targets: values and ratios are stop-gradient-ed as inputs,
 not the returns (``bmg.rl.vtrace``), else gamma, lambda and alpha get exactly zero.
@@ -133,8 +138,9 @@ class StacxConfig:
     rmsprop_eps: float = 0.01
     """RMSProp's epsilon as IMPALA publishes it (inside the square root), for IMPALA's losses
     summed over the B x T batch [impala]. bmg's losses are batch means, so the optimiser runs
-    with eps / (B T)^2 (9.8e-8 for 0.01 at 16 x 20): IMPALA's update, but for the gradient clip,
-    which acts on the mean gradient here (docs/minatar.md)."""
+    with eps / (B T)^2 (9.8e-8 for 0.01 at 16 x 20) and its squared-gradient average starts at
+    1 / (B T)^2 (TF1's 1.0): IMPALA's update, but for the gradient clip, which acts on the mean
+    gradient here (docs/minatar.md)."""
     max_grad_norm: float = 40.0
     """global-norm clip of the learner's batch-mean gradient, 0 = off [impala's value; applied
     to mean, not summed, losses: a default]."""
@@ -177,6 +183,15 @@ class StacxConfig:
         With g_sum = B T g_mean and nu_sum = (B T)^2 nu_mean, IMPALA's step on summed losses,
         lr g_sum / sqrt(nu_sum + eps), equals lr g_mean / sqrt(nu_mean + eps / (B T)^2)."""
         return self.rmsprop_eps / float(self.num_envs * self.rollout_length) ** 2
+
+    @property
+    def mean_loss_rmsprop_initial_scale(self) -> float:
+        """The initial squared-gradient average optax's RMSProp gets (``initial_scale``):
+        ``1 / (num_envs * rollout_length)^2``. TensorFlow 1's ``tf.train.RMSPropOptimizer``
+        (IMPALA's and STACX's) starts its average at 1.0 (its "rms" slot is created with ones);
+        nu_sum = (B T)^2 nu_mean at every step, the first included, when nu_mean starts at
+        1 / (B T)^2, the same rescaling as ``mean_loss_rmsprop_eps``."""
+        return 1.0 / float(self.num_envs * self.rollout_length) ** 2
 
     def __post_init__(self):
         if checks_deferred():  # the command line checks nested configs after parsing
@@ -312,16 +327,20 @@ def mean_over_devices(axis_name: str) -> optax.GradientTransformation:
 def make_optimizer(
     config: StacxConfig, learning_rate: float | None = None, axis_name: str | None = None
 ):
-    """``chain(bmg.core.clip_by_global_norm(max_grad_norm), optax.rmsprop(lr, decay, eps))``
-    (no clip at ``max_grad_norm`` 0). optax's RMSProp has eps inside the square root; it gets
-    ``config.mean_loss_rmsprop_eps``, IMPALA's summed-loss epsilon rescaled to our batch-mean
-    losses. The clip acts on the batch-mean gradient [default]. With
+    """``chain(bmg.core.clip_by_global_norm(max_grad_norm), optax.rmsprop(lr, decay, eps,
+    initial_scale))`` (no clip at ``max_grad_norm`` 0): TensorFlow 1's RMSProp (IMPALA's,
+    eps inside the square root, squared-gradient average starting at 1.0) on summed losses,
+    applied to our batch-mean losses: optax gets ``config.mean_loss_rmsprop_eps`` and
+    ``config.mean_loss_rmsprop_initial_scale``, both divided by (B T)^2. The learner's update
+    and the RMSProp target step (which reads the learner's state) are built here, so they share
+    these semantics. The clip acts on the batch-mean gradient [default]. With
     ``axis_name`` the chain starts with ``mean_over_devices(axis_name)`` (the all-reduce comes
     before the clip, which must see the whole batch's gradient)."""
     rmsprop = optax.rmsprop(
         config.learning_rate if learning_rate is None else learning_rate,
         decay=config.rmsprop_decay,
         eps=config.mean_loss_rmsprop_eps,
+        initial_scale=config.mean_loss_rmsprop_initial_scale,
     )
     reduce = () if axis_name is None else (mean_over_devices(axis_name),)
     if config.max_grad_norm > 0:
