@@ -133,6 +133,7 @@ def test_watkins_q_lambda_by_hand():
     config = QLambdaConfig(
         **SMALL,
         context="none",
+        trace="forward",
         trace_lambda=0.5,
         discount=0.9,
         max_grad_norm=0.0,
@@ -217,7 +218,7 @@ def test_watkins_cut_at_an_exploratory_action_at_t_1_in_the_agent():
     not the uncut one."""
     lam, gamma = 0.5, float(np.float32(0.9))
     config = QLambdaConfig(
-        **SMALL, context="none", trace_lambda=lam, discount=0.9, max_grad_norm=0.0
+        **SMALL, context="none", trace="forward", trace_lambda=lam, discount=0.9, max_grad_norm=0.0
     )
     agent = make_q_lambda(config, TWO_COLORS, ENV)
     state = agent.init_state(jax.random.key(5))
@@ -454,3 +455,77 @@ def test_meta_learned_epsilon_starts_at_meta_initial_and_fixed_at_epsilon():
     np.testing.assert_allclose(
         epsilon(fixed, fixed.init_meta_params(jax.random.key(1)), state), 0.03, rtol=1e-6
     )
+
+
+PENG = dict(SMALL, rollout_length=1, context="none", trace="peng", max_grad_norm=0.0)
+
+
+def test_peng_learner_carries_its_trace_across_per_step_updates():
+    """trace="peng", T = 1, SGD: three update_fn calls equal three ``rl.q_lambda_increment``
+    steps on the transitions the learner collected, the trace carried between them (lambda acts
+    across updates, unlike the forward view at T = 1)."""
+    config = QLambdaConfig(**PENG, learning_rate=0.05, trace_lambda=0.8, discount=0.9)
+    agent = make_q_lambda(config, TWO_COLORS, ENV)
+    state = jax.jit(agent.init_state)(jax.random.key(13))
+    meta_params = agent.init_meta_params(jax.random.key(0))
+    params, trace = state.params, jax.tree.map(jnp.zeros_like, state.params)
+    update = jax.jit(agent.update_fn)
+    for i in range(3):
+        rollout = state.extras.rollout
+        direction, trace, _ = rl.q_lambda_increment(
+            Q_NET.apply,
+            params,
+            trace,
+            rollout.obs[0],
+            rollout.actions[0],
+            rollout.rewards[0],
+            rollout.discount_t[0],
+            rollout.obs[1],
+            lambda_=0.8,
+        )
+        params = jax.tree.map(lambda x, d: x - 0.05 * d, params, direction)
+        state, _ = update(meta_params, state, jax.random.key(30 + i))
+        for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(params), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        for got, want in zip(
+            jax.tree.leaves(state.opt_state.trace), jax.tree.leaves(trace), strict=True
+        ):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert max(float(jnp.abs(z).max()) for z in jax.tree.leaves(trace)) > 0
+
+
+def test_bmg_target_advances_its_own_copy_of_the_trace():
+    """The target (L - 1 updates, then one more Q(lambda) step) carries its own trace: the state
+    the learner continues from (x_{L-1}) has the trace of its L - 1 updates, not the target's."""
+    agent = make_q_lambda(QLambdaConfig(**PENG), TWO_COLORS, ENV)
+    state = jax.jit(agent.init_state)(jax.random.key(14))
+    meta_params = agent.init_meta_params(jax.random.key(0))
+    bootstrap = make_target_bootstrap(agent.update_fn, 3, final_update_fn=agent.target_step)
+    out = jax.jit(bootstrap)(meta_params, state, jax.random.key(15))
+    advanced, _ = jax.jit(agent.target_step)(meta_params, out.state, jax.random.key(16))
+    for target, by_hand in zip(
+        *(jax.tree.leaves(s.opt_state.trace) for s in (out.target, advanced)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(target, by_hand, rtol=1e-6, atol=1e-7)
+    differs = [
+        float(jnp.abs(t - x).max())
+        for t, x in zip(
+            jax.tree.leaves(out.target.opt_state.trace),
+            jax.tree.leaves(out.state.opt_state.trace),
+            strict=True,
+        )
+    ]
+    assert max(differs) > 0
+    # a meta-step with continue_from="target" goes on from x_{L-1}, with x_{L-1}'s trace.
+    bmg = make_meta_learner(
+        agent, MetaConfig(algo="bmg", inner_steps=0, bootstrap_steps=3, continue_from="target")
+    )
+    _, next_state, _ = jax.jit(bmg.step)(bmg.init(meta_params), state, jax.random.key(17))
+    assert int(next_state.extras.stream.env_steps) == int(state.extras.stream.env_steps) + 2
+    assert isinstance(next_state.opt_state, type(state.opt_state))
+
+
+def test_trace_field_is_validated():
+    with pytest.raises(ValueError, match="^trace must be one of peng, watkins, forward, got 'x'"):
+        QLambdaConfig(trace="x")

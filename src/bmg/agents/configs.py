@@ -26,6 +26,7 @@ BIAS_INITS = ("zeros", "uniform")
 ADVANTAGES = ("n_step", "td")
 KL_REDUCTIONS = ("mean", "sum")
 TARGET_STEPS = ("policy_gradient", "learner_update")
+Q_TRACES = ("peng", "watkins", "forward")
 Schedule = Literal["fixed", "meta", "decay"]
 SCHEDULES = ("fixed", "meta", "decay")
 
@@ -55,7 +56,10 @@ class OnlineConfig:
     adam_eps: float = 1e-4
     """optimizer="adam": epsilon outside the square root [related: Table 4, 1e-4]."""
     adam_b1: float = 0.9
-    """optimizer="adam": beta_1 [related: Table 4]."""
+    """optimizer="adam": beta_1 [related: Table 4]. Luketina et al. add, for Q(lambda), that "a
+    momentum term" keeps an exponential moving average of the gradients with discount 0.9 against
+    the instability of unbatched updates: read here as Adam's first moment, which is exactly that
+    average (beta_1 = 0.9), not a second momentum on top of Adam."""
     adam_b2: float = 0.999
     """optimizer="adam": beta_2 [related: Table 4]."""
     adam_eps_root: float = 1e-8
@@ -208,8 +212,16 @@ class ActorCriticConfig(OnlineConfig):
 class QLambdaConfig(OnlineConfig):
     """Q(lambda) learner and its epsilon (shared fields: ``OnlineConfig``; sources there)."""
 
+    trace: Literal["peng", "watkins", "forward"] = "peng"
+    """the Q(lambda) update (``bmg.agents.q_lambda``): "peng", Peng & Williams' incremental
+    Q(lambda) (1994), an eligibility trace over the Q-network's parameters carried across updates
+    and one update per environment step (T of them per rollout) [related: Table 4, "Q(lambda)
+    (Peng & Williams, 1994)", optimised at every step]; "watkins", the same backward view with
+    the trace cut at non-greedy actions (Watkins, 1989); "forward", Watkins' lambda-return
+    truncated at the end of each rollout and one update per rollout, no trace carried (the
+    earlier presets; with T = 1 it is one-step Q-learning) [default: peng]."""
     trace_lambda: float = 0.9
-    """lambda of Watkins Q(lambda) [related]."""
+    """lambda of Q(lambda) [related: Table 4, 0.9]."""
     epsilon: float = 0.1
     """fixed epsilon ("fixed") [related: Table 4, one of 0.3, 0.1, 0.03, 0.01], or the initial
     epsilon of the meta-learned schedule ("meta") unless ``meta_initial`` is set."""
@@ -228,6 +240,8 @@ class QLambdaConfig(OnlineConfig):
         for name in ("trace_lambda", "decay_start", "decay_final"):
             check_real(name, getattr(self, name), low=0, high=1)
         check_real("epsilon", self.epsilon, low=0, high=1, low_open=True, high_open=True)
+        if self.trace not in Q_TRACES:
+            raise ValueError(f"trace must be one of {', '.join(Q_TRACES)}, got {self.trace!r}.")
 
     @property
     def initial_epsilon(self) -> float:

@@ -1,23 +1,32 @@
-"""Online Watkins Q(lambda) with an epsilon-greedy behaviour whose epsilon is meta-learned, on any
-gymnax environment stream.
+"""Online Q(lambda) with an epsilon-greedy behaviour whose epsilon is meta-learned, on any gymnax
+environment stream.
 
 One learner update phi (Flennerhag et al., ICLR 2022, exploration; Luketina et al., CoLLAs 2022,
 appendix A.3, Table 4):
 
-  1. on the stored rollout (T steps, collected by the current parameters x),
-     ``bmg.rl.q_lambda_loss``:
-       G_t = r_t + discount_t [(1 - lambda_t) max_a Q(s_{t+1}, a) + lambda_t G_{t+1}],
-       lambda_t = lambda * [a_{t+1} = argmax_a Q(s_{t+1}, a)]   (Watkins: cut at exploration)
-       loss = 1/2 mean (G_t - Q(s_t, a_t))^2;
-     with T = 1 (an update at every environment step, Luketina et al., CoLLAs 2022, Table 4)
-     G_0 = r_0 + discount_0 max_a Q(s_1, a): one-step Q-learning, lambda has no effect (this
-     forward view truncates the return at the rollout's end; no eligibility trace is carried
-     across updates);
-  2. x <- x - lr * clip(grad loss) (SGD, or Adam with ``optimizer="adam"``);
+  1. learn from the stored rollout (T steps, collected by the current parameters x), by
+     ``config.trace``:
+     - "peng" (the published agent, Luketina et al. Table 4: "Q(lambda) (Peng & Williams,
+       1994)", optimised at every step): for each of the T transitions in order, one
+       incremental update ``bmg.rl.q_lambda_increment`` (its docstring has the equations):
+         x <- x - lr * opt(-(e'_t zbar_t + e_t grad Q(s_t, a_t))),
+         zbar_{t+1} = lambda discount_t (zbar_t + grad Q(s_t, a_t)),
+       e_t = r_t + discount_t max_a Q(s_{t+1}, a) - Q(s_t, a_t), e'_t = the same target minus
+       max_a Q(s_t, a); the trace zbar over the Q-network's parameters is carried from update to
+       update in the learner state (``TraceState``), so lambda acts across updates whatever T;
+     - "watkins": the same backward view with delta_t z_t, the trace cut where a_t was not
+       greedy for the parameters that collected it;
+     - "forward": Watkins' lambda-return over the rollout alone, one update per rollout,
+       ``bmg.rl.q_lambda_loss`` (with T = 1 one-step Q-learning: lambda has no effect);
+  2. the optimiser step (SGD, or Adam with ``optimizer="adam"``; after a global-norm clip of the
+     gradient or the incremental update's direction);
   3. collect the next rollout epsilon-greedily with the new parameters and push its mean reward
      into the context.
 
-Epsilon never enters the loss: it only changes which data is collected, so the meta-gradient of
+With T = 1 (Table 4) an update follows every environment step, as in Peng & Williams'
+algorithm: act, observe, update, act with the updated Q.
+
+Epsilon never enters the update: it only changes which data is collected, so the meta-gradient of
 any function of x_K with respect to epsilon is exactly zero. BMG reaches it with K = 0 by matching
 the learner's epsilon-greedy policy to the greedy policy of the Q-function L updates ahead
 (Flennerhag et al., ICLR 2022, exploration):
@@ -28,7 +37,8 @@ the learner's epsilon-greedy policy to the greedy policy of the Q-function L upd
 averaged over the states of the target's latest rollout, with eps read at the learner's own
 context. Where today's and the target's greedy actions agree, mu falls as eps falls; where they
 disagree, mu = -log(eps / |A|) falls as eps rises. The target's final step is one more Q(lambda)
-step on the latest rollout (``target_step``), collecting nothing.
+step on the latest rollout (``target_step``), collecting nothing; the target carries its own copy
+of the trace (a copy of the learner state), so bootstrapping never changes the learner's.
 
 Probes: ``env_steps``, ``reward_sum``, ``episodes``, ``episode_return_sum`` (cumulative, see
 ``bmg.agents.stream.counter_probes``), ``policy_entropy`` (the epsilon-greedy behaviour's mean
@@ -38,7 +48,7 @@ entropy on the latest rollout's states) and ``epsilon`` (at the current context)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +63,19 @@ from bmg.core import Learner, LearnerState
 
 HYPER = ("epsilon", "meta_initial", "learning_rate")
 """The config fields a sweep may set per lane as data (``make_q_lambda(..., hyper=...)``)."""
+
+
+class TraceState(NamedTuple):
+    """The optimiser state of a backward-view Q(lambda) learner (``LearnerState.opt_state``).
+
+    Attributes:
+      trace: zbar, the eligibility trace of the pairs seen so far, already decayed by
+        lambda * discount (``bmg.rl.q_lambda_increment``), a pytree like the Q-network's params.
+      optimizer: the optax optimiser's state.
+    """
+
+    trace: Any
+    optimizer: Any
 
 
 def epsilon_greedy_probs(q: jax.Array, eps: jax.Array) -> jax.Array:
@@ -155,12 +178,70 @@ def make_q_lambda(
         )
         return loss
 
+    def flat_q_values(params, flat_obs):
+        return q_net.apply(params, flat_obs)
+
+    def backward_learn(state: LearnerState):
+        """T incremental updates, one per stored transition, in order (``config.trace`` "peng"
+        or "watkins"); returns the new params, TraceState and the mean 1/2 e_t^2."""
+        rollout = state.extras.rollout
+        observations = obs.flatten(rollout.obs)
+        rewards, discounts = rollout.rewards, rollout.discount_t
+        if truncates:  # bootstrap a time limit from the state reached (start params)
+            v_final = jnp.max(q_values(state.params, rollout.final_obs), axis=-1)
+            rewards, discounts = rl.truncation_bootstrap(
+                rewards, discounts, rollout.truncated, jax.lax.stop_gradient(v_final)
+            )
+        if config.trace == "watkins":  # greedy for the parameters that collected the rollout
+            greedy = rollout.actions == jnp.argmax(
+                q_values(state.params, rollout.obs[:-1]), axis=-1
+            )
+        else:
+            greedy = jnp.ones_like(rollout.actions, bool)
+
+        def step(carry, transition):
+            params, opt_state = carry
+            obs_t, obs_tp1, a_t, r_t, discount_t, greedy_t = transition
+            direction, trace, info = rl.q_lambda_increment(
+                flat_q_values,
+                params,
+                opt_state.trace,
+                obs_t,
+                a_t,
+                r_t,
+                discount_t,
+                obs_tp1,
+                lambda_=config.trace_lambda,
+                kind=config.trace,
+                greedy_t=greedy_t,
+            )
+            updates, inner = optimizer.update(direction, opt_state.optimizer, params)
+            params = optax.apply_updates(params, updates)
+            return (params, TraceState(trace, inner)), 0.5 * jnp.square(info["td_error"])
+
+        transitions = (
+            observations[:-1],
+            observations[1:],
+            rollout.actions,
+            rewards,
+            discounts,
+            greedy,
+        )
+        (params, opt_state), losses = jax.lax.scan(
+            step, (state.params, state.opt_state), transitions, unroll=config.rollout_length == 1
+        )
+        return params, opt_state, jnp.mean(losses)
+
     def learn_fn(meta_params, state: LearnerState, key):
-        """One Q(lambda) step on the stored rollout, collecting nothing (the target's last step)."""
+        """One Q(lambda) learner update on the stored rollout, collecting nothing (the target's
+        last step): T incremental updates ("peng", "watkins") or one forward-view step."""
         del meta_params, key
-        loss, grads = jax.value_and_grad(td_loss)(state.params, state.extras.rollout)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        if config.trace == "forward":
+            loss, grads = jax.value_and_grad(td_loss)(state.params, state.extras.rollout)
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+        else:
+            params, opt_state, loss = backward_learn(state)
         return state._replace(params=params, opt_state=opt_state), {"learner/td_loss": loss}
 
     def update_fn(meta_params, state: LearnerState, key):
@@ -202,7 +283,10 @@ def make_q_lambda(
         extras = stream.start(
             rollout, env_stream, config.context_length, config.context_normalization
         )
-        return LearnerState(params, optimizer.init(params), extras)
+        opt_state = optimizer.init(params)
+        if config.trace != "forward":
+            opt_state = TraceState(jax.tree.map(jnp.zeros_like, params), opt_state)
+        return LearnerState(params, opt_state, extras)
 
     def probes(meta_params, state: LearnerState):
         """Counters, ``policy_entropy`` (the epsilon-greedy behaviour's entropy, the same on every

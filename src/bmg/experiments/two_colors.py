@@ -210,6 +210,7 @@ SMALL_ENTROPY: dict[str, Any] = dict(
         context_normalization="none",
     ),
     q=QLambdaConfig(
+        trace="forward",  # the earlier reports' Q(lambda): one forward-view update per rollout
         optimizer="sgd",
         learning_rate=0.1,
         rollout_length=16,
@@ -260,6 +261,7 @@ RELATED: dict[str, Any] = dict(
         learning_rate=3e-5,  # [related: Table 4, the meta-learning methods' inner rate]
         max_grad_norm=0.0,  # [related: Table 4 states no clipping]
         discount=0.99,  # [related: Table 4]
+        trace="peng",  # [related: Table 4, "Q(lambda) (Peng & Williams, 1994)", every step]
         trace_lambda=0.9,  # [related: Table 4]
         epsilon=0.1,  # fixed baseline [related: Table 4 grid {0.3, 0.1, 0.03, 0.01}]
         meta_initial=0.5,  # mg / bmg start [related: A.3, sigmoid output pre-trained to 0.5]
@@ -382,6 +384,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             seeds=10,
             chunk_steps=200_000,
             meta_learning_rate=1e-3,
+            # the reports' Q(lambda) (docs/exploration.md): one forward-view update per rollout
+            q=QLambdaConfig(trace="forward"),
         ),
     ),
 }

@@ -4,7 +4,8 @@
 truncation marks and cumulative counters (``Rollout``, ``Stream``, ``start_stream``).
 ``losses``: ``a2c_loss``, ``q_lambda_loss`` (Watkins), ``n_step_returns``, ``one_step_returns``,
 ``bootstrapped_returns``,
-``truncation_bootstrap``. ``vtrace``: leaky V-trace targets and the IMPALA / STACX loss
+``truncation_bootstrap``. ``traces``: incremental (backward-view) Q(lambda), Peng's and
+Watkins' (``q_lambda_increment``). ``vtrace``: leaky V-trace targets and the IMPALA / STACX loss
 (``leaky_vtrace_targets``, ``leaky_vtrace_loss``, ``importance_ratios``). Importable and tested
 without any agent or meta-learning.
 """
@@ -20,6 +21,7 @@ from bmg.rl.losses import (
     watkins_lambdas,
 )
 from bmg.rl.rollout import Rollout, Stream, collect, start_stream
+from bmg.rl.traces import TRACES, q_lambda_increment
 from bmg.rl.vtrace import (
     VtraceTargets,
     importance_ratios,
@@ -28,6 +30,7 @@ from bmg.rl.vtrace import (
 )
 
 __all__ = [
+    "TRACES",
     "Rollout",
     "Stream",
     "VtraceTargets",
@@ -40,6 +43,7 @@ __all__ = [
     "n_step_returns",
     "one_step_returns",
     "policy_gradient_and_entropy",
+    "q_lambda_increment",
     "q_lambda_loss",
     "start_stream",
     "truncation_bootstrap",
