@@ -371,6 +371,89 @@ def test_reference_table_holds_the_published_scores():
     assert set(table) <= set(ale.roms.get_all_rom_ids())  # every key is an ALE ROM id
 
 
+# Badia et al., "Agent57: Outperforming the Atari Human Benchmark", ICML 2020, the appendix's
+# table of scores: its "average human" and "random" columns, in the paper's order (human first),
+# typed in for this test. DeepMind's DQN Zoo (atari_data.py) differs in one entry: Video
+# Pinball's random score there is 16,256.9.
+AGENT57_HUMAN_RANDOM = """
+alien 7127.70 227.80
+amidar 1719.50 5.80
+assault 742.00 222.40
+asterix 8503.30 210.00
+asteroids 47388.70 719.10
+atlantis 29028.10 12850.00
+bank_heist 753.10 14.20
+battle_zone 37187.50 2360.00
+beam_rider 16926.50 363.90
+berzerk 2630.40 123.70
+bowling 160.70 23.10
+boxing 12.10 0.10
+breakout 30.50 1.70
+centipede 12017.00 2090.90
+chopper_command 7387.80 811.00
+crazy_climber 35829.40 10780.50
+defender 18688.90 2874.50
+demon_attack 1971.00 152.10
+double_dunk -16.40 -18.60
+enduro 860.50 0.00
+fishing_derby -38.70 -91.70
+freeway 29.60 0.00
+frostbite 4334.70 65.20
+gopher 2412.50 257.60
+gravitar 3351.40 173.00
+hero 30826.40 1027.00
+ice_hockey 0.90 -11.20
+jamesbond 302.80 29.00
+kangaroo 3035.00 52.00
+krull 2665.50 1598.00
+kung_fu_master 22736.30 258.50
+montezuma_revenge 4753.30 0.00
+ms_pacman 6951.60 307.30
+name_this_game 8049.00 2292.30
+phoenix 7242.60 761.40
+pitfall 6463.70 -229.40
+pong 14.60 -20.70
+private_eye 69571.30 24.90
+qbert 13455.00 163.90
+riverraid 17118.00 1338.50
+road_runner 7845.00 11.50
+robotank 11.90 2.20
+seaquest 42054.70 68.40
+skiing -4336.90 -17098.10
+solaris 12326.70 1236.30
+space_invaders 1668.70 148.00
+star_gunner 10250.00 664.00
+surround 6.50 -10.00
+tennis -8.30 -23.80
+time_pilot 5229.20 3568.00
+tutankham 167.60 11.40
+up_n_down 11693.20 533.40
+venture 1187.50 0.00
+video_pinball 17667.90 0.00
+wizard_of_wor 4756.50 563.50
+yars_revenge 54576.90 3092.90
+zaxxon 9173.30 32.50
+"""
+
+
+def test_every_reference_score_is_agent57s_table():
+    """Every game's (random, human) pair equals the Agent57 appendix table (typed in above,
+    independently of the module), Video Pinball's random score 0 included; so do the human-
+    normalised scores."""
+    agent57 = {}
+    for row in AGENT57_HUMAN_RANDOM.strip().splitlines():
+        game, human, random = row.split()
+        agent57[game] = (float(random), float(human))
+    assert len(agent57) == 57
+    table = atari_report.REFERENCE
+    assert set(table) == set(agent57)
+    differ = {game: (table[game], paper) for game, paper in agent57.items() if table[game] != paper}
+    assert not differ, differ  # game: (bmg's, the paper's)
+    assert atari_report.reference("VideoPinball") == (0.0, 17667.9)
+    assert atari_report.human_normalized("VideoPinball", 17667.9 / 2) == pytest.approx(0.5)
+    assert atari_report.human_normalized("VideoPinball", 0.0) == 0.0
+
+
 def test_human_normalized_score():
     assert atari_report.human_normalized("Breakout", 1.7) == 0
     assert atari_report.human_normalized("Breakout", 30.5) == pytest.approx(1)

@@ -10,14 +10,17 @@ Learning", ICML 2016 for the others. Its human scores are the later ones of van 
 (AAAI 2016) and Wang et al. 2016 for games where they differ from the Nature paper's (e.g.
 Breakout 30.5, not 31.8; Pong 14.6, not 9.3); both were measured with up to 30 no-op starts and
 episodes of at most 108,000 frames, so scores under sticky actions (Machado et al., JAIR 2018) are
-comparable only approximately. The same values ship with DeepMind's DQN Zoo (Quan & Ostrovski,
-2020, ``atari_data.py``); Video Pinball's random score there and here is 16,256.9 (some other
-copies list 0).
+comparable only approximately. Every entry is the Agent57 table's (tested against it, typed in
+independently), Video Pinball's random score included: 0.0 there and here. DeepMind's DQN Zoo
+(Quan & Ostrovski, 2020, ``atari_data.py``) ships the same values but for that one, 16,256.9,
+with a note that the random policy's score on Video Pinball can exceed the human's under other
+evaluation methods; scores normalised with the DQN Zoo's table differ on that game only.
 
 Aggregates over games (Agarwal et al., "Deep Reinforcement Learning at the Edge of the
 Statistical Precipice", NeurIPS 2021): the median and the interquartile mean (IQM: the mean of
-the middle 50% of the runs x games scores, trimming 25% at each end) of the human-normalised
-scores, with 95% stratified bootstrap confidence intervals, computed by rliable
+the middle 50% of the runs x games scores, trimming 25% at each end) and the mean of the
+human-normalised scores, all with the Agent57 table's random and human scores (Video Pinball's
+random 0), with 95% stratified bootstrap confidence intervals, computed by rliable
 (``bmg.experiments.aggregate``; ``pip install 'bmg[atari]'``).
 
 The run directory (``bmg.experiments.atari``): metrics.csv has one row per ``log_interval``
@@ -92,12 +95,13 @@ REFERENCE: dict[str, tuple[float, float]] = {
     "tutankham": (11.4, 167.6),
     "up_n_down": (533.4, 11693.2),
     "venture": (0.0, 1187.5),
-    "video_pinball": (16256.9, 17667.9),
+    "video_pinball": (0.0, 17667.9),  # Agent57's table; DQN Zoo's random is 16,256.9
     "wizard_of_wor": (563.5, 4756.5),
     "yars_revenge": (3092.9, 54576.9),
     "zaxxon": (32.5, 9173.3),
 }
-"""(random, human) episode score of each of the 57 games, by ALE ROM id (module docstring)."""
+"""(random, human) episode score of each of the 57 games, by ALE ROM id: the Agent57 table
+(Badia et al., ICML 2020, appendix; module docstring)."""
 
 
 def reference(game: str) -> tuple[float, float]:
@@ -116,8 +120,9 @@ def reference(game: str) -> tuple[float, float]:
 
 
 def human_normalized(game: str, score: float) -> float:
-    """``(score - random) / (human - random)`` of ``game`` (0 = random, 1 = human; NaN stays
-    NaN). Raises ValueError for a game outside the 57."""
+    """``(score - random) / (human - random)`` of ``game`` with the Agent57 table's scores
+    (``REFERENCE``; 0 = random, 1 = human; NaN stays NaN). Raises ValueError for a game outside
+    the 57."""
     random, human = reference(game)
     return (float(score) - random) / (human - random)
 
