@@ -1,8 +1,11 @@
 """Tests for the few-shot data pipeline (bmg.fewshot.data) and the synthetic generator."""
 
 import hashlib
+import io
+import os
 import pickle
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -139,7 +142,7 @@ def test_pkl_is_resized_to_the_requested_size(tmp_path):
 # The decoded-image cache
 
 
-def test_second_load_reads_the_cache_without_images(tmp_path, monkeypatch):
+def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):
     root = make(tmp_path)
     cache = tmp_path / "cache"
     calls = count_decodes(monkeypatch)
@@ -147,9 +150,6 @@ def test_second_load_reads_the_cache_without_images(tmp_path, monkeypatch):
     assert len(calls) == 3 * CLASSES * PER_CLASS
     assert len(list(cache.glob("*.npy"))) == 3
     assert not list(cache.glob("*.tmp"))
-    for path in (root / "images").iterdir():
-        path.unlink()
-    (root / "images").rmdir()
     forbid_decoding(monkeypatch)
     second = load_splits(root, cache_dir=cache)
     for name in first:
@@ -234,6 +234,94 @@ def test_corrupt_cache_is_rebuilt(tmp_path, monkeypatch, damage):
     assert len(calls) == CLASSES * PER_CLASS  # train only
     np.testing.assert_array_equal(splits["train"].images, good)
     assert np.load(cache_file).shape == good.shape
+
+
+def overwrite(path: Path, raw: bytes) -> None:
+    """Rewrite ``path`` in place with ``raw``; the file's (size, mtime_ns) must change, which
+    a coarse file-system clock may need a few milliseconds for when the size is the same."""
+    before = path.stat()
+    for _ in range(100):
+        path.write_bytes(raw)
+        after = path.stat()
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{path}: size and modification time did not change")
+
+
+def test_an_image_replaced_in_place_is_decoded_again(tmp_path, monkeypatch):
+    """Other valid pixels under the same file name, csv untouched: the next load decodes the
+    split again and returns the new pixels; the stale cache file is removed; a third load is a
+    cache hit again."""
+    root = make(tmp_path)
+    before = np.array(load(root)["train"].images)
+    row = 2
+    victim = csv_rows(root / "train.csv")[row + 1].split(",")[0]
+    path = root / "images" / victim
+    new_pixels = np.full((SIZE, SIZE, 3), 37, np.uint8)
+    new_pixels[: SIZE // 2] = 211
+    buffer = io.BytesIO()
+    Image.fromarray(new_pixels).save(buffer, format="PNG")  # lossless; PIL reads by content
+    overwrite(path, buffer.getvalue())
+    calls = count_decodes(monkeypatch)
+    splits = load(root)
+    assert len(calls) == CLASSES * PER_CLASS  # train only: val and test are unchanged
+    np.testing.assert_array_equal(splits["train"].images[row], new_pixels)
+    assert not np.array_equal(before[row], new_pixels)
+    np.testing.assert_array_equal(
+        np.delete(splits["train"].images, row, 0), np.delete(before, row, 0)
+    )
+    assert len(list((root / "cache").glob("train-*.npy"))) == 1  # the stale file is gone
+    forbid_decoding(monkeypatch)
+    np.testing.assert_array_equal(load(root)["train"].images, splits["train"].images)
+
+
+def test_an_image_truncated_in_place_is_refused_naming_it(tmp_path):
+    """A cached split whose image is then truncated: not served from the cache but refused with
+    the one-sentence data error naming the file, on every load until the file is fixed."""
+    root = make(tmp_path)
+    load(root)
+    victim = csv_rows(root / "val.csv")[4].split(",")[0]
+    path = root / "images" / victim
+    raw = path.read_bytes()
+    overwrite(path, raw[:-50])
+    for _ in range(2):
+        with pytest.raises(DataError) as error:
+            load(root)
+        message = str(error.value)
+        assert re.fullmatch(rf".*{victim}: truncated or unreadable image \(.*\)\.", message)
+        assert "\n" not in message
+    assert not list((root / "cache").glob("*.tmp"))
+    overwrite(path, raw)  # fixed (same bytes, a new modification time): loads again
+    assert load(root)["val"].images.shape == (CLASSES * PER_CLASS, SIZE, SIZE, 3)
+
+
+def test_a_cached_load_needs_every_listed_image(tmp_path, monkeypatch):
+    """The cache is keyed by the images as they are: one deleted after caching is the same
+    one-sentence error as without a cache, and no decoding is tried."""
+    root = make(tmp_path)
+    load(root)
+    victim = csv_rows(root / "test.csv")[2].split(",")[0]
+    (root / "images" / victim).unlink()
+    forbid_decoding(monkeypatch)
+    with pytest.raises(DataError, match=rf"{victim}: image listed in test\.csv does not exist\.$"):
+        load(root)
+
+
+def test_a_touched_image_rebuilds_but_an_untouched_tree_hits(tmp_path, monkeypatch):
+    """The key is (relative path, size, mtime_ns) of every image: the same bytes with another
+    modification time rebuild that split; a re-load with nothing changed decodes nothing."""
+    root = make(tmp_path)
+    first = np.array(load(root)["test"].images)
+    forbid_decoding(monkeypatch)
+    load(root)
+    monkeypatch.undo()
+    victim = root / "images" / csv_rows(root / "test.csv")[1].split(",")[0]
+    stat = victim.stat()
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    calls = count_decodes(monkeypatch)
+    np.testing.assert_array_equal(load(root)["test"].images, first)
+    assert len(calls) == CLASSES * PER_CLASS
 
 
 def test_validation_still_runs_on_cached_loads(tmp_path, monkeypatch):
