@@ -47,10 +47,51 @@ def unroll(
     step_fn = jax.checkpoint(update_fn) if remat else update_fn
 
     def body(carry: LearnerState, step_key: jax.Array):
-        return step_fn(meta_params, carry, step_key)
+        return check_update(carry, step_fn(meta_params, carry, step_key))
 
     keys = jax.random.split(key, num_steps)
     return jax.lax.scan(body, state, keys, unroll=True if unroll_loop else 1)
+
+
+def _describe(leaf) -> str:
+    return f"{jnp.result_type(leaf)}{list(jnp.shape(leaf))}"
+
+
+def check_update(state: LearnerState, output) -> tuple[LearnerState, Metrics]:
+    """``output`` of ``update_fn(meta_params, state, key)``, checked at trace time (no runtime
+    cost): a pair ``(state, metrics)`` whose state has ``state``'s structure, shapes and dtypes
+    (what a ``lax.scan`` over updates needs) and whose metrics are a dict.
+
+    Raises:
+      ValueError: one sentence naming ``update_fn`` and what it returned instead.
+    """
+    if not (isinstance(output, tuple) and len(output) == 2):
+        length = f" of length {len(output)}" if isinstance(output, tuple) else ""
+        raise ValueError(
+            "update_fn must return a pair (LearnerState, metrics dict), got "
+            f"{type(output).__name__}{length}."
+        )
+    new_state, metrics = output
+    if not isinstance(metrics, dict):
+        raise ValueError(
+            "update_fn must return (state, metrics) with metrics a dict, got "
+            f"{type(metrics).__name__}."
+        )
+    before, after = jax.tree.structure(state), jax.tree.structure(new_state)
+    if before != after:
+        raise ValueError(
+            "update_fn must return a state with the structure of the one it was given "
+            f"({before}), got {after}."
+        )
+    paths = jax.tree_util.tree_flatten_with_path(state)[0]
+    for (path, old), new in zip(paths, jax.tree.leaves(new_state), strict=True):
+        if jnp.shape(old) != jnp.shape(new) or jnp.result_type(old) != jnp.result_type(new):
+            raise ValueError(
+                f"update_fn changed the state's leaf {jax.tree_util.keystr(path)} from "
+                f"{_describe(old)} to {_describe(new)}; each update must keep every leaf's shape "
+                "and dtype."
+            )
+    return new_state, metrics
 
 
 def mean_over_steps(metrics: Metrics) -> Metrics:

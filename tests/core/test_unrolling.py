@@ -1,0 +1,62 @@
+"""A learner's update_fn that breaks the contract fails with one sentence naming update_fn and
+what it returned (not a lax.scan error), through unroll and through a meta-learner's step."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from bmg.core import Learner, LearnerState, MetaConfig, make_meta_learner, unroll
+
+STATE = LearnerState(params={"w": jnp.zeros(3)}, opt_state=(), extras=jnp.int32(0))
+
+
+def good(meta_params, state, key):
+    return state._replace(params={"w": state.params["w"] - meta_params}), {
+        "loss": jnp.sum(state.params["w"])
+    }
+
+
+@pytest.mark.parametrize(
+    "update_fn, message",
+    [
+        (
+            lambda w, s, k: s,
+            r"^update_fn must return a pair \(LearnerState, metrics dict\), got LearnerState "
+            r"of length 3\.",
+        ),
+        (
+            lambda w, s, k: (s, [1.0]),
+            r"^update_fn must return \(state, metrics\) with metrics a dict, got list\.",
+        ),
+        (
+            lambda w, s, k: (s._replace(params={"w": jnp.zeros(4)}), {}),
+            r"^update_fn changed the state's leaf .*\['w'\].* from float32\[3\] to float32\[4\]; "
+            r"each update must keep every leaf's shape and dtype\.",
+        ),
+        (
+            lambda w, s, k: (s._replace(extras=jnp.float32(1.0)), {}),
+            r"^update_fn changed the state's leaf .* from int32\[\] to float32\[\];",
+        ),
+        (
+            lambda w, s, k: (s._replace(params={"w": s.params["w"], "b": 0.0}), {}),
+            r"^update_fn must return a state with the structure of the one it was given",
+        ),
+    ],
+)
+def test_a_broken_update_fn_is_named_in_one_sentence(update_fn, message):
+    with pytest.raises(ValueError, match=message):
+        jax.jit(lambda: unroll(update_fn, jnp.float32(0.1), STATE, jax.random.key(0), 2))()
+    learner = Learner(
+        init_state=lambda key: STATE,
+        init_meta_params=lambda key: jnp.float32(0.1),
+        update_fn=update_fn,
+        meta_objective=lambda s, k: (jnp.sum(s.params["w"] ** 2), {}),
+    )
+    meta = make_meta_learner(learner, MetaConfig(algo="mg", inner_steps=1))
+    with pytest.raises(ValueError, match=message):
+        meta.step(meta.init(jnp.float32(0.1)), STATE, jax.random.key(0))
+
+
+def test_a_good_update_fn_unrolls():
+    state, metrics = jax.jit(lambda: unroll(good, jnp.float32(0.1), STATE, jax.random.key(0), 3))()
+    assert jnp.allclose(state.params["w"], -0.3) and metrics["loss"].shape == (3,)
