@@ -529,3 +529,27 @@ def test_bmg_target_advances_its_own_copy_of_the_trace():
 def test_trace_field_is_validated():
     with pytest.raises(ValueError, match="^trace must be one of peng, watkins, forward, got 'x'"):
         QLambdaConfig(trace="x")
+
+
+def test_epsilon_on_the_probe_contexts():
+    """``context/{name}`` probes: epsilon of the meta-network on each fixed probe context
+    (Luketina et al., Figure 2b), whatever the current context; one logit: the same everywhere."""
+    from bmg.agents.configs import PROBE_CONTEXTS
+
+    agent = make_q_lambda(QLambdaConfig(**SMALL, meta_init="random"), TWO_COLORS, ENV)
+    state = agent.init_state(jax.random.key(0))
+    meta_params = agent.init_meta_params(jax.random.key(1))
+    probes = jax.jit(agent.probes)(meta_params, state)
+    contexts = stream.probe_contexts(3, normalized=False)
+    for name, context in zip(PROBE_CONTEXTS, contexts, strict=True):
+        history = jnp.asarray(context)
+        np.testing.assert_allclose(
+            probes[f"context/{name}"],
+            epsilon(agent, meta_params, state, history=history),
+            rtol=1e-6,
+        )
+    assert len({round(float(probes[f"context/{n}"]), 6) for n in PROBE_CONTEXTS}) > 1
+    flat = make_q_lambda(QLambdaConfig(**SMALL, context="none", epsilon=0.2), TWO_COLORS, ENV)
+    probes = jax.jit(flat.probes)(flat.init_meta_params(jax.random.key(0)), state)
+    for name in PROBE_CONTEXTS:
+        np.testing.assert_allclose(probes[f"context/{name}"], 0.2, rtol=1e-6)

@@ -290,12 +290,23 @@ def make_q_lambda(
 
     def probes(meta_params, state: LearnerState):
         """Counters, ``policy_entropy`` (the epsilon-greedy behaviour's entropy, the same on every
-        state: ``epsilon_greedy_entropy``) and ``epsilon`` at the current context."""
-        eps = epsilon(meta_params, state.extras)
+        state: ``epsilon_greedy_entropy``), ``epsilon`` at the current context and
+        ``context/{name}`` (epsilon on each of ``stream.PROBE_CONTEXTS``, whatever the current
+        context: Luketina et al., CoLLAs 2022, Figure 2b)."""
+        extras: stream.Extras = state.extras
+        eps = epsilon(meta_params, extras)
+        fixed = stream.probe_contexts(config.context_length, extras.context_stats is not None)
+        on_probes = {
+            f"context/{name}": eps
+            if schedule != "meta"
+            else meta_schedule.value(meta_params, context)
+            for name, context in zip(stream.PROBE_CONTEXTS, fixed, strict=True)
+        }
         return {
-            **stream.counter_probes(state.extras),
+            **stream.counter_probes(extras),
             "policy_entropy": epsilon_greedy_entropy(eps, num_actions),
             "epsilon": eps,
+            **on_probes,
         }
 
     return Learner(

@@ -522,11 +522,14 @@ def recorded_probes(config: TwoColorsConfig) -> tuple[str, ...]:
     """The learner probes a run records per meta-step: the counters, the policy's entropy, the
     meta-learned quantity and, for an actor-critic whose entropy cost is a meta-learned function
     of the reward context (mg / bmg), its value on the five fixed probe contexts
-    (``PROBE_CONTEXT_NAMES``; Luketina et al.'s Figure 2). Q(lambda) does not record them: at one
-    meta-step per environment step they would add 200 MB per seed to a 10M-step trace."""
+    (``PROBE_CONTEXT_NAMES``; Luketina et al.'s Figure 2), and likewise epsilon for Q(lambda)
+    with BMG (Figure 2b). Each record is 20 bytes per meta-step and seed: 13 MB per seed over 10M
+    steps for Q(lambda)-BMG with L = 16 (15 environment steps per meta-step); Q(lambda)-MG, one
+    meta-step per environment step, would need 200 MB and does not record them."""
     schedule = "entropy_cost" if config.agent == "ac" else "epsilon"
     probes = ("env_steps", "reward_sum", "policy_entropy", schedule)
-    if config.agent == "ac" and config.ac.context == "reward" and config.algo in ("mg", "bmg"):
+    meta_algos = ("mg", "bmg") if config.agent == "ac" else ("bmg",)
+    if config.learner.context == "reward" and config.algo in meta_algos:
         probes += PROBE_CONTEXT_NAMES
     return probes
 
@@ -685,6 +688,7 @@ def write_results(
             trace.env_steps,
             extra["probe_contexts"],
             PROBE_CONTEXTS,
+            quantity="entropy cost" if config.agent == "ac" else "epsilon",
             switch_every=config.env.switch_every,
             out=run_dir,
             title=label,

@@ -166,7 +166,8 @@ def meta_optimizer_statistics(
 
 def probe_context_statistics(probe_contexts: np.ndarray, names: tuple[str, ...]) -> dict:
     """summary.json's view of the meta-network on the fixed probe contexts
-    (``probe_contexts``: [seeds, meta_steps, len(names)], the entropy cost on each context after
+    (``probe_contexts``: [seeds, meta_steps, len(names)], the entropy cost or epsilon on each
+    context after
     every meta-step): per context, the mean over the lifetime's last 10% of meta-steps, per
     seed and as mean ± standard error over seeds."""
     values = np.asarray(probe_contexts)
@@ -185,9 +186,11 @@ def plot_probe_contexts(
     switch_every: int,
     out: Path,
     title: str,
+    quantity: str = "entropy cost",
 ) -> Path:
-    """probe_contexts.png: the meta-learned entropy cost on each fixed context over the lifetime,
-    mean ± standard error over seeds (Luketina et al., CoLLAs 2022, Figure 2)."""
+    """probe_contexts.png: the meta-learned ``quantity`` (entropy cost, or epsilon) on each fixed
+    context over the lifetime, mean ± standard error over seeds (Luketina et al., CoLLAs 2022,
+    Figure 2)."""
     x = np.asarray(env_steps)[0]
     values = np.asarray(probe_contexts)
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -196,7 +199,7 @@ def plot_probe_contexts(
     _flips(ax, x[-1], switch_every)
     ax.set(
         xlabel="environment steps",
-        ylabel="entropy cost on the probe context",
+        ylabel=f"{quantity} on the probe context",
         title=f"{title}: meta-network on fixed contexts",
     )
     ax.legend(fontsize=7)
