@@ -6,7 +6,7 @@ parameter coordinate, a diagonal preconditioner) is meta-learned online while th
   MG : w <- w - beta grad_w f(x_K(w))                      (K-step meta-gradient)
   BMG: w <- w - beta grad_w 1/2 ||x~ - x_K(w)||^2,  x~ = L-1 more updates + one gradient step
 
-Run: `python examples/meta_lr_regression.py` (about a minute on 2 CPU cores; `--help` for flags).
+Run: `python examples/meta_lr_regression.py` (seconds on 2 CPU cores; `--help` for flags).
 Prints the full-dataset loss of each learner against learner updates.
 """
 
