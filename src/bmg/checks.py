@@ -59,6 +59,14 @@ def check_integer(name: str, value: int, minimum: int) -> int:
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (a ``bool``, not a number or a string),
+    else raise ``ValueError`` with one sentence naming ``name``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
 def check_real(
     name: str,
     value: Any,

@@ -17,6 +17,7 @@ meta-learner and its reference are compiled as one program, so the test costs on
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -254,6 +255,67 @@ def test_meta_config_accepts_the_edges():
     assert MetaConfig(algo="bmg", inner_steps=0, bootstrap_steps=2).updates_per_step == 1
     assert MetaConfig(algo="bmg", inner_steps=3, bootstrap_steps=4).updates_per_step == 6
     assert MetaConfig(algo="mg", inner_steps=3, bootstrap_steps=4).updates_per_step == 3
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        (dict(learning_rate=True), "learning_rate must be a finite number > 0, got True."),
+        (dict(adam_eps=False), "adam_eps must be a finite number > 0, got False."),
+        (dict(target_step_size=True), "target_step_size must be a finite number > 0, got True."),
+        (dict(bootstrap_steps=True), "bootstrap_steps (L) must be an integer >= 1, got True."),
+        (dict(remat="yes"), "remat must be True or False, got 'yes'."),
+        (dict(unroll_loop=1), "unroll_loop must be True or False, got 1."),
+        (dict(algo=["bmg"]), "algo must be one of fixed, mg, bmg, got ['bmg']."),
+        (dict(continue_from=["inner"]), "continue_from must be 'inner', 'target' or"),
+    ],
+)
+def test_meta_config_refuses_a_value_of_another_type(fields, message):
+    """Numbers refuse bools, bool fields refuse anything but a bool, in one sentence."""
+    with pytest.raises(ValueError) as error:
+        MetaConfig(**fields)
+    assert str(error.value).startswith(message) and str(error.value).count(". ") == 0
+
+
+@pytest.mark.parametrize(
+    "fields,name",
+    [
+        (dict(algo="mg", continue_from="target"), "continue_from = 'target' is a bmg option"),
+        (dict(algo="fixed", continue_from="inner_params"), "continue_from = 'inner_params'"),
+        (dict(algo="fixed", remat=True), "remat applies to the differentiated unroll"),
+        (dict(algo="fixed", unroll_loop=True), "unroll_loop applies to the differentiated"),
+    ],
+)
+def test_meta_config_refuses_options_its_algo_does_not_use(fields, name):
+    with pytest.raises(ValueError, match=f"^{re.escape(name)}"):
+        MetaConfig(**fields)
+    MetaConfig(**{**fields, "algo": "bmg"})  # bmg uses them all
+
+
+def test_bmg_with_k_0_refuses_a_matching_fn_blind_to_the_meta_parameters():
+    """Parameter matching reads no meta-parameter: with K = 0 nothing is differentiated, so the
+    meta-gradient would be zero forever; refused at the first trace. A matching that reads them
+    (even with K = 0), or a start_fn of them, is accepted; stop_gradient hides them."""
+    learner, meta_params = regression()
+    state = learner.init_state(jax.random.key(0))
+    k0 = config("bmg", inner_steps=0, bootstrap_steps=2)
+
+    def first_step(learner):
+        meta_learner = make_meta_learner(learner, k0)
+        return jax.jit(meta_learner.step)(meta_learner.init(meta_params), state, jax.random.key(1))
+
+    with pytest.raises(ValueError, match="^BMG with inner_steps K = 0 needs a matching_fn"):
+        first_step(learner)
+    matching = learner.matching_fn
+    hidden = lambda t, s, w: matching(t, s, w) + jnp.sum(jax.lax.stop_gradient(w[0]["w"]))
+    with pytest.raises(ValueError, match="K = 0"):
+        first_step(learner._replace(matching_fn=hidden))
+    reads = lambda t, s, w: matching(t, s, w) + jnp.sum(jnp.square(w[0]["w"]))
+    _, _, metrics = first_step(learner._replace(matching_fn=reads))
+    assert float(metrics["meta/grad_norm"]) > 0
+    scaled = lambda w, s: s._replace(params=jax.tree.map(lambda p, r: p * jnp.exp(r), s.params, w))
+    _, _, metrics = first_step(learner._replace(start_fn=scaled))
+    assert float(metrics["meta/grad_norm"]) > 0
 
 
 def test_bmg_without_matching_fn_is_refused():

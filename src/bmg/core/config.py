@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from bmg.checks import check_integer
+from bmg.checks import check_bool, check_integer, check_real
 
 ALGOS = ("fixed", "mg", "bmg")
+CONTINUE_FROM = ("inner", "target", "inner_params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class MetaConfig:
     """compile the K inner and L-1 target updates as straight-line code (see `unroll`)."""
 
     def __post_init__(self):
-        if self.algo not in ALGOS:
+        if not isinstance(self.algo, str) or self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
         check_integer("inner_steps (K)", self.inner_steps, 0 if self.algo == "bmg" else 1)
         check_integer("bootstrap_steps (L)", self.bootstrap_steps, 1)
@@ -52,14 +53,26 @@ class MetaConfig:
                 "use L >= 2 with K = 0."
             )
         for name in ("learning_rate", "adam_eps", "target_step_size"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 < value < float("inf")):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-        if self.continue_from not in ("inner", "target", "inner_params"):
+            check_real(name, getattr(self, name), low=0, low_open=True)
+        if not isinstance(self.continue_from, str) or self.continue_from not in CONTINUE_FROM:
             raise ValueError(
                 "continue_from must be 'inner', 'target' or 'inner_params', "
                 f"got {self.continue_from!r}."
             )
+        for name in ("remat", "unroll_loop"):
+            check_bool(name, getattr(self, name))
+        if self.algo != "bmg" and self.continue_from != "inner":
+            raise ValueError(
+                f"continue_from = {self.continue_from!r} is a bmg option (where the learner goes "
+                f"on after the target), so with algo {self.algo!r} leave it at 'inner'."
+            )
+        if self.algo == "fixed":
+            for name in ("remat", "unroll_loop"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"{name} applies to the differentiated unroll of mg and bmg, so with "
+                        "algo 'fixed' leave it False."
+                    )
 
     @property
     def updates_per_step(self) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import jax
+import jax.extend.core as jax_core
 import jax.numpy as jnp
 import optax
 
@@ -127,6 +128,43 @@ def gradient_statistics(grads: PyTree) -> Metrics:
             name = leaf_name(path)
             metrics["meta/grad" + (f"/{name}" if name else "")] = jnp.reshape(g, ())
     return metrics
+
+
+def _dependent_outputs(jaxpr, sources) -> list[bool]:
+    """For each output of `jaxpr`, whether it depends on any of the variables `sources` through
+    anything but `stop_gradient`. Over-approximate: an equation with a dependent input makes all
+    its outputs dependent, except calls (jit, custom_jvp, ...) whose inner jaxpr is searched."""
+    dependent = set(sources)
+    reads = lambda v: isinstance(v, jax_core.Var) and v in dependent  # noqa: E731
+    for eqn in jaxpr.eqns:
+        reached = [reads(v) for v in eqn.invars]
+        if not any(reached) or eqn.primitive.name == "stop_gradient":
+            continue
+        inner = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+        inner = getattr(inner, "jaxpr", inner)  # a ClosedJaxpr's Jaxpr
+        if (
+            isinstance(inner, jax_core.Jaxpr)
+            and len(inner.invars) == len(eqn.invars)
+            and len(inner.outvars) == len(eqn.outvars)
+        ):
+            sources_inside = [v for v, r in zip(inner.invars, reached, strict=True) if r]
+            flags = _dependent_outputs(inner, sources_inside)
+            dependent.update(v for v, flag in zip(eqn.outvars, flags, strict=True) if flag)
+        else:
+            dependent.update(eqn.outvars)
+    return [reads(v) for v in jaxpr.outvars]
+
+
+def _reads_meta_params(matching_loss, meta_params: PyTree, *args) -> bool:
+    """Whether `matching_loss(meta_params, *args)` depends on the meta-parameters (traced
+    abstractly: no computation). True when it cannot be told (e.g. a collective of a device axis
+    traced on its own): the check then refuses nothing."""
+    try:
+        closed = jax.make_jaxpr(matching_loss)(meta_params, *args)
+    except Exception:  # undecidable here: assume it does
+        return True
+    count = len(jax.tree.leaves(meta_params))
+    return any(_dependent_outputs(closed.jaxpr, closed.jaxpr.invars[:count]))
 
 
 def _make_meta_learner(
@@ -258,7 +296,9 @@ def make_bmg(
       matching_fn: mu, `(target, state, meta_params) -> scalar`.
       meta_optimizer: optax transformation for w.
       num_inner_steps: K >= 0. With K = 0 the learner is not unrolled and the meta-gradient comes
-        only from meta-parameters that `matching_fn` uses directly (e.g. epsilon-greedy's epsilon).
+        only from meta-parameters that `matching_fn` uses directly (e.g. epsilon-greedy's epsilon)
+        or through `start_fn`; when it reads neither, the first trace raises `ValueError` (the
+        meta-gradient would be zero at every step).
       continue_from: where the learner goes on after the meta-step: "inner" (x_K, the default),
         "target" (x_{K+L-1}, the state before the target's final step; the L-1 bootstrap updates
         are then not wasted), "inner_params" (x_K's parameters and optimiser state with the
@@ -286,6 +326,19 @@ def make_bmg(
             f"bootstrapped_state) -> state; got {continue_from!r}."
         )
 
+    checked = num_inner_steps > 0  # K = 0: checked at the first trace
+
+    def check_k0(meta_params: PyTree, learner_state: LearnerState, target: LearnerState) -> None:
+        nonlocal checked
+        loss = lambda w, state, target: matching_fn(target, start_fn(w, state), w)  # noqa: E731
+        if not _reads_meta_params(loss, meta_params, learner_state, target):
+            raise ValueError(
+                "BMG with inner_steps K = 0 needs a matching_fn (or start_fn) that reads the "
+                "meta-parameters directly, e.g. an epsilon-greedy policy's epsilon; this "
+                "learner's do not, so its meta-gradient would be zero at every step: use K >= 1."
+            )
+        checked = True
+
     def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):
         inner_key, target_key = jax.random.split(key)
         inner_state, vjp_fn, inner_metrics = jax.vjp(
@@ -302,6 +355,8 @@ def make_bmg(
             has_aux=True,
         )
         bootstrapped = target_bootstrap(meta_params, inner_state, target_key)
+        if not checked:
+            check_k0(meta_params, learner_state, bootstrapped.target)
 
         def matching_loss(state, meta_params):
             loss = matching_fn(bootstrapped.target, state, meta_params)
@@ -362,7 +417,8 @@ def make_meta_learner(
       meta_optimizer: overrides `optax.adam(config.learning_rate, eps=config.adam_eps)`.
 
     Raises:
-      ValueError: BMG for a learner without `matching_fn`.
+      ValueError: BMG for a learner without `matching_fn`; BMG with K = 0 whose `matching_fn`
+        (and `start_fn`) read no meta-parameter, at the first trace of its step.
     """
     if meta_optimizer is None:
         meta_optimizer = optax.adam(config.learning_rate, eps=config.adam_eps)
