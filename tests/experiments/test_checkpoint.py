@@ -275,6 +275,149 @@ def test_save_killed_between_writes_leaves_previous_step_restorable(tmp_path):
     assert_identical(checkpointer.restore(TEMPLATE)[0], make_state(1))
 
 
+def documented_leaves(x64: bool) -> dict:
+    """One leaf of every kind the Checkpointer's docstring lists (made with x64 on or off)."""
+    leaves = {
+        "float32": jnp.asarray([0.1, -2.5, 3e38], jnp.float32),
+        "int32": jnp.asarray([-(2**31), 0, 2**31 - 1], jnp.int32),
+        "uint32": jnp.asarray([0, 2**32 - 1], jnp.uint32),
+        "bool": jnp.asarray([True, False]),
+        "bfloat16": jnp.asarray([1.5, -2.0], jnp.bfloat16),
+        "float16": jnp.asarray([0.1], jnp.float16),
+        "int8": jnp.asarray([-128, 127], jnp.int8),
+        "int4": jnp.asarray([-8, 7], jnp.int4),
+        "float8": jnp.asarray([0.5], jnp.float8_e4m3fn),
+        "complex64": jnp.asarray([1 - 2j], jnp.complex64),
+        "keys": jax.random.split(jax.random.key(1), 3),
+        "rbg_key": jax.random.key(2, impl="rbg"),
+        "raw_key": jax.random.PRNGKey(3),
+        "empty": jnp.zeros((0, 3)),
+        "empty_keys": jax.random.split(jax.random.key(4), 0),
+        "numpy_float64": np.asarray([0.1, 1 / 3]),
+        "numpy_int64": np.asarray([2**62 + 1, -(2**63)]),
+        "numpy_uint64": np.asarray([2**64 - 1], np.uint64),
+        "numpy_complex128": np.asarray([0.1 + 1j / 3]),
+        "numpy_empty": np.zeros((2, 0), np.int16),
+        "numpy_float32_scalar": np.float32(0.1),
+        "numpy_int64_scalar": np.int64(2**40 + 1),
+        "numpy_bool_scalar": np.bool_(True),
+        "python_bool": True,
+        "python_int": 2**62 + 1,
+        "python_float": 0.1,
+        "python_complex": 1 / 3 - 1j,
+        "none": None,
+        "empty_tuple": (),
+        "empty_dict": {},
+    }
+    if x64:
+        leaves["float64"] = jnp.asarray([0.1, 1 / 3], jnp.float64)
+        leaves["int64"] = jnp.asarray([2**62 + 1], jnp.int64)
+        leaves["uint64"] = jnp.asarray([2**64 - 1], jnp.uint64)
+    return leaves
+
+
+def assert_same_leaf(name, restored, original) -> None:
+    """The same kind (Python scalar type, NumPy array or scalar, jax array), dtype and bits."""
+    if original is None or (isinstance(original, tuple | dict) and not original):
+        assert restored == original, name
+        return
+    if type(original) in (bool, int, float, complex):
+        assert type(restored) is type(original) and restored == original, name
+        return
+    kind = jax.Array if isinstance(original, jax.Array) else type(original)
+    assert isinstance(restored, kind), (name, type(restored))
+    assert restored.dtype == original.dtype and restored.shape == original.shape, name
+    if jax.dtypes.issubdtype(original.dtype, jax.dtypes.prng_key):
+        restored, original = jax.random.key_data(restored), jax.random.key_data(original)
+    a, b = np.asarray(restored), np.asarray(original)
+    assert a.tobytes() == b.tobytes(), name
+
+
+@pytest.mark.parametrize("x64", [False, True], ids=["x32", "x64"])
+def test_every_documented_leaf_round_trips_exactly(tmp_path, x64):
+    """Every leaf kind and dtype the docstring lists comes back bit-identical and of the same
+    kind (64-bit NumPy leaves and Python scalars without x64 too); a state with no array to
+    write (only empty arrays and empty containers) round-trips as well."""
+    with jax.enable_x64(x64):
+        state = documented_leaves(x64)
+        with Checkpointer(tmp_path / "all") as checkpointer:
+            checkpointer.save(0, state, {"n": 1})
+            restored, meta = checkpointer.restore(state)
+        assert meta == {"n": 1} and restored.keys() == state.keys()
+        for name, leaf in state.items():
+            assert_same_leaf(name, restored[name], leaf)
+        hollow = {"empty": jnp.zeros((0,)), "none": None, "nothing": ()}
+        with Checkpointer(tmp_path / "hollow") as checkpointer:
+            checkpointer.save(0, hollow)
+            checkpointer.save(1, {})
+            restored = checkpointer.restore(hollow, step=0)[0]
+            assert checkpointer.restore({}, step=1)[0] == {}
+        for name, leaf in hollow.items():
+            assert_same_leaf(name, restored[name], leaf)
+
+
+@pytest.mark.parametrize(
+    "leaf, message",
+    [
+        ("abc", r"state leaf \['bad'\] is a str; a checkpoint's state holds jax and NumPy"),
+        (np.asarray(["a"]), r"state leaf \['bad'\] has dtype <U1; a checkpoint's arrays hold"),
+        (np.asarray([object()]), r"has dtype object; a checkpoint's arrays hold booleans"),
+        (2**70, r"is the Python int 1180591620717411303424, beyond int64"),
+        (np.datetime64("2022-01-01"), r"has dtype datetime64\[D\]"),
+    ],
+)
+def test_a_leaf_a_checkpoint_cannot_hold_is_refused_before_writing(tmp_path, leaf, message):
+    checkpointer = Checkpointer(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match=message) as error:
+        checkpointer.save(0, {"ok": jnp.ones(2), "bad": leaf})
+    assert str(error.value).count(". ") == 0 and "\n" not in str(error.value)
+    assert checkpointer.all_steps() == [] and not list(tmp_path.glob("ckpt/*"))
+
+
+def test_a_64_bit_jax_template_leaf_without_x64_is_refused(tmp_path):
+    """A NumPy float64 leaf saved without x64 restores onto a NumPy template; a jax template of
+    float64 (which a jax array cannot hold without x64) is one sentence, not a wrong array."""
+    with Checkpointer(tmp_path) as checkpointer:
+        checkpointer.save(0, {"x": np.asarray([0.1, 0.2])})
+        template = {"x": jax.ShapeDtypeStruct((2,), np.float64)}
+        with pytest.raises(CheckpointError, match=r"is float64, which a jax array holds only"):
+            checkpointer.restore(template)
+        restored = checkpointer.restore({"x": np.zeros(2)})[0]["x"]
+        assert restored.dtype == np.float64 and restored.tolist() == [0.1, 0.2]
+
+
+def test_disk_full_mid_save_leaves_no_temporary_directory_and_resuming_works(saved, monkeypatch):
+    """ENOSPC while orbax writes step 3 (its arrays written, the meta item failing): one
+    sentence, and orbax's temporary step directory is removed; once there is room, the same
+    checkpointer (or a fresh one, as a resumed run makes) saves step 3, and nothing temporary
+    is left."""
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+
+    async def disk_full(*args, **kwargs):
+        raise OSError(28, os.strerror(28))
+
+    checkpointer = Checkpointer(saved)
+    checkpointer.all_steps()  # orbax imported and the manager made before patching
+    with monkeypatch.context() as patch:
+        patch.setattr(handler.JsonCheckpointHandler, "async_save", disk_full)
+        for _ in range(2):  # a retry on a still-full disk fails the same way
+            with pytest.raises(CheckpointError, match="No space left on device"):
+                checkpointer.save(3, make_state(3), META)
+            assert sorted(p.name for p in saved.iterdir()) == ["1", "2"]
+    checkpointer.save(3, make_state(3), META)  # room again: the same checkpointer
+    assert sorted(p.name for p in saved.iterdir()) == ["2", "3"]
+    resumed = Checkpointer(saved)  # a resumed run's checkpointer goes on to step 4
+    assert_identical(resumed.restore(TEMPLATE)[0], make_state(3))
+    with monkeypatch.context() as patch:
+        patch.setattr(handler.JsonCheckpointHandler, "async_save", disk_full)
+        with pytest.raises(CheckpointError, match="No space left on device"):
+            resumed.save(4, make_state(4), META)
+    assert sorted(p.name for p in saved.iterdir()) == ["2", "3"]
+    resumed.save(4, make_state(4), META)
+    assert sorted(p.name for p in saved.iterdir()) == ["3", "4"]
+    assert_identical(Checkpointer(saved).restore(TEMPLATE)[0], make_state(4))
+
+
 def test_disk_full_during_save_is_one_sentence_and_keeps_previous(saved, monkeypatch):
     from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
 

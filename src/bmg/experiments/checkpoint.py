@@ -1,11 +1,13 @@
 """Checkpoints of any pytree of arrays (PRNG keys included) through one orbax `CheckpointManager`.
 
 A checkpoint at step `s` is orbax's step directory `<directory>/<s>/` holding two items: `state`,
-the pytree's leaves saved by orbax's `StandardCheckpointHandler` (tensorstore / OCDBT), and
-`meta`, one JSON document with the caller's `meta` dict and a description of every leaf (tree
-path, shape, dtype, PRNG key implementation, CRC-32 of its bytes). Orbax writes a step into a
-temporary directory and renames it when every item is complete, so a save interrupted at any
-point (a kill, a full disk) leaves the previous steps as they were; the latest two steps are kept.
+the pytree's non-empty leaves saved by orbax's `StandardCheckpointHandler` (tensorstore / OCDBT;
+absent when there are none), and `meta`, one JSON document with the caller's `meta` dict and a
+description of every leaf (tree path, shape, dtype, PRNG key implementation, CRC-32 of its
+bytes). Orbax writes a step into a temporary directory and renames it when every item is
+complete, so a save interrupted at any point (a kill, a full disk) leaves the previous steps as
+they were (a failed save removes its temporary directory; a killed one's is removed when the
+directory is next opened); the latest two steps are kept.
 
 Restoring checks, before handing anything back, that the saved tree fits the template (paths,
 shapes, dtypes) and that every leaf's bytes and the JSON document are those that were written;
@@ -32,9 +34,12 @@ import gc
 import hashlib
 import json
 import logging
+import math
+import shutil
 import signal
 import sys
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Callable
@@ -53,6 +58,9 @@ FORMAT = 1
 
 STATE, META = "state", "meta"
 
+ORBAX_JOIN_SECONDS = 60.0
+"""How long a failed save waits for orbax's threads still writing its step before removing it."""
+
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be written or read back; the message is one sentence for a person."""
@@ -66,6 +74,44 @@ def _is_key(leaf: Any) -> bool:
 def _key_impl(leaf: Any) -> str:
     """The name of a PRNG key array's implementation, e.g. "threefry2x32"."""
     return str(leaf.dtype._impl.name)
+
+
+PYTHON_SCALARS = (bool, int, float, complex)
+"""Python scalar leaves a checkpoint holds (as NumPy's bool, int64, float64, complex128)."""
+
+
+def _is_python_scalar(leaf: Any) -> bool:
+    return type(leaf) in PYTHON_SCALARS
+
+
+def _is_numpy(leaf: Any) -> bool:
+    return isinstance(leaf, np.ndarray | np.generic)
+
+
+def _host_leaf(path: tuple, leaf: Any) -> Any:
+    """The array to write for one state leaf (a key array's key data); CheckpointError with one
+    sentence for a leaf that cannot come back exactly."""
+    where = jax.tree_util.keystr(path) or "the state"
+    if _is_key(leaf):
+        return jax.random.key_data(leaf)
+    if isinstance(leaf, int) and not isinstance(leaf, bool) and not -(2**63) <= leaf < 2**63:
+        raise CheckpointError(
+            f"state leaf {where} is the Python int {leaf}, beyond int64; a checkpoint's arrays "
+            "hold at most 64-bit integers (put such numbers in meta)."
+        )
+    if not (isinstance(leaf, jax.Array) or _is_numpy(leaf) or _is_python_scalar(leaf)):
+        raise CheckpointError(
+            f"state leaf {where} is a {type(leaf).__name__}; a checkpoint's state holds jax and "
+            "NumPy arrays, NumPy scalars and Python bool, int, float or complex (put other "
+            "values in meta)."
+        )
+    array = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
+    if not (jax.numpy.issubdtype(array.dtype, jax.numpy.number) or array.dtype == np.bool_):
+        raise CheckpointError(
+            f"state leaf {where} has dtype {array.dtype}; a checkpoint's arrays hold booleans "
+            "and numbers only (put other values in meta)."
+        )
+    return array
 
 
 def _describe(path: tuple, leaf: Any) -> dict[str, Any]:
@@ -179,8 +225,13 @@ def _default_sharding() -> jax.sharding.Sharding:
 class Checkpointer:
     """Save and restore `(state, meta)` at integer steps in `directory`, keeping the latest two.
 
-    `state` is any pytree of arrays (jax, NumPy or Python scalars), including new-style PRNG key
-    arrays (`jax.random.key`), which are saved as their key data and re-wrapped on restore.
+    `state` is any pytree (None and empty containers included) whose leaves are jax arrays, NumPy
+    arrays or scalars, or Python bool, int, float or complex, of any boolean or numeric dtype
+    (float64 and int64 included, with or without ``jax_enable_x64``; bfloat16, float8, int4;
+    empty arrays), and new-style PRNG key arrays (`jax.random.key`, any implementation), which are
+    saved as their key data and re-wrapped on restore. Each comes back bit-identical, of the
+    template's kind (see `restore`). A leaf of another type or dtype (a string, an object array)
+    or a Python int beyond int64 is refused by `save` with one sentence.
     `meta` is a dict of JSON values (numbers, strings, lists, nested dicts); Python integers of
     any size round-trip exactly (e.g. a NumPy `PCG64` bit generator's state), NaN and inf are
     written as null.
@@ -277,6 +328,21 @@ class Checkpointer:
         """The directory orbax keeps step `step` in."""
         return self.directory / str(step)
 
+    def _discard_partial(self, step: int, threads_before: set[threading.Thread]) -> None:
+        """Remove what a failed save of `step` left behind (orbax's temporary step directory),
+        so a full disk is not kept full by it and the directory holds complete steps only.
+        Orbax's threads still writing other items of the step are waited for first (else they
+        recreate the directory as they finish)."""
+        deadline = time.monotonic() + ORBAX_JOIN_SECONDS
+        with _quiet():
+            for thread in threading.enumerate():
+                if thread not in threads_before and type(thread).__module__.startswith("orbax"):
+                    thread.join(max(0.0, deadline - time.monotonic()))
+        if _processes()[1] != 0:
+            return
+        for path in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(path, ignore_errors=True)
+
     # save ------------------------------------------------------------------------------------
 
     def save(self, step: int, state: PyTree, meta: dict[str, Any] | None = None) -> None:
@@ -284,7 +350,10 @@ class Checkpointer:
 
         Blocks until the checkpoint is complete on disk; a Ctrl-C meanwhile is held until then
         (KeyboardInterrupt after the save). Raises CheckpointError when it cannot be written
-        (e.g. a full disk): the previous steps stay intact and restorable.
+        (e.g. a full disk): the previous steps stay intact and restorable, and orbax's temporary
+        directory of the step is removed (the same step can be saved again once there is room);
+        or when a leaf cannot be checkpointed (the class docstring says which can), before
+        anything is written.
 
         Several processes: every process calls it with the same step and a state of the same
         global arrays (a sharded, not replicated leaf is gathered for its checksum); `meta` is
@@ -297,12 +366,10 @@ class Checkpointer:
         leaves, described = {}, []
         for index, (path, leaf) in enumerate(flat):
             description = _describe(path, leaf)
-            if _is_key(leaf):
-                leaf = jax.random.key_data(leaf)
-            elif not isinstance(leaf, jax.Array):
-                leaf = np.asarray(leaf)
+            leaf = _host_leaf(path, leaf)
             description["crc32"] = _crc32(_host_value(leaf))
-            leaves[_leaf_name(index)] = leaf
+            if leaf.size:  # orbax writes no empty array: its shape and dtype (described) suffice
+                leaves[_leaf_name(index)] = leaf
             described.append(description)
         meta = to_json(meta or {})
         processes = _processes()[0]
@@ -316,16 +383,18 @@ class Checkpointer:
                 f"checkpoint step {step} already exists in {self.directory}; steps are written "
                 "once (save the next step, or use a new directory)."
             )
+        items = {META: ocp.args.JsonSave(document)}
+        if leaves:  # orbax refuses an empty item
+            items[STATE] = ocp.args.StandardSave(leaves)
+        threads_before = set(threading.enumerate())
         try:
             with _ctrl_c_after(), _quiet():
-                manager.save(
-                    step,
-                    args=ocp.args.Composite(
-                        **{STATE: ocp.args.StandardSave(leaves), META: ocp.args.JsonSave(document)}
-                    ),
-                )
+                manager.save(step, args=ocp.args.Composite(**items))
                 manager.wait_until_finished()
-        except Exception as error:  # a full disk reaches us as OSError or wrapped by tensorstore
+        except BaseException as error:  # a full disk reaches us as OSError or via tensorstore
+            self._discard_partial(step, threads_before)
+            if not isinstance(error, Exception):
+                raise
             reason = error.strerror if isinstance(error, OSError) and error.strerror else None
             raise CheckpointError(
                 f"cannot write checkpoint step {step} to {self.directory} "
@@ -409,14 +478,18 @@ class Checkpointer:
           step: which step; None = the latest.
 
         Returns:
-          `(state, meta)`: the state as jax arrays with the template's tree structure (PRNG key
-          leaves as key arrays), and the saved meta dict.
+          `(state, meta)`: the state with the template's tree structure, and the saved meta dict.
+          A leaf comes back as its template leaf's kind: a Python bool, int, float or complex as
+          that Python scalar; a NumPy array or scalar as a NumPy array or scalar (any dtype, x64
+          or not); anything else (a jax array, a `jax.ShapeDtypeStruct`) as a jax array on the
+          template leaf's sharding, PRNG key leaves as key arrays.
 
         Raises:
           CheckpointError: no checkpoint; a damaged step (missing, truncated, empty or altered
             files: orbax cannot read it, or a leaf's CRC-32 or the meta's SHA-256 differs); a
-            saved tree whose paths, shapes or dtypes differ from the template's; a checkpoint
-            written by another number of processes.
+            saved tree whose paths, shapes or dtypes differ from the template's; a 64-bit jax
+            template leaf without ``jax_enable_x64``; a checkpoint written by another number of
+            processes.
 
         Several processes: every process calls it with a template of global arrays (or shape
         structs with their global shardings); each restores its own shards and gets its own
@@ -436,24 +509,44 @@ class Checkpointer:
                 f"({_first_difference(saved, expected)}); resume with the configuration that "
                 "wrote it, or start a new run."
             )
-        targets = {}
-        for index, (_, leaf) in enumerate(flat):
-            sharding = getattr(leaf, "sharding", None) or _default_sharding()
+        targets, empty = {}, {}
+        for index, (path, leaf) in enumerate(flat):
+            on_host = _is_numpy(leaf) or _is_python_scalar(leaf)
+            dtype = np.asarray(leaf).dtype if on_host else leaf.dtype
             if _is_key(leaf):
                 shape = jax.eval_shape(
                     jax.random.key_data, jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
                 )
-                target = jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding)
+                shape, dtype = shape.shape, shape.dtype
             else:
-                target = jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding)
-            targets[_leaf_name(index)] = target
+                shape = np.shape(leaf)
+            if not on_host and jax.dtypes.canonicalize_dtype(dtype) != dtype:
+                raise CheckpointError(
+                    f"the template's leaf {jax.tree_util.keystr(path) or 'the state'} is "
+                    f"{np.dtype(dtype)}, which a jax array holds only with jax_enable_x64; give "
+                    "a NumPy array as its template leaf, or enable x64."
+                )
+            sharding = getattr(leaf, "sharding", None) or _default_sharding()
+            if math.prod(shape) == 0:  # not written (see save): rebuilt from its description
+                zeros = np.zeros(shape, dtype)
+                empty[index] = zeros if on_host else jax.device_put(zeros, sharding)
+            elif on_host:
+                targets[_leaf_name(index)] = np.empty(shape, dtype)  # restored as NumPy
+            else:
+                targets[_leaf_name(index)] = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
         manager, ocp = self._orbax(), self._ocp
         try:
-            with _quiet():
-                restored = manager.restore(
-                    step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(targets)})
-                )[STATE]
-            arrays = [restored[_leaf_name(index)] for index in range(len(flat))]
+            restored = {}
+            if targets:
+                with _quiet():
+                    restored = manager.restore(
+                        step,
+                        args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(targets)}),
+                    )[STATE]
+            arrays = [
+                empty[index] if index in empty else restored[_leaf_name(index)]
+                for index in range(len(flat))
+            ]
         except Exception as error:  # orbax / tensorstore raise many kinds for damaged files
             raise self._damaged(step, f"{STATE}/ unreadable: {_short(error)}") from None
         leaves = []
@@ -466,6 +559,10 @@ class Checkpointer:
                 )
             if _is_key(leaf):
                 array = jax.random.wrap_key_data(array, impl=_key_impl(leaf))
+            elif _is_python_scalar(leaf):
+                array = type(leaf)(np.asarray(array).item())
+            elif isinstance(leaf, np.generic):
+                array = np.asarray(array)[()]
             leaves.append(array)
         return jax.tree.unflatten(treedef, leaves), meta
 
