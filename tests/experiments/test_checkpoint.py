@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -510,6 +511,18 @@ def test_clear_deletes_every_step_and_the_emptied_directory(saved, tmp_path):
     (kept / "notes.txt").write_text("not a checkpoint")
     Checkpointer(kept).clear()
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("step", [True, 1.0, -1, "1", np.bool_(True)])
+def test_a_step_that_is_not_an_integer_is_refused(saved, step):
+    checkpointer = Checkpointer(saved)
+    message = re.escape(f"checkpoint step must be an integer >= 0, got {step!r}.")
+    with pytest.raises(CheckpointError, match=message):
+        checkpointer.save(step, make_state(3), META)
+    for read in (checkpointer.read_meta, lambda step: checkpointer.restore(TEMPLATE, step)):
+        with pytest.raises(CheckpointError, match=message):
+            read(step)
+    assert checkpointer.all_steps() == [1, 2] and checkpointer.read_meta(np.int64(1))["step"] == 1
 
 
 def test_a_step_is_written_once(saved):

@@ -127,6 +127,14 @@ def _describe(path: tuple, leaf: Any) -> dict[str, Any]:
     return {"path": jax.tree_util.keystr(path), "shape": shape, "dtype": str(np.dtype(dtype))}
 
 
+def _check_step(step: Any) -> int:
+    """`step` as an int if it is an integer >= 0 (Python or NumPy, not a bool), else
+    CheckpointError with one sentence."""
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+        raise CheckpointError(f"checkpoint step must be an integer >= 0, got {step!r}.")
+    return int(step)
+
+
 def _leaf_name(index: int) -> str:
     return f"leaf_{index:05d}"
 
@@ -359,9 +367,7 @@ class Checkpointer:
         global arrays (a sharded, not replicated leaf is gathered for its checksum); `meta` is
         this process's own.
         """
-        if not isinstance(step, int | np.integer) or step < 0:
-            raise CheckpointError(f"checkpoint step must be an integer >= 0, got {step!r}.")
-        step = int(step)
+        step = _check_step(step)
         flat, _ = jax.tree_util.tree_flatten_with_path(state)
         leaves, described = {}, []
         for index, (path, leaf) in enumerate(flat):
@@ -432,6 +438,7 @@ class Checkpointer:
             )
         if step is None:
             return steps[-1]
+        step = _check_step(step)
         if step not in steps:
             raise CheckpointError(
                 f"{self.directory} holds no checkpoint at step {step} (it has {steps})."
