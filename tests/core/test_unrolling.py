@@ -60,3 +60,29 @@ def test_a_broken_update_fn_is_named_in_one_sentence(update_fn, message):
 def test_a_good_update_fn_unrolls():
     state, metrics = jax.jit(lambda: unroll(good, jnp.float32(0.1), STATE, jax.random.key(0), 3))()
     assert jnp.allclose(state.params["w"], -0.3) and metrics["loss"].shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "meta_objective, message",
+    [
+        (
+            lambda s, k: jnp.sum(s.params["w"]),
+            r"^meta_objective must return a pair \(scalar loss, ",
+        ),
+        (lambda s, k: (s.params["w"], {}), r"^meta_objective must return a scalar, got an array "),
+        (lambda s, k: (jnp.int32(1), {}), r"^meta_objective must return a floating-point scalar"),
+    ],
+)
+@pytest.mark.parametrize("algo", ["mg", "bmg"])
+def test_a_broken_meta_objective_is_named_in_one_sentence(meta_objective, message, algo):
+    """MG differentiates f; BMG's default target takes a gradient step on it."""
+    learner = Learner(
+        init_state=lambda key: STATE,
+        init_meta_params=lambda key: jnp.float32(0.1),
+        update_fn=good,
+        meta_objective=meta_objective,
+        matching_fn=lambda t, s, w: jnp.sum((t.params["w"] - s.params["w"]) ** 2),
+    )
+    meta = make_meta_learner(learner, MetaConfig(algo=algo, inner_steps=1, bootstrap_steps=1))
+    with pytest.raises(ValueError, match=message):
+        meta.step(meta.init(jnp.float32(0.1)), STATE, jax.random.key(0))

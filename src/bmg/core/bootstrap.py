@@ -25,7 +25,7 @@ from bmg.core.types import (
     TargetBootstrap,
     UpdateFn,
 )
-from bmg.core.unrolling import mean_over_steps, unroll
+from bmg.core.unrolling import check_objective, mean_over_steps, unroll
 
 
 def gradient_step(
@@ -68,7 +68,7 @@ def gradient_step(
         del meta_params  # f does not depend on w.
 
         def loss_of_params(params):
-            return meta_objective(state._replace(params=params), key)
+            return check_objective(meta_objective(state._replace(params=params), key))
 
         (loss, metrics), grads = jax.value_and_grad(loss_of_params, has_aux=True)(state.params)
         if preconditioner is None:

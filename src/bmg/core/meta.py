@@ -38,7 +38,7 @@ from bmg.core.types import (
     TargetBootstrap,
     UpdateFn,
 )
-from bmg.core.unrolling import mean_over_steps, unroll
+from bmg.core.unrolling import check_objective, check_scalar, mean_over_steps, unroll
 
 ContinueFrom = (
     Literal["inner", "target", "inner_params"]
@@ -48,11 +48,6 @@ ContinueFrom = (
 
 def _keep_state(meta_params: PyTree, learner_state: LearnerState) -> LearnerState:
     return learner_state
-
-
-def _check_scalar(name: str, value: jax.Array) -> None:
-    if jnp.shape(value) != ():
-        raise ValueError(f"{name} must return a scalar, got an array of shape {jnp.shape(value)}.")
 
 
 def _tree_add(a: PyTree, b: PyTree) -> PyTree:
@@ -252,8 +247,7 @@ def make_metagradient(
                 remat=remat,
                 unroll_loop=unroll_loop,
             )
-            loss, objective_metrics = meta_objective(state, objective_key)
-            _check_scalar("meta_objective", loss)
+            loss, objective_metrics = check_objective(meta_objective(state, objective_key))
             return loss, (state, inner_metrics, objective_metrics)
 
         (loss, (state, inner_metrics, objective_metrics)), grads = jax.value_and_grad(
@@ -360,7 +354,7 @@ def make_bmg(
 
         def matching_loss(state, meta_params):
             loss = matching_fn(bootstrapped.target, state, meta_params)
-            _check_scalar("matching_fn", loss)
+            check_scalar("matching_fn", loss)
             return loss
 
         # allow_int: integer leaves of the learner state (env state, counters) get float0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bmg.checks import check_integer
 from bmg.core.types import LearnerState, Metrics, PyTree, UpdateFn
@@ -92,6 +93,37 @@ def check_update(state: LearnerState, output) -> tuple[LearnerState, Metrics]:
                 "and dtype."
             )
     return new_state, metrics
+
+
+def check_scalar(name: str, value) -> None:
+    """Raise ``ValueError`` (one sentence naming ``name``) unless ``value`` is a floating-point
+    scalar: what a loss that is differentiated must be."""
+    if not isinstance(value, (jax.Array, float, int, np.ndarray, np.generic)):
+        raise ValueError(f"{name} must return a scalar, got {type(value).__name__}.")
+    if jnp.shape(value) != ():
+        raise ValueError(f"{name} must return a scalar, got an array of shape {jnp.shape(value)}.")
+    if not jnp.issubdtype(jnp.result_type(value), jnp.floating):
+        raise ValueError(
+            f"{name} must return a floating-point scalar (it is differentiated), got "
+            f"{jnp.result_type(value)}."
+        )
+
+
+def check_objective(output) -> tuple[jax.Array, Metrics]:
+    """``output`` of ``meta_objective(state, key)``, checked at trace time: a pair (floating
+    scalar loss, metrics dict).
+
+    Raises:
+      ValueError: one sentence naming ``meta_objective`` and what it returned instead.
+    """
+    if not (isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], dict)):
+        length = f" of length {len(output)}" if isinstance(output, tuple) else ""
+        raise ValueError(
+            "meta_objective must return a pair (scalar loss, metrics dict), got "
+            f"{type(output).__name__}{length}."
+        )
+    check_scalar("meta_objective", output[0])
+    return output
 
 
 def mean_over_steps(metrics: Metrics) -> Metrics:
