@@ -50,7 +50,8 @@ def _one_sentence(text: str) -> None:
             "'shared/ckpt'.",
         ),
         (
-            ["--num-processes", "2", "--process-id", "0", "--checkpoint-interval", "5"],
+            "--coordinator-address localhost:1 --num-processes 2 --process-id 0 "
+            "--checkpoint-interval 5".split(),
             "checkpoint_dir must be set in a run of 2 processes with checkpoint_interval = 5: the "
             "same absolute path for every process, on a filesystem they all reach (or "
             "checkpoint_interval 0 for none).",
@@ -63,6 +64,79 @@ def test_bad_values_exit_with_one_sentence(flags, message, capsys):
     text = str(exit_.value.code)
     assert text.startswith("bmg atari: error: ") and message in text, text
     _one_sentence(text)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (
+            ["--coordinator-address", "nonsense", "--num-processes", "2"],
+            "coordinator_address must be host:port (process 0's host and a port in 1-65535, "
+            "such as 10.0.0.1:8476) or empty for a single process, got 'nonsense'.",
+        ),
+        (["--coordinator-address", ":8476"], "coordinator_address must be host:port"),
+        (["--coordinator-address", "host:0"], "coordinator_address must be host:port"),
+        (["--coordinator-address", "host:port"], "coordinator_address must be host:port"),
+        (
+            ["--num-processes", "2"],
+            "num_processes = 2 needs a coordinator: set coordinator_address (or "
+            "$JAX_COORDINATOR_ADDRESS) to process 0's host:port, since without one the run is a "
+            "single process.",
+        ),
+        (["--process-id", "1"], "process_id = 1 needs a coordinator: set coordinator_address"),
+        (
+            ["--coordinator-address", "[::1]:8476", "--num-processes", "2", "--process-id", "2"],
+            "process_id must be in [0, num_processes = 2), got 2.",
+        ),
+    ],
+)
+def test_multi_process_flags_name_one_run(flags, message, capsys, monkeypatch):
+    """A coordinator of another form than host:port (JAX would fail with an IndexError), or a
+    process count or id without a coordinator (the run would be one process), stop at parsing."""
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        parse_run(["demo", *flags], AtariExperimentConfig, PRESETS, "bmg atari", "")
+    text = str(exit_.value.code)
+    assert text.startswith("bmg atari: error: ") and message in text, text
+    _one_sentence(text)
+
+
+def test_multi_process_fields_from_the_environment(monkeypatch):
+    """$JAX_COORDINATOR_ADDRESS is a coordinator too (so --num-processes is accepted with it), and
+    its form is checked before JAX is asked to join it."""
+    from bmg.experiments.atari import prepare
+
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:8476")
+    config = AtariExperimentConfig(num_processes=2, process_id=1, checkpoint_interval=0)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "nonsense")
+    pytest.importorskip("ale_py")
+    with pytest.raises(ValueError, match=r"^\$JAX_COORDINATOR_ADDRESS must be host:port .* got"):
+        prepare(config)
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        (
+            ["--stacx.num-envs", "64"],
+            "bmg atari: error: --stacx.num-envs has no effect (the Sebulba layout sets the "
+            "learner's batch B = sebulba.rollouts_per_batch x sebulba.envs_per_thread = 16: set "
+            "those instead); drop it.",
+        ),
+        (
+            ["--stacx.rollout-length=3"],
+            "bmg atari: error: --stacx.rollout-length has no effect (the Sebulba layout sets the "
+            "learner's T = sebulba.rollout_length = 10: set that instead); drop it.",
+        ),
+    ],
+)
+def test_the_learner_batch_flags_the_layout_overrides_are_refused(flag, message, tmp_path):
+    """The layout decides the learner's B and T: a --stacx.num-envs or --stacx.rollout-length
+    would be overwritten without a word, so they are refused, pointing at the sebulba flags."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["atari", "demo", *flag, "--out", str(tmp_path / "run")])
+    assert str(exit_.value.code) == message
+    assert not (tmp_path / "run").exists()
 
 
 def test_checkpoint_dir_rule_after_joining_the_processes(tmp_path):

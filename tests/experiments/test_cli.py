@@ -222,6 +222,115 @@ def test_compare_refuses_a_run_directory_as_out_and_names_damaged_files(tmp_path
     exits_with(["compare", str(run)], capsys, f"{run / 'trace.npz'} cannot be read")
 
 
+def fewshot_run_dir(path):
+    """A hand-made finished few-shot run (config.json, summary.json, metrics.csv)."""
+    from bmg.experiments.fewshot import FewShotConfig
+
+    path.mkdir(parents=True)
+    config = dataclasses.asdict(FewShotConfig(algo="maml", meta_steps=20, eval_every=10))
+    rundir.write_json(path / "config.json", {"config": config, "experiment": "fewshot"})
+    summary = dict(
+        best_val_accuracy=0.5, best_meta_step=10, test_accuracy=0.6, test_ci95=0.01,
+        test_tasks=600, seconds_per_meta_step=0.1,
+    )  # fmt: skip
+    rundir.write_json(path / "summary.json", summary)
+    (path / "metrics.csv").write_text("meta_step,train_seconds,val_accuracy\n10,1.0,0.5\n")
+    return path
+
+
+def minatar_run_dir(path):
+    """A hand-made finished MinAtar run of one meta-step (config.json, summary.json, trace.npz)."""
+    from bmg.experiments.minatar import MinAtarConfig
+
+    path.mkdir(parents=True)
+    config = dataclasses.asdict(MinAtarConfig(algo="impala"))
+    rundir.write_json(path / "config.json", {"config": config, "experiment": "minatar"})
+    stat = {"mean": 1.0, "se": None}
+    summary = dict(
+        seeds=1, frames_per_seed=640, return_first_chunk=stat, return_last_10pct=stat,
+        frames_per_second=None, meta_steps_per_chunk=1,
+    )  # fmt: skip
+    rundir.write_json(path / "summary.json", summary)
+    arrays = {name: np.ones((1, 1)) for name in ("env_steps", "episodes", "episode_return_sum")}
+    initial = {"initial/episodes": np.zeros(1), "initial/episode_return_sum": np.zeros(1)}
+    rundir.save_npz(path / "trace.npz", **arrays, **initial)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, name, text, message",
+    [
+        (finished_run_dir, "config.json", "{}", "is not a run's config: it lacks the key config"),
+        (finished_run_dir, "config.json", "[1, 2]", "is not a run's config: its top level must"),
+        (
+            finished_run_dir,
+            "config.json",
+            '{"config": {"agent": "ac", "algo": "fixed", "ac": {}, "env": {}}}',
+            "is not a Two-colors run's config: it lacks the key config.ac.entropy_cost (a number)",
+        ),
+        (finished_run_dir, "summary.json", "[]", "is not a Two-colors run's summary: its top"),
+        (
+            finished_run_dir,
+            "summary.json",
+            "{}",
+            "Two-colors run's summary: it lacks the key seeds",
+        ),
+        (
+            finished_run_dir,
+            "summary.json",
+            '{"seeds": 2, "env_steps_per_seed": 10, "total_reward": 5}',
+            "total_reward must be a JSON object with mean, se, per_seed, got the number 5",
+        ),
+        (fewshot_run_dir, "config.json", '{"config": {"shots": 1}}', "few-shot run's config: it"),
+        (fewshot_run_dir, "summary.json", '"done"', "few-shot run's summary: its top level must"),
+        (
+            fewshot_run_dir,
+            "summary.json",
+            '{"best_val_accuracy": "high"}',
+            "best_val_accuracy must be a number, got the string 'high'",
+        ),
+        (
+            fewshot_run_dir,
+            "metrics.csv",
+            "meta_step,train_seconds,val_accuracy\n10,1.0,high\n",
+            "few-shot run's metrics: line 2 column val_accuracy must be a number, got 'high'",
+        ),
+        (minatar_run_dir, "summary.json", "[]", "is not a MinAtar run's summary: its top level"),
+        (
+            minatar_run_dir,
+            "config.json",
+            '{"config": {"stacx": {}, "algo": "bmg", "env": "Breakout-MinAtar"}}',
+            "is not a MinAtar run's config: it lacks the key config.stacx.target_step (a string)",
+        ),
+        (minatar_run_dir, "trace.npz", None, "trace.npz is not a MinAtar or Atari run's trace"),
+    ],
+)
+def test_compare_names_a_run_file_of_the_wrong_shape(make, name, text, message, tmp_path, capsys):
+    """Valid JSON of another shape than a run's (`{}`, a list, a key missing, a string where
+    a number belongs), in any kind of run: one sentence naming the file, never a KeyError."""
+    run = make(tmp_path / "run")
+    main(["compare", str(run)])  # as made, the run compares
+    capsys.readouterr()
+    if text is None:  # an array the report reads left out
+        rundir.save_npz(run / name, env_steps=np.ones((1, 1)))
+    else:
+        (run / name).write_text(text)
+    printed = exits_with(["compare", str(run)], capsys, f"error: {run / name} ")
+    assert message in printed, printed
+
+
+def test_compare_refuses_a_run_named_twice(tmp_path, capsys, monkeypatch):
+    """One run passed twice (as written, or by another path to it) would count its seeds twice."""
+    run = finished_run_dir(tmp_path / "run")
+    exits_with(["compare", str(run), str(run)], capsys, f"{run} is given twice; name each run")
+    monkeypatch.chdir(tmp_path)
+    exits_with(
+        ["compare", str(run), "./run/"],
+        capsys,
+        f"run is the same run as {run}; name each run once.",
+    )
+
+
 def started_run_dir(path, config, *, digest=True):
     """A run directory as a new run leaves it before its first chunk (config.json only)."""
     path.mkdir(parents=True)
@@ -254,6 +363,22 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, capsys):
         f"{edited / 'config.json'} was edited after the run started",
     )
     assert sorted(p.name for p in edited.iterdir()) == [".lock", "config.json"]
+    # ... and so is one whose digest was removed with the edit: nothing shows it is the same run
+    record.pop("config_digest")
+    (edited / "config.json").write_text(json.dumps(record))
+    exits_with(
+        ["two-colors", "resume", str(edited)],
+        capsys,
+        f"{edited / 'config.json'} has no config_digest, so nothing shows that it still holds",
+    )
+    shapeless = tmp_path / "shapeless"
+    shapeless.mkdir()
+    (shapeless / "config.json").write_text("[]")
+    exits_with(
+        ["two-colors", "resume", str(shapeless)],
+        capsys,
+        f"{shapeless / 'config.json'} is not a run's config: its top level must be a JSON object",
+    )
 
 
 def no_compile(monkeypatch):
@@ -583,3 +708,82 @@ def test_a_bad_nested_value_names_its_path(argv, message, capsys):
     sentence, not the parser's internals."""
     printed = exits_with(argv, capsys, message)
     assert "tyro" not in printed and "Error parsing" not in printed
+
+
+@pytest.mark.parametrize(
+    "command, failure",
+    [
+        (["two-colors", "demo"], AssertionError()),  # JAX's own when no NVIDIA GPU is visible
+        (["minatar", "demo"], RuntimeError("Unable to initialize backend 'cuda': no driver.")),
+        (["two-colors", "sweep", "demo", "--grid", "ac.entropy-cost=0,0.1"], AssertionError()),
+        (["atari", "demo"], AssertionError()),  # checked in `prepare`, after joining processes
+    ],
+)
+def test_a_backend_that_cannot_start_is_one_sentence(
+    command, failure, tmp_path, monkeypatch, capsys
+):
+    """JAX_PLATFORMS=cuda on a machine without a GPU: JAX's first computation fails (a bare
+    AssertionError or a RuntimeError, depending on what is missing); the command says which
+    platform was asked for and which this machine has, before its directory exists."""
+    import jax
+
+    from bmg.experiments import backend
+
+    if command[0] == "atari":
+        pytest.importorskip("ale_py")
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    monkeypatch.setattr(jax, "devices", fail)
+    monkeypatch.setattr(backend, "available_platforms", lambda: ["cpu"])
+    out = tmp_path / "run"
+    reason = str(failure).rstrip(".") or "no NVIDIA GPU is visible"
+    prog = "bmg " + " ".join(command[:2] if command[1] == "sweep" else command[:1])
+    exits_with(
+        [*command, "--out", str(out)],
+        capsys,
+        f"{prog}: error: JAX cannot start the platform(s) JAX_PLATFORMS='cuda' asks for "
+        f"({reason}); this machine has: cpu, so set JAX_PLATFORMS to one of them or unset it.",
+    )
+    assert not out.exists()
+
+
+CUDA_ON_CPU = """
+from bmg.experiments.backend import check_backend
+try:
+    check_backend()
+except ValueError as error:
+    print(error)
+"""
+
+
+def test_jax_platforms_cuda_without_a_gpu_names_the_platforms_this_machine_has():
+    """The real failure (JAX's AssertionError) in a fresh process, and the platforms listed in
+    another: cpu is always among them."""
+    if os.path.exists("/dev/nvidiactl"):
+        pytest.skip("this machine has an NVIDIA GPU: JAX_PLATFORMS=cuda starts")
+    process = subprocess.run(
+        [sys.executable, "-c", CUDA_ON_CPU],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cuda"},
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
+    text = process.stdout.strip()
+    assert text.startswith("JAX cannot start the platform(s) JAX_PLATFORMS='cuda' asks for"), text
+    assert "this machine has: cpu" in text and "Traceback" not in process.stderr, text
+
+
+def test_fewshot_refuses_an_eval_every_longer_than_the_run(tmp_path, capsys):
+    """--eval-every above --meta-steps would validate once, at the end: no model selection."""
+    out = tmp_path / "run"
+    exits_with(
+        ["fewshot", "tiny", "--data-dir", str(tmp_path), "--meta-steps", "40", "--out", str(out)],
+        capsys,
+        "bmg fewshot: error: eval_every must be at most meta_steps = 40 (validation every "
+        "eval_every meta-steps is what selects the initialisation), got 50.",
+    )
+    assert not out.exists()

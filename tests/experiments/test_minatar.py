@@ -92,6 +92,32 @@ def test_protocol_defaults_are_minatars():
 # --- A run and its resume ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("drop_digest", [False, True])
+def test_a_resume_refuses_an_edited_config(drop_digest, tmp_path, capsys):
+    """A run directory's config.json records its config's digest when the run starts: edited
+    afterwards, with or without the digest removed, it is not the run that started, and the
+    resume refuses it with one sentence (nothing runs)."""
+    from bmg.experiments import rundir
+    from bmg.experiments.cli import config_digest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = mn.MinAtarConfig(algo="impala", stacx=TINY_STACX)
+    digest = config_digest(rundir.to_json(config))
+    rundir.write_config(run, config, experiment="minatar", config_digest=digest)
+    record = json.loads((run / "config.json").read_text())
+    record["config"]["stacx"]["learning_rate"] *= 10
+    if drop_digest:
+        del record["config_digest"]
+    (run / "config.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as error:
+        main(["minatar", "resume", str(run)])
+    expected = "has no config_digest, so nothing shows" if drop_digest else "was edited after"
+    assert str(error.value.code).startswith(f"bmg minatar: error: {run / 'config.json'} ")
+    assert expected in str(error.value.code)
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.json"]
+
+
 @pytest.mark.slow
 def test_an_interrupted_tiny_run_resumes_to_the_same_files(tmp_path, monkeypatch, capsys):
     """A tiny BMG (L = 2) run of 3 chunks; a copy of its run directory taken just after chunk 2

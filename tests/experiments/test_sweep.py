@@ -8,6 +8,7 @@ comparison compiles the sweep and one single run per configuration: slow.
 """
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -296,3 +297,99 @@ def test_cli_sweep_interrupted_and_resumed_writes_runs_and_a_ranked_table(tmp_pa
         )
     with pytest.raises(SystemExit, match=r"holds a finished sweep"):
         cli.main(["two-colors", "resume", str(out)])
+
+
+def test_grid_values_equal_in_float32_are_refused():
+    """Two values that round to one float32 (the lanes' precision) would be two lanes of one
+    configuration, ranked as two settings."""
+    with pytest.raises(ValueError, match=r"values 0.1 and 0.1000000001 are one number in float32"):
+        parse_grid(["ac.entropy-cost=0,0.1,0.1000000001"])
+    assert parse_grid(["ac.entropy-cost=0.1,0.1000001"])  # two float32 numbers
+
+
+def started_sweep(tmp_path, monkeypatch, *grid_flags):
+    """`bmg two-colors sweep` stopped by Ctrl-C as it starts (nothing compiled): its directory
+    holds sweep_config.json only; `run_sweep` must not be reached again."""
+    from bmg.experiments import cli
+    from bmg.experiments import two_colors as tc
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(tc, "run_sweep", interrupted)
+    with pytest.raises(SystemExit, match="interrupted; continue with"):
+        cli.main(["two-colors", "sweep", *TINY_FLAGS, *grid_flags, "--out", str(out)])
+    return out / tc.SWEEP_CONFIG
+
+
+def test_a_field_in_the_grid_and_in_a_flag_is_refused(tmp_path, capsys):
+    from bmg.experiments import cli
+
+    out = tmp_path / "sweep"
+    argv = ["two-colors", "sweep", *TINY_FLAGS, "--grid", "ac.entropy-cost=0,0.1"]
+    for flag in (["--ac.entropy-cost", "0.3"], ["--ac.entropy-cost=0.3"]):
+        with pytest.raises(SystemExit) as error:
+            cli.main([*argv, *flag, "--out", str(out)])
+        assert str(error.value.code) == (
+            "bmg two-colors sweep: error: ac.entropy_cost is set twice, by --grid "
+            "ac.entropy_cost=... and by --ac.entropy-cost; give it once: its values in --grid, "
+            "or one value as a flag."
+        )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda r: r.pop("grid"),
+            r"sweep_config.json is not a sweep's config: it lacks the key grid",
+        ),
+        (
+            lambda r: r["grid"].update({"ac.entropy_cost": [0.0, 0.2]}),
+            r"was edited after the sweep",
+        ),
+        (lambda r: r["config"].update(seeds=3), r"was edited after the sweep started"),
+        (lambda r: r.pop("config_digest"), r"has no config_digest, so nothing shows"),
+        (lambda r: r["grid"].update({"ac.entropy_cost": "0,1"}), r"grid.ac.entropy_cost must be a"),
+    ],
+)
+def test_a_resumed_sweep_is_the_sweep_that_started(edit, message, tmp_path, monkeypatch, capsys):
+    """sweep_config.json records a digest of its config and grid when the sweep starts: a grid or
+    config edited afterwards (or the digest removed), or a file of another shape, is refused
+    with one sentence naming the file, before anything runs."""
+    import json
+
+    from bmg.experiments import cli
+
+    path = started_sweep(tmp_path, monkeypatch, "--grid", "ac.entropy-cost=0,0.3")
+    record = json.loads(path.read_text())
+    assert record["grid"] == {"ac.entropy_cost": [0.0, 0.3]} and record["config_digest"]
+    edit(record)
+    path.write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as error:
+        cli.main(["two-colors", "resume", str(path.parent)])
+    text = str(error.value.code)
+    assert text.startswith(f"bmg two-colors sweep: error: {path} "), text
+    assert re.search(message, text), text
+
+
+def test_an_unedited_sweep_config_resumes(tmp_path, monkeypatch):
+    """The digest written at the start matches the file as written: the resume reaches the run
+    (here interrupted again) with the recorded base config and grid."""
+    from bmg.experiments import cli
+    from bmg.experiments import two_colors as tc
+
+    path = started_sweep(tmp_path, monkeypatch, "--grid", "ac.entropy-cost=0,0.3")
+    reached = []
+
+    def interrupted(base, grid, sweep_dir, **kwargs):
+        reached.append((base, grid))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tc, "run_sweep", interrupted)
+    with pytest.raises(SystemExit, match="interrupted; continue with"):
+        cli.main(["two-colors", "resume", str(path.parent)])
+    ((base, grid),) = reached
+    assert grid == {"ac.entropy_cost": (0.0, 0.3)} and base.ac.hidden_size == 16

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -53,7 +54,8 @@ from bmg.agents.stacx import META_NAMES, StacxConfig
 from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
-from bmg.experiments.minatar import ALGOS, stacx_meta_config, unused_fields
+from bmg.experiments.minatar import ALGOS, stacx_meta_config
+from bmg.experiments.minatar import unused_fields as stacx_unused_fields
 from bmg.experiments.runners.lifetime import CHECKPOINTS
 from bmg.experiments.runners.sebulba import PAPER_LAYOUT, SebulbaConfig
 
@@ -151,11 +153,8 @@ class AtariExperimentConfig:
             check_integer(name, getattr(self, name), minimum)
         for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
             check_real(name, getattr(self, name), low=0, low_open=True)
+        check_processes(self)
         check_checkpoint_dir(self, self.num_processes)
-        if not isinstance(self.coordinator_address, str):
-            raise ValueError(
-                f"coordinator_address must be host:port or empty, got {self.coordinator_address!r}."
-            )
         if not isinstance(self.sebulba, SebulbaConfig):
             raise ValueError(f"sebulba must be a SebulbaConfig, got {self.sebulba!r}.")
         if self.stacx.torso == "minatar" and self.frame_size > 20:
@@ -213,6 +212,67 @@ class AtariExperimentConfig:
     def num_meta_steps(self, processes: int = 1) -> int:
         """Meta-steps of the run: ``frames`` rounded up to whole meta-steps."""
         return max(1, math.ceil(self.frames / self.frames_per_meta_step(processes)))
+
+
+def unused_fields(config: AtariExperimentConfig) -> dict[str, str]:
+    """MinAtar's rule (``bmg.experiments.minatar.unused_fields``), and the learner's batch: the
+    Sebulba layout decides B and T (``sebulba.*``), so ``stacx.num_envs`` and
+    ``stacx.rollout_length`` set by a flag would be overwritten; the CLI refuses them."""
+    layout = config.sebulba
+    return {
+        **stacx_unused_fields(config),
+        "stacx.num_envs": (
+            "(the Sebulba layout sets the learner's batch B = sebulba.rollouts_per_batch x "
+            f"sebulba.envs_per_thread = {layout.batch_size}: set those instead)"
+        ),
+        "stacx.rollout_length": (
+            "(the Sebulba layout sets the learner's T = sebulba.rollout_length = "
+            f"{layout.rollout_length}: set that instead)"
+        ),
+    }
+
+
+def check_address(address: str, name: str = "coordinator_address") -> None:
+    """``address`` is ``host:port`` (a port in 1-65535; an IPv6 host in brackets), what
+    ``jax.distributed.initialize`` takes for process 0's coordinator.
+
+    Raises:
+      ValueError: one sentence naming ``name``, the value and the accepted form.
+    """
+    host, colon, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not (colon and host.strip() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(
+            f"{name} must be host:port (process 0's host and a port in 1-65535, such as "
+            f"10.0.0.1:8476) or empty for a single process, got {address!r}."
+        )
+
+
+def check_processes(config: AtariExperimentConfig) -> None:
+    """The multi-process fields name one run: a coordinator (``coordinator_address`` or
+    ``$JAX_COORDINATOR_ADDRESS``) of the ``host:port`` form, and ``num_processes`` > 1 or
+    ``process_id`` > 0 only with one (without a coordinator the run is a single process, so they
+    would be ignored); ``process_id`` < ``num_processes`` when both are given.
+
+    Raises:
+      ValueError: one sentence naming the field and what is accepted.
+    """
+    if config.coordinator_address != "":
+        check_address(config.coordinator_address)
+    environ = os.environ.get("JAX_COORDINATOR_ADDRESS", "")  # its form: checked in `prepare`
+    if not (config.coordinator_address or environ):
+        for name, single in (("num_processes", 1), ("process_id", 0)):
+            value = getattr(config, name)
+            if value > single:
+                raise ValueError(
+                    f"{name} = {value} needs a coordinator: set coordinator_address (or "
+                    "$JAX_COORDINATOR_ADDRESS) to process 0's host:port, since without one the "
+                    "run is a single process."
+                )
+    if config.num_processes and config.process_id >= config.num_processes:
+        raise ValueError(
+            f"process_id must be in [0, num_processes = {config.num_processes}), got "
+            f"{config.process_id}."
+        )
 
 
 def check_checkpoint_dir(config: AtariExperimentConfig, processes: int) -> None:
@@ -312,8 +372,14 @@ def prepare(config: AtariExperimentConfig) -> Prepared:
         )
     from bmg.experiments.runners.sebulba import initialize_distributed, resolve_devices
 
+    if not config.coordinator_address and os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        check_address(os.environ["JAX_COORDINATOR_ADDRESS"], "$JAX_COORDINATOR_ADDRESS")
     initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
     import jax
+
+    from bmg.experiments.backend import check_backend
+
+    check_backend()  # JAX's first computation: after joining, before anything else
 
     check_checkpoint_dir(config, jax.process_count())
 

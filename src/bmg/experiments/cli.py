@@ -165,6 +165,28 @@ def config_digest(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
+def check_digest(path: Path, recorded, digest: str, what: str) -> None:
+    """A resume continues the configuration that started (`what`: "run", "sweep"): the
+    config_digest recorded in `path` at the start must be there and equal `digest`, the digest
+    of what `path` holds now.
+
+    Raises:
+      ValueError: one sentence naming `path`: no digest, or one that no longer matches.
+    """
+    if recorded is None:
+        raise ValueError(
+            f"{path} has no config_digest, so nothing shows that it still holds the configuration "
+            f"the {what} started with; a resume continues that configuration only: start a new "
+            f"{what}."
+        )
+    if recorded != digest:
+        raise ValueError(
+            f"{path} was edited after the {what} started (its configuration no longer matches "
+            "config_digest); a resume continues the same configuration: restore the original "
+            f"values or start a new {what}."
+        )
+
+
 def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, check_new=None):
     """(config, prepared, run_dir, resumed) for a new run or a resume.
 
@@ -174,7 +196,7 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, ch
     with one sentence if the input is bad, the directory cannot be this run's, holds a finished
     run, or its config.json was edited after the start.
     """
-    from bmg.experiments import rundir
+    from bmg.experiments import records, rundir
 
     hint = f"; to continue it, run `{prog} resume DIR`"
     try:
@@ -209,18 +231,14 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, ch
         if (run_dir / "summary.json").exists():
             raise ValueError(f"{run_dir} holds a finished run (summary.json); nothing to resume.")
         rundir.lock_run_dir(run_dir)
-        record = rundir.read_json(run_dir / "config.json", "a run's config")
+        path = run_dir / "config.json"
+        record = records.read(path, records.RUN_CONFIG, "a run's config")
         if record.get("experiment", experiment) != experiment:
             raise ValueError(
                 f"{run_dir} holds a {record['experiment']} run, not a {experiment} run; continue "
                 f"it with `bmg {record['experiment']} resume {run_dir}`."
             )
-        if record.get("config_digest") not in (None, config_digest(record.get("config"))):
-            raise ValueError(
-                f"{run_dir / 'config.json'} was edited after the run started (its config no "
-                "longer matches config_digest); a resume continues the same configuration: "
-                "restore the original values or start a new run."
-            )
+        check_digest(path, record.get("config_digest"), config_digest(record["config"]), "run")
         config = rundir.read_config(run_dir, config_cls)
         prepared = prepare(config) if prepare else None
         return config, prepared, run_dir, True
@@ -229,14 +247,35 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, ch
         sys.exit(f"{prog}: {kind}: {error}")
 
 
-def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, description: str):
+def start_backend(prog: str) -> None:
+    """Start JAX's backend, or exit with one sentence naming the platforms JAX_PLATFORMS asked
+    for and those this machine has (`bmg.experiments.backend.check_backend`)."""
+    from bmg.experiments.backend import check_backend
+
+    try:
+        check_backend()
+    except ValueError as error:
+        sys.exit(f"{prog}: error: {error}")
+
+
+def run_experiment(
+    argv: list[str],
+    *,
+    module: str,
+    experiment: str,
+    prog: str,
+    description: str,
+    backend_check: bool = True,
+):
     """Parse, make or reopen the run directory, run the experiment module, print its table.
 
     `module` declares `CONFIG` (the config class), `PRESETS`, `run(config, run_dir, *, resume,
     console) -> summary`, `result_rows(run_dir) -> table rows` and optionally `prepare(config)`
     (checks done before the run directory exists; its result is passed to `run` instead of the
     config) and `check_new_run(config)` (checks of a new run only, before its directory exists).
-    Ctrl-C and errors end with one sentence; an interrupted run says how to continue.
+    Ctrl-C and errors end with one sentence; an interrupted run says how to continue. JAX's
+    backend is started once the command line is read (`start_backend`); `backend_check=False`
+    leaves that to the module's `prepare` (Atari: after joining a multi-process run).
     """
     import importlib
 
@@ -246,6 +285,8 @@ def run_experiment(argv: list[str], *, module: str, experiment: str, prog: str, 
     unused_fields = getattr(experiment_module, "unused_fields", None)
     if isinstance(args, Run) and unused_fields is not None:
         refuse_unused_flags(argv, args.config, unused_fields, prog)
+    if backend_check:
+        start_backend(prog)
     prepare = getattr(experiment_module, "prepare", None)
     try:
         check_new = getattr(experiment_module, "check_new_run", None)
@@ -304,6 +345,34 @@ def split_grid_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     return specs, rest
 
 
+def read_sweep_config(path: Path):
+    """(base config, grid) of the sweep_config.json at `path`, checked: a JSON object with the
+    base "config" and the "grid" (field -> list of numbers), unchanged since the sweep started
+    (its config_digest).
+
+    Raises:
+      ValueError: one sentence naming the file and what is wrong.
+    """
+    from bmg.experiments import records, rundir
+    from bmg.experiments import two_colors as tc
+
+    what = "a sweep's config"
+    schema = {"config": records.OBJECT, "grid": records.OBJECT}
+    record = records.read(path, schema, what)
+    for field in record["grid"]:
+        values = record["grid"][field]
+        records.check(path, values, records.list_of(records.NUMBER), what, f"grid.{field}")
+    started = {"config": record["config"], "grid": record["grid"]}
+    check_digest(path, record.get("config_digest"), config_digest(started), "sweep")
+    try:
+        base = rundir.config_from_dict(tc.TwoColorsConfig, record["config"])
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path} cannot be read as {what} ({error!r}).") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return base, {field: tuple(values) for field, values in record["grid"].items()}
+
+
 def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) -> None:
     """`bmg two-colors sweep PRESET --grid ...` (or the resume of a sweep directory): the grid's
     configurations x seeds as one compiled program (`bmg.experiments.two_colors.run_sweep`)."""
@@ -327,15 +396,26 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
             )
             refuse_unused_flags(rest, args.config, tc.unused_fields, SWEEP_PROG)
             base, grid = args.config, tc.parse_grid(specs)
+            for flag in (arg.split("=", 1)[0] for arg in rest):  # a field set twice
+                field = next(iter(given_fields([flag]) & set(grid)), None)
+                if field is not None:
+                    raise ValueError(
+                        f"{field} is set twice, by --grid {field}=... and by {flag}; give it "
+                        "once: its values in --grid, or one value as a flag"
+                    )
             tc.sweep_configs(base, grid)  # every grid point checked before any work
+            start_backend(SWEEP_PROG)
             sweep_dir = rundir.make_run_dir(args.out, "two-colors", f"sweep-{base.algo}")
             if (sweep_dir / tc.SWEEP_CONFIG).exists():
                 raise ValueError(f"--out {sweep_dir} already holds a sweep; choose a new one")
+            started = rundir.to_json(
+                {"config": dataclasses.asdict(base), "grid": {k: list(v) for k, v in grid.items()}}
+            )
             rundir.write_json(
                 sweep_dir / tc.SWEEP_CONFIG,
                 {
-                    "config": dataclasses.asdict(base),
-                    "grid": {k: list(v) for k, v in grid.items()},
+                    **started,
+                    "config_digest": config_digest(started),
                     "git_commit": rundir.git_commit(),
                 },
             )
@@ -344,9 +424,8 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
             if (sweep_dir / "sweep.json").exists():
                 raise ValueError(f"{sweep_dir} holds a finished sweep (sweep.json); nothing to do")
             rundir.lock_run_dir(sweep_dir)
-            record = rundir.read_json(sweep_dir / tc.SWEEP_CONFIG, "a sweep's config")
-            base = rundir.config_from_dict(tc.TwoColorsConfig, record["config"])
-            grid = {k: tuple(v) for k, v in record["grid"].items()}
+            base, grid = read_sweep_config(sweep_dir / tc.SWEEP_CONFIG)
+            start_backend(SWEEP_PROG)
     except ValueError as error:
         sys.exit(f"{SWEEP_PROG}: error: {str(error).rstrip('.')}.")
     from rich.console import Console
@@ -404,6 +483,7 @@ def atari_command(argv: list[str]) -> None:
         module="bmg.experiments.atari",
         experiment="atari",
         prog="bmg atari",
+        backend_check=False,  # `atari.prepare` starts it after joining the processes
         description="Atari (ale-py) on the Sebulba actor-learner runner: IMPALA (--algo impala), "
         "STACX with a one-step meta-gradient (stacx) or STACX + BMG (bmg, --k K --l L) on one "
         "game (--env). Choose a preset (it sets the defaults its flags then override), or "
@@ -461,7 +541,7 @@ def fewshot_command(argv: list[str]) -> None:
 def compare_command(argv: list[str]) -> None:
     from rich.console import Console
 
-    from bmg.experiments import fewshot_report, minatar_report, rundir
+    from bmg.experiments import fewshot_report, minatar_report, records, rundir
     from bmg.experiments import two_colors_report as report
     from bmg.experiments.tables import markdown_table
 
@@ -474,8 +554,14 @@ def compare_command(argv: list[str]) -> None:
         missing = [str(run) for run in args.runs if not rundir.is_run_dir(run)]
         if missing:
             raise ValueError(f"{', '.join(missing)} is not a finished run: config.json is missing.")
+        seen: dict[Path, Path] = {}
+        for run in args.runs:  # one run named twice would count its seeds twice
+            first = seen.setdefault(run.resolve(), run)
+            if first is not run:
+                same = "given twice" if str(first) == str(run) else f"the same run as {first}"
+                raise ValueError(f"{run} is {same}; name each run once.")
         for run in args.runs:  # a damaged config.json is named before its kind is read
-            rundir.read_json(run / "config.json", "a run's config")
+            records.read(run / "config.json", records.RUN_CONFIG, "a run's config")
 
         def kind(run):
             if fewshot_report.is_fewshot_run(run):
@@ -492,28 +578,35 @@ def compare_command(argv: list[str]) -> None:
             )
         reports = {"few-shot": fewshot_report, "MinAtar": minatar_report, "Atari": minatar_report}
         report = reports.get(kinds.pop(), report)  # Atari runs keep MinAtar's trace layout
+        for run in args.runs:  # every file the report reads, before it reads any
+            report.check_run(run)
         rows = report.comparison_rows(args.runs)
+        aggregate, note, published, orders = [], "", [], []
+        if report is minatar_report:  # scores over games, when the runs make a [seeds, games] grid
+            aggregate, note = minatar_report.aggregate_rows(args.runs)
+        elif report is not fewshot_report:  # Two-colors: beside Luketina et al.'s Table 1
+            published, orders = report.protocol_rows(args.runs)
     except ValueError as error:
         sys.exit(f"bmg compare: error: {error}")
     table = markdown_table(rows)
     print_table(Console(), rows)
-    if report is minatar_report:  # scores over games, when the runs make a [seeds, games] grid
-        aggregate, note = minatar_report.aggregate_rows(args.runs)
+    if report is minatar_report:
         if aggregate:
             print_table(Console(), aggregate)
             table += "\n\n" + markdown_table(aggregate)
         Console().print(note)
         table += "\n\n" + note
-    elif report is not fewshot_report:  # Two-colors: beside Luketina et al.'s Table 1
-        published, orders = report.protocol_rows(args.runs)
-        if published:
-            print_table(Console(), published)
-            table += "\n\n" + markdown_table(published) + "\n\n" + "\n".join(orders)
-            for sentence in orders:
-                Console().print(sentence)
+    elif published:
+        print_table(Console(), published)
+        table += "\n\n" + markdown_table(published) + "\n\n" + "\n".join(orders)
+        for sentence in orders:
+            Console().print(sentence)
     if out is not None:
-        rundir.write_atomic(out / "comparison.md", table + "\n")
-        report.plot_comparison(args.runs, out)
+        try:
+            rundir.write_atomic(out / "comparison.md", table + "\n")
+            report.plot_comparison(args.runs, out)
+        except ValueError as error:
+            sys.exit(f"bmg compare: error: {error}")
         Console().print(f"wrote {out / 'comparison.md'} and plots")
 
 

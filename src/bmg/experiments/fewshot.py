@@ -98,7 +98,7 @@ class FewShotConfig:
     meta_steps: int = 60_000
     """[MAML: 60,000]."""
     eval_every: int = 1_000
-    """meta-steps between validation scores (and checkpoints)."""
+    """meta-steps between validation scores (and checkpoints); at most meta_steps."""
     val_tasks: int = 600
     """validation tasks per score (the same tasks every time)."""
     test_tasks: int = 600
@@ -130,6 +130,12 @@ class FewShotConfig:
         )  # fmt: skip
         for name, minimum in minimums.items():
             check_integer(name, getattr(self, name), minimum)
+        if self.eval_every > self.meta_steps:
+            raise ValueError(
+                f"eval_every must be at most meta_steps = {self.meta_steps:,} (validation every "
+                f"eval_every meta-steps is what selects the initialisation), got "
+                f"{self.eval_every:,}."
+            )
         if self.image_size is not None:
             check_integer("image_size", self.image_size, MIN_IMAGE_SIZE)
         _check_rate("inner_learning_rate", self.inner_learning_rate, MAX_STEP_SIZE)

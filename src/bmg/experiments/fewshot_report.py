@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from bmg.experiments import records  # noqa: E402
+from bmg.experiments.records import INTEGER, NUMBER, TEXT  # noqa: E402
+
+SUMMARY = {
+    "best_val_accuracy": NUMBER,
+    "best_meta_step": INTEGER,
+    "test_accuracy": NUMBER,
+    "test_ci95": NUMBER,
+    "test_tasks": INTEGER,
+    "seconds_per_meta_step": NUMBER,
+}
+"""What the report reads of a few-shot run's summary.json."""
+COLUMNS = ("meta_step", "train_seconds", "val_accuracy")
+"""What the plots read of a few-shot run's metrics.csv."""
 
 
 def run_label(config: dict) -> str:
@@ -26,21 +40,65 @@ def run_label(config: dict) -> str:
 
 
 def is_fewshot_run(run_dir: Path) -> bool:
-    config = json.loads((Path(run_dir) / "config.json").read_text())["config"]
-    return "shots" in config
+    path = Path(run_dir) / "config.json"
+    return "shots" in records.read(path, records.RUN_CONFIG, "a run's config")["config"]
+
+
+def _read_rows(path: Path) -> list[dict[str, float]]:
+    """metrics.csv as numbers; ValueError naming the file, the line and the column when a cell
+    is not a number or a column the plots read is missing."""
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [name for name in COLUMNS if name not in (reader.fieldnames or ())]
+            if missing:
+                raise ValueError(
+                    f"{path} is not a few-shot run's metrics: it lacks the column(s) "
+                    f"{', '.join(missing)} (its header must name {', '.join(COLUMNS)})."
+                )
+            rows = []
+            for row in reader:
+                values = {}
+                for name, cell in row.items():
+                    try:
+                        values[name] = float(cell)
+                    except (TypeError, ValueError):
+                        raise ValueError(
+                            f"{path} is not a few-shot run's metrics: line {reader.line_num} "
+                            f"column {name} must be a number, got {cell!r}."
+                        ) from None
+                rows.append(values)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ValueError(f"{path} cannot be read as a few-shot run's metrics ({reason}).") from None
+    return rows
+
+
+def check_run(run_dir: Path) -> None:
+    """Check that a finished few-shot run directory's config.json, summary.json and metrics.csv
+    hold what this report reads (`comparison_rows`, `plot_comparison`).
+
+    Raises:
+      ValueError: one sentence naming the missing file, or the file and the entry that is
+        missing or of another kind than expected.
+    """
+    load_run(run_dir)
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict, list[dict[str, float]]]:
-    """(config, summary, metrics rows) of a finished run."""
+    """(config, summary, metrics rows) of a finished run, each checked against what the report
+    reads (ValueError: one sentence naming the file and the entry)."""
     run_dir = Path(run_dir)
     for name in ("config.json", "summary.json", "metrics.csv"):
         if not (run_dir / name).exists():
             raise ValueError(f"{run_dir} is not a finished few-shot run: {name} is missing.")
-    config = json.loads((run_dir / "config.json").read_text())["config"]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    with (run_dir / "metrics.csv").open() as f:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return config, summary, rows
+    path, what = run_dir / "config.json", "a few-shot run's config"
+    record = records.read(path, records.RUN_CONFIG, what)
+    config = {name: INTEGER for name in ("ways", "shots", "seed", "meta_steps")}
+    config.update(algo=TEXT, matching=records.optional(TEXT))
+    records.check(path, record, {"config": config}, what)
+    summary = records.read(run_dir / "summary.json", SUMMARY, "a few-shot run's summary")
+    return record["config"], summary, _read_rows(run_dir / "metrics.csv")
 
 
 def result_row(config: dict, summary: dict) -> dict[str, str]:

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bmg.agents.stacx import META_NAMES  # noqa: E402
+from bmg.experiments import records  # noqa: E402
+from bmg.experiments.records import INTEGER, NUMBER, STAT, TEXT  # noqa: E402
 from bmg.experiments.rundir import read_run  # noqa: E402
 from bmg.experiments.two_colors_report import format_mean_se, mean_se  # noqa: E402
 
@@ -180,9 +182,64 @@ def run_label(config: dict) -> str:
     return label
 
 
+def check_run(run_dir: Path) -> None:
+    """Check that a finished MinAtar or Atari run directory's config.json and summary.json hold
+    what this report reads (`comparison_rows`, `aggregate_rows`, `plot_comparison`).
+
+    Raises:
+      ValueError: one sentence naming the missing file, or the file and the entry that is
+        missing or of another kind than expected.
+    """
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json", "trace.npz"):
+        if not (run_dir / name).exists():
+            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
+    path = run_dir / "config.json"
+    record = records.read(path, records.RUN_CONFIG, "a run's config")
+    system = "an Atari" if record.get("experiment") == "atari" else "a MinAtar"
+    what = f"{system} run's config"
+    algos = {"algo": records.one_of("impala", "stacx", "bmg")}
+    records.check(path, record, {"config": algos}, what)
+    config = {"env": TEXT, "stacx": records.OBJECT}
+    algo = record["config"]["algo"]
+    if algo in ("stacx", "bmg"):
+        config["inner_steps"] = INTEGER
+    if algo == "bmg":
+        config.update(bootstrap_steps=INTEGER, stacx={"target_step": TEXT, "matching": TEXT})
+    records.check(path, record, {"config": config}, what)
+    schema = {
+        "seeds": INTEGER,
+        "frames_per_seed": INTEGER,
+        "return_first_chunk": STAT,
+        "return_last_10pct": STAT,
+        "head0/gamma": records.optional(STAT),
+        "frames_per_second": records.nullable(NUMBER),
+        "meta_steps_per_chunk": INTEGER,
+    }
+    records.read(run_dir / "summary.json", schema, f"{system} run's summary")
+
+
+TRACE = ("env_steps", "episodes", "episode_return_sum")
+"""The trace.npz arrays the report reads ([seeds, meta-steps]; with their `initial/` values,
+[seeds], for the episode counters)."""
+
+
 def load_run(run_dir: Path):
-    """(config dict, summary dict, trace arrays) of a finished MinAtar run directory."""
-    return read_run(run_dir)
+    """(config dict, summary dict, trace arrays) of a finished MinAtar or Atari run directory.
+
+    Raises:
+      ValueError: one sentence naming a missing or damaged file, or trace.npz without the
+        arrays the report reads (`TRACE`).
+    """
+    config, summary, arrays = read_run(run_dir)
+    shapes = {name: 2 for name in TRACE} | {f"initial/{name}": 1 for name in TRACE[1:]}
+    wrong = [name for name, ndim in shapes.items() if getattr(arrays.get(name), "ndim", 0) != ndim]
+    if wrong:
+        raise ValueError(
+            f"{Path(run_dir) / 'trace.npz'} is not a MinAtar or Atari run's trace: "
+            f"{', '.join(wrong)} must be arrays of [seeds, meta-steps] (initial/ ones of [seeds])."
+        )
+    return config, summary, arrays
 
 
 def method_label(config: dict) -> str:
@@ -295,7 +352,7 @@ def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
                 "return, first chunk": format_mean_se(summary["return_first_chunk"], 2),
                 "return, last 10%": format_mean_se(summary["return_last_10pct"], 2),
                 "head0 gamma": format_mean_se(summary.get("head0/gamma", _nan()), 4),
-                "frames/s (all seeds)": f"{summary['frames_per_second']:,.0f}",
+                "frames/s (all seeds)": _rate(summary["frames_per_second"]),
             }
         )
     return rows
@@ -331,6 +388,11 @@ def is_minatar_run(run_dir: Path) -> bool:
     from bmg.experiments.rundir import read_json
 
     return "stacx" in read_json(Path(run_dir) / "config.json", "a run's config").get("config", {})
+
+
+def _rate(value: float | None) -> str:
+    """frames/s, "-" where summary.json has none (null: a run that took no measurable time)."""
+    return "-" if value is None or math.isnan(value) else f"{value:,.0f}"
 
 
 def _nan() -> dict:

@@ -15,6 +15,7 @@ checkpoints, exact resume); `run` drives it into a run directory.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import shutil
 from pathlib import Path
@@ -741,7 +742,8 @@ def parse_grid(specs: list[str]) -> Grid:
 
     Raises:
       ValueError: a spec without `=`, a field that is not sweepable, a value that is not a
-        number, a repeated field or value (one sentence naming it and what is accepted).
+        number, a repeated field or value, two values equal in float32 (one sentence naming it
+        and what is accepted).
     """
     grid: Grid = {}
     accepted = ", ".join(SWEEPABLE)
@@ -767,6 +769,14 @@ def parse_grid(specs: list[str]) -> Grid:
             ) from None
         if len(set(numbers)) != len(numbers):
             raise ValueError(f"--grid {field} repeats a value in {values!r}; give each once.")
+        lanes = np.float32(numbers).tolist()  # the precision a lane runs its numbers at
+        for i, j in itertools.combinations(range(len(numbers)), 2):
+            if lanes[i] == lanes[j]:
+                raise ValueError(
+                    f"--grid {field} values {numbers[i]!r} and {numbers[j]!r} are one number in "
+                    "float32, the precision the sweep's lanes run at (two lanes of one "
+                    "configuration); give each value once."
+                )
         grid[field] = numbers
     if not grid:
         raise ValueError(f"a sweep needs at least one --grid FIELD=V1,V2,... ({accepted}).")
@@ -789,8 +799,6 @@ def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
       ValueError: a field that is not sweepable, that belongs to the other agent, or that
         `base.algo` does not use; a grid value the config refuses (one sentence naming both).
     """
-    import itertools
-
     for field in grid:
         if field not in SWEEPABLE:
             raise ValueError(
@@ -827,8 +835,6 @@ def sweep_lanes(base: TwoColorsConfig, grid: Grid) -> tuple[dict[str, np.ndarray
     """(hyper, lane_seeds) of a sweep: lane c * seeds + s runs configuration c (the
     `sweep_configs` order) with seed `base.seed + s`; hyper maps the lane's `hyper` names to
     float32 [configurations * seeds]."""
-    import itertools
-
     points = list(itertools.product(*grid.values()))
     hyper = {
         _hyper_name(field): np.repeat(np.asarray([p[i] for p in points], np.float32), base.seeds)

@@ -15,8 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bmg.experiments import records  # noqa: E402
+from bmg.experiments.records import INTEGER, NUMBER, STAT, STAT_PER_SEED, TEXT  # noqa: E402
 from bmg.experiments.rundir import read_run  # noqa: E402
-from bmg.experiments.two_colors import Trace, resolve_inner_steps  # noqa: E402
+from bmg.experiments.two_colors import AGENTS, Trace, resolve_inner_steps  # noqa: E402
 
 FLIP_WINDOW = 10_000  # steps before / after each flip for the entropy statistics
 SCHEDULE = {  # agent -> (metrics.csv column, summary.json prefix, plot label)
@@ -387,6 +389,54 @@ def plot_run(
         )
     )
     return paths
+
+
+def check_run(run_dir: Path) -> None:
+    """Check that a finished run directory's config.json and summary.json hold what this
+    report reads (`comparison_rows`, `protocol_rows`, `plot_comparison`).
+
+    Raises:
+      ValueError: one sentence naming the missing file, or the file and the entry that is
+        missing or of another kind than expected.
+    """
+    run_dir = Path(run_dir)
+    for name in ("config.json", "summary.json", "trace.npz"):
+        if not (run_dir / name).exists():
+            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
+    path, what = run_dir / "config.json", "a Two-colors run's config"
+    record = records.read(path, records.RUN_CONFIG, what)
+    kinds = {"agent": records.one_of(*AGENTS), "algo": records.one_of(*AGENTS["q"])}
+    records.check(path, record, {"config": kinds}, what)
+    agent, algo = record["config"]["agent"], record["config"]["algo"]
+    if algo == "fixed":
+        learner = {"entropy_cost" if agent == "ac" else "epsilon": NUMBER}
+    else:
+        learner = {"context": TEXT, "outer_entropy_cost": records.optional(NUMBER)}
+        if algo == "decay":
+            learner.update(decay_start=NUMBER, decay_final=NUMBER)
+    config = {agent: learner, "env": {"switch_every": INTEGER}}
+    if algo in ("mg", "bmg"):
+        config["inner_steps"] = records.nullable(INTEGER)
+    if algo == "bmg":
+        config["bootstrap_steps"] = INTEGER
+    schema = {"config": config, "preset": records.optional(records.nullable(TEXT))}
+    records.check(path, record, schema, what)
+    path, what = run_dir / "summary.json", "a Two-colors run's summary"
+    summary = records.read(path, records.OBJECT, what)
+    schema = {
+        "seeds": INTEGER,
+        "env_steps_per_seed": INTEGER,
+        "total_reward": STAT_PER_SEED,
+        "reward_per_step_last_10pct": STAT,
+        "env_steps_per_second": {"all_seeds": NUMBER},
+    }
+    for when in ("after", "before"):  # the schedule's name: entropy (ac) or epsilon (q)
+        suffix = f"_{when}_flip"
+        names = [name for name in summary if name.endswith(suffix)]
+        schema[names[0] if names else SCHEDULE[agent][1] + suffix] = STAT
+    if "meta_grad_abs_max_median" in summary:  # mg and bmg runs (`_coordinates`)
+        schema.update(meta_grad_abs_max_median=STAT, meta_grad_abs_median_median=STAT)
+    records.check(path, summary, schema, what)
 
 
 def load_run(run_dir: Path):
