@@ -41,6 +41,12 @@ def _one_sentence(text: str) -> None:
         (["--frame-size", "4"], "frame_size must be an integer >= 8, got 4."),
         (["--sticky-action-prob", "1"], "sticky_action_prob must be a finite number in [0, 1)"),
         (["--log-interval", "0"], "log_interval must be an integer >= 1, got 0."),
+        (
+            ["--frames", str(10**20)],
+            "frames = 100,000,000,000,000,000,000 is 156,250,000,000,000,000 meta-steps of 640 "
+            "frames (1 process(es)), more than the learner's int32 meta-step counter holds "
+            "(2,147,483,647); run at most 1,374,389,534,080 frames.",
+        ),
         (["--env", "Break out"], "game must be an ALE game name such as 'Breakout'"),
         (["--stacx.torso", "minatar"], "stacx.torso 'minatar' (no pooling) is for MinAtar"),
         (["--algo", "bmg", "--l", "0"], "bootstrap_steps (L) must be an integer >= 1, got 0."),

@@ -43,6 +43,7 @@ TINY = [
         ("sticky_action_prob", 1.0, "sticky_action_prob must be below 1 for a run"),
         ("steps", 0, "steps must be"),
         ("seeds", 0, "seeds must be"),
+        ("steps", 3 * 10**9, "more than a seed's int32 frame counter holds (2,147,483,647)."),
         ("batch_devices", 3, "batch_devices must divide stacx.num_envs = 32, got 3."),
         ("meta_learning_rate", -1.0, "meta_learning_rate must be"),
         ("inner_steps", 0, "inner_steps (K) must be"),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bmg import memory
 from bmg.fewshot import data
 from bmg.fewshot.data import DataError, Split, TaskSampler, load_splits
 from bmg.fewshot.synthetic import make_synthetic
@@ -734,3 +735,23 @@ def test_synthetic_does_not_overwrite(tmp_path):
         make_synthetic(root, format="pkl", classes=2, per_class=1, size=8)
     assert (root / "train.csv").read_bytes() == before
     assert not (root / "mini-imagenet-cache-train.pkl").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "pkl"])
+def test_images_the_memory_cannot_hold_are_refused_before_resizing(tmp_path, monkeypatch, fmt):
+    """--image-size 4096 was killed by the out-of-memory killer: the images the loader would
+    hold at that size (every split, uint8 RGB) are compared with the memory available first."""
+    root = make(tmp_path, fmt)  # 3 splits x 3 classes x 6 images = 54 images
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**20)
+    with pytest.raises(DataError) as error:
+        load(root, image_size=128)
+    assert str(error.value) == (
+        f"{root}: holding 54 images at 128x128 px (uint8 RGB, as the loader does) needs at least "
+        "2.5 MiB of memory, more than the 1.0 MiB available; pass a smaller --image-size N "
+        "(image_size=N; MiniImagenet is 84)."
+    )
+    assert set(load(root, image_size=64)) == {"train", "val", "test"}  # 648 KiB fit
+    if fmt == "pkl":  # unpickling holds about the files' bytes
+        monkeypatch.setattr(memory, "available_memory", lambda: 1000)
+        with pytest.raises(DataError, match=r"unpickling mini-imagenet-cache-train.pkl, .* needs "):
+            load(root)

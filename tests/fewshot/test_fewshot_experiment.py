@@ -15,6 +15,7 @@ import optax
 import pytest
 from rich.console import Console
 
+from bmg import memory
 from bmg.experiments import fewshot as fs
 from bmg.experiments import fewshot_report as report
 from bmg.experiments.rundir import write_config
@@ -287,6 +288,7 @@ def test_evaluation_takes_eval_inner_steps_hand_written_sgd_steps(data_dir):
         ("bootstrap_steps", 0, "bootstrap_steps must be an integer >= 1"),
         ("image_size", 8, "image_size must be an integer >= 16, got 8"),
         ("matching", "cosine", "cosine"),
+        ("meta_steps", 2**31, "meta_steps must be at most 2,147,483,647 .*int32 step counter"),
     ],
 )  # fmt: skip
 def test_bad_hyper_parameters_are_refused_at_start(field, value, message):
@@ -358,3 +360,82 @@ def test_the_fewshot_command_end_to_end(data_dir, system, tmp_path, monkeypatch)
         main(["fewshot", "resume", str(out)])
     main(["compare", str(out), "--out", str(tmp_path / "compare")])
     assert "bmg 1 inner steps L=2" in (tmp_path / "compare" / "comparison.md").read_text()
+
+
+def test_compiling_is_announced_and_timed(data_dir):
+    """A log says what compiles before it does (the meta-step, the evaluation: minutes at 84x84)
+    and how long it took; a second evaluation of the same batch compiles nothing."""
+    tiny = dict(
+        fs.PRESETS["tiny"][1], meta_steps=2, eval_every=2, val_tasks=4, test_tasks=4,
+        eval_batch_size=4, filters=2, inner_steps=1, eval_inner_steps=1,
+    )  # fmt: skip
+    system = fs.FewShotSystem(fs.FewShotConfig(data_dir=data_dir, algo="fomaml", **tiny))
+    log = io.StringIO()
+    with fs.RunProgress(system.config, Console(file=log, width=80)) as callbacks:
+        fs.train(system, callbacks=callbacks)
+    lines = log.getvalue().splitlines()
+    assert lines[0] == (
+        "compiling the meta-step (4 tasks, fomaml; once per process, can take minutes) ..."
+    ), lines
+    assert lines[2] == (
+        "compiling the evaluation (4 tasks x 1 support step; once per process, can take "
+        "minutes) ..."
+    ), lines  # one line although wider than the console
+    for i in (1, 3):
+        assert lines[i].startswith("compiled in ") and lines[i].endswith(" s"), lines
+    assert sum(line.startswith("compiling") for line in lines) == 2, lines  # test: no recompile
+
+
+def _exits(argv, capsys) -> str:
+    from bmg.experiments.cli import main
+
+    with pytest.raises(SystemExit) as error:
+        main(argv)
+    text = " ".join((str(error.value.code) + capsys.readouterr().err).split())
+    assert "Traceback" not in text
+    return text
+
+
+def test_a_run_the_memory_cannot_hold_is_refused_before_loading(tmp_path, monkeypatch, capsys):
+    """--image-size 4096 was killed by the out-of-memory killer without a word: the estimate
+    (one task's activations and a batch of tasks) is compared with the memory available first,
+    before any data is read or run directory made."""
+    monkeypatch.setattr(memory, "available_memory", lambda: 16 * 2**30)
+    out = tmp_path / "run"
+    text = _exits(
+        ["fewshot", "tiny", "--data-dir", str(tmp_path / "unread"), "--image-size", "4096",
+         "--out", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert text.startswith(
+        "bmg fewshot: error: a few-shot run (one task's first-block activations kept for the "
+        "meta-gradient at 4096x4096 px, 100.0 GiB, and a batch of sampled tasks' images in "
+        "float32, 281.2 GiB) needs at least 381.2 GiB of memory, more than the 16.0 GiB "
+        "available; lower --image-size (MiniImagenet is 84)"
+    ), text
+    assert text.endswith(".") and text.count(". ") == 0, text
+    assert not out.exists()
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**20)  # the tiny config: 1.3 MiB
+    with pytest.raises(ValueError, match="needs at least 1.3 MiB .* than the 1.0 MiB available"):
+        fs.FewShotSystem(fs.FewShotConfig(data_dir=tmp_path / "unread", algo="bmg", **SHORT))
+
+
+def test_on_an_accelerator_the_activations_are_checked_against_its_free_memory(monkeypatch):
+    """The activations live in the accelerator's memory (its pool's limit less what is in use),
+    the sampled tasks in the host's."""
+
+    class Device:
+        platform, device_kind = "gpu", "NVIDIA H100"
+
+        def memory_stats(self):
+            return {"bytes_limit": 80 * 2**30, "bytes_in_use": 70 * 2**30}
+
+    monkeypatch.setattr(fs.jax, "devices", lambda: [Device()])
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**40)  # the host: 1 TiB
+    config = fs.FewShotConfig(**dict(SHORT, filters=32))
+    fs.check_memory(config, 256)  # 5 x (5 + 1) maps x 256^2 x 32 x 4 B = 240 MiB fit in 10 GiB
+    with pytest.raises(ValueError, match=r"at 2048x2048 px, 15.0 GiB\) on NVIDIA H100 needs at "):
+        fs.check_memory(config, 2048)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
+    with pytest.raises(ValueError, match=r"float32, 4.2 GiB\) needs at least 4.2 GiB .* 1.0 GiB"):
+        fs.check_memory(config, 1024)  # 12 tasks x 30 images x 1024^2 x 3 x 4 B on the host

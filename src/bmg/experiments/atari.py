@@ -58,6 +58,7 @@ from bmg.experiments.minatar import ALGOS, stacx_meta_config
 from bmg.experiments.minatar import unused_fields as stacx_unused_fields
 from bmg.experiments.runners.lifetime import CHECKPOINTS
 from bmg.experiments.runners.sebulba import PAPER_LAYOUT, SebulbaConfig
+from bmg.memory import INT32_MAX
 
 ACTOR_TIMES = ("env", "inference", "put_wait", "params_wait")
 LEARNER_TIMES = ("get_wait", "stack", "transfer", "step", "publish")
@@ -169,6 +170,15 @@ class AtariExperimentConfig:
         )
         object.__setattr__(self, "stacx", stacx)
         self.meta_config()  # validates K, L
+        processes = max(self.num_processes, 1)  # more processes: fewer, larger meta-steps
+        if self.num_meta_steps(processes) > INT32_MAX:
+            per_step = self.frames_per_meta_step(processes)
+            raise ValueError(
+                f"frames = {self.frames:,} is {self.num_meta_steps(processes):,} meta-steps of "
+                f"{per_step:,} frames ({processes} process(es)), more than the learner's int32 "
+                f"meta-step counter holds ({INT32_MAX:,}); run at most {INT32_MAX * per_step:,} "
+                "frames."
+            )
 
     def meta_config(self) -> MetaConfig:
         """The meta-learning config of ``algo`` (MinAtar's rule, ``stacx_meta_config``)."""
@@ -730,7 +740,15 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
                 },
             )
 
+        compiling = [time.perf_counter()]  # until this process's first meta-step has run
+
         def on_update(version: int, metrics: dict, stats) -> None:
+            if compiling:  # the learner's step and the actors' policy compile on first use
+                seconds = time.perf_counter() - compiling.pop()
+                console.print(
+                    f"compiled in {seconds:.1f} s (the first meta-step, its rollouts included)",
+                    soft_wrap=True,
+                )
             if version % config.log_interval == 0 or version == total:
                 meta_params = to_host(runner.state.meta_state.meta_params)
                 row = window.row(stats, version, metrics, meta_params, config.stacx.num_heads)

@@ -295,11 +295,10 @@ def run_experiment(
         where = f"; {args.run_dir} is as it was" if isinstance(args, Resume) else ""
         sys.exit(f"\n{prog}: interrupted before the run started; nothing was written{where}.")
     config, prepared, run_dir, resumed = start
-    from rich.console import Console
-
     from bmg.experiments import rundir
+    from bmg.experiments.logging import make_console
 
-    console = Console()
+    console = make_console()  # log lines are never wrapped (one line each in a log file)
     try:
         if resumed:
             rundir.record_resume(run_dir)
@@ -428,9 +427,9 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
             start_backend(SWEEP_PROG)
     except ValueError as error:
         sys.exit(f"{SWEEP_PROG}: error: {str(error).rstrip('.')}.")
-    from rich.console import Console
+    from bmg.experiments.logging import make_console
 
-    console = Console()
+    console = make_console()  # log lines are never wrapped (one line each in a log file)
     try:
         rows = tc.run_sweep(base, grid, sweep_dir, resume=resume_dir is not None, console=console)
     except KeyboardInterrupt:  # before its first save too: a resume starts the grid over

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bmg import memory
 from bmg.agents.fewshot import (
     ALGOS,
     CORE_ALGO,
@@ -130,6 +133,11 @@ class FewShotConfig:
         )  # fmt: skip
         for name, minimum in minimums.items():
             check_integer(name, getattr(self, name), minimum)
+        if self.meta_steps > memory.INT32_MAX:
+            raise ValueError(
+                f"meta_steps must be at most {memory.INT32_MAX:,} (what the meta-state's int32 "
+                f"step counter holds), got {self.meta_steps:,}."
+            )
         if self.eval_every > self.meta_steps:
             raise ValueError(
                 f"eval_every must be at most meta_steps = {self.meta_steps:,} (validation every "
@@ -235,15 +243,68 @@ def check_image_size(splits: dict[str, fewshot_data.Split], source: Path | None)
     return side
 
 
+def memory_needed(config: FewShotConfig, side: int) -> dict[str, int]:
+    """Lower bounds of the bytes a run at `side` x `side` px holds besides the dataset:
+
+    - "activations": one task's first-block feature maps (side^2 x filters float32 per image)
+      that the meta-gradient keeps for its backward pass: the query images at x_K and the
+      support images of every differentiated inner step (one for fomaml);
+    - "tasks": the largest batch of tasks sampled on the host (the meta-batch or an evaluation
+      batch), as float32 images.
+    """
+    kept = 1 if config.algo == "fomaml" else config.inner_steps
+    maps = config.ways * (config.queries + config.shots * kept)
+    largest_eval = min(config.eval_batch_size, max(config.val_tasks, config.test_tasks))
+    tasks = max(config.meta_batch_size, largest_eval) * config.ways * config.images_per_class
+    return {
+        "activations": maps * side * side * config.filters * 4,
+        "tasks": tasks * side * side * 3 * 4,
+    }
+
+
+def check_memory(config: FewShotConfig, side: int) -> None:
+    """Refuse, with one sentence giving the estimate and what is available, a run at `side` px
+    whose `memory_needed` cannot fit: on an accelerator the activations in its free memory and
+    the tasks in the host's, on CPU both in the host's (`bmg.memory.available_memory`)."""
+    needed = memory_needed(config, side)
+    fmt = memory.format_bytes
+    activations = (
+        f"one task's first-block activations kept for the meta-gradient at {side}x{side} px, "
+        f"{fmt(needed['activations'])}"
+    )
+    tasks = f"a batch of sampled tasks' images in float32, {fmt(needed['tasks'])}"
+    hint = (
+        "lower --image-size (MiniImagenet is 84), --filters, --eval-batch-size or --meta-batch-size"
+    )
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:  # an accelerator: the activations live in its memory
+        free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+        what = f"a few-shot run ({activations}) on {device.device_kind}"
+        memory.check_fits(needed["activations"], what, hint, available=free)
+        memory.check_fits(needed["tasks"], f"a few-shot run ({tasks})", hint)
+    else:
+        what = f"a few-shot run ({activations}, and {tasks})"
+        memory.check_fits(needed["activations"] + needed["tasks"], what, hint)
+
+
 class FewShotSystem:
     """Data, learner, compiled meta-step and evaluation for one config.
 
     Loading and checking the data happens here (DataError with one sentence), so build the
-    system before creating a run directory.
+    system before creating a run directory. A run that cannot fit in memory (`check_memory`)
+    is refused with one sentence, before the data is loaded when `image_size` is set.
+
+    `log`, when set, receives the progress lines of compiling: "compiling the meta-step ..."
+    before the first call of each compiled program and "compiled in 12.3 s" after it.
     """
 
     def __init__(self, config: FewShotConfig, splits: dict[str, fewshot_data.Split] | None = None):
         self.config = config
+        self.log: Callable[[str], None] | None = None
+        self._compiled: set = set()
+        if config.image_size is not None:
+            check_memory(config, config.image_size)
         if splits is None:
             if config.data_dir is None:
                 raise ValueError("--data-dir is required (a MiniImagenet or synthetic dataset).")
@@ -253,6 +314,8 @@ class FewShotSystem:
                 min_per_class=config.images_per_class,
             )
         image_size = check_image_size(splits, config.data_dir)
+        if config.image_size is None:
+            check_memory(config, image_size)
         self.splits = splits
         self.samplers = {
             name: fewshot_data.TaskSampler(
@@ -299,6 +362,21 @@ class FewShotSystem:
         metrics = {**metrics, **{f"train/{k}": jnp.mean(v) for k, v in probes.items()}}
         return {"meta_state": meta_state, "key": key}, metrics
 
+    def _first_call(self, key, what: str, detail: str, fn, *args):
+        """`fn(*args)`; the first call with `key` compiles: announced on `self.log` ("compiling
+        {what} ({detail}; ...") and timed (the first call's run included, as the host loop's
+        compile_seconds)."""
+        if key in self._compiled:
+            return fn(*args)
+        if self.log is not None:
+            self.log(f"compiling {what} ({detail}; once per process, can take minutes) ...")
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        self._compiled.add(key)
+        if self.log is not None:
+            self.log(f"compiled in {time.perf_counter() - start:.1f} s")
+        return out
+
     def init(self) -> dict:
         """The training pytree at meta-step 0: the meta-state (w_0, Adam) and the PRNG key."""
         init_key, key = jax.random.split(jax.random.key(self.config.seed))
@@ -309,7 +387,10 @@ class FewShotSystem:
 
     def step(self, train: dict, rng: np.random.Generator) -> tuple[dict, dict]:
         """One meta-step on a meta-batch of training tasks drawn from `rng`."""
-        return self.train_step(train, self.sample("train", rng, self.config.meta_batch_size))
+        config, size = self.config, self.config.meta_batch_size
+        tasks = self.sample("train", rng, size)
+        detail = f"{size} task{'s' * (size != 1)}, {config.algo}"
+        return self._first_call("meta-step", "the meta-step", detail, self.train_step, train, tasks)
 
     def evaluate(self, meta_params, split: str, num_tasks: int, seed: int, progress=None):
         """Query accuracy [num_tasks] of each task (fixed by `seed`) after `eval_inner_steps`
@@ -329,7 +410,16 @@ class FewShotSystem:
                     lambda x, n=batch - count: np.concatenate([x, np.repeat(x[:1], n, axis=0)]),
                     tasks,
                 )
-            _, accuracy = self.evaluate_batch(meta_params, tasks)
+            steps = self.config.eval_inner_steps
+            detail = f"{batch} tasks x {steps} support step{'s' * (steps != 1)}"
+            _, accuracy = self._first_call(
+                ("evaluation", batch),
+                "the evaluation",
+                detail,
+                self.evaluate_batch,
+                meta_params,
+                tasks,
+            )
             accuracies.append(np.asarray(accuracy)[:count])
             if progress is not None:
                 progress(start + len(accuracies[-1]), num_tasks)
@@ -397,11 +487,15 @@ def train(system: FewShotSystem, checkpointer=None, *, resume=False, callbacks=N
     Returns {"summary", "rows", "best_params", "test" (per-task test accuracies), "state"}.
     """
     config = system.config
-    state = host_loop.run(
-        system.host_loop(), checkpointer, resume=resume, callbacks=callbacks or RunProgress()
-    )
-    progress = getattr(callbacks, "on_test", None)
-    test = system.evaluate(state.best, "test", config.test_tasks, TEST_SEED, progress)
+    log, system.log = system.log, getattr(callbacks, "message", None)  # compiling, compiled in
+    try:
+        state = host_loop.run(
+            system.host_loop(), checkpointer, resume=resume, callbacks=callbacks or RunProgress()
+        )
+        progress = getattr(callbacks, "on_test", None)
+        test = system.evaluate(state.best, "test", config.test_tasks, TEST_SEED, progress)
+    finally:
+        system.log = log
     return {
         "summary": summarize(config, state, test),
         "rows": state.rows,
@@ -448,16 +542,16 @@ class RunProgress(host_loop.Callbacks):
         if self.progress is not None:
             self.progress.stop()
 
-    def _print(self, text: str) -> None:
+    def message(self, text: str) -> None:
+        """One line above the bars (the system's "compiling ..." and "compiled in ...")."""
         if self.console is not None:
-            self.console.print(text)
+            self.console.print(text, soft_wrap=True)
 
     def on_start(self, state, num_steps):
         if self.progress is not None:
             self.steps = self.progress.add_task("meta-steps", total=num_steps, completed=state.step)
 
-    def on_compile(self, step):
-        self._print("compiling the meta-step (once per process; can take a minute) ...")
+    def on_compile(self, step):  # the system says what compiles and how long it took (`message`)
         if self.progress is not None:
             self.progress.update(self.steps, description="compiling the meta-step")
 
@@ -484,7 +578,7 @@ class RunProgress(host_loop.Callbacks):
     def on_eval(self, state, is_best):
         row = state.rows[-1]
         total = f"/{self.config.meta_steps:,}" if self.config is not None else ""
-        self._print(
+        self.message(
             f"meta-step {row['meta_step']:,}{total}: val accuracy "
             f"{100 * row['val_accuracy']:.2f}%{' (best)' if is_best else ''}, train query "
             f"accuracy {100 * row['train/query_accuracy']:.2f}%, "

@@ -16,6 +16,19 @@ from bmg.experiments.rundir import CsvAppender
 KEYS = ("seed", "chunk")  # metrics.csv columns that are not measurements
 
 
+def make_console(file=None):
+    """The console of the command line: log and progress lines are never wrapped, so each stays
+    one line in a log file or pipe (where rich would wrap at 80 columns); tables still fit the
+    console's width.
+
+    Args:
+      file: where it writes; None = stdout.
+    """
+    from rich.console import Console
+
+    return Console(file=file, soft_wrap=True)
+
+
 class RunLogger:
     """metrics.csv (`fields` columns, rewritten from the header), TensorBoard events under
     `run_dir/tensorboard` and a progress display towards `total_steps`.
@@ -62,7 +75,7 @@ class RunLogger:
         )
 
         if not self.console.is_terminal:
-            self.console.print(f"{description}...")
+            self.console.print(f"{description}...", soft_wrap=True)
             yield
             return
         self._progress = Progress(
@@ -100,7 +113,7 @@ class RunLogger:
         if self._progress is not None:
             self._progress.update(self._task, description="running", completed=completed, rate=rate)
         else:
-            self.console.print(line)
+            self.console.print(line, soft_wrap=True)
 
     def close(self) -> None:
         with self._writing():

@@ -370,8 +370,13 @@ REPORTING = lifetime.Reporting(
 
 def prepare(config: MinAtarConfig) -> lifetime.Prepared:
     """`runners.lifetime.prepare`: compiled before any run directory exists (a lifetime that
-    cannot fit in memory is refused with one sentence and leaves nothing behind)."""
-    return lifetime.prepare(config, make_runner)
+    cannot fit in memory is refused with one sentence and leaves nothing behind); says how long
+    compiling took."""
+    from bmg.experiments.logging import make_console
+
+    prepared = lifetime.prepare(config, make_runner)
+    make_console().print(f"compiled in {prepared.runner.compile_seconds:.1f} s")
+    return prepared
 
 
 def run(config: MinAtarConfig | lifetime.Prepared, run_dir: Path, *, resume: bool, console) -> dict:

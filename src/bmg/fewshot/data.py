@@ -48,6 +48,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from bmg import memory
+
 SPLIT_NAMES = ("train", "val", "test")
 CSV_HEADER = ("filename", "label")
 PKL_NAME = "mini-imagenet-cache-{}.pkl"
@@ -112,7 +114,9 @@ def load_splits(
     an int resizes every image whose size differs to ``image_size x image_size`` (PIL bilinear),
     in both layouts. Every class must have at least ``min_per_class`` images (pass shots +
     queries), every split at least 2 classes, no class and no image may appear in two splits,
-    and with ``image_size=None`` every split must hold images of one size.
+    and with ``image_size=None`` every split must hold images of one size. Images the memory
+    left cannot hold (``bmg.memory.available_memory``) are refused before they are read: resized
+    ones at ``image_size``, and the pkl files' contents.
     """
     splits = _check_load_args(image_size, min_per_class, splits)
     root = Path(data_dir).expanduser().absolute()
@@ -236,6 +240,8 @@ def _load_csv_layout(
         _check_classes(m.path, s, m.class_names, m.labels, min_per_class)
     _check_disjoint({s: (m.path, m.class_names) for s, m in manifests.items()})
     _check_no_shared_files(root / IMAGES_DIR, manifests)
+    if image_size is not None:
+        _check_images_fit(root, sum(len(m.filenames) for m in manifests.values()), image_size)
     cache = resolve_cache_dir(root, cache_dir)
     out = {}
     for s, m in manifests.items():
@@ -243,6 +249,19 @@ def _load_csv_layout(
         out[s] = _make_split(s, images, m.labels, m.class_names)
     _check_one_size(root, {s: (m.path, out[s].images) for s, m in manifests.items()})
     return out
+
+
+def _check_images_fit(root: Path, count: int, size: int) -> None:
+    """DataError unless ``count`` images resized to ``size`` x ``size`` (uint8 RGB, as the loader
+    holds them) fit in the memory this process has left (``bmg.memory.available_memory``)."""
+    try:
+        memory.check_fits(
+            count * size * size * 3,
+            f"{root}: holding {count:,} images at {size}x{size} px (uint8 RGB, as the loader does)",
+            "pass a smaller --image-size N (image_size=N; MiniImagenet is 84)",
+        )
+    except ValueError as error:
+        raise DataError(str(error)) from None
 
 
 def _check_no_shared_files(images_dir: Path, manifests: dict[str, _Manifest]) -> None:
@@ -564,6 +583,15 @@ def decode_image(
 def _load_pkl_layout(
     root: Path, splits: tuple[str, ...], image_size: int | None, min_per_class: int
 ) -> dict[str, Split]:
+    paths = [root / PKL_NAME.format(s) for s in splits]
+    try:  # a pickled uint8 array is about its file's size in memory
+        memory.check_fits(
+            sum(p.stat().st_size for p in paths),
+            f"{root}: unpickling {', '.join(p.name for p in paths)}",
+            "free memory, or use the csv layout (its images are memory-mapped from a cache)",
+        )
+    except ValueError as error:
+        raise DataError(str(error)) from None
     loaded = {}
     for s in splits:
         path = root / PKL_NAME.format(s)
@@ -574,6 +602,9 @@ def _load_pkl_layout(
     _check_no_shared_pixels({s: (path, images) for s, (path, images, _, _) in loaded.items()})
     if image_size is None:
         _check_one_size(root, {s: (path, images) for s, (path, images, _, _) in loaded.items()})
+    resized = [images for _, images, _, _ in loaded.values() if images.shape[1] != image_size]
+    if image_size is not None and resized:
+        _check_images_fit(root, sum(len(images) for images in resized), image_size)
     out = {}
     for s, (_, images, labels, class_names) in loaded.items():
         if image_size is not None and images.shape[1] != image_size:
