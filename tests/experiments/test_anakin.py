@@ -155,6 +155,50 @@ def test_resume_continues_bit_identically(straight, tmp_path):
     assert restored.seconds == pytest.approx(result.state.seconds)
 
 
+class Interrupted(Exception):
+    pass
+
+
+def assert_same_result(state: State, reference: State) -> None:
+    assert state.chunks_done == reference.chunks_done and sorted(state.trace) == sorted(
+        reference.trace
+    )
+    for name in state.trace:
+        np.testing.assert_array_equal(state.trace[name], reference.trace[name], err_msg=name)
+    for name in state.initial:
+        np.testing.assert_array_equal(state.initial[name], reference.initial[name])
+    assert_bit_identical(state.carry, reference.carry)
+
+
+def test_a_runner_runs_again_after_a_failed_run_like_a_fresh_one(straight, tmp_path):
+    """on_chunk raises after chunk 2. Without a checkpointer the next run() of the same runner
+    is the fresh runner's lifetime. With one, a fresh start() is refused in one sentence (it
+    would overwrite the failed run's trace pieces) and that run continues from its checkpoint
+    to the fresh runner's lifetime, bit for bit."""
+    _, reference, _, _ = straight
+
+    def fail_after_chunk_2(info):
+        if info.state.chunks_done == 2:
+            raise Interrupted
+
+    for checkpointer in (None, Checkpointer(tmp_path / "ckpt")):
+        runner = make_runner(checkpointer)
+        with pytest.raises(Interrupted):
+            runner.run(on_chunk=fail_after_chunk_2)
+        if checkpointer is None:
+            assert_same_result(runner.run().state, reference.state)
+            continue
+        for start in (runner.start, runner.run):
+            with pytest.raises(CheckpointError) as error:
+                start()
+            assert str(error.value) == (
+                f"{tmp_path / 'ckpt'} already holds checkpoints of a lifetime (steps [1, 2]); "
+                "continue it with restore(), or give this run another checkpoint directory."
+            )
+        assert_same_result(runner.run(runner.restore()).state, reference.state)
+        assert checkpointer.all_steps() == [2, 3]
+
+
 def test_a_checkpoint_does_not_grow_with_the_trace(straight):
     """The trace goes to one file per chunk beside the steps, each written once: the steps hold
     the same leaves (the carry and initial probes) whatever the lifetime so far."""

@@ -140,6 +140,99 @@ def test_stop_and_sigint_join_every_thread():
         assert run.alive_threads() == []
 
 
+class FaultOnce(FakeEnvs):
+    """FakeEnvs whose emulator faults once, at its 3rd step (a fault a restart clears)."""
+
+    def __init__(self, num_envs):
+        super().__init__(num_envs)
+        self.faults = 1
+
+    def step(self, actions):
+        if self.faults and self.steps >= 2:
+            self.faults -= 1
+            raise RuntimeError("emulator fault, once")
+        return super().step(actions)
+
+
+class Failure(Exception):
+    pass
+
+
+def test_a_run_after_a_failed_one_is_a_fresh_run_like_a_new_runners():
+    """An actor's exception, then an exception from on_update: each next run() of the same
+    runner raises nothing of the earlier one, counts from zero (a new Stats; the failed run's is
+    left as it was) and learns the first update a new runner learns (bit-identical metrics)."""
+    config = SebulbaConfig(envs_per_thread=2, rollout_length=4, queue_size=1)
+
+    def make(envs):
+        return Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: envs, seed=0)
+
+    def first_update(runner, fail_at=None):
+        seen = {}
+
+        def on_update(version, metrics, stats):
+            seen.setdefault(version, metrics)
+            if version == fail_at:
+                raise Failure
+
+        _, stats = runner.run(3, on_update=on_update)
+        return seen[1], stats
+
+    with make(FakeEnvs(2)) as fresh:
+        expected, fresh_stats = first_update(fresh)
+    with make(FaultOnce(2)) as run:
+        with pytest.raises(RuntimeError, match="emulator fault, once"):
+            run.run(3)
+        failed = run.stats
+        metrics, stats = first_update(run)
+        assert stats is not failed and run.alive_threads() == []
+        assert stats.updates == fresh_stats.updates == 3
+        assert stats.frames_learned == fresh_stats.frames_learned and len(stats.lags) == 3
+        for name, value in expected.items():
+            np.testing.assert_array_equal(metrics[name], value, err_msg=name)
+        with pytest.raises(Failure):
+            first_update(run, fail_at=2)
+        assert run.stats.updates == 2 and run.alive_threads() == []
+        metrics, stats = first_update(run)
+        assert stats.updates == 3 and stats.frames_learned == fresh_stats.frames_learned
+        for name, value in expected.items():
+            np.testing.assert_array_equal(metrics[name], value, err_msg=name)
+
+
+class Stuck(FakeEnvs):
+    """FakeEnvs whose step sets ``entered`` and blocks until ``release`` is set."""
+
+    def __init__(self, num_envs):
+        super().__init__(num_envs)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def step(self, actions):
+        self.entered.set()
+        self.release.wait()
+        return super().step(actions)
+
+
+def test_a_run_is_refused_while_an_earlier_runs_thread_is_alive_or_once_closed():
+    """An actor stuck in its environment past join_timeout outlives its run: the next run() is
+    one sentence naming it (two threads would step one environment), and works once it ended."""
+    config = SebulbaConfig(envs_per_thread=2, rollout_length=4, join_timeout=0.1)
+    envs = Stuck(2)
+    run = Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: envs)
+    with run:
+        stopper = lambda: envs.entered.wait(120) and run.stop()  # once the actor is stuck
+        threading.Thread(target=stopper, daemon=True).start()
+        _, stats = run.run(5)
+        assert stats.updates == 0 and run.alive_threads() == ["sebulba-actor-0"]
+        with pytest.raises(ValueError, match=r"^actor thread\(s\) sebulba-actor-0 of an earlier"):
+            run.run(1)
+        envs.release.set()
+        run._threads[0].join(10)
+        _, stats = run.run(1)
+        assert stats.updates == 1 and run.alive_threads() == []
+    with pytest.raises(ValueError, match="^this Sebulba runner is closed"):
+        run.run(1)
+
+
 def test_config_validation_and_device_resolution():
     for field, value, message in [
         ("envs_per_thread", 0, "envs_per_thread must be an integer >= 1, got 0."),

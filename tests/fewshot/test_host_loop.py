@@ -1,6 +1,7 @@
 """The host-loop runner on a tiny fake system: model selection, checkpoints, exact resume, the NaN
 guard and the progress callbacks (the few-shot system's own runs are in test_fewshot_experiment)."""
 
+import dataclasses
 import math
 
 import jax
@@ -102,6 +103,47 @@ def test_the_nan_guard_stops_at_the_first_non_finite_quantity_and_keeps_the_chec
     assert state.step == 3 and math.isfinite(float(state.train["w"]))
     with pytest.raises(host_loop.NonFiniteError, match="at meta-step 2, .*no checkpoint was"):
         host_loop.run(fake_loop(nan_at=2))
+
+
+def test_a_run_after_a_failed_one_is_a_fresh_run(tmp_path):
+    """The same loop fails once (a NaN at meta-step 5, after the checkpoint of meta-step 3).
+    A fresh run on the same checkpointer is refused before anything runs (its first checkpoint
+    would collide with the failed run's); resumed, or run again without a checkpointer, it
+    gives an uninterrupted run's numbers."""
+    reference = host_loop.run(fake_loop())
+    nan_once = [5]
+    plain = fake_loop()
+
+    def flaky(train, rng):
+        train, metrics = plain.step(train, rng)
+        if nan_once and int(train["step"]) == nan_once[0]:
+            nan_once.clear()
+            metrics = {"loss": jnp.nan}
+        return train, metrics
+
+    loop = dataclasses.replace(plain, step=flaky)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]
+    with Checkpointer(tmp_path / "c") as checkpointer:
+        with pytest.raises(host_loop.NonFiniteError, match="at meta-step 5"):
+            host_loop.run(loop, checkpointer)
+        called = []
+
+        class Recorder(host_loop.Callbacks):
+            def on_start(self, state, num_steps):
+                called.append("on_start")
+
+        with pytest.raises(ValueError) as error:
+            host_loop.run(loop, checkpointer, callbacks=Recorder())
+        assert str(error.value) == (
+            f"{tmp_path / 'c'} already holds the checkpoint of meta-step 3 (an earlier run's); "
+            "continue that run with resume=True, or give this run another checkpoint directory."
+        )
+        assert called == [] and checkpointer.all_steps() == [3]
+        resumed = host_loop.run(loop, checkpointer, resume=True)
+    for state in (resumed, host_loop.run(loop)):
+        assert float(state.train["w"]) == float(reference.train["w"])
+        assert state.rng_state == reference.rng_state
+        assert strip(state.rows) == strip(reference.rows)
 
 
 def test_callbacks_see_compilation_steps_evaluations_and_scores():

@@ -557,13 +557,36 @@ class Anakin:
         return jax.device_put(jax.vmap(jax.random.key)(seeds), self.sharding)
 
     def start(self) -> State:
-        """A fresh lifetime: every seed initialised (after `compile`), its probes recorded."""
+        """A fresh lifetime: every seed initialised (after `compile`), its probes recorded.
+
+        Raises:
+          CheckpointError: the checkpointer already holds a lifetime's checkpoints (an earlier
+            run's, finished or not): a fresh lifetime would overwrite its trace pieces, so
+            `restore` it, or give the runner another checkpoint directory.
+        """
+        self._check_no_checkpoint()
         self.compile()
         hyper = None if self.hyper is None else jax.device_put(self.hyper, self.sharding)
         carry = self._compiled_init(self.keys(), hyper)
         initial = {k: np.asarray(v) for k, v in self._probe(carry).items()}
         self._piece_crcs = []
         return State(carry, initial, self._empty_trace(), 0, 0.0, 0.0)
+
+    def _check_no_checkpoint(self, step: int | None = None) -> None:
+        """CheckpointError when the checkpointer holds any step (or `step`): they belong to
+        another lifetime, whose trace pieces this one must not overwrite."""
+        if self.checkpointer is None:
+            return
+        from bmg.experiments.checkpoint import CheckpointError
+
+        steps = self.checkpointer.all_steps()
+        clash = bool(steps) if step is None else step in steps
+        if clash:
+            raise CheckpointError(
+                f"{self.checkpointer.directory} already holds checkpoints of a lifetime (steps "
+                f"{steps}); continue it with restore(), or give this run another checkpoint "
+                "directory."
+            )
 
     def _empty_trace(self) -> Trace:
         shapes = jax.eval_shape(self._run_chunk, self.abstract_carry())[1]
@@ -643,6 +666,7 @@ class Anakin:
         meta), so a save costs the same at the end of a long lifetime as at its start."""
         if self.checkpointer is None:
             return
+        self._check_no_checkpoint(state.chunks_done)  # another lifetime's: its pieces stay
         self._write_pieces(state)  # the new chunks' traces first, then the step that names them
         self.checkpointer.save(
             state.chunks_done, {"carry": state.carry, "initial": state.initial}, self._meta(state)

@@ -227,7 +227,9 @@ def run(
 
     Raises:
       NonFiniteError: a watched quantity became NaN or infinite (the last checkpoint is kept).
-      ValueError / CheckpointError: `resume` without a usable checkpoint.
+      ValueError / CheckpointError: `resume` without a usable checkpoint; a fresh run (no
+        `resume`) whose checkpointer already holds a checkpoint (an earlier run's, whose steps
+        this one would collide with), before anything runs.
     """
     callbacks = callbacks or Callbacks()
     if resume:
@@ -235,6 +237,13 @@ def run(
             raise ValueError("resume=True needs a checkpointer.")
         state = restore(checkpointer, loop)
     else:
+        latest = None if checkpointer is None else checkpointer.latest_step()
+        if latest is not None:
+            raise ValueError(
+                f"{checkpointer.directory} already holds the checkpoint of "
+                f"{loop.step_name.replace('_', '-')} {latest:,} (an earlier run's); continue that "
+                "run with resume=True, or give this run another checkpoint directory."
+            )
         state = initial_state(loop)
     train = state.train
     rng = np.random.default_rng()

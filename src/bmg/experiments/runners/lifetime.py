@@ -9,6 +9,7 @@ the checkpoints once the lifetime is finished (its trace.npz is kept).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -76,7 +77,8 @@ def run(
     """Train (or continue) the lifetime of `config` (or of a `Prepared` one) in `run_dir`: write
     metrics.csv, TensorBoard events and, once finished, the experiment's results; return the
     summary. `make_runner(config, run_dir)` builds the `Anakin` runner checkpointing into
-    `run_dir/checkpoints`.
+    `run_dir/checkpoints`. Whether it finishes or fails, the run's logger and checkpointer are
+    closed at its end, so a `Prepared` runner runs again in another directory as a new one would.
 
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
@@ -99,30 +101,35 @@ def run(
         f"[bold]{reporting.name}[/bold] {reporting.label(config)}: {config.seeds} seeds x "
         f"{config.total_env_steps:,} {unit} in {config.num_chunks} chunks -> {run_dir}"
     )
-    with logger.progress("compiling"):
-        runner.compile()
-        state = runner.restore() if resume else runner.start()
-        if resume:  # metrics.csv again from the checkpoint's trace, nothing after it
-            for chunk in range(state.chunks_done):
-                rows = reporting.chunk_rows(config, state.initial, state.trace, chunk)
-                logger.rows(rows, tensorboard=False)
+    try:
+        with logger.progress("compiling"):
+            runner.compile()
+            state = runner.restore() if resume else runner.start()
+            if resume:  # metrics.csv again from the checkpoint's trace, nothing after it
+                for chunk in range(state.chunks_done):
+                    rows = reporting.chunk_rows(config, state.initial, state.trace, chunk)
+                    logger.rows(rows, tensorboard=False)
 
-        def on_chunk(info):
-            rows = reporting.chunk_rows(
-                config, info.state.initial, info.state.trace, info.state.chunks_done - 1
-            )
-            done = int(rows[0][reporting.x_field])
-            logger.rows(rows, step=done)
-            rate = info.meta_steps_per_second * config.steps_per_meta_step
-            logger.advance(
-                done,
-                f"chunk {info.state.chunks_done}/{info.num_chunks}: {done:,} {unit} per seed, "
-                f"{rate:,.0f} {unit}/s (all seeds), {reporting.detail(config, rows)}",
-                rate=f"{rate:,.0f} {unit}/s",
-            )
+            def on_chunk(info):
+                rows = reporting.chunk_rows(
+                    config, info.state.initial, info.state.trace, info.state.chunks_done - 1
+                )
+                done = int(rows[0][reporting.x_field])
+                logger.rows(rows, step=done)
+                rate = info.meta_steps_per_second * config.steps_per_meta_step
+                logger.advance(
+                    done,
+                    f"chunk {info.state.chunks_done}/{info.num_chunks}: {done:,} {unit} per seed, "
+                    f"{rate:,.0f} {unit}/s (all seeds), {reporting.detail(config, rows)}",
+                    rate=f"{rate:,.0f} {unit}/s",
+                )
 
-        result = runner.run(state, on_chunk=on_chunk)
-    logger.close()
+            result = runner.run(state, on_chunk=on_chunk)
+    except BaseException:  # TensorBoard's writer thread ends, orbax is released; the error stays
+        with contextlib.suppress(Exception):
+            _release(logger, runner)
+        raise
+    _release(logger, runner)
     summary = reporting.write_results(
         config,
         run_dir,
@@ -134,3 +141,11 @@ def run(
     )
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # finished: trace.npz is kept
     return summary
+
+
+def _release(logger, runner) -> None:
+    """Close what a run holds: the logger (TensorBoard's writer thread and file) and the
+    runner's checkpointer (orbax), so nothing of it outlives the run, failed or not."""
+    logger.close()
+    if runner.checkpointer is not None:
+        runner.checkpointer.close()

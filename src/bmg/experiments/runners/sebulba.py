@@ -68,7 +68,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from bmg.checks import check_integer, check_real, checks_deferred
+from bmg.checks import check_bool, check_integer, check_real, checks_deferred
 
 
 class VectorEnv(Protocol):
@@ -141,10 +141,7 @@ class SebulbaConfig:
             "queue_size",
         ):
             check_integer(name, getattr(self, name), 1)
-        if not isinstance(self.wait_for_params, bool):
-            raise ValueError(
-                f"wait_for_params must be True or False, got {self.wait_for_params!r}."
-            )
+        check_bool("wait_for_params", self.wait_for_params)
         check_real("join_timeout", self.join_timeout, low=0, low_open=True)
 
     @property
@@ -719,14 +716,33 @@ class Sebulba:
         checkpoint). ``state`` and ``stats.updates`` > 0 continue a run (a resume): the
         actors start from fresh environments, with acting noise and environment seeds of
         their own (folded with ``stats.updates``), so a continued run is not the uninterrupted
-        one, step for step.
+        one, step for step. Without ``state`` the run is a fresh one: ``self.stats`` starts
+        again from zero (a new ``Stats``), whatever an earlier run (finished, stopped or
+        failed) left in it.
 
         Returns ``(learner state, stats)``. Raises an actor thread's exception (with a note
-        naming the thread) or ``KeyboardInterrupt``, after every thread has stopped.
+        naming the thread) or ``KeyboardInterrupt``, after every thread has stopped; nothing of
+        that run (its errors, queue or threads) reaches the next ``run``.
+
+        Raises:
+          ValueError: the runner is closed, or an actor thread of an earlier run is still
+            running (it did not stop within ``join_timeout``).
         """
         import jax
 
         check_integer("num_updates", num_updates, 0)
+        if len(self.envs) != self.config.num_actor_threads:
+            raise ValueError("this Sebulba runner is closed (its environments too); make another.")
+        alive = self.alive_threads()
+        if alive:
+            raise ValueError(
+                f"actor thread(s) {', '.join(alive)} of an earlier run are still running (they "
+                f"did not stop within join_timeout = {self.config.join_timeout:g} s), so this "
+                "runner cannot start another run; wait for them or make another runner."
+            )
+        self._errors = []
+        if state is None:  # a fresh run: fresh counters
+            self.stats = Stats()
         config, stats = self.config, self.stats
         state = self.init_learner() if state is None else state
         self.state = state
