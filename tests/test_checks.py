@@ -56,19 +56,19 @@ def typed_fields(config: type) -> list[tuple[str, object]]:
     return cases
 
 
-CONFIGS = [MetaConfig, OnlineConfig, ActorCriticConfig, QLambdaConfig, AtariConfig, SebulbaConfig]
+CONFIGS = [
+    MetaConfig,
+    OnlineConfig,
+    ActorCriticConfig,
+    QLambdaConfig,
+    StacxConfig,
+    AtariConfig,
+    SebulbaConfig,
+]
 CASES = [
     pytest.param(config, name, value, id=f"{config.__name__}.{name}")
     for config in CONFIGS
     for name, value in typed_fields(config)
-] + [
-    pytest.param(
-        StacxConfig,
-        "truncation_bootstrap",
-        "yes",
-        id="StacxConfig.truncation_bootstrap",
-        marks=pytest.mark.xfail(strict=True, reason="StacxConfig does not check this bool yet"),
-    )
 ]
 
 

@@ -90,7 +90,7 @@ import optax
 from bmg import rl
 from bmg.agents import stream
 from bmg.agents.torsos import ImpalaTorso, MinAtarTorso
-from bmg.checks import check_integer, checks_deferred
+from bmg.checks import check_bool, check_integer, checks_deferred
 from bmg.core import Learner, LearnerState, clip_by_global_norm, gradient_step
 from bmg.core.matching import kl_and_value, policy_kl
 from bmg.rl.rollout import INT32_MAX
@@ -209,12 +209,16 @@ class StacxConfig:
         if not (
             isinstance(self.impala_channels, tuple)
             and self.impala_channels
-            and all(isinstance(c, int) and c >= 1 for c in self.impala_channels)
+            and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 1
+                for c in self.impala_channels
+            )
         ):
             raise ValueError(
                 "impala_channels must be a non-empty tuple of integers >= 1, got "
                 f"{self.impala_channels!r}."
             )
+        check_bool("truncation_bootstrap", self.truncation_bootstrap)
         positive = ("learning_rate", "rmsprop_eps")
         for name in positive:
             stream.check_real(name, getattr(self, name), low=0, low_open=True)

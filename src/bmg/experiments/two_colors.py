@@ -116,7 +116,10 @@ class TwoColorsConfig:
     """environment steps per compiled chunk (progress, metrics.csv rows and checkpoints per
     chunk); a lifetime shorter than this is one chunk of its own length."""
     ac: ActorCriticConfig = ActorCriticConfig()
-    q: QLambdaConfig = QLambdaConfig()
+    q: QLambdaConfig = QLambdaConfig(trace="forward")
+    """Q(lambda) (``--agent q``). The defaults are the earlier reports' (`small-entropy`): SGD 0.1
+    per 16-step rollout with the forward view; `related` runs the published agent, Peng's
+    incremental Q(lambda) updated at every step."""
     env: EnvConfig = EnvConfig()
 
     def __post_init__(self):
