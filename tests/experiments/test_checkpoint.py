@@ -430,7 +430,8 @@ def test_disk_full_during_save_is_one_sentence_and_keeps_previous(saved, monkeyp
     monkeypatch.setattr(handler.JsonCheckpointHandler, "async_save", disk_full)
     with pytest.raises(CheckpointError, match="No space left on device") as error:
         checkpointer.save(3, make_state(3), META)
-    assert str(saved) in str(error.value) and "previous checkpoints are intact" in str(error.value)
+    assert str(saved) in str(error.value)
+    assert "previous checkpoints (steps 1, 2) are intact" in str(error.value)
     monkeypatch.undo()
     fresh = Checkpointer(saved)
     assert fresh.latest_step() == 2
@@ -534,3 +535,29 @@ def test_importing_the_module_does_not_import_orbax():
     code = "import sys, bmg.experiments.checkpoint; print('orbax' in ' '.join(sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_disk_full_at_the_first_save_says_nothing_can_be_resumed(tmp_path, monkeypatch):
+    """The first save failing has no previous checkpoint to promise: the sentence says to start
+    again; a later one names the steps that are intact and says to resume."""
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+
+    async def disk_full(*args, **kwargs):
+        raise OSError(28, os.strerror(28))
+
+    checkpointer = Checkpointer(tmp_path / "ckpt")
+    checkpointer.all_steps()  # orbax imported and the manager made before patching
+    with monkeypatch.context() as patch:
+        patch.setattr(handler.JsonCheckpointHandler, "async_save", disk_full)
+        with pytest.raises(CheckpointError) as error:
+            checkpointer.save(1, make_state(1), META)
+    message = str(error.value)
+    assert "nothing to resume" in message and "start the run again" in message
+    assert "intact" not in message
+    checkpointer.save(1, make_state(1), META)
+    with monkeypatch.context() as patch:
+        patch.setattr(handler.JsonCheckpointHandler, "async_save", disk_full)
+        with pytest.raises(CheckpointError) as error:
+            checkpointer.save(2, make_state(2), META)
+    assert "the previous checkpoints (steps 1) are intact" in str(error.value)
+    assert "then resume." in str(error.value)

@@ -402,10 +402,20 @@ class Checkpointer:
             if not isinstance(error, Exception):
                 raise
             reason = error.strerror if isinstance(error, OSError) and error.strerror else None
+            earlier = [s for s in self.all_steps() if s < step]
+            if earlier:
+                what_now = (
+                    f"the previous checkpoints (steps {', '.join(map(str, earlier))}) are intact: "
+                    "free space or fix the directory, then resume"
+                )
+            else:
+                what_now = (
+                    "no checkpoint was saved before it, so there is nothing to resume: free space "
+                    "or fix the directory, then start the run again"
+                )
             raise CheckpointError(
                 f"cannot write checkpoint step {step} to {self.directory} "
-                f"({reason or _short(error)}); the previous checkpoints are intact: free space or "
-                "fix the directory, then resume."
+                f"({reason or _short(error)}); {what_now}."
             ) from None
 
     # restore ---------------------------------------------------------------------------------

@@ -59,8 +59,9 @@ class RunLogger:
             yield
         except OSError as error:
             raise ValueError(
-                f"{self.events} cannot be written ({error.strerror or error}); the run's last "
-                "checkpoint is intact: free space and resume the run."
+                f"{self.events} cannot be written ({error.strerror or error}); the checkpoints "
+                "the run wrote before are intact: free space, then resume the run (or start it "
+                "again if it wrote none)."
             ) from None
 
     @contextlib.contextmanager
