@@ -21,8 +21,8 @@ def good(meta_params, state, key):
     [
         (
             lambda w, s, k: s,
-            r"^update_fn must return a pair \(LearnerState, metrics dict\), got LearnerState "
-            r"of length 3\.",
+            r"^update_fn must return a pair \(LearnerState, metrics dict\), got a LearnerState "
+            r"alone\.",
         ),
         (
             lambda w, s, k: (s, [1.0]),
@@ -36,6 +36,10 @@ def good(meta_params, state, key):
         (
             lambda w, s, k: (s._replace(extras=jnp.float32(1.0)), {}),
             r"^update_fn changed the state's leaf .* from int32\[\] to float32\[\];",
+        ),
+        (
+            lambda w, s, k: (s, {"note": "x"}),
+            r"^update_fn's metric 'note' must be an array or a number, got str\.",
         ),
         (
             lambda w, s, k: (s._replace(params={"w": s.params["w"], "b": 0.0}), {}),
@@ -86,3 +90,40 @@ def test_a_broken_meta_objective_is_named_in_one_sentence(meta_objective, messag
     meta = make_meta_learner(learner, MetaConfig(algo=algo, inner_steps=1, bootstrap_steps=1))
     with pytest.raises(ValueError, match=message):
         meta.step(meta.init(jnp.float32(0.1)), STATE, jax.random.key(0))
+
+
+def test_integer_parameters_are_named_in_one_sentence():
+    """Meta-parameters and learner parameters are differentiated: an integer leaf is refused
+    naming it (not a float0 or grad-of-int error from inside JAX)."""
+    learner = Learner(
+        init_state=lambda key: STATE,
+        init_meta_params=lambda key: {"log_lr": jnp.int32(-4)},
+        update_fn=good,
+        meta_objective=lambda s, k: (jnp.sum(s.params["w"] ** 2), {}),
+    )
+    meta = make_meta_learner(learner, MetaConfig(algo="mg", inner_steps=1))
+    with pytest.raises(ValueError, match=r"^the meta-parameter leaf \['log_lr'\] is int32\[\]"):
+        meta.init({"log_lr": jnp.int32(-4)})
+    int_state = LearnerState(params={"w": jnp.zeros(3, jnp.int32)})
+    with pytest.raises(ValueError, match=r"^the learner parameter leaf \['w'\] is int32\[3\]"):
+        jax.jit(lambda: unroll(good, jnp.float32(0.1), int_state, jax.random.key(0), 1))()
+
+
+def test_a_matching_fn_blind_to_the_learner_and_the_meta_parameters_is_refused():
+    """With K >= 1 a constant matching function gives a zero meta-gradient forever: refused at
+    the first trace; one that reads the learner's parameters runs."""
+    common = dict(
+        init_state=lambda key: STATE,
+        init_meta_params=lambda key: jnp.float32(0.1),
+        update_fn=good,
+        meta_objective=lambda s, k: (jnp.sum(s.params["w"] ** 2), {}),
+    )
+    constant = Learner(**common, matching_fn=lambda t, s, w: jnp.float32(1.0))
+    meta = make_meta_learner(constant, MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=1))
+    with pytest.raises(ValueError, match="^BMG's matching_fn depends on neither the learner's"):
+        meta.step(meta.init(jnp.float32(0.1)), STATE, jax.random.key(0))
+    reads = Learner(
+        **common, matching_fn=lambda t, s, w: jnp.sum((t.params["w"] - s.params["w"]) ** 2)
+    )
+    meta = make_meta_learner(reads, MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=1))
+    meta.step(meta.init(jnp.float32(0.1)), STATE, jax.random.key(0))

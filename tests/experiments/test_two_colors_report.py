@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
+from bmg.agents.configs import QLambdaConfig
 from bmg.experiments import two_colors_report as report
 from bmg.experiments.rundir import save_npz, write_json
 from bmg.experiments.two_colors import EnvConfig, Trace, TwoColorsConfig
@@ -88,13 +89,36 @@ def test_run_labels_name_what_differs_between_runs():
     assert label(algo="mg", ac=ActorCriticConfig(context="none")) == "mg K=1 no-context"
     outer = ActorCriticConfig(outer_entropy_cost=0.1)
     assert label(algo="mg", ac=outer) == "mg K=1 outer-entropy=0.1"
-    assert label(agent="q", algo="fixed") == "q eps=0.1"
-    assert label(agent="q", algo="decay") == "q decay 1.0->0.01"
-    assert label(agent="q", algo="bmg", inner_steps=0, bootstrap_steps=16) == "q bmg K=0 L=16"
+    peng = QLambdaConfig(trace="peng")
+    assert label(agent="q", algo="fixed", q=peng) == "q eps=0.1"
+    assert label(agent="q", algo="decay", q=peng) == "q decay 1.0->0.01"
+    assert label(agent="q", algo="bmg", inner_steps=0, bootstrap_steps=16, q=peng) == (
+        "q bmg K=0 L=16"
+    )
     # K left at its default (None in config.json) is named as run: 0 for q bmg, 1 otherwise.
-    assert label(agent="q", algo="bmg", bootstrap_steps=16) == "q bmg K=0 L=16"
-    assert label(agent="q", algo="mg") == "q mg K=1"
+    assert label(agent="q", algo="bmg", bootstrap_steps=16, q=peng) == "q bmg K=0 L=16"
+    assert label(agent="q", algo="mg", q=peng) == "q mg K=1"
     assert label(algo="bmg") == "bmg K=1 L=8"
+    # A Q(lambda) other than Peng's says which; the CLI's default preset runs the forward view.
+    assert label(agent="q", algo="fixed") == "q(forward) eps=0.1"
+    assert label(agent="q", algo="fixed", q=QLambdaConfig(trace="watkins")) == (
+        "q(watkins) eps=0.1"
+    )
+
+
+def test_only_pengs_q_lambda_is_set_beside_table_1():
+    """Table 1's Q(lambda) is Peng & Williams': a Watkins or forward-view run, or one recorded
+    before the trace field existed, is not set beside it."""
+
+    def key(**q):
+        config = dataclasses.asdict(TwoColorsConfig(agent="q", algo="fixed", q=QLambdaConfig(**q)))
+        return report.published_key({"config": config})
+
+    assert key(trace="peng") == ("q", "fixed", None)
+    assert key(trace="watkins") is None and key(trace="forward") is None
+    old = dataclasses.asdict(TwoColorsConfig(agent="q", algo="fixed", q=QLambdaConfig()))
+    del old["q"]["trace"]
+    assert report.published_key({"config": old}) is None
 
 
 def test_reward_per_step_by_phase_and_paying_colour():
@@ -251,7 +275,9 @@ def test_protocol_rows_beside_table_1_and_the_published_orders(tmp_path):
     mg_nc = method_run(
         tmp_path / "mg-nc", [1.5e6, 1.5e6], algo="mg", ac=ActorCriticConfig(context="none")
     )
-    q = method_run(tmp_path / "q", [0.5e6, 0.7e6], algo="fixed", agent="q")
+    q = method_run(
+        tmp_path / "q", [0.5e6, 0.7e6], algo="fixed", agent="q", q=QLambdaConfig(trace="peng")
+    )
     rows, orders = report.protocol_rows([ac, mg, bmg, mg_nc, q])
     by_method = {row["method"]: row for row in rows}
     assert list(by_method) == [

@@ -362,6 +362,7 @@ def test_the_fewshot_command_end_to_end(data_dir, system, tmp_path, monkeypatch)
     assert "bmg 1 inner steps L=2" in (tmp_path / "compare" / "comparison.md").read_text()
 
 
+@pytest.mark.docs  # an end-to-end run (a minute on a busy CPU): in the docs tier
 def test_compiling_is_announced_and_timed(data_dir):
     """A log says what compiles before it does (the meta-step, the evaluation: minutes at 84x84)
     and how long it took; a second evaluation of the same batch compiles nothing."""

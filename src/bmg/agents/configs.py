@@ -218,8 +218,9 @@ class QLambdaConfig(OnlineConfig):
     and one update per environment step (T of them per rollout) [related: Table 4, "Q(lambda)
     (Peng & Williams, 1994)", optimised at every step]; "watkins", the same backward view with
     the trace cut at non-greedy actions (Watkins, 1989); "forward", Watkins' lambda-return
-    truncated at the end of each rollout and one update per rollout, no trace carried (the
-    earlier presets; with T = 1 it is one-step Q-learning) [default: peng]."""
+    truncated at the end of each rollout and one update per rollout, no trace carried (with T = 1
+    one-step Q-learning). The library's default is peng; the Two-colors CLI's presets other than
+    `related` and `demo` keep forward, the agent of their earlier reports."""
     trace_lambda: float = 0.9
     """lambda of Q(lambda) [related: Table 4, 0.9]."""
     epsilon: float = 0.1

@@ -38,7 +38,13 @@ from bmg.core.types import (
     TargetBootstrap,
     UpdateFn,
 )
-from bmg.core.unrolling import check_objective, check_scalar, mean_over_steps, unroll
+from bmg.core.unrolling import (
+    check_floating,
+    check_objective,
+    check_scalar,
+    mean_over_steps,
+    unroll,
+)
 
 ContinueFrom = (
     Literal["inner", "target", "inner_params"]
@@ -176,6 +182,7 @@ def _make_meta_learner(
         meta_gradient = reduce(meta_gradient)
 
     def init(meta_params: PyTree) -> MetaState:
+        check_floating("meta-parameter", meta_params)
         return MetaState(
             meta_params=meta_params,
             opt_state=meta_optimizer.init(meta_params),
@@ -320,17 +327,32 @@ def make_bmg(
             f"bootstrapped_state) -> state; got {continue_from!r}."
         )
 
-    checked = num_inner_steps > 0  # K = 0: checked at the first trace
+    checked = False  # the matching function's dependence, checked at the first trace
 
     def check_k0(meta_params: PyTree, learner_state: LearnerState, target: LearnerState) -> None:
         nonlocal checked
-        loss = lambda w, state, target: matching_fn(target, start_fn(w, state), w)  # noqa: E731
-        if not _reads_meta_params(loss, meta_params, learner_state, target):
-            raise ValueError(
-                "BMG with inner_steps K = 0 needs a matching_fn (or start_fn) that reads the "
-                "meta-parameters directly, e.g. an epsilon-greedy policy's epsilon; this "
-                "learner's do not, so its meta-gradient would be zero at every step: use K >= 1."
-            )
+        if num_inner_steps == 0:
+            loss = lambda w, state, target: matching_fn(target, start_fn(w, state), w)  # noqa: E731
+            if not _reads_meta_params(loss, meta_params, learner_state, target):
+                raise ValueError(
+                    "BMG with inner_steps K = 0 needs a matching_fn (or start_fn) that reads the "
+                    "meta-parameters directly, e.g. an epsilon-greedy policy's epsilon; this "
+                    "learner's do not, so its meta-gradient would be zero at every step: use "
+                    "K >= 1."
+                )
+        else:
+
+            def loss(w_and_params, state, target):
+                w, params = w_and_params
+                return matching_fn(target, state._replace(params=params), w)
+
+            sources = (meta_params, learner_state.params)
+            if not _reads_meta_params(loss, sources, learner_state, target):
+                raise ValueError(
+                    "BMG's matching_fn depends on neither the learner's parameters nor the "
+                    "meta-parameters, so its meta-gradient would be zero at every step: it must "
+                    "compare the target with the learner state it is given."
+                )
         checked = True
 
     def meta_gradient(meta_params: PyTree, learner_state: LearnerState, key: jax.Array):

@@ -58,6 +58,18 @@ def _describe(leaf) -> str:
     return f"{jnp.result_type(leaf)}{list(jnp.shape(leaf))}"
 
 
+def check_floating(what: str, tree: PyTree) -> None:
+    """Raise ``ValueError`` (one sentence naming the leaf) unless every leaf of ``tree`` is a
+    floating-point array or number: what is differentiated (meta-parameters, learner
+    parameters) must be."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise ValueError(
+                f"the {what} leaf {jax.tree_util.keystr(path) or '(the whole tree)'} is "
+                f"{_describe(leaf)}; it is differentiated, so it must be floating-point."
+            )
+
+
 def check_update(state: LearnerState, output) -> tuple[LearnerState, Metrics]:
     """``output`` of ``update_fn(meta_params, state, key)``, checked at trace time (no runtime
     cost): a pair ``(state, metrics)`` whose state has ``state``'s structure, shapes and dtypes
@@ -67,17 +79,27 @@ def check_update(state: LearnerState, output) -> tuple[LearnerState, Metrics]:
       ValueError: one sentence naming ``update_fn`` and what it returned instead.
     """
     if not (isinstance(output, tuple) and len(output) == 2):
-        length = f" of length {len(output)}" if isinstance(output, tuple) else ""
-        raise ValueError(
-            "update_fn must return a pair (LearnerState, metrics dict), got "
-            f"{type(output).__name__}{length}."
+        what = (
+            "a LearnerState alone"
+            if isinstance(output, LearnerState)
+            else f"a tuple of length {len(output)}"
+            if isinstance(output, tuple)
+            else type(output).__name__
         )
+        raise ValueError(f"update_fn must return a pair (LearnerState, metrics dict), got {what}.")
     new_state, metrics = output
     if not isinstance(metrics, dict):
         raise ValueError(
             "update_fn must return (state, metrics) with metrics a dict, got "
             f"{type(metrics).__name__}."
         )
+    for name, value in metrics.items():
+        if not isinstance(value, (jax.Array, float, int, np.ndarray, np.generic)):
+            raise ValueError(
+                f"update_fn's metric {name!r} must be an array or a number, got "
+                f"{type(value).__name__}."
+            )
+    check_floating("learner parameter", state.params)
     before, after = jax.tree.structure(state), jax.tree.structure(new_state)
     if before != after:
         raise ValueError(
@@ -117,10 +139,15 @@ def check_objective(output) -> tuple[jax.Array, Metrics]:
       ValueError: one sentence naming ``meta_objective`` and what it returned instead.
     """
     if not (isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], dict)):
-        length = f" of length {len(output)}" if isinstance(output, tuple) else ""
+        what = (
+            f"an array of shape {jnp.shape(output)}"
+            if isinstance(output, jax.Array)
+            else f"a tuple of length {len(output)}"
+            if isinstance(output, tuple)
+            else type(output).__name__
+        )
         raise ValueError(
-            "meta_objective must return a pair (scalar loss, metrics dict), got "
-            f"{type(output).__name__}{length}."
+            f"meta_objective must return a pair (scalar loss, metrics dict), got {what}."
         )
     check_scalar("meta_objective", output[0])
     return output

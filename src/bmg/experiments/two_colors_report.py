@@ -449,17 +449,19 @@ def load_run(run_dir: Path):
 
 
 def run_label(config: dict) -> str:
-    """Short name: agent, algo, K, L, context and a non-zero outer entropy cost."""
+    """Short name: agent, algo, K, L, context, a non-zero outer entropy cost and a Q(lambda)
+    trace other than Peng's (runs recorded before the field existed were the forward view)."""
     c = config["config"]
     agent = c["agent"]
     learner = c[agent]
-    prefix = "" if agent == "ac" else "q "
+    trace = learner.get("trace", "forward") if agent == "q" else "peng"
+    prefix = "" if agent == "ac" else "q " if trace == "peng" else f"q({trace}) "
     if c["algo"] == "fixed":
         if agent == "ac":
             return f"ac entropy-cost={learner['entropy_cost']}"
-        return f"q eps={learner['epsilon']}"
+        return f"{prefix}eps={learner['epsilon']}"
     if c["algo"] == "decay":
-        return f"q decay {learner['decay_start']}->{learner['decay_final']}"
+        return f"{prefix}decay {learner['decay_start']}->{learner['decay_final']}"
     inner_steps = resolve_inner_steps(agent, c["algo"], c["inner_steps"])
     label = prefix + f"{c['algo']} K={inner_steps}"
     label += f" L={c['bootstrap_steps']}" if c["algo"] == "bmg" else ""
@@ -545,12 +547,14 @@ port's step penalty and object re-spawn) is not set beside its numbers."""
 
 
 def published_key(config: dict) -> tuple | None:
-    """The `PUBLISHED` key of a run's config dict (None for a method Table 1 does not have, or a
-    run in another world than ``PUBLISHED_WORLD``)."""
+    """The `PUBLISHED` key of a run's config dict (None for a method Table 1 does not have, a
+    run in another world than ``PUBLISHED_WORLD``, or a Q(lambda) other than Peng's)."""
     c = config["config"]
     if any(c["env"].get(name) != value for name, value in PUBLISHED_WORLD.items()):
         return None
     agent, algo = c["agent"], c["algo"]
+    if agent == "q" and c["q"].get("trace", "forward") != "peng":
+        return None  # Table 1's Q(lambda) is Peng & Williams' (runs before it existed: forward)
     key = (agent, algo, None if algo == "fixed" else c[agent]["context"])
     return key if key in PUBLISHED else None
 
