@@ -22,11 +22,9 @@ import math
 import os
 import platform
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "")
-        + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
-    )
+from bmg.experiments.cli import use_all_cpu_cores  # noqa: E402
+
+use_all_cpu_cores()  # before jax is imported, as the CLI does
 
 import jax  # noqa: E402
 

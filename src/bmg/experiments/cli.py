@@ -41,8 +41,9 @@ COMMANDS = {
 C = TypeVar("C")
 
 
-def _use_all_cpu_cores() -> None:
-    """Expose each CPU core as a JAX device (before jax is imported) so seeds run in parallel."""
+def use_all_cpu_cores() -> None:
+    """Expose each CPU core as a JAX device (call it before jax is imported) so seeds run in
+    parallel; a device count already in ``XLA_FLAGS`` is kept. The CLI and the benchmarks use it."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in flags:
         count = os.cpu_count() or 1
@@ -441,7 +442,7 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
 
 
 def two_colors_command(argv: list[str]) -> None:
-    _use_all_cpu_cores()
+    use_all_cpu_cores()
     if argv and argv[0] == "sweep":
         return two_colors_sweep_command(argv[1:])
     if len(argv) == 2 and argv[0] == "resume":
@@ -463,7 +464,7 @@ def two_colors_command(argv: list[str]) -> None:
 
 
 def minatar_command(argv: list[str]) -> None:
-    _use_all_cpu_cores()
+    use_all_cpu_cores()
     run_experiment(
         argv,
         module="bmg.experiments.minatar",

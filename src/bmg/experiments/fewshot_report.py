@@ -88,10 +88,9 @@ def check_run(run_dir: Path) -> None:
 def load_run(run_dir: Path) -> tuple[dict, dict, list[dict[str, float]]]:
     """(config, summary, metrics rows) of a finished run, each checked against what the report
     reads (ValueError: one sentence naming the file and the entry)."""
-    run_dir = Path(run_dir)
-    for name in ("config.json", "summary.json", "metrics.csv"):
-        if not (run_dir / name).exists():
-            raise ValueError(f"{run_dir} is not a finished few-shot run: {name} is missing.")
+    run_dir = records.require_files(
+        run_dir, ("config.json", "summary.json", "metrics.csv"), "few-shot"
+    )
     path, what = run_dir / "config.json", "a few-shot run's config"
     record = records.read(path, records.RUN_CONFIG, what)
     config = {name: INTEGER for name in ("ways", "shots", "seed", "meta_steps")}

@@ -190,10 +190,7 @@ def check_run(run_dir: Path) -> None:
       ValueError: one sentence naming the missing file, or the file and the entry that is
         missing or of another kind than expected.
     """
-    run_dir = Path(run_dir)
-    for name in ("config.json", "summary.json", "trace.npz"):
-        if not (run_dir / name).exists():
-            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
+    run_dir = records.require_files(run_dir, ("config.json", "summary.json", "trace.npz"))
     path = run_dir / "config.json"
     record = records.read(path, records.RUN_CONFIG, "a run's config")
     system = "an Atari" if record.get("experiment") == "atari" else "a MinAtar"

@@ -139,6 +139,21 @@ def check(path: Path, value: Any, schema: Any, what: str, where: str = "") -> No
         )
 
 
+def require_files(run_dir: Path, names: tuple[str, ...], kind: str = "") -> Path:
+    """``run_dir`` as a Path, if it holds every file of ``names``.
+
+    Raises:
+      ValueError: "<run_dir> is not a finished <kind> run: <name> is missing."
+    """
+    run_dir = Path(run_dir)
+    for name in names:
+        if not (run_dir / name).exists():
+            raise ValueError(
+                f"{run_dir} is not a finished {kind + ' ' if kind else ''}run: {name} is missing."
+            )
+    return run_dir
+
+
 def read(path: Path, schema: Any, what: str) -> Any:
     """The JSON in `path`, checked against `schema`: ValueError (one sentence naming the file)
     when it is missing, damaged or of another shape."""

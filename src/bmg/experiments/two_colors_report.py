@@ -399,10 +399,7 @@ def check_run(run_dir: Path) -> None:
       ValueError: one sentence naming the missing file, or the file and the entry that is
         missing or of another kind than expected.
     """
-    run_dir = Path(run_dir)
-    for name in ("config.json", "summary.json", "trace.npz"):
-        if not (run_dir / name).exists():
-            raise ValueError(f"{run_dir} is not a finished run: {name} is missing.")
+    run_dir = records.require_files(run_dir, ("config.json", "summary.json", "trace.npz"))
     path, what = run_dir / "config.json", "a Two-colors run's config"
     record = records.read(path, records.RUN_CONFIG, what)
     kinds = {"agent": records.one_of(*AGENTS), "algo": records.one_of(*AGENTS["q"])}
