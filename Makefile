@@ -55,7 +55,7 @@ test-fast: $(STAMP)
 
 # Every `bmg ...` command of README.md and docs/*.md, run scaled down (CI runs it after test).
 test-docs: $(STAMP)
-	$(BIN)/python -m pytest tests/test_documented_commands.py -m docs
+	$(BIN)/python -m pytest -m docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts
