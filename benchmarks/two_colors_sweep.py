@@ -43,13 +43,13 @@ use_all_cpu_cores()  # before jax is imported, as the CLI does
 import jax  # noqa: E402
 
 from bmg.agents.configs import ActorCriticConfig  # noqa: E402
-from bmg.experiments.checkpoint import Checkpointer  # noqa: E402
 from bmg.experiments.two_colors import (  # noqa: E402
     TwoColorsConfig,
     make_runner,
     make_sweep_runner,
     sweep_configs,
 )
+from bmg.train.checkpoint import Checkpointer  # noqa: E402
 
 RATES = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 3e-3, 3e-4, 3e-5)
 

@@ -30,6 +30,12 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "")
         + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
     ).strip()
+# One CPU device in every test process, whatever ran first: the CLI's `use_all_cpu_cores` would
+# otherwise give the process two devices when a CLI test happens to start JAX's backend, and
+# tests comparing programs bit for bit (a sweep's lane against its single run) would depend on
+# the order pytest-xdist hands out files. Tests of several devices start their own processes.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=1"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "xla-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))

@@ -16,7 +16,7 @@ from bmg.agents.stacx import StacxConfig
 from bmg.checks import check_bool, check_integer, check_real
 from bmg.core import MetaConfig
 from bmg.envs.atari import AtariConfig
-from bmg.experiments.runners.sebulba import SebulbaConfig
+from bmg.train.sebulba import SebulbaConfig
 
 
 @pytest.mark.parametrize("value", [True, np.bool_(False), "0.1", None, float("nan"), 1j])

@@ -107,7 +107,7 @@ PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$|\.\.\.|\[.*\]|^\[|\]$|\$")
 PRELOAD = [
     "jax", "jax.numpy", "flax.linen", "optax", "rlax", "chex", "orbax.checkpoint", "tyro", "rich",
     "matplotlib.pyplot", "seaborn", "scipy.stats", "pandas",
-    "bmg.experiments.cli", "bmg.experiments.runners.anakin", "bmg.experiments.two_colors_report",
+    "bmg.experiments.cli", "bmg.train.anakin", "bmg.experiments.two_colors_report",
     "bmg.experiments.fewshot", "bmg.experiments.fewshot_report",
 ]  # fmt: skip
 """Imported once by the fork server that starts every command: none of them starts a JAX
@@ -125,7 +125,7 @@ def _command(argv: list[str], cwd: str, output: str, interrupt: bool) -> None:
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     if interrupt:  # Ctrl-C right after the first checkpoint
-        from bmg.experiments import checkpoint
+        from bmg.train import checkpoint
 
         save = checkpoint.Checkpointer.save
 
@@ -318,7 +318,8 @@ def program_key(argv: list[str]) -> tuple[str, ...]:
     import io
     import json
 
-    from bmg.experiments import cli, rundir
+    from bmg.experiments import cli
+    from bmg.train import rundir
 
     if argv[0] in EXPERIMENTS and argv[1] != "make-synthetic" and "--help" not in argv:
         module = importlib.import_module(EXPERIMENTS[argv[0]])

@@ -1,5 +1,6 @@
-"""The README, docs and source (docstrings and `--help` texts) speak to users: they never name the
-project's internal issues ("issue 14", "the issue's budget"), which users cannot see."""
+"""The repository speaks to users: its README, docs, source (docstrings and `--help` texts), tests,
+benchmarks and examples never name the project's internal issues ("issue 14", "the issue's
+budget"), which users cannot see."""
 
 import re
 from pathlib import Path
@@ -12,7 +13,9 @@ PUBLIC = re.compile(r"\b(JAX|jax|rlax|optax|flax|tyro|gymnax|orbax) issue", re.I
 
 def test_no_internal_issue_references():
     files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-    files += sorted((ROOT / "src").rglob("*.py"))
+    for folder in ("src", "tests", "benchmarks", "examples", "scripts"):
+        files += sorted((ROOT / folder).rglob("*.py"))
+    files.remove(Path(__file__).resolve())  # its own examples
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in files

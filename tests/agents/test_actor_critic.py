@@ -821,7 +821,7 @@ def test_bmg_with_one_plain_step_and_parameter_matching_is_alpha_times_mg():
     assert int(bmg_state.extras.stream.env_steps) == 2 * STREAM["rollout_length"]
 
 
-# --- 6. Issue 12: the outer entropy sign, a zero-gradient state, bad configs --------------------
+# --- 6. The outer entropy sign, a zero-gradient state, bad configs --------------------
 
 
 def test_meta_objective_is_pg_minus_outer_entropy_cost_times_entropy():
@@ -862,7 +862,7 @@ def zero_gradient_state(agent, env_params):
 
 @pytest.mark.parametrize("algo", ["mg", "bmg"])
 def test_zero_gradient_state_gives_finite_meta_gradients(algo, monkeypatch):
-    """Issue 12 item 1: with optax's global-norm clip (default max_grad_norm 1.0) the clip's
+    """With optax's global-norm clip (default max_grad_norm 1.0) the clip's
     derivative at a zero gradient is 0/0 and the meta-gradient NaN; bmg.core's clip gives 0."""
     env_params = two_colors.make_params(grid_size=3, switch_every=50)  # no step penalty
     config = ActorCriticConfig(**{**SMALL, **STREAM})

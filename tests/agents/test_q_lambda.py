@@ -213,7 +213,7 @@ def test_config_validation_names_the_field():
 
 
 def test_watkins_cut_at_an_exploratory_action_at_t_1_in_the_agent():
-    """Issue 12 mutation survivor. The stored rollout's actions are greedy except a_2: the trace
+    """A mutation survivor. The stored rollout's actions are greedy except a_2: the trace
     is cut at t = 1 (G_1 = r_1 + g max Q(s_2)), and the agent's TD loss matches the hand value,
     not the uncut one."""
     lam, gamma = 0.5, float(np.float32(0.9))
@@ -268,7 +268,7 @@ def test_probes():
 
 
 def test_matching_reads_epsilon_at_the_learners_own_context():
-    """Issue 12 mutation survivor: with reward context, mu uses eps(w, context of x_K), not the
+    """A mutation survivor: with reward context, mu uses eps(w, context of x_K), not the
     target's context."""
     agent = make_q_lambda(QLambdaConfig(**SMALL), TWO_COLORS, ENV)
     state = agent.init_state(jax.random.key(0))
@@ -291,7 +291,7 @@ def test_matching_reads_epsilon_at_the_learners_own_context():
 
 
 def test_zero_gradient_state_gives_finite_meta_gradients():
-    """Issue 12 item 1 for Q(lambda): all-zero Q-network and a zero-reward rollout (the learner's
+    """For Q(lambda): all-zero Q-network and a zero-reward rollout (the learner's
     gradient is exactly zero; default clip 1.0). MG: exactly 0 (epsilon is not in the update).
     BMG (K = 1, L = 1): finite, the closed form of agreeing greedy actions."""
     config = QLambdaConfig(**SMALL, context="none")

@@ -385,7 +385,7 @@ def test_clock_wraps_at_twice_switch_every():
 
 
 def test_the_good_colour_and_the_next_flip_are_right_past_two_to_the_31():
-    """Issue 12 item 3: an int32 step count wraps at 2^31 (the wrong colour paid and the next flip
+    """An int32 step count wraps at 2^31 (the wrong colour paid and the next flip
     came after 83,648 steps instead of 16,352). The clock keeps the phase: from step 2^31 - 3 on,
     every step's good colour is (n // switch_every) % 2 with Python integers."""
     params = tc.make_params()  # switch_every = 100,000

@@ -19,13 +19,13 @@ import pytest
 
 from bmg.agents.regression import make_ill_conditioned_task, make_regression_learner, mse_loss
 from bmg.core import Learner, LearnerState, MetaConfig, make_meta_learner
-from bmg.experiments.checkpoint import Checkpointer, CheckpointError
-from bmg.experiments.runners.anakin import (
+from bmg.train.anakin import (
     Anakin,
     NonFiniteError,
     OutOfMemoryError,
     State,
 )
+from bmg.train.checkpoint import Checkpointer, CheckpointError
 
 TASK = make_ill_conditioned_task(jax.random.key(0), num_examples=64, dim=4)
 META = MetaConfig(algo="bmg", inner_steps=2, bootstrap_steps=2, learning_rate=1e-2)

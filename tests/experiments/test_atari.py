@@ -18,6 +18,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from bmg.envs import atari_scores
 from bmg.experiments import atari_report
 from bmg.experiments.atari import PRESETS, AtariExperimentConfig
 from bmg.experiments.cli import main, parse_run
@@ -239,8 +240,8 @@ def test_a_tiny_run_through_the_cli_and_its_resume(tmp_path, monkeypatch):
     and finishes the run directory: metrics rows every 2 meta-steps up to 24, frames = meta-steps
     x 32, summary, trace, plots; the checkpoints are dropped at the end."""
     pytest.importorskip("ale_py")
-    from bmg.experiments import checkpoint
-    from bmg.experiments.runners.sebulba import Sebulba, to_host
+    from bmg.train import checkpoint
+    from bmg.train.sebulba import Sebulba, to_host
 
     out = tmp_path / "run"
     saved, started = {}, {}
@@ -308,9 +309,9 @@ PROCESS_SCRIPT = textwrap.dedent(
     import jax
     import numpy as np
     record, phase, argv = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    from bmg.experiments import checkpoint
+    from bmg.train import checkpoint
     from bmg.experiments.cli import main
-    from bmg.experiments.runners.sebulba import Sebulba, to_host
+    from bmg.train.sebulba import Sebulba, to_host
 
     def leaves(tree):
         return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
@@ -437,15 +438,15 @@ def test_two_processes_checkpoint_together_and_resume(tmp_path):
 def test_reference_table_holds_the_published_scores():
     """57 games; entries as published (Mnih et al. 2015 random scores, the later human scores
     of van Hasselt et al. 2016 / Wang et al. 2016 used by Badia et al. 2020)."""
-    table = atari_report.REFERENCE
+    table = atari_scores.REFERENCE
     assert len(table) == 57
     assert table["alien"] == (227.8, 7127.7)
     assert table["breakout"] == (1.7, 30.5)
     assert table["pong"] == (-20.7, 14.6)
     assert table["montezuma_revenge"] == (0.0, 4753.3)
     assert table["space_invaders"] == (148.0, 1668.7)
-    assert atari_report.reference("MsPacman") == (307.3, 6951.6)
-    assert atari_report.reference("UpNDown") == (533.4, 11693.2)
+    assert atari_scores.reference("MsPacman") == (307.3, 6951.6)
+    assert atari_scores.reference("UpNDown") == (533.4, 11693.2)
     assert all(human > random for random, human in table.values())
     ale = pytest.importorskip("ale_py")
     assert set(table) <= set(ale.roms.get_all_rom_ids())  # every key is an ALE ROM id
@@ -525,21 +526,21 @@ def test_every_reference_score_is_agent57s_table():
         game, human, random = row.split()
         agent57[game] = (float(random), float(human))
     assert len(agent57) == 57
-    table = atari_report.REFERENCE
+    table = atari_scores.REFERENCE
     assert set(table) == set(agent57)
     differ = {game: (table[game], paper) for game, paper in agent57.items() if table[game] != paper}
     assert not differ, differ  # game: (bmg's, the paper's)
-    assert atari_report.reference("VideoPinball") == (0.0, 17667.9)
-    assert atari_report.human_normalized("VideoPinball", 17667.9 / 2) == pytest.approx(0.5)
-    assert atari_report.human_normalized("VideoPinball", 0.0) == 0.0
+    assert atari_scores.reference("VideoPinball") == (0.0, 17667.9)
+    assert atari_scores.human_normalized("VideoPinball", 17667.9 / 2) == pytest.approx(0.5)
+    assert atari_scores.human_normalized("VideoPinball", 0.0) == 0.0
 
 
 def test_human_normalized_score():
-    assert atari_report.human_normalized("Breakout", 1.7) == 0
-    assert atari_report.human_normalized("Breakout", 30.5) == pytest.approx(1)
-    assert atari_report.human_normalized("Pong", 21) == pytest.approx((21 + 20.7) / 35.3)
+    assert atari_scores.human_normalized("Breakout", 1.7) == 0
+    assert atari_scores.human_normalized("Breakout", 30.5) == pytest.approx(1)
+    assert atari_scores.human_normalized("Pong", 21) == pytest.approx((21 + 20.7) / 35.3)
     with pytest.raises(ValueError, match="one of the 57 games") as error:
-        atari_report.human_normalized("Tetris", 1)
+        atari_scores.human_normalized("Tetris", 1)
     _one_sentence(str(error.value))
 
 
@@ -552,7 +553,7 @@ def test_median_and_iqm_over_games_by_hand():
     targets = np.arange(8) / 10
     scores = {}
     for game, target in zip(games, targets, strict=True):
-        random, human = atari_report.REFERENCE[game]
+        random, human = atari_scores.REFERENCE[game]
         scores[game] = random + target * (human - random)
     result = atari_report.aggregate(scores)
     assert result["games"] == 8 and result["runs"] == 1
@@ -561,7 +562,7 @@ def test_median_and_iqm_over_games_by_hand():
     low, high = result["intervals"]["iqm"]  # one run per game: no run to resample
     assert low == high == pytest.approx(result["iqm"])
     # two runs per game: IQM over the 16 runs x games scores, median of the per-game means
-    random, human = atari_report.REFERENCE["pong"]
+    random, human = atari_scores.REFERENCE["pong"]
     two = {g: [s, s] for g, s in scores.items()}
     two["pong"] = [random + 0.7 * (human - random), random + 2.7 * (human - random)]
     result = atari_report.aggregate(two)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bmg.experiments.checkpoint import Checkpointer, CheckpointError
+from bmg.train.checkpoint import Checkpointer, CheckpointError
 
 
 class Carry(NamedTuple):
@@ -253,7 +253,7 @@ def test_save_killed_between_writes_leaves_previous_step_restorable(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_checkpoint import make_state, META
-        from bmg.experiments.checkpoint import Checkpointer
+        from bmg.train.checkpoint import Checkpointer
         from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
 
         checkpointer = Checkpointer({str(tmp_path / "ckpt")!r})
@@ -476,7 +476,7 @@ def test_several_processes_keep_each_their_own_meta(tmp_path, monkeypatch):
     2 (the metas that every process would contribute gathered into the JSON in process order),
     restored as process 1 it hands back process 1's meta and the same state; restored by another
     number of processes it is refused in one sentence."""
-    from bmg.experiments import checkpoint
+    from bmg.train import checkpoint
 
     metas = [{"rows": [1.0, float("nan")], "process": 0}, {"rows": [2.5], "process": 1}]
     gathered = []
@@ -532,7 +532,7 @@ def test_a_step_is_written_once(saved):
 
 
 def test_importing_the_module_does_not_import_orbax():
-    code = "import sys, bmg.experiments.checkpoint; print('orbax' in ' '.join(sys.modules))"
+    code = "import sys, bmg.train.checkpoint; print('orbax' in ' '.join(sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
 

@@ -19,11 +19,12 @@ import time
 import numpy as np
 import pytest
 
-from bmg.experiments import rundir
 from bmg.experiments import two_colors as tc
 from bmg.experiments import two_colors_report as report
-from bmg.experiments.cli import config_digest, main
-from bmg.experiments.runners.anakin import Anakin
+from bmg.experiments.cli import main
+from bmg.train import rundir
+from bmg.train.anakin import Anakin
+from bmg.train.rundir import config_digest
 
 TINY = [
     "--steps", "1200", "--seeds", "2", "--chunk-steps", "400", "--k", "1", "--l", "2",
@@ -727,7 +728,7 @@ def test_a_backend_that_cannot_start_is_one_sentence(
     platform was asked for and which this machine has, before its directory exists."""
     import jax
 
-    from bmg.experiments import backend
+    from bmg.train import backend
 
     if command[0] == "atari":
         pytest.importorskip("ale_py")
@@ -751,7 +752,7 @@ def test_a_backend_that_cannot_start_is_one_sentence(
 
 
 CUDA_ON_CPU = """
-from bmg.experiments.backend import check_backend
+from bmg.train.backend import check_backend
 try:
     check_backend()
 except ValueError as error:

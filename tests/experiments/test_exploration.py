@@ -66,7 +66,7 @@ def test_q_lifetime_accounting_and_epsilon(algo, inner_steps, bootstrap_steps):
 
 def test_exploration_preset_gives_every_algorithm_a_valid_k():
     """BMG on epsilon with K = 0 by default; `--algo mg` (K >= 1) from the same preset is valid
-    too (issue: `bmg two-colors exploration --agent q --algo mg` was refused for K = 0)."""
+    too (a regression: `bmg two-colors exploration --agent q --algo mg` was refused for K = 0)."""
     description, overrides = PRESETS["exploration"]
     config = TwoColorsConfig(**overrides)
     assert (config.agent, config.algo, config.num_inner_steps, config.bootstrap_steps) == (

@@ -1,4 +1,4 @@
-"""The run-directory driver of the compiled runner (`bmg.experiments.runners.lifetime`): a failed
+"""The run-directory driver of the compiled runner (`bmg.train.lifetime`): a failed
 run leaves no thread behind, and its `Prepared` runner runs again as a new one would."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from bmg.core import Learner, LearnerState, MetaConfig
-from bmg.experiments.runners import lifetime
-from bmg.experiments.runners.anakin import Anakin
+from bmg.train import lifetime
+from bmg.train.anakin import Anakin
 
 CONFIG = SimpleNamespace(
     seeds=2, meta_steps_per_chunk=2, num_chunks=2, total_env_steps=4, steps_per_meta_step=1

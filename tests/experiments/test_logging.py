@@ -7,8 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from bmg.experiments.logging import RunLogger, make_console
 from bmg.experiments.tables import rich_table
+from bmg.train.logging import RunLogger, make_console
 
 LINE = "chunk 3/10: 150,000 steps per seed, 50,305 steps/s (all seeds), reward/step 0.003 (seed 0)"
 

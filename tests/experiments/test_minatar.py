@@ -19,7 +19,7 @@ import pytest
 from bmg.agents.stacx import StacxConfig
 from bmg.experiments import minatar as mn
 from bmg.experiments.cli import main
-from bmg.experiments.runners.anakin import Anakin
+from bmg.train.anakin import Anakin
 
 TINY_STACX = StacxConfig(
     num_envs=4, rollout_length=5, minatar_channels=2, hidden_size=8, meta_embedding_size=2
@@ -98,8 +98,8 @@ def test_a_resume_refuses_an_edited_config(drop_digest, tmp_path, capsys):
     """A run directory's config.json records its config's digest when the run starts: edited
     afterwards, with or without the digest removed, it is not the run that started, and the
     resume refuses it with one sentence (nothing runs)."""
-    from bmg.experiments import rundir
-    from bmg.experiments.cli import config_digest
+    from bmg.train import rundir
+    from bmg.train.rundir import config_digest
 
     run = tmp_path / "run"
     run.mkdir()

@@ -1,6 +1,6 @@
 """Run directories: bad --out paths refused before any work, one run per directory (a lock held
 for the run's life), strict atomic JSON, and one sentence naming the file for failed writes and
-damaged reads (issue 12, items 6, 10, 11, 13 and 14)."""
+damaged reads."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bmg.experiments import rundir
-from bmg.experiments.rundir import (
+from bmg.train import rundir
+from bmg.train.rundir import (
     CsvAppender,
     is_run_dir,
     lock_run_dir,
@@ -128,7 +128,7 @@ def test_dir_holding_other_files_is_refused_and_left_alone(tmp_path):
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from bmg.experiments.rundir import make_run_dir
+    from bmg.train.rundir import make_run_dir
     make_run_dir(sys.argv[1], "two-colors", "bmg")
     print("locked", flush=True)
     time.sleep(60)
@@ -157,7 +157,7 @@ def test_second_run_into_the_same_dir_refuses_until_the_first_ends(tmp_path):
 def test_lock_is_per_process_and_released(tmp_path):
     lock_run_dir(tmp_path)
     lock_run_dir(tmp_path)  # already ours: no-op
-    code = f"from bmg.experiments.rundir import lock_run_dir; lock_run_dir({str(tmp_path)!r})"
+    code = f"from bmg.train.rundir import lock_run_dir; lock_run_dir({str(tmp_path)!r})"
     busy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert busy.returncode == 1 and "is in use by another run" in busy.stderr
     release_run_dir(tmp_path)

@@ -1,7 +1,7 @@
 """Sebulba (actor threads -> queue -> sharded learner) on a tiny fake vector environment, and the
 Atari environment's configuration.
 
-The fake environment has the ``VectorEnv`` interface of ``bmg.experiments.runners.sebulba``
+The fake environment has the ``VectorEnv`` interface of ``bmg.train.sebulba``
 (what ``bmg.envs.atari.AtariEnvs`` implements) with known dynamics: every step pays reward 1,
 episodes of environment i last ``episode_length + i`` steps and then reset in the same step.
 The learner is STACX with a tiny MinAtar torso. One real ALE test runs when ale-py is installed.
@@ -22,10 +22,10 @@ import time
 import numpy as np
 import pytest
 
-from bmg.agents.stacx import StacxConfig
+from bmg.agents.stacx import StacxConfig, sebulba_agent
 from bmg.core import MetaConfig
 from bmg.envs import atari
-from bmg.experiments.runners.sebulba import (
+from bmg.train.sebulba import (
     COORDINATOR_ENV,
     Sebulba,
     SebulbaConfig,
@@ -34,6 +34,7 @@ from bmg.experiments.runners.sebulba import (
 )
 
 TINY = StacxConfig(minatar_channels=2, hidden_size=8, meta_embedding_size=2)
+AGENT = sebulba_agent(TINY)
 
 
 class FakeEnvs:
@@ -81,7 +82,7 @@ def test_the_runner_learns_counts_frames_and_episodes_and_its_lag_is_at_most_1()
     """1 thread, queue_size 1, wait_for_params: lag <= 1 (both 0 and 1 occur); emulator frames
     = steps x 4; every finished episode of env i returned 5 + i (reward 1 per step)."""
     config = SebulbaConfig(envs_per_thread=2, rollout_length=4, queue_size=1)
-    run = Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: FakeEnvs(2), seed=0)
+    run = Sebulba(config, AGENT, MetaConfig(algo="fixed"), lambda i: FakeEnvs(2), seed=0)
     with run:
         state, stats = run.run(6)
         assert run.alive_threads() == []
@@ -103,7 +104,7 @@ def test_an_actor_exception_stops_the_run_joins_the_threads_and_is_raised():
     config = SebulbaConfig(envs_per_thread=2, rollout_length=4, num_actor_threads=2)
     run = Sebulba(
         config,
-        TINY,
+        AGENT,
         MetaConfig(algo="fixed"),
         lambda i: FakeEnvs(2, fail_at=3 if i == 1 else None),
     )
@@ -119,7 +120,7 @@ def test_stop_and_sigint_join_every_thread():
     """stop() from the update callback ends the run cleanly; a SIGINT delivered by another
     thread mid-run raises KeyboardInterrupt after every actor thread has been joined."""
     config = SebulbaConfig(envs_per_thread=2, rollout_length=4, num_actor_threads=2, queue_size=2)
-    run = Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: FakeEnvs(2, delay=0.001))
+    run = Sebulba(config, AGENT, MetaConfig(algo="fixed"), lambda i: FakeEnvs(2, delay=0.001))
     with run:
         _, stats = run.run(10_000, on_update=lambda v, m, s: v >= 2 and run.stop())
         assert 2 <= stats.updates < 10_000 and run.alive_threads() == []
@@ -165,7 +166,7 @@ def test_a_run_after_a_failed_one_is_a_fresh_run_like_a_new_runners():
     config = SebulbaConfig(envs_per_thread=2, rollout_length=4, queue_size=1)
 
     def make(envs):
-        return Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: envs, seed=0)
+        return Sebulba(config, AGENT, MetaConfig(algo="fixed"), lambda i: envs, seed=0)
 
     def first_update(runner, fail_at=None):
         seen = {}
@@ -217,7 +218,7 @@ def test_a_run_is_refused_while_an_earlier_runs_thread_is_alive_or_once_closed()
     one sentence naming it (two threads would step one environment), and works once it ended."""
     config = SebulbaConfig(envs_per_thread=2, rollout_length=4, join_timeout=0.1)
     envs = Stuck(2)
-    run = Sebulba(config, TINY, MetaConfig(algo="fixed"), lambda i: envs)
+    run = Sebulba(config, AGENT, MetaConfig(algo="fixed"), lambda i: envs)
     with run:
         stopper = lambda: envs.entered.wait(120) and run.stop()  # once the actor is stuck
         threading.Thread(target=stopper, daemon=True).start()
@@ -255,7 +256,12 @@ def test_config_validation_and_device_resolution():
     with pytest.raises(ValueError, match="learner_devices must be at most the 4 devices"):
         resolve_devices(SebulbaConfig(learner_devices=5), devices)
     with pytest.raises(ValueError, match="make_env must give envs_per_thread = 2 environments"):
-        Sebulba(SebulbaConfig(envs_per_thread=2), TINY, MetaConfig(), lambda i: FakeEnvs(3))
+        Sebulba(
+            SebulbaConfig(envs_per_thread=2),
+            AGENT,
+            MetaConfig(),
+            lambda i: FakeEnvs(3),
+        )
 
 
 # --- The learner step over 4 devices ----------------------------------------------------------
@@ -293,13 +299,13 @@ PROCESS_SCRIPT = textwrap.dedent(
     import numpy as np
     out, tests, process, address = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     sys.path.insert(0, tests)
-    from bmg.experiments.runners.sebulba import Sebulba, SebulbaConfig, initialize_distributed
-    from bmg.experiments.runners.sebulba import to_host
+    from bmg.train.sebulba import Sebulba, SebulbaConfig, initialize_distributed
+    from bmg.train.sebulba import to_host
     if process >= 0:
         assert initialize_distributed(address, 2, process)
     import jax
     from bmg import rl
-    from bmg.agents.stacx import StacxConfig
+    from bmg.agents.stacx import StacxConfig, sebulba_agent
     from bmg.core import MetaConfig
     from test_sebulba import FakeEnvs
 
@@ -326,7 +332,7 @@ PROCESS_SCRIPT = textwrap.dedent(
     for devices in device_counts:
         config = SebulbaConfig(actor_devices=(0,), learner_devices=devices, envs_per_thread=E,
                                rollout_length=T)
-        run = Sebulba(config, stacx, meta, lambda i: FakeEnvs(E))
+        run = Sebulba(config, sebulba_agent(stacx), meta, lambda i: FakeEnvs(E))
         state = run.init_learner()
         for _ in range(2):
             state, metrics = run.learner_step(state, batch, logits)

@@ -254,8 +254,8 @@ def test_cli_sweep_interrupted_and_resumed_writes_runs_and_a_ranked_table(tmp_pa
 
     from bmg.experiments import cli
     from bmg.experiments import two_colors_report as report
-    from bmg.experiments.rundir import read_config
-    from bmg.experiments.runners.anakin import Anakin
+    from bmg.train.anakin import Anakin
+    from bmg.train.rundir import read_config
 
     out = tmp_path / "sweep"
     argv = ["two-colors", "sweep", *TINY_FLAGS, "--grid", "ac.entropy-cost=0,0.3", "--out"]

@@ -17,8 +17,6 @@ import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
-from bmg.experiments.checkpoint import CheckpointError
-from bmg.experiments.runners.anakin import State
 from bmg.experiments.two_colors import (
     MAX_STEPS,
     PRESETS,
@@ -29,6 +27,8 @@ from bmg.experiments.two_colors import (
     make_runner,
     report_trace,
 )
+from bmg.train.anakin import State
+from bmg.train.checkpoint import CheckpointError
 
 T = 4
 AGENT = ActorCriticConfig(hidden_size=16, rollout_length=T, context_length=17, meta_hidden_size=8)
@@ -422,7 +422,7 @@ def test_related_preset_holds_the_published_values():
 
 
 def test_demo_preset_is_the_related_preset_scaled_down_in_steps_and_seeds_only():
-    """`make demo` runs the published values (issue 13): every field but the budget is
+    """`make demo` runs the published values: every field but the budget is
     `related`'s, for both agents."""
     demo, related = preset("demo"), preset("related")
     assert (demo.steps, demo.seeds, demo.chunk_steps) == (1_000_000, 4, 100_000)

@@ -10,9 +10,10 @@ import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
+from bmg.experiments import stats
 from bmg.experiments import two_colors_report as report
-from bmg.experiments.rundir import save_npz, write_json
 from bmg.experiments.two_colors import EnvConfig, Trace, TwoColorsConfig
+from bmg.train.rundir import save_npz, write_json
 
 
 def hand_trace():
@@ -134,7 +135,7 @@ def test_reward_per_step_by_phase_and_paying_colour():
 
 
 def test_mean_and_standard_error_are_empty_safe():
-    assert report.mean_se(np.array([1.0, 3.0])) == {"mean": 2.0, "se": 1.0}  # std 1.414 / 1.414
+    assert stats.mean_se(np.array([1.0, 3.0])) == {"mean": 2.0, "se": 1.0}  # std 1.414 / 1.414
     one = report.mean_se(np.array([2.5]))
     assert one["mean"] == 2.5 and math.isnan(one["se"])
     for values in (np.zeros(0), np.array([np.nan, np.nan])):

@@ -474,7 +474,7 @@ def test_class_shared_between_splits(tmp_path):
 
 
 def test_image_listed_in_two_splits(tmp_path):
-    """Issue 12 item 2: the same file in train.csv and test.csv (under a test class, so the
+    """The same file in train.csv and test.csv (under a test class, so the
     classes stay disjoint) is one data error naming the file and both split files."""
     root = make(tmp_path)
     filename = csv_rows(root / "train.csv")[1].split(",")[0]
@@ -510,7 +510,7 @@ def test_pkl_image_in_two_splits(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["csv", "pkl"])
 def test_splits_of_different_image_sizes(tmp_path, fmt):
-    """Issue 12 item 5: 16x16 train and 32x32 val/test images fail at load naming the sizes and
+    """16x16 train and 32x32 val/test images fail at load naming the sizes and
     suggesting --image-size (which then resizes them all)."""
     root = make(tmp_path, fmt)
     for split in ("val", "test"):

@@ -18,11 +18,11 @@ from rich.console import Console
 from bmg import memory
 from bmg.experiments import fewshot as fs
 from bmg.experiments import fewshot_report as report
-from bmg.experiments.rundir import write_config
-from bmg.experiments.runners import host_loop
 from bmg.experiments.tables import markdown_table
 from bmg.fewshot.data import DataError, load_splits
 from bmg.fewshot.synthetic import make_synthetic
+from bmg.train import host_loop
+from bmg.train.rundir import write_config
 
 SHORT = dict(
     queries=5, meta_steps=6, eval_every=3, val_tasks=12, test_tasks=30, eval_batch_size=12,
@@ -144,9 +144,9 @@ def test_resume_needs_a_checkpoint(system, tmp_path):
 def test_a_non_finite_initialisation_stops_the_run_and_keeps_the_last_checkpoint(
     system, tmp_path, monkeypatch
 ):
-    """Issue 12 item 8: the guard names the quantity and the meta-step; nothing of that step is
+    """The guard names the quantity and the meta-step; nothing of that step is
     written and the checkpoint of the last score stays restorable."""
-    from bmg.experiments.checkpoint import Checkpointer
+    from bmg.train.checkpoint import Checkpointer
 
     real_step = system.step
 
@@ -237,7 +237,7 @@ def test_a_short_last_evaluation_batch_is_padded_not_compiled_again(bmg_run, sys
 
 
 def test_evaluation_takes_eval_inner_steps_hand_written_sgd_steps(data_dir):
-    """Issue 12 (mutation survivor): validation and test adapt with `eval_inner_steps` support
+    """A mutation survivor: validation and test adapt with `eval_inner_steps` support
     steps, not the training `inner_steps`: against three hand-written SGD steps."""
     splits = load_splits(data_dir, image_size=16, min_per_class=6)
     config = fs.FewShotConfig(
@@ -297,7 +297,7 @@ def test_bad_hyper_parameters_are_refused_at_start(field, value, message):
 
 
 def test_images_smaller_than_the_network_needs_are_a_data_error(tmp_path):
-    """Issue 12 item 13: 8x8 images (`make-synthetic --size 8`) fail with one sentence when the
+    """8x8 images (`make-synthetic --size 8`) fail with one sentence when the
     system is built, before any run directory exists; with --image-size 16 they work."""
     data_dir = make_synthetic(tmp_path / "d", format="pkl", classes=5, per_class=6, size=8)
     config = fs.FewShotConfig(data_dir=data_dir, queries=1, filters=2)
@@ -322,7 +322,7 @@ def fake_run(path, *, test_tasks, inner_steps=5):
 
 
 def test_compare_runs_with_different_test_task_counts(tmp_path):
-    """Issue 12 item 13: the test-task count is its own column, so the table has one header."""
+    """The test-task count is its own column, so the table has one header."""
     runs = [fake_run(tmp_path / "a", test_tasks=600), fake_run(tmp_path / "b", test_tasks=100)]
     table = markdown_table(report.comparison_rows(runs))
     lines = table.splitlines()

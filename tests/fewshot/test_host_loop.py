@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bmg.experiments.checkpoint import Checkpointer
-from bmg.experiments.runners import host_loop
+from bmg.train import host_loop
+from bmg.train.checkpoint import Checkpointer
 
 
 def fake_loop(num_steps=7, eval_every=3, nan_at=None, scores=None):

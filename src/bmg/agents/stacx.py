@@ -70,7 +70,7 @@ all-reduced with ``jax.lax.pmean`` as the first transformation of the optimiser 
 clip, RMSProp and the RMSProp target step see the whole batch's gradient), metrics are
 ``pmean``-ed and probes ``psum``-ed, and the acting noise and environment keys are the global
 draws sliced to the device's streams. The meta-gradient of each device is then averaged over
-the axis (``bmg.experiments.runners.anakin.over_batch_shards``: pmean, one key for all), which
+the axis (``bmg.train.anakin.over_batch_shards``: pmean, one key for all), which
 by linearity is the meta-gradient of the whole batch's objective (the pmean inside the update
 transposes to a pmean of the cotangents). N devices give the numbers of one device holding all
 B streams, to float reassociation (tested with 4 forced host devices). The plain SGD target
@@ -85,6 +85,7 @@ from typing import Any, Literal, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from bmg import rl
@@ -777,11 +778,13 @@ class OnBatches(NamedTuple):
         ``LearnerState.extras`` (``BatchExtras``).
       act_fn: ``Parts.act_fn``, ``(params, meta_params, obs [B, ...], key) -> (actions,
         logits)``.
+      batch_extras: ``batch_extras``, the extras of a meta-step's N batches.
       parts: every piece (``Parts``).
     """
 
     learner: Learner
     act_fn: Any
+    batch_extras: Any
     parts: Parts
 
 
@@ -847,4 +850,24 @@ def make_stacx_on_batches(
         target_step=parts.target_step,
         probes=lambda meta_params, state: parts.meta_probes(meta_params),
     )
-    return OnBatches(learner, parts.act_fn, parts)
+    return OnBatches(learner, parts.act_fn, batch_extras, parts)
+
+
+def sebulba_agent(config: StacxConfig):
+    """STACX on batches as ``bmg.train.sebulba.Sebulba``'s agent (its ``MakeAgent``):
+    ``make(spec, *, num_envs, rollout_length, num_batches, axis_name)`` builds
+    ``make_stacx_on_batches`` for the environments like ``spec``, with B = ``num_envs`` and T =
+    ``rollout_length`` replacing ``config``'s (the runner's layout decides them)."""
+
+    def make(spec, *, num_envs, rollout_length, num_batches, axis_name) -> OnBatches:
+        layout = dataclasses.replace(config, num_envs=num_envs, rollout_length=rollout_length)
+        return make_stacx_on_batches(
+            layout,
+            tuple(spec.observation_shape),
+            np.dtype(spec.observation_dtype),
+            spec.num_actions,
+            num_batches=num_batches,
+            axis_name=axis_name,
+        )
+
+    return make

@@ -4,7 +4,7 @@ The emulator is ``ale-py`` (Bellemare et al., "The Arcade Learning Environment: 
 Platform for General Agents", JAIR 2013; ``pip install 'bmg[atari]'``), whose
 ``ale_py.vector_env.AtariVectorEnv`` steps a batch of games in C++ threads and does the
 preprocessing. ``make_vector_env`` returns it wrapped as an ``AtariEnvs``, the host vector
-environment that ``bmg.experiments.runners.sebulba``'s actors step.
+environment that ``bmg.train.sebulba``'s actors step.
 
 The protocol, each choice with its source (``AtariConfig`` holds them; every number reported
 with this system states them):
@@ -171,7 +171,7 @@ class Step(NamedTuple):
 
 class AtariEnvs:
     """N Atari games in one ``ale_py.vector_env.AtariVectorEnv`` (C++ threads), the host vector
-    environment interface of ``bmg.experiments.runners.sebulba`` (``VectorEnv``): channels-last
+    environment interface of ``bmg.train.sebulba`` (``VectorEnv``): channels-last
     uint8 observations, raw rewards, truncations at ``max_episode_frames`` with the pre-reset
     ``final_obs``, ``frames_per_step`` emulator frames per agent step.
 

@@ -3,7 +3,7 @@
 Flennerhag et al., "Bootstrapped Meta-Learning", ICLR 2022 (the Atari experiments: STACX with a
 one-step meta-gradient, and with BMG; 200M frames in IMPALA's actor-learner layout), on the real
 emulator (``bmg.envs.atari``, ale-py) with the Sebulba runner
-(``bmg.experiments.runners.sebulba``: actor threads -> queue -> a learner sharded over devices,
+(``bmg.train.sebulba``: actor threads -> queue -> a learner sharded over devices,
 several hosts through ``jax.distributed``). The agent is ``bmg.agents.stacx`` (Zahavy et al.,
 NeurIPS 2020) with IMPALA's ResNet torso (Espeholt et al., ICML 2018).
 
@@ -23,7 +23,7 @@ raw (unclipped) and counted when the actors finish them. One run is one seed: th
 system is asynchronous (the thread schedule decides which parameters act), so runs are repeated
 with ``--seed`` rather than vmapped.
 
-Checkpoints (orbax, ``bmg.experiments.checkpoint``) every ``checkpoint_interval`` meta-steps hold
+Checkpoints (orbax, ``bmg.train.checkpoint``) every ``checkpoint_interval`` meta-steps hold
 the learner state (parameters, RMSProp state, meta-parameters, the meta-optimiser's Adam state,
 the PRNG key) and, in their JSON, the counters (meta-steps, frames learned and acted, episodes,
 seconds) and the metrics rows so far; not the queue or the games. ``bmg atari resume RUN_DIR``
@@ -56,9 +56,9 @@ from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
 from bmg.experiments.minatar import ALGOS, stacx_meta_config
 from bmg.experiments.minatar import unused_fields as stacx_unused_fields
-from bmg.experiments.runners.lifetime import CHECKPOINTS
-from bmg.experiments.runners.sebulba import PAPER_LAYOUT, SebulbaConfig
 from bmg.memory import INT32_MAX
+from bmg.train.lifetime import CHECKPOINTS
+from bmg.train.sebulba import PAPER_LAYOUT, SebulbaConfig
 
 ACTOR_TIMES = ("env", "inference", "put_wait", "params_wait")
 LEARNER_TIMES = ("get_wait", "stack", "transfer", "step", "publish")
@@ -204,7 +204,7 @@ class AtariExperimentConfig:
     @property
     def batches_per_meta_step(self) -> int:
         """N: K, or K + L - 1 for BMG."""
-        from bmg.experiments.runners.sebulba import batches_per_meta_step
+        from bmg.train.sebulba import batches_per_meta_step
 
         return batches_per_meta_step(self.meta_config())
 
@@ -380,14 +380,14 @@ def prepare(config: AtariExperimentConfig) -> Prepared:
             f"env must be one of ale-py's games (such as 'Breakout', 'Pong', 'MsPacman'), got "
             f"{config.env!r}."
         )
-    from bmg.experiments.runners.sebulba import initialize_distributed, resolve_devices
+    from bmg.train.sebulba import initialize_distributed, resolve_devices
 
     if not config.coordinator_address and os.environ.get("JAX_COORDINATOR_ADDRESS"):
         check_address(os.environ["JAX_COORDINATOR_ADDRESS"], "$JAX_COORDINATOR_ADDRESS")
     initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
     import jax
 
-    from bmg.experiments.backend import check_backend
+    from bmg.train.backend import check_backend
 
     check_backend()  # JAX's first computation: after joining, before anything else
 
@@ -404,13 +404,14 @@ def prepare(config: AtariExperimentConfig) -> Prepared:
 
 def make_runner(config: AtariExperimentConfig):
     """The Sebulba runner of ``config`` on ale-py's games (``bmg.envs.atari``)."""
+    from bmg.agents.stacx import sebulba_agent
     from bmg.envs.atari import make_vector_env
-    from bmg.experiments.runners.sebulba import Sebulba
+    from bmg.train.sebulba import Sebulba
 
     atari = config.atari_config()
     return Sebulba(
         config.sebulba,
-        config.stacx,
+        sebulba_agent(config.stacx),
         config.meta_config(),
         lambda index: make_vector_env(atari, config.seed),
         seed=config.seed,
@@ -547,8 +548,9 @@ def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -
     """summary.json: MinAtar's keys (``bmg compare`` reads both; its "first chunk" is here the
     first 10% of rows) and Atari's own: the raw return of the episodes ending in the last 10% of
     rows and its human-normalised score, the protocol, frames/s (compilation included), lag."""
+    from bmg.envs import atari_scores
     from bmg.experiments import atari_report
-    from bmg.experiments.two_colors_report import mean_se
+    from bmg.experiments.stats import mean_se
 
     trace = trace_of(rows)
     final = atari_report.fraction_return(trace, last=True)
@@ -556,7 +558,7 @@ def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -
     seconds = rows[-1]["seconds"]
     lags = [r["lag_mean"] for r in rows if not math.isnan(r["lag_mean"])]
     try:
-        hns = atari_report.human_normalized(config.env, final)
+        hns = atari_scores.human_normalized(config.env, final)
     except ValueError:  # a game outside the 57
         hns = math.nan
     summary = {
@@ -612,7 +614,7 @@ def result_rows(run_dir: Path) -> list[dict[str, str]]:
     """The results table row of a finished run (MinAtar's comparison columns, and the human-
     normalised score)."""
     from bmg.experiments import minatar_report
-    from bmg.experiments.rundir import read_json
+    from bmg.train.rundir import read_json
 
     rows = minatar_report.comparison_rows([run_dir])
     summary = read_json(Path(run_dir) / "summary.json", "a run's summary")
@@ -661,7 +663,7 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
 
     Several processes: every process calls it (its own run directory, the same config and
     ``checkpoint_dir``); they save and restore one checkpoint together
-    (``bmg.experiments.checkpoint``), each keeping its own counters and rows in it.
+    (``bmg.train.checkpoint``), each keeping its own counters and rows in it.
 
     Raises:
       ValueError: a new run whose ``checkpoint_dir`` already holds something; a resume without
@@ -674,9 +676,9 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
     import jax
 
     from bmg.experiments import atari_report
-    from bmg.experiments.checkpoint import Checkpointer
-    from bmg.experiments.logging import RunLogger
-    from bmg.experiments.runners.sebulba import to_host
+    from bmg.train.checkpoint import Checkpointer
+    from bmg.train.logging import RunLogger
+    from bmg.train.sebulba import to_host
 
     if not isinstance(target, Prepared):
         target = prepare(target)

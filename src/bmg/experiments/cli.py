@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Generic, TypeVar, Union
+
+from bmg.train.rundir import check_digest, config_digest
 
 COMMANDS = {
     "two-colors": "train fixed / mg / bmg on Two-colors; writes a run directory",
@@ -161,33 +161,6 @@ def refuse_unused_flags(argv: list[str], config, unused_fields, prog: str) -> No
         sys.exit(f"{prog}: error: {flag} has no effect {unused[field]}; drop it.")
 
 
-def config_digest(config: dict) -> str:
-    """SHA-256 of a config's canonical JSON: resume refuses a config.json edited after the start."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-
-
-def check_digest(path: Path, recorded, digest: str, what: str) -> None:
-    """A resume continues the configuration that started (`what`: "run", "sweep"): the
-    config_digest recorded in `path` at the start must be there and equal `digest`, the digest
-    of what `path` holds now.
-
-    Raises:
-      ValueError: one sentence naming `path`: no digest, or one that no longer matches.
-    """
-    if recorded is None:
-        raise ValueError(
-            f"{path} has no config_digest, so nothing shows that it still holds the configuration "
-            f"the {what} started with; a resume continues that configuration only: start a new "
-            f"{what}."
-        )
-    if recorded != digest:
-        raise ValueError(
-            f"{path} was edited after the {what} started (its configuration no longer matches "
-            "config_digest); a resume continues the same configuration: restore the original "
-            f"values or start a new {what}."
-        )
-
-
 def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, check_new=None):
     """(config, prepared, run_dir, resumed) for a new run or a resume.
 
@@ -197,7 +170,7 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, ch
     with one sentence if the input is bad, the directory cannot be this run's, holds a finished
     run, or its config.json was edited after the start.
     """
-    from bmg.experiments import records, rundir
+    from bmg.train import records, rundir
 
     hint = f"; to continue it, run `{prog} resume DIR`"
     try:
@@ -250,8 +223,8 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, ch
 
 def start_backend(prog: str) -> None:
     """Start JAX's backend, or exit with one sentence naming the platforms JAX_PLATFORMS asked
-    for and those this machine has (`bmg.experiments.backend.check_backend`)."""
-    from bmg.experiments.backend import check_backend
+    for and those this machine has (`bmg.train.backend.check_backend`)."""
+    from bmg.train.backend import check_backend
 
     try:
         check_backend()
@@ -296,8 +269,8 @@ def run_experiment(
         where = f"; {args.run_dir} is as it was" if isinstance(args, Resume) else ""
         sys.exit(f"\n{prog}: interrupted before the run started; nothing was written{where}.")
     config, prepared, run_dir, resumed = start
-    from bmg.experiments import rundir
-    from bmg.experiments.logging import make_console
+    from bmg.train import rundir
+    from bmg.train.logging import make_console
 
     console = make_console()  # log lines are never wrapped (one line each in a log file)
     try:
@@ -353,8 +326,8 @@ def read_sweep_config(path: Path):
     Raises:
       ValueError: one sentence naming the file and what is wrong.
     """
-    from bmg.experiments import records, rundir
     from bmg.experiments import two_colors as tc
+    from bmg.train import records, rundir
 
     what = "a sweep's config"
     schema = {"config": records.OBJECT, "grid": records.OBJECT}
@@ -376,8 +349,8 @@ def read_sweep_config(path: Path):
 def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) -> None:
     """`bmg two-colors sweep PRESET --grid ...` (or the resume of a sweep directory): the grid's
     configurations x seeds as one compiled program (`bmg.experiments.two_colors.run_sweep`)."""
-    from bmg.experiments import rundir
     from bmg.experiments import two_colors as tc
+    from bmg.train import rundir
 
     try:
         if resume_dir is None:
@@ -428,7 +401,7 @@ def two_colors_sweep_command(argv: list[str], resume_dir: Path | None = None) ->
             start_backend(SWEEP_PROG)
     except ValueError as error:
         sys.exit(f"{SWEEP_PROG}: error: {str(error).rstrip('.')}.")
-    from bmg.experiments.logging import make_console
+    from bmg.train.logging import make_console
 
     console = make_console()  # log lines are never wrapped (one line each in a log file)
     try:
@@ -493,8 +466,8 @@ def atari_command(argv: list[str]) -> None:
 
 
 def make_synthetic_command(argv: list[str]) -> None:
-    from bmg.experiments import rundir
     from bmg.fewshot.synthetic import make_synthetic
+    from bmg.train import rundir
 
     parser = argparse.ArgumentParser(
         prog="bmg fewshot make-synthetic",
@@ -541,9 +514,10 @@ def fewshot_command(argv: list[str]) -> None:
 def compare_command(argv: list[str]) -> None:
     from rich.console import Console
 
-    from bmg.experiments import fewshot_report, minatar_report, records, rundir
+    from bmg.experiments import fewshot_report, minatar_report
     from bmg.experiments import two_colors_report as report
     from bmg.experiments.tables import markdown_table
+    from bmg.train import records, rundir
 
     parser = argparse.ArgumentParser(prog="bmg compare", description=COMMANDS["compare"])
     parser.add_argument("runs", nargs="+", type=Path, help="finished run directories")

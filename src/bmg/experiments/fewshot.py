@@ -8,7 +8,7 @@ score is its mean accuracy over `test_tasks` test tasks with a 95% confidence in
 standard errors).
 
 This module declares the config, presets, metrics and the system (data, learner, compiled
-meta-step, evaluation); the host-loop runner (`bmg.experiments.runners.host_loop`) trains it,
+meta-step, evaluation); the host-loop runner (`bmg.train.host_loop`) trains it,
 and `run` writes the run directory.
 """
 
@@ -38,9 +38,9 @@ from bmg.agents.fewshot import (
 )
 from bmg.checks import check_integer
 from bmg.core import MetaConfig, make_meta_learner, over_batch
-from bmg.experiments.runners import host_loop
 from bmg.fewshot import data as fewshot_data
 from bmg.fewshot.conv4 import Conv4, feature_size
+from bmg.train import host_loop
 
 NUM_BLOCKS = 4
 """conv blocks of the network; each halves the image side."""
@@ -645,8 +645,8 @@ def run(
     from tensorboardX import SummaryWriter
 
     from bmg.experiments import fewshot_report as report
-    from bmg.experiments.checkpoint import Checkpointer
-    from bmg.experiments.rundir import CsvAppender, save_npz, write_json
+    from bmg.train.checkpoint import Checkpointer
+    from bmg.train.rundir import CsvAppender, save_npz, write_json
 
     system = config if isinstance(config, FewShotSystem) else prepare(config)
     config = system.config

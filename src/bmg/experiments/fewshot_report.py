@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bmg.experiments import records  # noqa: E402
-from bmg.experiments.records import INTEGER, NUMBER, TEXT  # noqa: E402
+from bmg.train import records  # noqa: E402
+from bmg.train.records import INTEGER, NUMBER, TEXT  # noqa: E402
 
 SUMMARY = {
     "best_val_accuracy": NUMBER,

@@ -8,7 +8,7 @@ agent is ``bmg.agents.stacx`` (Zahavy et al., "A Self-Tuning Actor-Critic Algori
 This module only declares the system (importing it loads no JAX, so ``--help`` is fast): its
 config and presets, the learner and meta-learning config it builds, and how the runner's trace
 becomes the report's columns. The lifetime runs on the Anakin runner
-(``bmg.experiments.runners.anakin``: compiled chunks, seeds vmapped and sharded, one seed's
+(``bmg.train.anakin``: compiled chunks, seeds vmapped and sharded, one seed's
 batch optionally split over devices, orbax checkpoints, exact resume); ``run`` drives it into a
 run directory; ``bmg.experiments.minatar_report`` writes the tables and plots.
 
@@ -32,8 +32,8 @@ import tyro
 from bmg.agents.stacx import StacxConfig
 from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
-from bmg.experiments.runners import lifetime
-from bmg.experiments.runners.lifetime import CHECKPOINTS
+from bmg.train import lifetime
+from bmg.train.lifetime import CHECKPOINTS
 
 MAX_STEPS = 2**31 - 1  # the int32 frame counters of a seed
 ALGOS = {"impala": "fixed", "stacx": "mg", "bmg": "bmg"}
@@ -268,7 +268,7 @@ def make_env(config: MinAtarConfig):
 def make_learner(config: MinAtarConfig):
     """The STACX ``bmg.core.Learner`` (its batch split over "batch" with batch_devices > 1)."""
     from bmg.agents.stacx import make_stacx
-    from bmg.experiments.runners.anakin import BATCH_AXIS
+    from bmg.train.anakin import BATCH_AXIS
 
     env, env_params = make_env(config)
     axis = BATCH_AXIS if config.batch_devices > 1 else None
@@ -277,8 +277,8 @@ def make_learner(config: MinAtarConfig):
 
 def make_runner(config: MinAtarConfig, run_dir: Path | None = None):
     """The Anakin runner of ``config``, checkpointing into ``run_dir/checkpoints`` when given."""
-    from bmg.experiments.checkpoint import Checkpointer
-    from bmg.experiments.runners.anakin import Anakin
+    from bmg.train.anakin import Anakin
+    from bmg.train.checkpoint import Checkpointer
 
     meta_config = config.meta_config()
     return Anakin(
@@ -340,7 +340,7 @@ def write_results(
     """trace.npz, summary.json and the plots of a finished lifetime (the runner's `initial`
     probes [seeds] and `trace` [seeds, meta_steps]) in `run_dir`; returns the summary."""
     from bmg.experiments import minatar_report as report
-    from bmg.experiments.rundir import save_npz, write_json
+    from bmg.train.rundir import save_npz, write_json
 
     per_chunk = config.meta_steps_per_chunk
     save_npz(run_dir / "trace.npz", **{f"initial/{k}": v for k, v in initial.items()}, **trace)
@@ -372,7 +372,7 @@ def prepare(config: MinAtarConfig) -> lifetime.Prepared:
     """`runners.lifetime.prepare`: compiled before any run directory exists (a lifetime that
     cannot fit in memory is refused with one sentence and leaves nothing behind); says how long
     compiling took."""
-    from bmg.experiments.logging import make_console
+    from bmg.train.logging import make_console
 
     prepared = lifetime.prepare(config, make_runner)
     make_console().print(f"compiled in {prepared.runner.compile_seconds:.1f} s")

@@ -18,10 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bmg.agents.stacx import META_NAMES  # noqa: E402
-from bmg.experiments import records  # noqa: E402
-from bmg.experiments.records import INTEGER, NUMBER, STAT, TEXT  # noqa: E402
-from bmg.experiments.rundir import read_run  # noqa: E402
-from bmg.experiments.two_colors_report import format_mean_se, mean_se  # noqa: E402
+from bmg.experiments.stats import format_mean_se, mean_se  # noqa: E402
+from bmg.train import records  # noqa: E402
+from bmg.train.records import INTEGER, NUMBER, STAT, TEXT  # noqa: E402
+from bmg.train.rundir import read_run  # noqa: E402
 
 LAST_FRACTION = 0.1  # the "final" return: episodes that ended in the last 10% of meta-steps
 
@@ -327,7 +327,7 @@ def _normalizer(game: str, atari: bool):
     """[seeds] returns -> normalised scores: human-normalised for Atari, / ``REFERENCE`` for
     MinAtar. Raises ValueError for a game without reference scores."""
     if atari:
-        from bmg.experiments.atari_report import human_normalized
+        from bmg.envs.atari_scores import human_normalized
 
         human_normalized(game, 0.0)  # an unknown game raises here
         return lambda returns: np.array([human_normalized(game, r) for r in returns])
@@ -382,7 +382,7 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
 
 def is_minatar_run(run_dir: Path) -> bool:
     """Whether the run directory's config.json is a MinAtar run's (it holds a STACX learner)."""
-    from bmg.experiments.rundir import read_json
+    from bmg.train.rundir import read_json
 
     return "stacx" in read_json(Path(run_dir) / "config.json", "a run's config").get("config", {})
 

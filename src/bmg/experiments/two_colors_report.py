@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib
 
@@ -15,10 +15,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bmg.experiments import records  # noqa: E402
-from bmg.experiments.records import INTEGER, NUMBER, STAT, STAT_PER_SEED, TEXT  # noqa: E402
-from bmg.experiments.rundir import read_run  # noqa: E402
-from bmg.experiments.two_colors import AGENTS, Trace, resolve_inner_steps  # noqa: E402
+from bmg.experiments.stats import format_mean_se, mean_se  # noqa: E402
+from bmg.experiments.two_colors_config import AGENTS, resolve_inner_steps  # noqa: E402
+from bmg.train import records  # noqa: E402
+from bmg.train.records import INTEGER, NUMBER, STAT, STAT_PER_SEED, TEXT  # noqa: E402
+from bmg.train.rundir import read_run  # noqa: E402
+
+
+class Trace(NamedTuple):
+    """Per meta-step records of every seed, host arrays [seeds, meta_steps] (the report's view)."""
+
+    env_steps: np.ndarray  # total environment steps after the meta-step
+    reward: np.ndarray  # sum of the rewards of the environment steps taken in the meta-step
+    schedule: np.ndarray  # entropy cost (ac) or epsilon (q) after the meta-step
+    policy_entropy: np.ndarray  # behaviour policy's entropy on the latest rollout's states
+    meta_loss: np.ndarray  # 0 for fixed and decay
+
 
 FLIP_WINDOW = 10_000  # steps before / after each flip for the entropy statistics
 SCHEDULE = {  # agent -> (metrics.csv column, summary.json prefix, plot label)
@@ -32,16 +44,6 @@ def csv_fields(agent: str) -> list[str]:
     column = SCHEDULE[agent][0]
     base = ["seed", "chunk", "env_steps", "reward_per_step", "cumulative_reward"]
     return [*base, column, "policy_entropy", "meta_loss"]
-
-
-def mean_se(values: np.ndarray) -> dict[str, float]:
-    """Mean and standard error over the first axis; NaN for an empty or all-NaN statistic (e.g.
-    the entropy around flips of a run shorter than one phase)."""
-    values = np.asarray(values, np.float64)
-    if values.size == 0 or np.isnan(values).all():
-        return {"mean": float("nan"), "se": float("nan")}
-    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return {"mean": float(values.mean()), "se": se}
 
 
 def cumulative_reward(trace, first_rewards: np.ndarray) -> np.ndarray:
@@ -465,19 +467,6 @@ def run_label(config: dict) -> str:
     label += "" if learner["context"] == "reward" else " no-context"
     outer_entropy_cost = learner.get("outer_entropy_cost", 0.0)  # ac learners only
     return label + (f" outer-entropy={outer_entropy_cost}" if outer_entropy_cost else "")
-
-
-def _missing(value) -> bool:
-    return value is None or math.isnan(value)  # summary.json writes NaN as null
-
-
-def format_mean_se(stat: dict, digits: int = 3) -> str:
-    """ "mean ± se", "mean" for one seed, "-" for a statistic the run has no data for."""
-    if _missing(stat["mean"]):
-        return "-"
-    if _missing(stat["se"]):
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['se']:.{digits}f}"
 
 
 def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ Threads (all in one process; JAX releases the GIL while it computes and ale-py w
 
 * actor thread i (``num_actor_threads`` of them) owns a ``VectorEnv`` of ``envs_per_thread``
   environments and acts on actor device ``i mod len(actor_devices)`` with the STACX main head
-  (``bmg.agents.stacx.Parts.act_fn``, jitted; its inputs are placed on the device). It steps
+  (the agent's ``act_fn``, jitted; its inputs are placed on the device). It steps
   ``rollout_length`` T times, then pushes one ``Rollout`` of its E environments ([E, T + 1, ...]
   observations, actions, raw rewards, ``discount_t = 1 - terminated``, truncations,
   ``final_obs``) together with the behaviour logits [E, T, A] and the parameter version that
@@ -25,8 +25,8 @@ Threads (all in one process; JAX releases the GIL while it computes and ale-py w
   K for fixed and MG, K + L - 1 for BMG: ``batches_per_meta_step``), stacks them into N batches
   [N, B, ...] with B = ``rollouts_per_batch`` x E, places them on the learner devices split
   along B (``NamedSharding(Mesh(learner_devices, ("batch",)), P(None, "batch"))``), and runs the
-  meta-learner's step of ``bmg.agents.stacx.make_stacx_on_batches`` inside ``jax.shard_map``
-  with the Anakin runner's reduction (``bmg.experiments.runners.anakin.over_batch_shards``):
+  meta-learner's step of the agent's learner (``MakeAgent``) inside ``jax.shard_map``
+  with the Anakin runner's reduction (``bmg.train.anakin.over_batch_shards``):
   each device's gradient of its shard's mean loss, all-reduced in the optimiser; meta-gradients
   averaged; parameters replicated. N learner devices give the numbers of one, to float
   reassociation (tested with 4 forced host devices). It then publishes the new parameters and
@@ -379,6 +379,37 @@ class _Published(NamedTuple):
     meta_params: list[Any]
 
 
+class ActorLearner(NamedTuple):
+    """An agent as Sebulba drives it (what a ``MakeAgent`` returns).
+
+    Attributes:
+      learner: a ``bmg.core.Learner`` whose ``update_fn`` reads its batch from
+        ``LearnerState.extras``; ``init_state(key)`` gives the parameters and optimiser state
+        (its extras are replaced by every meta-step's batches).
+      act_fn: ``(params, meta_params, obs [E, ...], key) -> (actions int32[E], logits [E, A])``,
+        the behaviour policy the actor threads run; no gradients.
+      batch_extras: ``(rollouts, actor_logits) -> extras``: the N batches of one meta-step
+        (``bmg.rl.Rollout``, leaves [N, B, T(+1), ...]) and the actors' logits [N, B, T, A] as
+        the learner state's extras.
+    """
+
+    learner: Any
+    act_fn: Any
+    batch_extras: Any
+
+
+class MakeAgent(Protocol):
+    """``make_agent(spec, *, num_envs, rollout_length, num_batches, axis_name) -> ActorLearner``:
+    the agent for environments like ``spec`` (a ``VectorEnv``: ``observation_shape``,
+    ``observation_dtype``, ``num_actions``), learning from N = ``num_batches`` batches of B =
+    ``num_envs`` streams of T = ``rollout_length`` steps per meta-step, its batch split over
+    the ``shard_map`` axis ``axis_name`` (None: one learner device)."""
+
+    def __call__(
+        self, spec: Any, *, num_envs: int, rollout_length: int, num_batches: int, axis_name: Any
+    ) -> ActorLearner: ...
+
+
 class LearnerState(NamedTuple):
     """What the learner carries between meta-steps (replicated over the learner devices)."""
 
@@ -393,9 +424,10 @@ class Sebulba:
 
     Args:
       config: the layout.
-      stacx: the learner (``bmg.agents.stacx.StacxConfig``); its ``num_envs`` and
-        ``rollout_length`` are replaced by the learner's batch, P x B streams of P processes (B of
-        the layout each), and T.
+      make_agent: the agent (``MakeAgent``): called once here with the first environment (its
+        observation shape, dtype and actions), the learner's batch (P x B streams of P
+        processes, B of the layout each), T and the batches of one meta-step; e.g.
+        ``bmg.agents.stacx.sebulba_agent(config)``.
       meta: ``bmg.core.MetaConfig`` (fixed, MG or BMG); BMG needs the RMSProp target step
         with more than one learner device.
       make_env: ``thread_index -> VectorEnv`` with ``envs_per_thread`` environments; called
@@ -412,7 +444,7 @@ class Sebulba:
     def __init__(
         self,
         config: SebulbaConfig,
-        stacx: Any,
+        make_agent: MakeAgent,
         meta: Any,
         make_env: Callable[[int], VectorEnv],
         *,
@@ -422,10 +454,9 @@ class Sebulba:
         import jax
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-        from bmg.agents.stacx import batch_extras, make_stacx_on_batches
         from bmg.core import LearnerState as CoreState
         from bmg.core import make_meta_learner
-        from bmg.experiments.runners.anakin import BATCH_AXIS, over_batch_shards
+        from bmg.train.anakin import BATCH_AXIS, over_batch_shards
 
         self.config, self.seed = config, int(seed)
         self._stop = threading.Event()
@@ -459,24 +490,20 @@ class Sebulba:
         spec = self.envs[0]
         self.frames_per_step = int(getattr(spec, "frames_per_step", 1))
         self.num_batches = batches_per_meta_step(meta)
-        # The learner's B is the global batch, every process's streams (P x B): its losses are
-        # means over them, and StacxConfig.mean_loss_rmsprop_eps scales by that B.
-        self.stacx = dataclasses.replace(
-            stacx, num_envs=batch * self.num_processes, rollout_length=config.rollout_length
-        )
         sharded = len(self.learner_devices) > 1
         axis = BATCH_AXIS if sharded else None
-        built = make_stacx_on_batches(
-            self.stacx,
-            tuple(spec.observation_shape),
-            np.dtype(spec.observation_dtype),
-            spec.num_actions,
+        # The learner's B is the global batch, every process's streams (P x B): its losses are
+        # means over them.
+        self.agent = make_agent(
+            spec,
+            num_envs=batch * self.num_processes,
+            rollout_length=config.rollout_length,
             num_batches=self.num_batches,
             axis_name=axis,
         )
-        self.parts = built.parts
+        batch_extras = self.agent.batch_extras
         meta_learner = make_meta_learner(
-            built.learner, meta, reduce=over_batch_shards(axis) if sharded else None
+            self.agent.learner, meta, reduce=over_batch_shards(axis) if sharded else None
         )
         self.meta_learner = meta_learner
 
@@ -507,7 +534,7 @@ class Sebulba:
             self.mesh = None
             self.data_sharding = self.replicated = self.learner_devices[0]
         self._step = jax.jit(step)
-        act = self.parts.act_fn
+        act = self.agent.act_fn
         self._act = jax.jit(
             lambda params, meta_params, obs, key, count: act(
                 params, meta_params, obs, jax.random.fold_in(key, count)
@@ -530,8 +557,9 @@ class Sebulba:
 
         def init(key):
             params_key, meta_key, run_key = jax.random.split(key, 3)
-            params, opt_state = self.parts.init_params(params_key)
-            meta_state = self.meta_learner.init(self.parts.init_meta_params(meta_key))
+            learner_state = self.agent.learner.init_state(params_key)
+            params, opt_state = learner_state.params, learner_state.opt_state
+            meta_state = self.meta_learner.init(self.agent.learner.init_meta_params(meta_key))
             state = LearnerState(meta_state, params, opt_state, run_key)
             # Strongly typed leaves, as the step returns them (else the second step re-traces).
             return jax.tree.map(lambda x: jnp.array(x, dtype=x.dtype), state)

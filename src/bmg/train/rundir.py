@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -24,7 +25,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 
@@ -327,6 +327,8 @@ def save_npz(path: Path, compress: bool = True, **arrays: np.ndarray) -> None:
 
 def write_config(path: Path, config: Any, **extra: Any) -> None:
     """config.json: the dataclass config, the git commit, versions and devices."""
+    import jax  # here: the rest of this module serves `--help` and reports without JAX
+
     write_json(
         path / "config.json",
         {
@@ -415,3 +417,30 @@ class CsvAppender:
                 os.close(fd)
         except OSError as error:
             raise _write_error(self.path, error, "; its earlier rows are intact") from None
+
+
+def config_digest(config: dict) -> str:
+    """SHA-256 of a config's canonical JSON: resume refuses a config.json edited after the start."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def check_digest(path: Path, recorded, digest: str, what: str) -> None:
+    """A resume continues the configuration that started (`what`: "run", "sweep"): the
+    config_digest recorded in `path` at the start must be there and equal `digest`, the digest
+    of what `path` holds now.
+
+    Raises:
+      ValueError: one sentence naming `path`: no digest, or one that no longer matches.
+    """
+    if recorded is None:
+        raise ValueError(
+            f"{path} has no config_digest, so nothing shows that it still holds the configuration "
+            f"the {what} started with; a resume continues that configuration only: start a new "
+            f"{what}."
+        )
+    if recorded != digest:
+        raise ValueError(
+            f"{path} was edited after the {what} started (its configuration no longer matches "
+            "config_digest); a resume continues the same configuration: restore the original "
+            f"values or start a new {what}."
+        )

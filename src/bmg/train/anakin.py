@@ -60,7 +60,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bmg.checks import check_integer
 from bmg.core import Learner, LearnerState, MetaConfig, MetaLearner, MetaState, make_meta_learner
-from bmg.experiments.runners import NonFiniteError  # noqa: F401  (raised here)
+from bmg.train.api import NonFiniteError  # noqa: F401  (raised here)
 
 Trace = dict[str, np.ndarray]
 """name -> host array [seeds, meta_steps] (probes, metrics and `finite/...` flags)."""
@@ -577,7 +577,7 @@ class Anakin:
         another lifetime, whose trace pieces this one must not overwrite."""
         if self.checkpointer is None:
             return
-        from bmg.experiments.checkpoint import CheckpointError
+        from bmg.train.checkpoint import CheckpointError
 
         steps = self.checkpointer.all_steps()
         clash = bool(steps) if step is None else step in steps
@@ -623,8 +623,8 @@ class Anakin:
 
     def _write_pieces(self, state: State) -> None:
         """trace/<chunk>.npz for every chunk not yet on disk, and its CRC-32 for the meta."""
-        from bmg.experiments.checkpoint import _crc32
-        from bmg.experiments.rundir import save_npz
+        from bmg.train.checkpoint import _crc32
+        from bmg.train.rundir import save_npz
 
         m = self.meta_steps_per_chunk
         del self._piece_crcs[state.chunks_done :]
@@ -636,7 +636,7 @@ class Anakin:
 
     def _read_pieces(self, crcs: list[int]) -> Trace:
         """The trace of the chunks `crcs` describe, each piece checked against its CRC-32."""
-        from bmg.experiments.checkpoint import CheckpointError, _crc32
+        from bmg.train.checkpoint import CheckpointError, _crc32
 
         trace = self._empty_trace()
         pieces = []
@@ -679,7 +679,7 @@ class Anakin:
           CheckpointError: no checkpoint, a damaged one, or one of another configuration (the
             seeds, the first seed or the chunk length differ, or the state's shapes).
         """
-        from bmg.experiments.checkpoint import CheckpointError
+        from bmg.train.checkpoint import CheckpointError
 
         if self.checkpointer is None:
             raise ValueError("restore needs a checkpointer; this runner has none.")

@@ -85,8 +85,8 @@ def run(
     """
     import shutil
 
-    from bmg.experiments.checkpoint import Checkpointer
-    from bmg.experiments.logging import RunLogger
+    from bmg.train.checkpoint import Checkpointer
+    from bmg.train.logging import RunLogger
 
     if isinstance(config, Prepared):
         config, runner = config

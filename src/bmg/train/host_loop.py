@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bmg.experiments.runners import NonFiniteError  # noqa: F401  (raised here)
+from bmg.train.api import NonFiniteError  # noqa: F401  (raised here)
 
 PyTree = Any
 Progress = Callable[[int, int], None]
@@ -217,7 +217,7 @@ def run(
 
     Args:
       loop: the system's `HostLoop`.
-      checkpointer: a `bmg.experiments.checkpoint.Checkpointer` (`save(step, state, meta)`,
+      checkpointer: a `bmg.train.checkpoint.Checkpointer` (`save(step, state, meta)`,
         `latest_step()`, `restore(template)`), or None for no checkpoints.
       resume: continue from the checkpointer's latest checkpoint.
       callbacks: progress (`Callbacks`).

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bmg.experiments.rundir import CsvAppender
+from bmg.train.rundir import CsvAppender
 
 KEYS = ("seed", "chunk")  # metrics.csv columns that are not measurements
 

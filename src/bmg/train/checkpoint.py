@@ -49,7 +49,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bmg.experiments.rundir import to_json
+from bmg.train.rundir import to_json
 
 PyTree = Any
 
