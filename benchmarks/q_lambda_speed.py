@@ -35,15 +35,13 @@ import dataclasses
 import json
 import os
 import platform
-import time
+import sys
 
 from bmg.experiments.cli import use_all_cpu_cores  # noqa: E402
 
 use_all_cpu_cores()  # before jax is imported, as the CLI does
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from bmg.experiments.two_colors import (  # noqa: E402
     RELATED,
@@ -52,42 +50,11 @@ from bmg.experiments.two_colors import (  # noqa: E402
     make_runner,
 )
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import bandwidth_at, matmul_peak  # noqa: E402  (shared with roofline.py)
+
 # (trace, algo, K, L)
 SETTINGS = [("forward", "fixed", 1, 1), ("peng", "fixed", 1, 1), ("peng", "bmg", 0, 16)]
-
-
-def best_of(fn, *args, repeats: int = 5) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def bandwidth_at(size_bytes: int) -> float:
-    """Bytes/s of ``y = x * a + b`` over float32 arrays of ``size_bytes`` in all (x and y, split
-    over every device), repeated inside one program so that dispatch does not count: the
-    bandwidth of whichever cache level or memory holds a working set of that size."""
-    devices = jax.devices()
-    mesh = jax.sharding.Mesh(devices, ("d",))
-    n = max(size_bytes // 8 // len(devices), 1024) * len(devices)  # x and y: 4 bytes each
-    x = jax.device_put(jnp.ones((n,), jnp.float32), NamedSharding(mesh, PartitionSpec("d")))
-    repeats = max(1, int(2e9 // (8 * n)))
-    run = jax.jit(lambda x: jax.lax.fori_loop(0, repeats, lambda _, y: y * 0.9999 + 1e-4, x))
-    return repeats * 8 * n / best_of(run, x, repeats=3)
-
-
-def matmul_peak() -> float:
-    """float32 FLOP/s of one 2048 x 2048 product per device, all devices at once, best of 5."""
-    devices = jax.devices()
-    mesh = jax.sharding.Mesh(devices, ("d",))
-    m = 2048
-    a = jnp.ones((len(devices), m, m), jnp.float32)
-    a = jax.device_put(a, NamedSharding(mesh, PartitionSpec("d")))
-    matmul = jax.jit(lambda a: jnp.einsum("dij,djk->dik", a, a))
-    return len(devices) * 2 * m**3 / best_of(matmul, a)
 
 
 def config_of(trace: str, algo: str, inner: int, bootstrap: int, lanes: int, steps: int):
