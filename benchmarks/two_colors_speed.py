@@ -14,7 +14,7 @@ import json
 import os
 import platform
 
-from bmg.experiments.cli import use_all_cpu_cores  # noqa: E402
+from bmg.experiments.command import use_all_cpu_cores  # noqa: E402
 
 use_all_cpu_cores()  # before jax is imported, as the CLI does
 

@@ -64,12 +64,8 @@ DOCUMENTS = [
     *sorted((ROOT / "docs").glob("*.md")),
     *sorted((ROOT / "docs" / "notes").glob("*.md")),
 ]
-EXPERIMENTS = {
-    "two-colors": "bmg.experiments.two_colors",
-    "fewshot": "bmg.experiments.fewshot",
-    "minatar": "bmg.experiments.minatar",
-    "atari": "bmg.experiments.atari",
-}
+EXPERIMENTS = ("two-colors", "fewshot", "minatar", "atari")
+"""The systems (`bmg.experiments.registry`); each needs its scale-down flags in SCALE."""
 
 SCALE = {
     "two-colors": [
@@ -249,7 +245,7 @@ def bmg_commands() -> tuple[str, ...]:
 def test_every_experiment_command_is_scaled_down():
     """A new `bmg` experiment needs its scale-down flags here, or its documented commands would
     run at full size (or be skipped)."""
-    assert set(bmg_commands()) - {"compare"} == set(EXPERIMENTS) <= set(SCALE)
+    assert set(bmg_commands()) - {"compare", "resume"} == set(EXPERIMENTS) <= set(SCALE)
 
 
 DOCUMENTED = documented_commands()
@@ -263,31 +259,31 @@ def test_documented_command_parses(where, argv, capsys):
     a run or a sweep, parses into a valid config: its preset, flags and values exist and pass
     validation (one failure per command; `test_every_documented_command_runs` runs them). There
     is one per command, so a broken one is named by its own failure."""
-    import importlib
-
-    from bmg.experiments import cli
+    from bmg.experiments import command, two_colors_sweep
+    from bmg.experiments.registry import ENTRIES
 
     assert argv[0] in bmg_commands(), where
     if len(argv) > 1 and argv[1] == "resume":  # the docs tier resumes the directory it names
         assert len(argv) == 3, f"{where}: `bmg {shlex.join(argv)}` must name one run directory"
     if argv[0] not in EXPERIMENTS or argv[1] in ("resume", "make-synthetic") or "--help" in argv:
         return
-    module = importlib.import_module(EXPERIMENTS[argv[0]])
+    settings = ENTRIES[argv[0]].settings()
     rest, specs = argv[1:], []
     if rest[0] == "sweep":
-        specs, rest = cli.split_grid_flags(rest[1:])
+        specs, rest = two_colors_sweep.split_grid_flags(rest[1:])
     try:
-        parsed = cli.parse_run(rest, module.CONFIG, module.PRESETS, "bmg", "", resume=False)
+        parsed = command.parse_run(rest, settings.config, settings.presets, "bmg", "", resume=False)
     except SystemExit:
         pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {capsys.readouterr().err[-2000:]}")
-    assert isinstance(parsed, cli.Run), where
-    if hasattr(module, "unused_fields"):  # no documented flag is one the command would refuse
-        try:
-            cli.refuse_unused_flags(rest, parsed.config, module.unused_fields, "bmg")
-        except SystemExit as error:
-            pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {error}")
+    assert isinstance(parsed, command.Run), where
+    try:  # no documented flag is one the command would refuse
+        command.refuse_unused_flags(rest, parsed.config, settings.unused_fields, "bmg")
+    except SystemExit as error:
+        pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {error}")
     if specs:
-        module.sweep_configs(parsed.config, module.parse_grid(specs))
+        from bmg.experiments import two_colors
+
+        two_colors.sweep_configs(parsed.config, two_colors.parse_grid(specs))
 
 
 def test_documents_show_commands():
@@ -314,24 +310,24 @@ def program_key(argv: list[str]) -> tuple[str, ...]:
     `exploration --agent q --algo decay` = `exploration --algo decay`); the words without
     `--out` for anything that does not parse as a new run."""
     import contextlib
-    import importlib
     import io
     import json
 
-    from bmg.experiments import cli
+    from bmg.experiments import command
+    from bmg.experiments.registry import ENTRIES
     from bmg.train import rundir
 
     if argv[0] in EXPERIMENTS and argv[1] != "make-synthetic" and "--help" not in argv:
-        module = importlib.import_module(EXPERIMENTS[argv[0]])
+        settings = ENTRIES[argv[0]].settings()
         try:
             with (
                 contextlib.redirect_stderr(io.StringIO()),
                 contextlib.redirect_stdout(io.StringIO()),
             ):
-                parsed = cli.parse_run(argv[1:], module.CONFIG, module.PRESETS, "bmg", "")
+                parsed = command.parse_run(argv[1:], settings.config, settings.presets, "bmg", "")
         except SystemExit:
             parsed = None  # the run itself will say what is wrong
-        if isinstance(parsed, cli.Run):
+        if isinstance(parsed, command.Run):
             return (argv[0], json.dumps(rundir.to_json(parsed.config), sort_keys=True))
     return _without_out(argv)
 
@@ -365,16 +361,17 @@ def coverage_key(key: tuple[str, ...]) -> tuple[str, ...] | None:
 def usable(argv: list[str], scale: list[str]) -> list[str]:
     """The scale-down flags (each with its values) that the command's algorithm and agent use:
     the command refuses a flag that has no effect (e.g. --q.* with the actor-critic)."""
-    import importlib
+    from bmg.experiments import command, two_colors_sweep
+    from bmg.experiments.registry import ENTRIES
 
-    from bmg.experiments import cli
-
-    module = importlib.import_module(EXPERIMENTS[argv[0]])
+    settings = ENTRIES[argv[0]].settings()
     rest = argv[1:]
     if rest[0] == "sweep":
-        rest = cli.split_grid_flags(rest[1:])[1]
-    config = cli.parse_run(rest, module.CONFIG, module.PRESETS, "bmg", "", resume=False).config
-    unused = module.unused_fields(config)
+        rest = two_colors_sweep.split_grid_flags(rest[1:])[1]
+    config = command.parse_run(
+        rest, settings.config, settings.presets, "bmg", "", resume=False
+    ).config
+    unused = settings.unused_fields(config)
     groups, flags = [], []
     for token in scale:
         if token.startswith("--"):
@@ -382,7 +379,7 @@ def usable(argv: list[str], scale: list[str]) -> list[str]:
         else:
             groups[-1].append(token)
     for group in groups:
-        if cli.given_fields(group[:1]).isdisjoint(unused):
+        if command.given_fields(group[:1]).isdisjoint(unused):
             flags += group
     return flags
 

@@ -21,7 +21,8 @@ import pytest
 from bmg.envs import atari_scores
 from bmg.experiments import atari_report
 from bmg.experiments.atari import PRESETS, AtariExperimentConfig
-from bmg.experiments.cli import main, parse_run
+from bmg.experiments.cli import main
+from bmg.experiments.command import parse_run
 
 TINY = [
     "--frames", "768", "--frame-size", "16", "--sebulba.envs-per-thread", "2",

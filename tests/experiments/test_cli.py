@@ -282,7 +282,12 @@ def minatar_run_dir(path):
             '{"seeds": 2, "env_steps_per_seed": 10, "total_reward": 5}',
             "total_reward must be a JSON object with mean, se, per_seed, got the number 5",
         ),
-        (fewshot_run_dir, "config.json", '{"config": {"shots": 1}}', "few-shot run's config: it"),
+        (
+            fewshot_run_dir,
+            "config.json",
+            '{"config": {"shots": 1}, "experiment": "fewshot"}',
+            "few-shot run's config: it",
+        ),
         (fewshot_run_dir, "summary.json", '"done"', "few-shot run's summary: its top level must"),
         (
             fewshot_run_dir,
@@ -300,7 +305,8 @@ def minatar_run_dir(path):
         (
             minatar_run_dir,
             "config.json",
-            '{"config": {"stacx": {}, "algo": "bmg", "env": "Breakout-MinAtar"}}',
+            '{"config": {"stacx": {}, "algo": "bmg", "env": "Breakout-MinAtar"}, '
+            '"experiment": "minatar"}',
             "is not a MinAtar run's config: it lacks the key config.stacx.target_step (a string)",
         ),
         (minatar_run_dir, "trace.npz", None, "trace.npz is not a MinAtar or Atari run's trace"),
@@ -386,8 +392,14 @@ def no_compile(monkeypatch):
     """`two_colors.prepare` without the compile (it returns the config; `run` then builds the
     runner itself), for tests that stop before a lifetime runs."""
     prepared = []
-    monkeypatch.setattr(tc, "prepare", lambda config: prepared.append(config) or config)
+    with_system(monkeypatch, tc, prepare=lambda config: prepared.append(config) or config)
     return prepared
+
+
+def with_system(monkeypatch, module, **fields):
+    """For one test, the system the command runs (``module.SYSTEM``, what the registry loads)
+    with ``fields`` replaced."""
+    monkeypatch.setattr(module, "SYSTEM", dataclasses.replace(module.SYSTEM, **fields))
 
 
 def test_a_locked_run_directory_is_refused(tmp_path, monkeypatch, capsys):
@@ -446,7 +458,7 @@ def test_ctrl_c_while_compiling_says_nothing_was_written(tmp_path, monkeypatch, 
     def interrupted(config):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tc, "prepare", interrupted)  # compiling, before the run directory
+    with_system(monkeypatch, tc, prepare=interrupted)  # compiling, before the run directory
     out = tmp_path / "run"
     exits_with(
         ["two-colors", "demo", "--out", str(out)],

@@ -50,7 +50,7 @@ def test_prepare_says_how_long_compiling_took(system, monkeypatch, capsys):
             return self.compile_seconds
 
     monkeypatch.setattr(module, "make_runner", lambda config: Runner())
-    prepared = module.prepare(module.CONFIG())
+    prepared = module.prepare(module.SETTINGS.config())
     assert isinstance(prepared.runner, Runner)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("compiling ") and lines[1] == "compiled in 12.3 s", lines

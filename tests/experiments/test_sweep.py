@@ -16,6 +16,7 @@ import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
+from bmg.experiments.api import SWEEP_CONFIG
 from bmg.experiments.two_colors import (
     SWEEPABLE,
     EnvConfig,
@@ -320,7 +321,7 @@ def started_sweep(tmp_path, monkeypatch, *grid_flags):
     monkeypatch.setattr(tc, "run_sweep", interrupted)
     with pytest.raises(SystemExit, match="interrupted; continue with"):
         cli.main(["two-colors", "sweep", *TINY_FLAGS, *grid_flags, "--out", str(out)])
-    return out / tc.SWEEP_CONFIG
+    return out / SWEEP_CONFIG
 
 
 def test_a_field_in_the_grid_and_in_a_flag_is_refused(tmp_path, capsys):

@@ -349,7 +349,7 @@ def test_the_fewshot_command_end_to_end(data_dir, system, tmp_path, monkeypatch)
         assert config == system.config
         return system
 
-    monkeypatch.setattr(fs, "prepare", prepare)
+    monkeypatch.setattr(fs, "SYSTEM", dataclasses.replace(fs.SYSTEM, prepare=prepare))
     out = tmp_path / "run"
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in SHORT.items()]
     main(["fewshot", "tiny", "--data-dir", str(data_dir), "--out", str(out), *flags])

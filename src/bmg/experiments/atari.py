@@ -54,8 +54,10 @@ from bmg.agents.stacx import META_NAMES, StacxConfig
 from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
+from bmg.experiments.api import Settings, System
 from bmg.experiments.minatar import ALGOS, stacx_meta_config
 from bmg.experiments.minatar import unused_fields as stacx_unused_fields
+from bmg.experiments.minatar_report import REPORT
 from bmg.memory import INT32_MAX
 from bmg.train.lifetime import CHECKPOINTS
 from bmg.train.sebulba import PAPER_LAYOUT, SebulbaConfig
@@ -343,9 +345,6 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         dict(frames=200_000_000, sebulba=PAPER_LAYOUT, log_interval=50, checkpoint_interval=1000),
     ),
 }
-
-CONFIG = AtariExperimentConfig
-
 
 # --- building -----------------------------------------------------------------------------------
 
@@ -785,16 +784,18 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
     return summary
 
 
-__all__ = [
-    "ALGOS",
-    "CONFIG",
-    "PRESETS",
-    "AtariExperimentConfig",
-    "check_checkpoint_dir",
-    "check_new_run",
-    "checkpoint_directory",
-    "make_runner",
-    "prepare",
-    "run",
-    "unused_fields",
-]
+SETTINGS = Settings(AtariExperimentConfig, PRESETS, unused_fields)
+"""The `bmg atari` command's settings."""
+
+SYSTEM = System(
+    SETTINGS,
+    run,
+    REPORT,  # Atari runs keep MinAtar's trace layout
+    prepare=prepare,
+    check_new_run=check_new_run,
+    checkpoint_directory=checkpoint_directory,
+    starts_backend=False,  # `prepare` starts it after joining the processes
+    results=result_rows,
+)
+"""`bmg atari`: the Sebulba actor-learner run (`run`), its processes joined first
+(`prepare`)."""

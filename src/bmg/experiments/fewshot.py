@@ -38,6 +38,8 @@ from bmg.agents.fewshot import (
 )
 from bmg.checks import check_integer
 from bmg.core import MetaConfig, make_meta_learner, over_batch
+from bmg.experiments.api import Settings, System
+from bmg.experiments.fewshot_report import REPORT
 from bmg.fewshot import data as fewshot_data
 from bmg.fewshot.conv4 import Conv4, feature_size
 from bmg.train import host_loop
@@ -173,9 +175,6 @@ class FewShotConfig:
             target_step_size=self.target_step_size or self.inner_learning_rate,
             unroll_loop=self.unroll_loops,
         )
-
-
-CONFIG = FewShotConfig
 
 
 def unused_fields(config: FewShotConfig) -> dict[str, str]:
@@ -613,13 +612,6 @@ def prepare(config: FewShotConfig) -> FewShotSystem:
     return FewShotSystem(config)
 
 
-def result_rows(run_dir: Path) -> list[dict[str, str]]:
-    """The results table row of a finished run (as `bmg compare` prints it)."""
-    from bmg.experiments import fewshot_report as report
-
-    return report.comparison_rows([run_dir])
-
-
 def run(
     config: FewShotConfig | FewShotSystem,
     run_dir: Path,
@@ -701,3 +693,11 @@ def run(
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     report.plot_accuracy([(title, result["rows"])], run_dir)
     return result["summary"]
+
+
+SETTINGS = Settings(FewShotConfig, PRESETS, unused_fields)
+"""The `bmg fewshot` command's settings."""
+
+SYSTEM = System(SETTINGS, run, REPORT, prepare=prepare)
+"""`bmg fewshot`: data loaded and checked first (`prepare`), then meta-training with model
+selection on the host loop (`run`)."""

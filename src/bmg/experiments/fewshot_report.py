@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bmg.experiments.api import Report  # noqa: E402
 from bmg.train import records  # noqa: E402
 from bmg.train.records import INTEGER, NUMBER, TEXT  # noqa: E402
 
@@ -37,11 +38,6 @@ def run_label(config: dict) -> str:
         if config.get("matching", "kl") != "kl":
             label += f" ({config['matching']})"
     return label + f" {config['ways']}-way {config['shots']}-shot seed {config['seed']}"
-
-
-def is_fewshot_run(run_dir: Path) -> bool:
-    path = Path(run_dir) / "config.json"
-    return "shots" in records.read(path, records.RUN_CONFIG, "a run's config")["config"]
 
 
 def _read_rows(path: Path) -> list[dict[str, float]]:
@@ -152,3 +148,7 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
         config, _, rows = load_run(run_dir)
         runs.append((run_label(config), rows))
     return plot_accuracy(runs, out)
+
+
+REPORT = Report(check_run, comparison_rows, plot_comparison)
+"""The few-shot report (`bmg compare`)."""

@@ -32,6 +32,8 @@ import tyro
 from bmg.agents.stacx import StacxConfig
 from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
+from bmg.experiments.api import Settings, System
+from bmg.experiments.minatar_report import REPORT
 from bmg.train import lifetime
 from bmg.train.lifetime import CHECKPOINTS
 
@@ -219,8 +221,6 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
-CONFIG = MinAtarConfig
-
 
 def unused_fields(config) -> dict[str, str]:
     """Fields that have no effect on a STACX system's run (MinAtar's or Atari's config), with why
@@ -292,13 +292,6 @@ def make_runner(config: MinAtarConfig, run_dir: Path | None = None):
         checkpointer=None if run_dir is None else Checkpointer(run_dir / CHECKPOINTS),
         batch_devices=config.batch_devices,
     )
-
-
-def result_rows(run_dir: Path) -> list[dict[str, str]]:
-    """The results table row of a finished run."""
-    from bmg.experiments import minatar_report as report
-
-    return report.comparison_rows([run_dir])
 
 
 def chunk_rows(config: MinAtarConfig, initial: dict, trace: dict, chunk: int) -> list[dict]:
@@ -389,4 +382,9 @@ def run(config: MinAtarConfig | lifetime.Prepared, run_dir: Path, *, resume: boo
     return lifetime.run(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
 
 
-__all__ = ["ALGOS", "CONFIG", "PRESETS", "MinAtarConfig", "make_runner", "run"]
+SETTINGS = Settings(MinAtarConfig, PRESETS, unused_fields)
+"""The `bmg minatar` command's settings."""
+
+
+SYSTEM = System(SETTINGS, run, REPORT, prepare=prepare)
+"""`bmg minatar`: the lifetime on the Anakin runner (`run`), compiled first (`prepare`)."""

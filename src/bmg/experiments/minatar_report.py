@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bmg.agents.stacx import META_NAMES  # noqa: E402
+from bmg.experiments.api import Report  # noqa: E402
 from bmg.experiments.stats import format_mean_se, mean_se  # noqa: E402
 from bmg.train import records  # noqa: E402
 from bmg.train.records import INTEGER, NUMBER, STAT, TEXT  # noqa: E402
@@ -380,13 +381,6 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
     return [path]
 
 
-def is_minatar_run(run_dir: Path) -> bool:
-    """Whether the run directory's config.json is a MinAtar run's (it holds a STACX learner)."""
-    from bmg.train.rundir import read_json
-
-    return "stacx" in read_json(Path(run_dir) / "config.json", "a run's config").get("config", {})
-
-
 def _rate(value: float | None) -> str:
     """frames/s, "-" where summary.json has none (null: a run that took no measurable time)."""
     return "-" if value is None or math.isnan(value) else f"{value:,.0f}"
@@ -394,3 +388,14 @@ def _rate(value: float | None) -> str:
 
 def _nan() -> dict:
     return {"mean": math.nan, "se": math.nan}
+
+
+def extra_tables(run_dirs: list[Path]) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """Under the comparison: scores aggregated over games when the runs make a [seeds, games]
+    grid (`aggregate_rows`), and the sentence saying what was aggregated (or why not)."""
+    rows, note = aggregate_rows(run_dirs)
+    return ([rows] if rows else []), [note]
+
+
+REPORT = Report(check_run, comparison_rows, plot_comparison, extra_tables)
+"""The MinAtar report (`bmg compare`); Atari runs share it."""

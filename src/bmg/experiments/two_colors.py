@@ -25,6 +25,7 @@ from bmg.agents.configs import (
     PROBE_CONTEXTS,
     output_parameter,
 )
+from bmg.experiments.api import System
 from bmg.experiments.two_colors_config import (  # noqa: F401  (the system's config, re-exported)
     AGENTS,
     CONFIG,
@@ -34,22 +35,16 @@ from bmg.experiments.two_colors_config import (  # noqa: F401  (the system's con
     PRESETS,
     RELATED,
     RELATED_GRID,
+    SETTINGS,
     SMALL_ENTROPY,
     EnvConfig,
     TwoColorsConfig,
     resolve_inner_steps,
     unused_fields,
 )
-from bmg.experiments.two_colors_report import Trace
+from bmg.experiments.two_colors_report import REPORT, Trace
 from bmg.train import lifetime
 from bmg.train.lifetime import CHECKPOINTS
-
-
-def result_rows(run_dir: Path) -> list[dict[str, str]]:
-    """The results table row of a finished run (as `bmg compare` prints it)."""
-    from bmg.experiments import two_colors_report as report
-
-    return report.comparison_rows([run_dir])
 
 
 def make_learner(config: TwoColorsConfig, hyper: dict | None = None, env=None):
@@ -482,9 +477,6 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
     )
 
 
-SWEEP_CONFIG = "sweep_config.json"
-
-
 def config_dir_name(index: int, grid: Grid, config: TwoColorsConfig) -> str:
     """`03-ac.entropy_cost=0.2-meta_learning_rate=0.001`: a configuration's run directory."""
     values = [f"{field}={_get_field(config, field):g}" for field in grid]
@@ -580,7 +572,13 @@ def run_sweep(base: TwoColorsConfig, grid: Grid, sweep_dir: Path, *, resume: boo
         as_json = rundir.to_json(config)
         from bmg.train.rundir import config_digest
 
-        rundir.write_config(run_dir, config, config_digest=config_digest(as_json), sweep=index)
+        rundir.write_config(
+            run_dir,
+            config,
+            experiment="two-colors",
+            config_digest=config_digest(as_json),
+            sweep=index,
+        )
         summaries.append(
             write_results(
                 config,
@@ -609,3 +607,7 @@ def run_sweep(base: TwoColorsConfig, grid: Grid, sweep_dir: Path, *, resume: boo
     rundir.write_atomic(sweep_dir / "sweep.md", markdown_table(table) + "\n")
     shutil.rmtree(sweep_dir / CHECKPOINTS, ignore_errors=True)
     return rows
+
+
+SYSTEM = System(SETTINGS, run, REPORT, prepare=prepare)
+"""`bmg two-colors`: the lifetime on the Anakin runner (`run`), compiled first (`prepare`)."""

@@ -17,6 +17,7 @@ from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
 from bmg.checks import check_integer, check_nested, check_real, checks_deferred
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
+from bmg.experiments.api import Settings
 
 MAX_STEPS = 2**31 - 1  # the int32 environment-step counters of a seed
 
@@ -436,3 +437,7 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
                     "with --ac.target-step learner_update (the target's final step is phi's own)"
                 )
     return unused
+
+
+SETTINGS = Settings(TwoColorsConfig, PRESETS, unused_fields)
+"""The `bmg two-colors` command's settings."""

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bmg.experiments.api import Report  # noqa: E402
 from bmg.experiments.stats import format_mean_se, mean_se  # noqa: E402
 from bmg.experiments.two_colors_config import AGENTS, resolve_inner_steps  # noqa: E402
 from bmg.train import records  # noqa: E402
@@ -658,3 +659,14 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
         )
     )
     return paths
+
+
+def extra_tables(run_dirs: list[Path]) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """Under the comparison: our numbers beside Luketina et al.'s Table 1 and the published
+    orders of the methods (held or not), when the runs match a published row."""
+    rows, orders = protocol_rows(run_dirs)
+    return ([rows], orders) if rows else ([], [])
+
+
+REPORT = Report(check_run, comparison_rows, plot_comparison, extra_tables)
+"""The Two-colors report (`bmg compare`)."""

@@ -1,0 +1,263 @@
+"""The building blocks of a `bmg` system's command: parse a preset and its flags into a config
+(tyro), refuse flags without effect, make or reopen the run directory, start JAX's backend, run
+the system and print its results. `bmg.experiments.cli` puts them together for every system of
+the registry; a system's extra commands (a sweep) use them too.
+
+Heavy modules (JAX, orbax, the agents) are imported only once a command runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Generic, TypeVar, Union
+
+from bmg.experiments.api import Settings, System
+from bmg.train.rundir import check_digest, config_digest
+
+C = TypeVar("C")
+
+
+def use_all_cpu_cores() -> None:
+    """Expose each CPU core as a JAX device (call it before jax is imported) so seeds run in
+    parallel; a device count already in ``XLA_FLAGS`` is kept. The CLI and the benchmarks use it."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        count = os.cpu_count() or 1
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def print_table(console, rows) -> None:
+    """A rich table on a terminal; the markdown table in logs (no wrapping at 80 columns)."""
+    from bmg.experiments.tables import markdown_table, rich_table
+
+    if console.is_terminal:
+        console.print(rich_table(rows))
+    else:
+        print(markdown_table(rows))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run(Generic[C]):
+    """A new run of a preset, its fields overridden by flags."""
+
+    config: C
+    out: str | None = None
+    """run directory (created; must not hold a run). Default: runs/<experiment>/<algo>-<time>."""
+    preset: str | None = None
+    """the preset the run started from (recorded in config.json; `bmg compare` shows it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """Continue an interrupted run from its last checkpoint, with the config.json in RUN_DIR."""
+
+    run_dir: Path
+    """the directory of the interrupted run (positional: `resume RUN_DIR`)."""
+
+
+def parse_run(
+    argv: list[str], config_cls, presets: dict, prog: str, description: str, *, resume=True
+):
+    """A `Run` (a preset subcommand with flags) or, with `resume`, a `Resume` from `argv`,
+    through tyro.
+
+    `presets` maps a subcommand name to (description, field overrides). A bad value exits with
+    one sentence (`ValueError` from a config's validation).
+    """
+    import tyro
+
+    from bmg.checks import nested_checks_deferred
+
+    def run_type(name: str):
+        help_text, overrides = presets[name]
+        flattened = Annotated[config_cls, tyro.conf.arg(name="")]
+        typed = dataclasses.make_dataclass(
+            "Run",
+            [
+                ("config", flattened),
+                ("out", str | None, dataclasses.field(default=None)),
+            ],
+            frozen=True,
+        )
+        typed.__doc__ = Run.__doc__
+        return Annotated[
+            typed,
+            tyro.conf.subcommand(
+                name, default=typed(config=config_cls(**overrides)), description=help_text
+            ),
+        ]
+
+    resume_type = dataclasses.make_dataclass(
+        "Resume", [("run_dir", tyro.conf.Positional[Path])], frozen=True
+    )
+    resume_subcommand = Annotated[
+        resume_type, tyro.conf.subcommand("resume", description=Resume.__doc__)
+    ]
+    resumes = (resume_subcommand,) if resume else ()
+    choices = Union[tuple(run_type(name) for name in presets) + resumes]  # noqa: UP007
+    try:
+        # nested configs are checked by the top-level config, so that an error names the path
+        with nested_checks_deferred():
+            parsed = tyro.cli(
+                choices,
+                args=argv,
+                prog=prog,
+                description=description,
+                config=(tyro.conf.AvoidSubcommands, tyro.conf.FlagConversionOff),
+            )
+    except ValueError as error:  # a config's validation: one sentence, no traceback
+        sys.exit(f"{prog}: error: {error}")
+    if isinstance(parsed, resume_type):
+        return Resume(parsed.run_dir)
+    preset = next((arg for arg in argv if arg in presets), None)  # the subcommand's name
+    return Run(config=parsed.config, out=parsed.out, preset=preset)
+
+
+FLAG_ALIASES = {"--k": "inner_steps", "--l": "bootstrap_steps"}
+
+
+def given_fields(argv: list[str]) -> set[str]:
+    """The config fields that flags in ``argv`` name: ``--bootstrap-steps 4``, ``--l=4`` ->
+    ``bootstrap_steps``; ``--stacx.target-step sgd`` -> ``stacx.target_step``."""
+    fields = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            flag = arg.split("=", 1)[0]
+            fields.add(FLAG_ALIASES.get(flag, flag[2:].replace("-", "_")))
+    return fields
+
+
+def refuse_unused_flags(argv: list[str], config, unused_fields, prog: str) -> None:
+    """Exit with one sentence when a flag sets a field that has no effect on ``config``
+    (``unused_fields(config)`` -> {field: "with --algo fixed ..."}), instead of ignoring it."""
+    unused = unused_fields(config)
+    flags = {FLAG_ALIASES.get(arg.split("=", 1)[0]): arg.split("=", 1)[0] for arg in argv}
+    for field in sorted(given_fields(argv) & set(unused)):
+        flag = flags.get(field, "--" + field.replace("_", "-"))  # as typed (--l)
+        sys.exit(f"{prog}: error: {flag} has no effect {unused[field]}; drop it.")
+
+
+def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, check_new=None):
+    """(config, prepared, run_dir, resumed) for a new run or a resume.
+
+    `prepare(config)` (e.g. loading and checking a dataset) runs before a new run's directory is
+    made, so bad input leaves nothing behind; `prepared` is its result (None without it);
+    `check_new(config)` likewise, for a new run only (atari: a used shared checkpoint_dir). Exits
+    with one sentence if the input is bad, the directory cannot be this run's, holds a finished
+    run, or its config.json was edited after the start.
+    """
+    from bmg.train import records, rundir
+
+    hint = f"; to continue it, run `{prog} resume DIR`"
+    try:
+        if isinstance(args, Run):
+            config = args.config
+            if args.out is not None:  # a bad, used or locked --out fails before any work
+                out = rundir.check_out(args.out)
+                if rundir.is_run_dir(out):
+                    raise ValueError(
+                        f"--out {out} already holds a run (config.json); choose a new directory "
+                        "so finished work is never overwritten"
+                        + ("" if (out / "summary.json").exists() else hint.replace("DIR", str(out)))
+                        + "."
+                    )
+                if out.is_dir():
+                    rundir.lock_run_dir(out)
+            if check_new is not None:
+                check_new(config)
+            prepared = prepare(config) if prepare else None
+            run_dir = rundir.make_run_dir(args.out, experiment, config.algo, resume_hint=hint)
+            rundir.write_config(
+                run_dir,
+                config,
+                experiment=experiment,
+                config_digest=config_digest(rundir.to_json(config)),
+                preset=args.preset,
+            )
+            return config, prepared, run_dir, False
+        run_dir = args.run_dir
+        if not rundir.is_run_dir(run_dir):
+            raise ValueError(f"{run_dir} holds no run (config.json is missing); nothing to resume.")
+        if (run_dir / "summary.json").exists():
+            raise ValueError(f"{run_dir} holds a finished run (summary.json); nothing to resume.")
+        rundir.lock_run_dir(run_dir)
+        path = run_dir / "config.json"
+        record = records.read(path, records.RUN_CONFIG, "a run's config")
+        if record.get("experiment", experiment) != experiment:
+            raise ValueError(
+                f"{run_dir} holds a {record['experiment']} run, not a {experiment} run; continue "
+                f"it with `bmg {record['experiment']} resume {run_dir}`."
+            )
+        check_digest(path, record.get("config_digest"), config_digest(record["config"]), "run")
+        config = rundir.read_config(run_dir, config_cls)
+        prepared = prepare(config) if prepare else None
+        return config, prepared, run_dir, True
+    except ValueError as error:
+        kind = "data error" if type(error).__name__ == "DataError" else "error"
+        sys.exit(f"{prog}: {kind}: {error}")
+
+
+def start_backend(prog: str) -> None:
+    """Start JAX's backend, or exit with one sentence naming the platforms JAX_PLATFORMS asked
+    for and those this machine has (`bmg.train.backend.check_backend`)."""
+    from bmg.train.backend import check_backend
+
+    try:
+        check_backend()
+    except ValueError as error:
+        sys.exit(f"{prog}: error: {error}")
+
+
+def run_command(
+    name: str, settings: Settings, load: Callable[[], System], argv: list[str], *, description: str
+) -> None:
+    """``bmg NAME ...``: parse, make or reopen the run directory, run the system, print its table.
+
+    `settings` parse the command line (without loading the system); `load()` gives the `System`
+    once the flags are known to be good. Ctrl-C and errors end with one sentence; an interrupted
+    run says how to continue.
+    """
+    prog = f"bmg {name}"
+    args = parse_run(argv, settings.config, settings.presets, prog, description)
+    if isinstance(args, Run):
+        refuse_unused_flags(argv, args.config, settings.unused_fields, prog)
+    system = load()
+    if system.starts_backend:
+        start_backend(prog)
+    try:
+        start = start_run_dir(
+            args, name, settings.config, prog, system.prepare, system.check_new_run
+        )
+    except KeyboardInterrupt:  # while preparing (e.g. compiling): no run has started
+        where = f"; {args.run_dir} is as it was" if isinstance(args, Resume) else ""
+        sys.exit(f"\n{prog}: interrupted before the run started; nothing was written{where}.")
+    config, prepared, run_dir, resumed = start
+    from bmg.train import rundir
+    from bmg.train.logging import make_console
+
+    console = make_console()  # log lines are never wrapped (one line each in a log file)
+    try:
+        if resumed:
+            rundir.record_resume(run_dir)
+        target = config if prepared is None else prepared
+        system.run(target, run_dir, resume=resumed, console=console)
+    except KeyboardInterrupt:
+        where = system.checkpoint_directory
+        checkpoints = run_dir / "checkpoints" if where is None else where(config, run_dir)
+        if checkpoints is None or not any(Path(checkpoints).glob("[0-9]*")):
+            sys.exit(
+                f"\n{prog}: interrupted before the first checkpoint; there is nothing to resume: "
+                f"start again (delete {run_dir} or choose another --out)."
+            )
+        sys.exit(
+            f"\n{prog}: interrupted; every finished chunk or score is checkpointed in "
+            f"{checkpoints}: continue with `{prog} resume {run_dir}`."
+        )
+    except ValueError as error:  # non-finite training, memory, damaged checkpoints, data
+        sys.exit(f"{prog}: error: {error}")
+    print_table(console, system.result_rows(run_dir))
+    console.print(f"wrote {run_dir}")
