@@ -156,7 +156,7 @@ def test_two_seeds_equal_single_seed_runs(ac_runner, ac_run):
     start = ac_runner.start()
     carry = jax.device_put(jax.tree.map(lambda x: x[:1], start.carry), single.sharding)
     initial = {k: v[:1] for k, v in start.initial.items()}
-    state = State(carry, initial, single.start().trace, 0, 0.0, 0.0)
+    state = State(carry, initial, single.start().pieces, 0, 0.0, 0.0)
     _, seed_0, _ = lifetime(single, state)
     assert_same_seed(seed_0, trace, 0)
 

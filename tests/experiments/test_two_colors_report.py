@@ -55,14 +55,18 @@ def test_q_summary_names_epsilon():
 
 
 def test_chunk_rows_and_moving_average():
-    trace = hand_trace()
-    rows = report.chunk_rows(trace, np.array([1.0, -1.0]), chunk=1, meta_steps_per_chunk=4)
+    trace, first = hand_trace(), np.array([1.0, -1.0])
+    # the second chunk of 4 meta-steps: its piece, the total reward and the steps before it
+    piece = report.Trace(*(x[:, 4:8] for x in trace))
+    before = first + trace.reward[:, :4].sum(axis=1)
+    rows = report.chunk_rows(piece, before, trace.env_steps[:, 3], chunk=1)
     assert list(rows[0]) == report.csv_fields("ac")
     assert (rows[0]["seed"], rows[0]["chunk"], rows[0]["env_steps"]) == (0, 1, 40_000)
     np.testing.assert_allclose(rows[0]["reward_per_step"], (5 + 6 + 7 + 8) / 20_000)
     np.testing.assert_allclose(rows[0]["cumulative_reward"], 37.0)
     np.testing.assert_allclose(rows[1]["entropy_cost"], np.mean([0.5, 0.5, 0.2, 0.2]))
-    first_chunk = report.chunk_rows(trace, np.array([1.0, -1.0]), 0, 4, agent="q")
+    head = report.Trace(*(x[:, :4] for x in trace))
+    first_chunk = report.chunk_rows(head, first, 0, 0, agent="q")
     assert "epsilon" in first_chunk[0] and "entropy_cost" not in first_chunk[0]
     np.testing.assert_allclose(first_chunk[0]["reward_per_step"], (1 + 2 + 3 + 4) / 20_000)
     np.testing.assert_allclose(first_chunk[1]["cumulative_reward"], -1.0)

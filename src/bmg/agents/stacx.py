@@ -70,7 +70,7 @@ all-reduced with ``jax.lax.pmean`` as the first transformation of the optimiser 
 clip, RMSProp and the RMSProp target step see the whole batch's gradient), metrics are
 ``pmean``-ed and probes ``psum``-ed, and the acting noise and environment keys are the global
 draws sliced to the device's streams. The meta-gradient of each device is then averaged over
-the axis (``bmg.train.anakin.over_batch_shards``: pmean, one key for all), which
+the axis (``bmg.core.over_batch_shards``: pmean, one key for all), which
 by linearity is the meta-gradient of the whole batch's objective (the pmean inside the update
 transposes to a pmean of the cotangents). N devices give the numbers of one device holding all
 B streams, to float reassociation (tested with 4 forced host devices). The plain SGD target

@@ -31,6 +31,7 @@ _EXPORTS = {
     "make_meta_learner": "bmg.core.meta",
     "make_metagradient": "bmg.core.meta",
     "over_batch": "bmg.core.meta",
+    "over_batch_shards": "bmg.core.meta",
     "over_devices": "bmg.core.meta",
     "clip_by_global_norm": "bmg.core.safe",
     "safe_norm": "bmg.core.safe",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         make_meta_learner,
         make_metagradient,
         over_batch,
+        over_batch_shards,
         over_devices,
     )
     from bmg.core.safe import clip_by_global_norm, safe_norm  # noqa: F401

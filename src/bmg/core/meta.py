@@ -532,6 +532,28 @@ def over_batch(batching: Batching = "vmap") -> Reduce:
     return reduce
 
 
+def over_batch_shards(axis_name: str = "batch") -> Reduce:
+    """A `bmg.core` reduction for one learner whose batch is split over the devices of
+    `axis_name` (inside `jax.shard_map(..., check_vma=False)`): every device computes the
+    meta-gradient of its shard's objective with the same key, then `jax.lax.pmean` averages
+    the meta-gradients and metrics, so the replicated meta-parameters get the same update.
+
+    Unlike `over_devices` (independent learners, one per device: keys split per
+    device, meta-parameters marked device-varying) the learner here is one: it all-reduces its
+    own gradients and slices its global draws, so the key must be the same everywhere.
+    """
+
+    def reduce(meta_gradient):
+        def averaged(meta_params, learner_state, key):
+            grads, (state, metrics) = meta_gradient(meta_params, learner_state, key)
+            grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+            return grads, (state, metrics)
+
+        return averaged
+
+    return reduce
+
+
 def over_devices(axis_name: str, *, batched: bool = True) -> Reduce:
     """Average a meta-gradient (and its metrics) over the devices of a `shard_map` axis.
 

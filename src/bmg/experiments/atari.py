@@ -59,7 +59,7 @@ from bmg.experiments.minatar import ALGOS, stacx_meta_config
 from bmg.experiments.minatar import unused_fields as stacx_unused_fields
 from bmg.experiments.minatar_report import REPORT
 from bmg.memory import INT32_MAX
-from bmg.train.lifetime import CHECKPOINTS
+from bmg.train.driver import CHECKPOINTS
 from bmg.train.sebulba import PAPER_LAYOUT, SebulbaConfig
 
 ACTOR_TIMES = ("env", "inference", "put_wait", "params_wait")

@@ -34,8 +34,8 @@ from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.experiments.api import Settings, System
 from bmg.experiments.minatar_report import REPORT
-from bmg.train import lifetime
-from bmg.train.lifetime import CHECKPOINTS
+from bmg.train import driver
+from bmg.train.driver import CHECKPOINTS
 
 MAX_STEPS = 2**31 - 1  # the int32 frame counters of a seed
 ALGOS = {"impala": "fixed", "stacx": "mg", "bmg": "bmg"}
@@ -294,11 +294,11 @@ def make_runner(config: MinAtarConfig, run_dir: Path | None = None):
     )
 
 
-def chunk_rows(config: MinAtarConfig, initial: dict, trace: dict, chunk: int) -> list[dict]:
-    """One metrics.csv row per seed for `chunk` of the runner's probes and trace."""
+def chunk_rows(config: MinAtarConfig, piece: driver.Piece) -> list[dict]:
+    """One metrics.csv row per seed for a chunk of the runner's trace."""
     from bmg.experiments import minatar_report as report
 
-    return report.chunk_rows(initial, trace, chunk, config.meta_steps_per_chunk, config.seed)
+    return report.chunk_rows(piece.before, piece.values, piece.index, config.seed)
 
 
 def _label(config: MinAtarConfig) -> str:
@@ -349,7 +349,7 @@ def write_results(
     return summary
 
 
-REPORTING = lifetime.Reporting(
+REPORTING = driver.Reporting(
     name="minatar",
     unit="frames",
     x_field="frames",
@@ -361,25 +361,25 @@ REPORTING = lifetime.Reporting(
 )
 
 
-def prepare(config: MinAtarConfig) -> lifetime.Prepared:
-    """`runners.lifetime.prepare`: compiled before any run directory exists (a lifetime that
+def prepare(config: MinAtarConfig) -> driver.Prepared:
+    """`bmg.train.driver.prepare`: compiled before any run directory exists (a lifetime that
     cannot fit in memory is refused with one sentence and leaves nothing behind); says how long
     compiling took."""
     from bmg.train.logging import make_console
 
-    prepared = lifetime.prepare(config, make_runner)
+    prepared = driver.prepare(config, make_runner)
     make_console().print(f"compiled in {prepared.runner.compile_seconds:.1f} s")
     return prepared
 
 
-def run(config: MinAtarConfig | lifetime.Prepared, run_dir: Path, *, resume: bool, console) -> dict:
-    """Train (or continue) the lifetime of `config` in `run_dir` (`runners.lifetime.run`):
+def run(config: MinAtarConfig | driver.Prepared, run_dir: Path, *, resume: bool, console) -> dict:
+    """Train (or continue) the lifetime of `config` in `run_dir` (`bmg.train.driver.drive`):
     metrics.csv, TensorBoard events, trace.npz, summary.json and plots; returns the summary.
 
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
     """
-    return lifetime.run(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
+    return driver.drive(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
 
 
 SETTINGS = Settings(MinAtarConfig, PRESETS, unused_fields)

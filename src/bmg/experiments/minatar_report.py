@@ -65,11 +65,12 @@ def window_return(initial: dict, trace: dict, start: int, stop: int) -> np.ndarr
         return np.where(done > 0, total / np.maximum(done, 1), np.nan)
 
 
-def chunk_rows(
-    initial: dict, trace: dict, chunk: int, meta_steps_per_chunk: int, first_seed: int = 0
-) -> list[dict]:
-    """One metrics.csv row per seed for chunk ``chunk`` of the trace."""
-    start, stop = chunk * meta_steps_per_chunk, (chunk + 1) * meta_steps_per_chunk
+def chunk_rows(before: dict, trace: dict, chunk: int, first_seed: int = 0) -> list[dict]:
+    """One metrics.csv row per seed for chunk ``chunk``, from its piece of the trace (``trace``:
+    name -> [seeds, meta-steps of the chunk]) and the cumulative probes just before it
+    (``before``: name -> [seeds])."""
+    start, stop = 0, trace["env_steps"].shape[1]
+    initial = before
     frames = _cumulative(initial, trace, "env_steps")
     rewards = _cumulative(initial, trace, "reward_sum")
     episodes = _cumulative(initial, trace, "episodes")

@@ -43,8 +43,8 @@ from bmg.experiments.two_colors_config import (  # noqa: F401  (the system's con
     unused_fields,
 )
 from bmg.experiments.two_colors_report import REPORT, Trace
-from bmg.train import lifetime
-from bmg.train.lifetime import CHECKPOINTS
+from bmg.train import driver
+from bmg.train.driver import CHECKPOINTS
 
 
 def make_learner(config: TwoColorsConfig, hyper: dict | None = None, env=None):
@@ -162,12 +162,13 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
     )
 
 
-def chunk_rows(config: TwoColorsConfig, initial: dict, trace: dict, chunk: int) -> list[dict]:
-    """One metrics.csv row per seed for `chunk` of the runner's probes and trace."""
+def chunk_rows(config: TwoColorsConfig, piece: driver.Piece) -> list[dict]:
+    """One metrics.csv row per seed for a chunk of the runner's trace."""
     from bmg.experiments import two_colors_report as report
 
-    trace, first = report_trace(initial, trace)
-    return report.chunk_rows(trace, first, chunk, config.meta_steps_per_chunk, config.agent)
+    trace, first = report_trace(piece.before, piece.values)
+    steps_before = 0 if piece.index == 0 else piece.before["env_steps"]  # as the report counts
+    return report.chunk_rows(trace, first, steps_before, piece.index, config.agent)
 
 
 def _label(config: TwoColorsConfig) -> str:
@@ -186,28 +187,26 @@ def _detail(config: TwoColorsConfig, rows: list[dict]) -> str:
     return f"reward/step {rows[0]['reward_per_step']:.3f} (seed {config.seed})"
 
 
-def prepare(config: TwoColorsConfig) -> lifetime.Prepared:
-    """`runners.lifetime.prepare`: compiled before any run directory exists (a lifetime that
+def prepare(config: TwoColorsConfig) -> driver.Prepared:
+    """`bmg.train.driver.prepare`: compiled before any run directory exists (a lifetime that
     cannot fit in memory is refused with one sentence and leaves nothing behind); says how long
     compiling took."""
     from bmg.train.logging import make_console
 
-    prepared = lifetime.prepare(config, make_runner)
+    prepared = driver.prepare(config, make_runner)
     make_console().print(f"compiled in {prepared.runner.compile_seconds:.1f} s")
     return prepared
 
 
-def run(
-    config: TwoColorsConfig | lifetime.Prepared, run_dir: Path, *, resume: bool, console
-) -> dict:
+def run(config: TwoColorsConfig | driver.Prepared, run_dir: Path, *, resume: bool, console) -> dict:
     """Train (or continue) the lifetime of `config` (or of a `prepare`d one) in `run_dir`
-    (`runners.lifetime.run`): metrics.csv, TensorBoard events, trace.npz, summary.json and plots;
+    (`bmg.train.driver.drive`): metrics.csv, TensorBoard events, trace.npz, summary.json and plots;
     returns the summary.
 
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
     """
-    return lifetime.run(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
+    return driver.drive(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
 
 
 def write_results(
@@ -279,7 +278,7 @@ def write_results(
     return summary
 
 
-REPORTING = lifetime.Reporting(
+REPORTING = driver.Reporting(
     name="two-colors",
     unit="steps",
     x_field="env_steps",

@@ -52,16 +52,16 @@ def cumulative_reward(trace, first_rewards: np.ndarray) -> np.ndarray:
     return first_rewards[:, None] + np.cumsum(np.asarray(trace.reward, np.float64), axis=1)
 
 
-def chunk_rows(
-    trace, first_rewards, chunk: int, meta_steps_per_chunk: int, agent: str = "ac"
-) -> list[dict]:
-    """One metrics.csv row per seed for chunk `chunk` of the trace."""
+def chunk_rows(trace, first_rewards, steps_before, chunk: int, agent: str = "ac") -> list[dict]:
+    """One metrics.csv row per seed for chunk `chunk`, from its piece of the trace (`trace`:
+    [seeds, meta-steps of the chunk]), the total reward before it (`first_rewards` [seeds]) and
+    the environment steps before it (`steps_before`: [seeds], or 0 for the first chunk)."""
     cumulative = cumulative_reward(trace, first_rewards)
-    start, stop = chunk * meta_steps_per_chunk, (chunk + 1) * meta_steps_per_chunk
+    start, stop = 0, trace.reward.shape[1]
+    steps_before = np.broadcast_to(steps_before, trace.reward.shape[:1])
     rows = []
     for seed in range(trace.reward.shape[0]):
-        steps_before = trace.env_steps[seed, start - 1] if start > 0 else 0
-        steps = trace.env_steps[seed, stop - 1] - steps_before
+        steps = trace.env_steps[seed, stop - 1] - steps_before[seed]
         rows.append(
             {
                 "seed": seed,

@@ -59,7 +59,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bmg.checks import check_integer
-from bmg.core import Learner, LearnerState, MetaConfig, MetaLearner, MetaState, make_meta_learner
+from bmg.core import (
+    Learner,
+    LearnerState,
+    MetaConfig,
+    MetaLearner,
+    MetaState,
+    make_meta_learner,
+    over_batch_shards,
+)
 from bmg.train.api import NonFiniteError  # noqa: F401  (raised here)
 
 Trace = dict[str, np.ndarray]
@@ -90,7 +98,10 @@ class State(NamedTuple):
     Attributes:
       carry: every seed's `Carry`, on the devices (sharded over seeds).
       initial: the probes at initialisation, name -> [seeds] host arrays.
-      trace: name -> [seeds, chunks_done * meta_steps_per_chunk] host arrays.
+      pieces: the trace as the chunks recorded it: an empty piece (name -> [seeds, 0]), then
+        one piece per chunk finished (name -> [seeds, meta_steps_per_chunk] host arrays).
+        Appending a chunk's piece costs the same at the end of a long lifetime as at its start;
+        `trace` concatenates them when a whole trace is wanted (the end of a run).
       chunks_done: chunks finished.
       seconds: wall-clock seconds spent running chunks on the devices (compilation and host work
         between chunks excluded).
@@ -99,10 +110,23 @@ class State(NamedTuple):
 
     carry: Carry
     initial: Trace
-    trace: Trace
+    pieces: tuple[Trace, ...]
     chunks_done: int
     seconds: float
     host_seconds: float
+
+    @property
+    def trace(self) -> Trace:
+        """name -> [seeds, chunks_done * meta_steps_per_chunk]: the pieces concatenated."""
+        return {k: np.concatenate([p[k] for p in self.pieces], axis=1) for k in self.pieces[0]}
+
+    def before(self, chunk: int) -> Trace:
+        """name -> [seeds]: each record's value just before chunk `chunk` (0-based): the last
+        meta-step of the chunk before it, or for the first chunk the probes at initialisation
+        (records that have none there, such as the meta-loss, are left out)."""
+        if chunk == 0:
+            return {k: v for k, v in self.initial.items() if k in self.pieces[0]}
+        return {k: v[:, -1] for k, v in self.pieces[chunk].items()}
 
 
 class OutOfMemoryError(ValueError):
@@ -255,28 +279,6 @@ def seed_batch_mesh(
     count = max(d for d in range(1, groups + 1) if num_seeds % d == 0)
     grid = np.array(devices[: count * batch_devices]).reshape(count, batch_devices)
     return Mesh(grid, ("seed", BATCH_AXIS))
-
-
-def over_batch_shards(axis_name: str = BATCH_AXIS):
-    """A `bmg.core` reduction for one learner whose batch is split over the devices of
-    `axis_name` (inside `jax.shard_map(..., check_vma=False)`): every device computes the
-    meta-gradient of its shard's objective with the same key, then `jax.lax.pmean` averages
-    the meta-gradients and metrics, so the replicated meta-parameters get the same update.
-
-    Unlike `bmg.core.over_devices` (independent learners, one per device: keys split per
-    device, meta-parameters marked device-varying) the learner here is one: it all-reduces its
-    own gradients and slices its global draws, so the key must be the same everywhere.
-    """
-
-    def reduce(meta_gradient):
-        def averaged(meta_params, learner_state, key):
-            grads, (state, metrics) = meta_gradient(meta_params, learner_state, key)
-            grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-            return grads, (state, metrics)
-
-        return averaged
-
-    return reduce
 
 
 def carry_specs(carry: Carry) -> Carry:
@@ -570,7 +572,7 @@ class Anakin:
         carry = self._compiled_init(self.keys(), hyper)
         initial = {k: np.asarray(v) for k, v in self._probe(carry).items()}
         self._piece_crcs = []
-        return State(carry, initial, self._empty_trace(), 0, 0.0, 0.0)
+        return State(carry, initial, (self._empty_trace(),), 0, 0.0, 0.0)
 
     def _check_no_checkpoint(self, step: int | None = None) -> None:
         """CheckpointError when the checkpointer holds any step (or `step`): they belong to
@@ -626,16 +628,16 @@ class Anakin:
         from bmg.train.checkpoint import _crc32
         from bmg.train.rundir import save_npz
 
-        m = self.meta_steps_per_chunk
         del self._piece_crcs[state.chunks_done :]
         self._piece_path(0).parent.mkdir(parents=True, exist_ok=True)
         for chunk in range(len(self._piece_crcs), state.chunks_done):
-            piece = {k: v[:, chunk * m : (chunk + 1) * m] for k, v in state.trace.items()}
+            piece = state.pieces[chunk + 1]
             save_npz(self._piece_path(chunk), compress=False, **piece)
             self._piece_crcs.append(_piece_crc(piece, _crc32))
 
-    def _read_pieces(self, crcs: list[int]) -> Trace:
-        """The trace of the chunks `crcs` describe, each piece checked against its CRC-32."""
+    def _read_pieces(self, crcs: list[int]) -> tuple[Trace, ...]:
+        """The pieces of the chunks `crcs` describe (after the empty one), each checked against
+        its CRC-32."""
         from bmg.train.checkpoint import CheckpointError, _crc32
 
         trace = self._empty_trace()
@@ -657,7 +659,7 @@ class Anakin:
                     "it again."
                 )
             pieces.append(piece)
-        return {k: np.concatenate([v, *(p[k] for p in pieces)], axis=1) for k, v in trace.items()}
+        return (trace, *pieces)
 
     def save(self, state: State) -> None:
         """Checkpoint `state` as step `state.chunks_done` (no-op without a checkpointer): the
@@ -697,13 +699,13 @@ class Anakin:
                 f"{self.checkpointer.directory}: the checkpoint names {len(crcs)} trace pieces for "
                 f"{meta['chunks_done']} chunks (written by an older bmg?); start the run again."
             )
-        trace = self._read_pieces(crcs)
+        pieces = self._read_pieces(crcs)
         self._piece_crcs = crcs
         self.compile()
         state = State(
             carry=saved["carry"],
             initial={k: np.asarray(v) for k, v in saved["initial"].items()},
-            trace=trace,
+            pieces=pieces,
             chunks_done=int(meta["chunks_done"]),
             seconds=float(meta["seconds"]),
             host_seconds=float(meta["host_seconds"]),
@@ -728,7 +730,7 @@ class Anakin:
             kept = "no chunk finished, so no checkpoint was written"
         else:
             kept = f"the last good checkpoint (after chunk {state.chunks_done}) is kept"
-        trace = {k: np.concatenate([state.trace[k], v], axis=1) for k, v in piece.items()}
+        trace = state._replace(pieces=(*state.pieces, piece)).trace
         raise NonFiniteError(
             f"{_QUANTITY[FINITE[quantity]]} of {self._lane_name(seed)} became NaN or "
             f"infinite at meta-step {meta_step} (chunk {state.chunks_done + 1}); {kept}: lower "
@@ -756,12 +758,11 @@ class Anakin:
         start = time.perf_counter()
         piece = {k: np.asarray(v) for k, v in piece.items()}
         self._check_finite(state, piece)
-        trace = {k: np.concatenate([state.trace[k], piece[k]], axis=1) for k in state.trace}
         host_seconds = time.perf_counter() - start
         new = State(
             carry,
             state.initial,
-            trace,
+            (*state.pieces, piece),
             state.chunks_done + 1,
             state.seconds + device_seconds,
             state.host_seconds + host_seconds,

@@ -26,7 +26,7 @@ Threads (all in one process; JAX releases the GIL while it computes and ale-py w
   [N, B, ...] with B = ``rollouts_per_batch`` x E, places them on the learner devices split
   along B (``NamedSharding(Mesh(learner_devices, ("batch",)), P(None, "batch"))``), and runs the
   meta-learner's step of the agent's learner (``MakeAgent``) inside ``jax.shard_map``
-  with the Anakin runner's reduction (``bmg.train.anakin.over_batch_shards``):
+  with the reduction of one learner split over devices (``bmg.core.over_batch_shards``):
   each device's gradient of its shard's mean loss, all-reduced in the optimiser; meta-gradients
   averaged; parameters replicated. N learner devices give the numbers of one, to float
   reassociation (tested with 4 forced host devices). It then publishes the new parameters and
@@ -455,8 +455,8 @@ class Sebulba:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         from bmg.core import LearnerState as CoreState
-        from bmg.core import make_meta_learner
-        from bmg.train.anakin import BATCH_AXIS, over_batch_shards
+        from bmg.core import make_meta_learner, over_batch_shards
+        from bmg.train.anakin import BATCH_AXIS
 
         self.config, self.seed = config, int(seed)
         self._stop = threading.Event()

@@ -43,7 +43,7 @@ def test_prepare_says_how_long_compiling_took(system, monkeypatch, capsys):
     "compiling ..." and then how long it took."""
     module = importlib.import_module(f"bmg.experiments.{system}")
 
-    class Runner:  # the compile itself is the runner's (tests/experiments/test_anakin.py)
+    class Runner:  # the compile itself is the runner's (tests/train/test_anakin.py)
         compile_seconds = 12.34
 
         def compile(self):

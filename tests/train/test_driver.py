@@ -1,4 +1,4 @@
-"""The run-directory driver of the compiled runner (`bmg.train.lifetime`): a failed
+"""The run-directory driver of the compiled runner (`bmg.train.driver`): a failed
 run leaves no thread behind, and its `Prepared` runner runs again as a new one would."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from bmg.core import Learner, LearnerState, MetaConfig
-from bmg.train import lifetime
+from bmg.train import driver
 from bmg.train.anakin import Anakin
 
 CONFIG = SimpleNamespace(
@@ -34,7 +34,7 @@ def shrinking_learner() -> Learner:
     )
 
 
-def prepared() -> lifetime.Prepared:
+def prepared() -> driver.Prepared:
     runner = Anakin(
         shrinking_learner(),
         MetaConfig(algo="fixed"),
@@ -43,30 +43,31 @@ def prepared() -> lifetime.Prepared:
         num_chunks=CONFIG.num_chunks,
     )
     runner.compile()
-    return lifetime.Prepared(CONFIG, runner)
+    return driver.Prepared(CONFIG, runner)
 
 
 class Interrupted(Exception):
     pass
 
 
-def reporting(fail_at_chunk: list[int]) -> lifetime.Reporting:
+def reporting(fail_at_chunk: list[int]) -> driver.Reporting:
     """Rows of x per seed and chunk; the chunk in `fail_at_chunk` raises once."""
 
-    def chunk_rows(config, initial, trace, chunk):
+    def chunk_rows(config, piece):
+        chunk = piece.index
         if chunk in fail_at_chunk:
             fail_at_chunk.remove(chunk)
             raise Interrupted
         end = (chunk + 1) * config.meta_steps_per_chunk
         return [
-            {"seed": seed, "chunk": chunk, "steps": end, "x": float(trace["x"][seed, end - 1])}
+            {"seed": seed, "chunk": chunk, "steps": end, "x": float(piece.values["x"][seed, -1])}
             for seed in range(config.seeds)
         ]
 
     def write_results(config, run_dir, initial, trace, **seconds):
         return {"x": trace["x"].tolist()}
 
-    return lifetime.Reporting(
+    return driver.Reporting(
         name="tiny",
         unit="steps",
         x_field="steps",
@@ -86,10 +87,10 @@ def alive_after(before: set[threading.Thread]) -> list[str]:
     return [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
 
 
-def run(target, run_dir: Path, report: lifetime.Reporting) -> dict:
+def run(target, run_dir: Path, report: driver.Reporting) -> dict:
     console = Console(file=io.StringIO())
     run_dir.mkdir()
-    return lifetime.run(report, None, target, run_dir, resume=False, console=console)
+    return driver.drive(report, None, target, run_dir, resume=False, console=console)
 
 
 def test_a_failed_run_leaves_no_thread_and_its_runner_runs_again_like_a_new_one(tmp_path):

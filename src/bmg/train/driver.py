@@ -1,7 +1,7 @@
-"""One driver for the run directory of every system on the compiled runner (`anakin.Anakin`).
+"""The driver of a run directory for every system on the compiled runner (`anakin.Anakin`).
 
 An experiment declares how its trace reads (`Reporting`: the rows of a chunk, one progress detail,
-the results it writes at the end); `run` does the rest the same way for all of them: compile,
+the results it writes at the end); `drive` does the rest the same way for all of them: compile,
 start or restore from the checkpoint, rewrite metrics.csv from a restored trace, log every chunk
 (metrics.csv, TensorBoard, the progress line with its rate and ETA), write the results, and drop
 the checkpoints once the lifetime is finished (its trace.npz is kept).
@@ -17,6 +17,26 @@ from typing import Any, NamedTuple
 CHECKPOINTS = "checkpoints"
 
 
+class Piece(NamedTuple):
+    """One chunk of a lifetime's trace, as a system's `Reporting.chunk_rows` reads it.
+
+    Attributes:
+      index: the chunk, from 0.
+      before: name -> [seeds]: each record's value just before the chunk (the probes at
+        initialisation for the first chunk, without the records they lack, e.g. the meta-loss).
+      values: name -> [seeds, meta-steps of the chunk], host arrays.
+    """
+
+    index: int
+    before: dict[str, Any]
+    values: dict[str, Any]
+
+
+def piece_of(state, chunk: int) -> Piece:
+    """Chunk `chunk` (from 0) of an `anakin.State`'s trace, with the values just before it."""
+    return Piece(chunk, state.before(chunk), state.pieces[chunk + 1])
+
+
 class Reporting(NamedTuple):
     """What an experiment on the compiled runner tells the driver.
 
@@ -26,8 +46,9 @@ class Reporting(NamedTuple):
       x_field: the metrics.csv column holding the environment steps (or frames) of a row.
       label: config -> a short label of the run (headers, plot titles).
       csv_fields: config -> the metrics.csv columns.
-      chunk_rows: (config, initial, trace, chunk) -> one metrics.csv row per seed for `chunk`
-        (`initial`: the runner's initial probes [seeds]; `trace`: [seeds, meta_steps so far]).
+      chunk_rows: (config, piece) -> one metrics.csv row per seed for the chunk `piece` holds
+        (a `Piece`: what the host does per chunk is proportional to the chunk, not to the run
+        so far).
       detail: (config, rows) -> the end of a chunk's progress line, e.g. a reward per seed.
       write_results: (config, run_dir, initial, trace, *, seconds, compile_seconds,
         host_seconds) -> summary; writes trace.npz, summary.json and the plots.
@@ -38,7 +59,7 @@ class Reporting(NamedTuple):
     x_field: str
     label: Callable[[Any], str]
     csv_fields: Callable[[Any], list[str]]
-    chunk_rows: Callable[[Any, dict, dict, int], list[dict]]
+    chunk_rows: Callable[[Any, Piece], list[dict]]
     detail: Callable[[Any, list[dict]], str]
     write_results: Callable[..., dict]
 
@@ -65,7 +86,7 @@ def prepare(config, make_runner: Callable[..., Any]) -> Prepared:
     return Prepared(config, runner)
 
 
-def run(
+def drive(
     reporting: Reporting,
     make_runner: Callable[..., Any],
     config,
@@ -107,12 +128,12 @@ def run(
             state = runner.restore() if resume else runner.start()
             if resume:  # metrics.csv again from the checkpoint's trace, nothing after it
                 for chunk in range(state.chunks_done):
-                    rows = reporting.chunk_rows(config, state.initial, state.trace, chunk)
+                    rows = reporting.chunk_rows(config, piece_of(state, chunk))
                     logger.rows(rows, tensorboard=False)
 
             def on_chunk(info):
                 rows = reporting.chunk_rows(
-                    config, info.state.initial, info.state.trace, info.state.chunks_done - 1
+                    config, piece_of(info.state, info.state.chunks_done - 1)
                 )
                 done = int(rows[0][reporting.x_field])
                 logger.rows(rows, step=done)

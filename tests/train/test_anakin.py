@@ -307,12 +307,12 @@ def test_nan_guard_names_quantity_seed_and_step_and_keeps_last_good_checkpoint(t
 
 def test_nan_guard_order_is_step_then_quantity_then_seed():
     runner = make_runner()
-    state = State(None, {}, {}, chunks_done=2, seconds=0.0, host_seconds=0.0)
+    state = State(None, {}, ({},), chunks_done=2, seconds=0.0, host_seconds=0.0)
     piece = {f"finite/{n}": np.ones((3, 4), bool) for n in ("params", "meta_params", "meta_loss")}
     piece["finite/params"][0, 3] = False  # later step
     piece["finite/meta_loss"][2, 1] = False
     piece["finite/meta_params"][1, 1] = False  # same step, earlier quantity
-    state = state._replace(trace={k: np.zeros((3, 0), bool) for k in piece})
+    state = state._replace(pieces=({k: np.zeros((3, 0), bool) for k in piece},))
     with pytest.raises(NonFiniteError, match="^the meta-parameters of seed 6 .* meta-step 10 "):
         runner._check_finite(state, piece)
 
