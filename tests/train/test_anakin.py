@@ -347,6 +347,23 @@ def test_bad_counts_are_refused():
         make_runner(num_seeds=0)
 
 
+@pytest.mark.parametrize("group", [1, 3])
+def test_lanes_in_groups_give_the_lifetime_of_all_lanes_at_once(straight, group):
+    """lane_group = 1 (a lax.map over single lanes) and 3 (a group and a remainder of 1) run the
+    4 seeds' lifetime of one vmap: the same trace to float reassociation (vmap's width may
+    vectorise a reduction differently), the same counters exactly."""
+    _, result, _, _ = straight
+    grouped = make_runner(lane_group=group).run().state.trace
+    assert sorted(grouped) == sorted(result.state.trace)
+    for name, values in result.state.trace.items():
+        np.testing.assert_allclose(grouped[name], values, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_lane_group_is_checked():
+    with pytest.raises(ValueError, match="lane_group"):
+        make_runner(lane_group=0)
+
+
 # --- 2 devices -------------------------------------------------------------------------------
 
 
@@ -359,10 +376,19 @@ def test_two_forced_host_devices_give_the_same_traces(straight, tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_anakin import make_runner
         assert len(jax.devices()) == 2
+        from bmg.train.anakin import OutOfMemoryError
         runner = make_runner()
         assert runner.sharding.mesh.size == 2
         state = runner.run().state
-        print(json.dumps({{k: np.asarray(v, float).tolist() for k, v in state.trace.items()}}))
+        host = lambda trace: {{k: np.asarray(v, float).tolist() for k, v in trace.items()}}
+        grouped = make_runner(lane_group=1).run().state.trace  # each device: 1 lane at a time
+        try:  # room for 1.5 devices' programs in the host's memory, which both devices share
+            make_runner(memory_limit=int(runner.memory_bytes * 1.5)).compile()
+            refused = ""
+        except OutOfMemoryError as error:
+            refused = str(error)
+        out = {{"trace": host(state.trace), "grouped": host(grouped), "refused": refused}}
+        print(json.dumps(out))
         """
     )
     # Keep this process's XLA flags (tests/conftest.py's optimisation level): a program compiled
@@ -374,7 +400,11 @@ def test_two_forced_host_devices_give_the_same_traces(straight, tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    sharded = json.loads(result.stdout.strip().splitlines()[-1])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    sharded = out["trace"]
+    assert "on each of 2 devices sharing the host's memory" in out["refused"]
+    for name, values in out["grouped"].items():  # lanes in groups, on 2 devices
+        np.testing.assert_allclose(values, sharded[name], rtol=1e-5, atol=1e-6, err_msg=name)
     if jax.default_backend() != "cpu":
         pytest.skip("the one-device reference is not on the CPU here")
     single = straight[1].state.trace

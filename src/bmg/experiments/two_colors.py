@@ -159,6 +159,7 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
         metrics=recorded_metrics(config),
         probes=recorded_probes(config),
         checkpointer=None if run_dir is None else Checkpointer(run_dir / CHECKPOINTS),
+        lane_group=config.lane_group,
     )
 
 
@@ -473,6 +474,7 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
         checkpointer=None if checkpoint_dir is None else Checkpointer(checkpoint_dir),
         hyper=hyper,
         lane_seeds=seeds,
+        lane_group=base.lane_group,
     )
 
 

@@ -23,6 +23,13 @@ losses, metrics and probes over the "batch" axis itself (e.g. `make_stacx(...,
 axis_name="batch")`): its replicated parameters, meta-parameters and keys stay identical on
 every device, so N batch devices give the numbers of one (to float reassociation).
 
+Lanes run in groups (`lane_group`): each device runs its lanes `lane_group` at a time (a
+`lax.map` over groups of vmapped lanes, inside `jax.shard_map` over the seed axis), so the
+working set of a group (its parameters, optimiser states, environments) can stay in the caches
+when all of a device's lanes would not: past about 16 lanes of Two-colors on a 2-core CPU, more
+lanes in one vmap were slower in aggregate (docs/benchmarks.md). A lane's numbers do not depend
+on its group (tested bit for bit).
+
 A sweep runs lanes (configurations x seeds) instead of seeds: `Anakin(build, None, hyper=...,
 lane_seeds=...)` with `build(hyper) -> (Learner, MetaLearner)` called inside the traced per-lane
 function, so the numbers in `hyper` (name -> float32 [lanes]: learning rates, entropy costs,
@@ -383,6 +390,9 @@ class Anakin:
       hyper: a sweep (see the module docstring): name -> [num_seeds] numbers, one per lane;
         `learner` is then `build(hyper) -> (Learner, MetaLearner)` and `meta_learner` is
         ignored (pass None). num_seeds counts lanes.
+      lane_group: lanes vmapped together on a device, the groups run one after another inside
+        the chunk (see the module docstring); None = all of a device's lanes at once. Only
+        with batch_devices = 1.
       lane_seeds: the seed of each lane (lane i starts from `jax.random.key(lane_seeds[i])`);
         None = first_seed, first_seed + 1, ...
 
@@ -407,6 +417,7 @@ class Anakin:
         batch_devices: int = 1,
         hyper: dict[str, Any] | None = None,
         lane_seeds: Sequence[int] | None = None,
+        lane_group: int | None = None,
     ):
         self.num_seeds = check_integer("num_seeds", num_seeds, 1)
         self.first_seed = check_integer("first_seed", first_seed, 0)
@@ -439,6 +450,9 @@ class Anakin:
         self.metrics = tuple(metrics)
         self.checkpointer = checkpointer
         self.memory_limit = memory_limit
+        self.lane_group = None if lane_group is None else check_integer("lane_group", lane_group, 1)
+        if self.lane_group is not None and self.batch_devices > 1:
+            raise ValueError("lane_group needs batch_devices = 1 (one seed's batch is split).")
         if self.hyper is not None:
             init, probe, run_chunk = make_swept_lifetime(
                 learner,
@@ -459,13 +473,30 @@ class Anakin:
             self.sharding = seed_sharding(self.num_seeds, devices)
             self._init = jax.jit(jax.vmap(init), out_shardings=self.sharding)
             self._probe = jax.jit(jax.vmap(probe))
-            self._run_chunk = jax.jit(jax.vmap(run_chunk), donate_argnums=0)
+            self._run_chunk = jax.jit(self._lanes(run_chunk), donate_argnums=0)
         else:
             self._shard_batch(init, probe, run_chunk, devices)
         self._compiled = None
         self._piece_crcs: list[int] = []  # CRC-32 of each chunk's trace file on disk
         self.compile_seconds = float("nan")
         self.memory_bytes: int | None = None
+
+    def _lanes(self, run_chunk):
+        """The chunk over every lane: one vmap, or (`lane_group`) each device's lanes in groups
+        of `lane_group` vmapped lanes, one group after another."""
+        if self.lane_group is None:
+            return jax.vmap(run_chunk)
+        per_device = self.num_seeds // self.sharding.mesh.size
+        if self.lane_group >= per_device:
+            return jax.vmap(run_chunk)
+        group = self.lane_group
+        return jax.shard_map(
+            lambda carry: jax.lax.map(run_chunk, carry, batch_size=group),
+            mesh=self.sharding.mesh,
+            in_specs=PartitionSpec("seed"),
+            out_specs=PartitionSpec("seed"),
+            check_vma=False,
+        )
 
     def _shard_batch(self, init, probe, run_chunk, devices) -> None:
         """The init, probe and chunk programs on a ("seed", "batch") mesh (`batch_devices` > 1):
@@ -540,14 +571,18 @@ class Anakin:
         device = self.sharding.mesh.devices.flat[0]
         limit = self.memory_limit if self.memory_limit is not None else available_memory(device)
         need = max((n for n in needs if n is not None), default=None)
-        if limit is not None and need is not None and need > limit:
-            per_seed = need / (self.num_seeds / self.sharding.mesh.size)
-            fits = int(limit // per_seed) * self.sharding.mesh.size
+        devices = self.sharding.mesh.size
+        # CPU devices are one host's cores: they share its memory, which `limit` is
+        sharing = devices if device.platform == "cpu" else 1
+        if limit is not None and need is not None and need * sharing > limit:
+            per_seed = need / (self.num_seeds / devices)
+            fits = int(limit // per_seed) * (devices // sharing)
+            each = f" on each of {devices} devices sharing the host's memory" if sharing > 1 else ""
             raise OutOfMemoryError(
                 f"{self.num_seeds} seeds with {self.meta_steps_per_chunk} meta-steps per chunk "
-                f"need about {_gib(need)} per device ({device.platform}) but {_gib(limit)} is "
-                f"available; about {fits} seeds fit (or use fewer inner or bootstrap steps, "
-                "or remat)."
+                f"need about {_gib(need)} per device ({device.platform}){each} but "
+                f"{_gib(limit)} is available; about {fits} seeds fit (or use fewer inner or "
+                "bootstrap steps, or remat)."
             )
         self._compiled_init, self._compiled = init, chunk
         return self.compile_seconds
