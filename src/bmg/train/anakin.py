@@ -551,6 +551,11 @@ class Anakin:
         """The carry's shapes, dtypes and shardings (`jax.eval_shape` of the init), no work."""
         return jax.eval_shape(self._init, self._abstract_keys(), self._abstract_hyper())
 
+    @property
+    def compiled(self) -> bool:
+        """Whether `compile` has run (the init and the chunk are compiled)."""
+        return self._compiled is not None
+
     def compile(self) -> float:
         """Compile the init and the chunk from abstract shapes and check their memory.
 

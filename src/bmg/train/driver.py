@@ -78,9 +78,11 @@ def prepare(config, make_runner: Callable[..., Any]) -> Prepared:
     Raises:
       OutOfMemoryError (a ValueError): the sentence says how many seeds fit.
     """
-    from rich.console import Console
+    from bmg.train.logging import make_console
 
-    Console().print(f"compiling {config.seeds} seeds x {config.meta_steps_per_chunk} meta-steps...")
+    make_console().print(
+        f"compiling {config.seeds} seeds x {config.meta_steps_per_chunk} meta-steps..."
+    )
     runner = make_runner(config)
     runner.compile()
     return Prepared(config, runner)
@@ -123,7 +125,8 @@ def drive(
         f"{config.total_env_steps:,} {unit} in {config.num_chunks} chunks -> {run_dir}"
     )
     try:
-        with logger.progress("compiling"):
+        # a prepared runner is compiled already (prepare said so): the first chunk starts
+        with logger.progress("starting" if runner.compiled else "compiling"):
             runner.compile()
             state = runner.restore() if resume else runner.start()
             if resume:  # metrics.csv again from the checkpoint's trace, nothing after it
