@@ -16,7 +16,6 @@ that import this module's `SETTINGS` and `SYSTEM`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from bmg.checks import check_integer, check_nested
 from bmg.core.config import MetaConfig
 from bmg.experiments.api import Report, Settings, System
 from bmg.experiments.registry import Entry
-from bmg.train import driver
+from bmg.train import driver, lifetime
 
 
 # --- 1. the config: nested, frozen, validated without JAX -------------------------------------
@@ -66,13 +65,11 @@ class CartPoleConfig:
 
     @property
     def meta_steps_per_chunk(self) -> int:
-        return max(1, math.ceil(min(self.chunk_steps, self.steps) / self.steps_per_meta_step))
+        return lifetime.meta_steps_per_chunk(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def num_chunks(self) -> int:
-        return max(
-            1, math.ceil(self.steps / (self.meta_steps_per_chunk * self.steps_per_meta_step))
-        )
+        return lifetime.num_chunks(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def total_env_steps(self) -> int:  # whole chunks, plus the first rollout

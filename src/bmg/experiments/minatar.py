@@ -34,7 +34,7 @@ from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.experiments.api import Settings, System
 from bmg.experiments.minatar_report import REPORT
-from bmg.train import driver
+from bmg.train import driver, lifetime
 from bmg.train.driver import CHECKPOINTS
 
 MAX_STEPS = 2**31 - 1  # the int32 frame counters of a seed
@@ -184,16 +184,11 @@ class MinAtarConfig:
 
     @property
     def meta_steps_per_chunk(self) -> int:
-        # a lifetime shorter than one chunk is one chunk of its own length (not inflated to one
-        # whole chunk)
-        chunk_steps = min(self.chunk_steps, self.steps)
-        return max(1, math.ceil(chunk_steps / self.steps_per_meta_step))
+        return lifetime.meta_steps_per_chunk(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def num_chunks(self) -> int:
-        return max(
-            1, math.ceil(self.steps / (self.meta_steps_per_chunk * self.steps_per_meta_step))
-        )
+        return lifetime.num_chunks(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def total_env_steps(self) -> int:

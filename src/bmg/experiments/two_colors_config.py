@@ -8,7 +8,6 @@ system itself (the learner, the runner, the report) is `bmg.experiments.two_colo
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Annotated, Any, Literal
 
 import tyro
@@ -18,6 +17,7 @@ from bmg.checks import check_integer, check_nested, check_real, checks_deferred
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
 from bmg.experiments.api import Settings
+from bmg.train import lifetime
 
 MAX_STEPS = 2**31 - 1  # the int32 environment-step counters of a seed
 
@@ -174,15 +174,11 @@ class TwoColorsConfig:
 
     @property
     def meta_steps_per_chunk(self) -> int:
-        # a lifetime shorter than one chunk is one chunk of its own length (not inflated to one
-        # whole chunk)
-        chunk_steps = min(self.chunk_steps, self.steps)
-        return max(1, math.ceil(chunk_steps / self.steps_per_meta_step))
+        return lifetime.meta_steps_per_chunk(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def num_chunks(self) -> int:
-        steps_per_chunk = self.meta_steps_per_chunk * self.steps_per_meta_step
-        return max(1, math.ceil(self.steps / steps_per_chunk))
+        return lifetime.num_chunks(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def total_env_steps(self) -> int:
