@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from bmg.checks import check_integer, check_real, checks_deferred
+from bmg.checks import check_bool, check_integer, check_real, checks_deferred
 
 CONTEXTS = ("reward", "none")
 NORMALIZATIONS = ("none", "running")
@@ -258,3 +258,158 @@ def output_parameter(config: OnlineConfig) -> str:
     if config.context == "reward":
         return f"net/params/Dense_{config.meta_hidden_layers}/bias"
     return "logit"
+
+
+META_NAMES = ("gamma", "lambda", "g_v", "g_p", "g_e", "alpha")
+"""The six meta-parameters of a head, in the order they are embedded."""
+TORSOS = ("minatar", "impala")
+STACX_TARGET_STEPS = ("rmsprop", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class StacxConfig:
+    """The STACX learner (sources: [paper] Flennerhag et al., ICLR 2022, Atari; [stacx]
+    Zahavy et al., NeurIPS 2020; [impala] Espeholt et al., ICML 2018, Atari experiments;
+    [minatar] Young & Tian, 2019; [default] this implementation's choice)."""
+
+    torso: Literal["minatar", "impala"] = "minatar"
+    """shared torso: MinAtar's conv net or IMPALA's deep ResNet."""
+    minatar_channels: int = 16
+    """filters of the MinAtar torso's convolution [minatar]."""
+    impala_channels: tuple[int, ...] = (16, 32, 32)
+    """channels of the ResNet's sections [impala]."""
+    impala_blocks: int = 2
+    """residual blocks per ResNet section [impala]."""
+    hidden_size: int | None = None
+    """units of the torso's ReLU layer; None = the torso's own (MinAtar 128, IMPALA 256)."""
+    conv: Literal["patches", "xla"] = "patches"
+    """the torso's convolutions: one matrix product over patches (fast on CPU, also inside the
+    compiled loops) or flax's / XLA's convolution (accelerators); the same function
+    (``bmg.agents.torsos``) [default]."""
+    num_heads: int = 3
+    """heads on the torso; head 0 acts, the others are auxiliary [stacx]."""
+    meta_embedding_size: int = 16
+    """units embedding each head's six sigma values into its input; 0 = not fed [default]."""
+    num_envs: int = 32
+    """B, environments acting in parallel; one batch = B x T steps [default]."""
+    rollout_length: int = 20
+    """T, steps per environment per batch (IMPALA's unroll length) [impala]."""
+    learning_rate: float = 6e-4
+    """RMSProp learning rate [impala, Atari]."""
+    rmsprop_decay: float = 0.99
+    """RMSProp's decay of the squared-gradient average [impala]."""
+    rmsprop_eps: float = 0.01
+    """RMSProp's epsilon as IMPALA publishes it (inside the square root), for IMPALA's losses
+    summed over the B x T batch [impala]. bmg's losses are batch means, so the optimiser runs
+    with eps / (B T)^2 (9.8e-8 for 0.01 at 16 x 20) and its squared-gradient average starts at
+    1 / (B T)^2 (TF1's 1.0): IMPALA's update, but for the gradient clip, which acts on the mean
+    gradient here (docs/minatar.md)."""
+    max_grad_norm: float = 40.0
+    """global-norm clip of the learner's batch-mean gradient, 0 = off [impala's value; applied
+    to mean, not summed, losses: a default]."""
+    reward_clip: float = 1.0
+    """rewards clipped to [-reward_clip, reward_clip] in the losses, 0 = off [impala, Atari]."""
+    meta_init: float = 4.6
+    """initial logit of every meta-parameter, sigmoid(4.6) = 0.99 [stacx]."""
+    value_cost: float = 0.25
+    """outer value weight; the inner one is value_cost * sigma [paper/stacx]."""
+    policy_cost: float = 1.0
+    """outer policy weight; the inner one is policy_cost * sigma [paper/stacx]."""
+    entropy_cost: float = 0.01
+    """outer entropy weight; the inner one is entropy_cost * sigma [paper/stacx]."""
+    outer_discount: float = 0.995
+    """gamma of the outer loss [paper/stacx]."""
+    outer_lambda: float = 1.0
+    """lambda of the outer loss (plain V-trace, alpha = 1) [paper/stacx]."""
+    outer_kl_cost: float = 1.0
+    """g_kl, weight of KL(pre-update || updated policy) in the outer loss [paper/stacx]."""
+    clip_rho_threshold: float = 1.0
+    """rho_bar of the V-trace TD errors [impala]."""
+    clip_pg_rho_threshold: float = 1.0
+    """rho_bar of the policy-gradient advantages [impala]."""
+    truncation_bootstrap: bool = True
+    """bootstrap time limits from V(final_obs) (one more forward pass over the batch); off, a
+    truncated step bootstraps from the next episode's first state [default]."""
+    target_step: Literal["rmsprop", "sgd"] = "rmsprop"
+    """BMG target's final step: preconditioned by the learner's RMSProp state [paper], or a plain
+    gradient step of MetaConfig.target_step_size."""
+    target_learning_rate: float | None = None
+    """learning rate of the RMSProp target step; None = learning_rate [default]."""
+    matching: Literal["kl", "kl_value"] = "kl"
+    """BMG matching: policy KL, or KL plus squared value error ("KL & V") [paper]."""
+    matching_value_cost: float = 1.0
+    """weight of the value term with matching="kl_value" [default]."""
+
+    @property
+    def mean_loss_rmsprop_eps(self) -> float:
+        """The epsilon optax's RMSProp gets: ``rmsprop_eps / (num_envs * rollout_length)^2``.
+        With g_sum = B T g_mean and nu_sum = (B T)^2 nu_mean, IMPALA's step on summed losses,
+        lr g_sum / sqrt(nu_sum + eps), equals lr g_mean / sqrt(nu_mean + eps / (B T)^2)."""
+        return self.rmsprop_eps / float(self.num_envs * self.rollout_length) ** 2
+
+    @property
+    def mean_loss_rmsprop_initial_scale(self) -> float:
+        """The initial squared-gradient average optax's RMSProp gets (``initial_scale``):
+        ``1 / (num_envs * rollout_length)^2``. TensorFlow 1's ``tf.train.RMSPropOptimizer``
+        (IMPALA's and STACX's) starts its average at 1.0 (its "rms" slot is created with ones);
+        nu_sum = (B T)^2 nu_mean at every step, the first included, when nu_mean starts at
+        1 / (B T)^2, the same rescaling as ``mean_loss_rmsprop_eps``."""
+        return 1.0 / float(self.num_envs * self.rollout_length) ** 2
+
+    def __post_init__(self):
+        if checks_deferred():  # the command line checks nested configs after parsing
+            return
+        if self.torso not in TORSOS:
+            raise ValueError(f"torso must be 'minatar' or 'impala', got {self.torso!r}.")
+        if self.conv not in ("patches", "xla"):
+            raise ValueError(f"conv must be 'patches' or 'xla', got {self.conv!r}.")
+        for name in ("minatar_channels", "num_heads", "num_envs", "rollout_length"):
+            check_integer(name, getattr(self, name), 1)
+        check_integer("impala_blocks", self.impala_blocks, 0)
+        check_integer("meta_embedding_size", self.meta_embedding_size, 0)
+        if self.hidden_size is not None:
+            check_integer("hidden_size", self.hidden_size, 1)
+        if not (
+            isinstance(self.impala_channels, tuple)
+            and self.impala_channels
+            and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 1
+                for c in self.impala_channels
+            )
+        ):
+            raise ValueError(
+                "impala_channels must be a non-empty tuple of integers >= 1, got "
+                f"{self.impala_channels!r}."
+            )
+        check_bool("truncation_bootstrap", self.truncation_bootstrap)
+        positive = ("learning_rate", "rmsprop_eps")
+        for name in positive:
+            check_real(name, getattr(self, name), low=0, low_open=True)
+        if self.target_learning_rate is not None:
+            check_real("target_learning_rate", self.target_learning_rate, low=0, low_open=True)
+        check_real("rmsprop_decay", self.rmsprop_decay, low=0, high=1, high_open=True)
+        for name in ("outer_discount", "outer_lambda"):
+            check_real(name, getattr(self, name), low=0, high=1)
+        for name in (
+            "max_grad_norm",
+            "reward_clip",
+            "value_cost",
+            "policy_cost",
+            "entropy_cost",
+            "outer_kl_cost",
+            "matching_value_cost",
+        ):
+            check_real(name, getattr(self, name), low=0)
+        for name in ("clip_rho_threshold", "clip_pg_rho_threshold"):
+            check_real(name, getattr(self, name), low=0, low_open=True)
+        check_real("meta_init", self.meta_init)
+        if self.target_step not in STACX_TARGET_STEPS:
+            raise ValueError(f"target_step must be 'rmsprop' or 'sgd', got {self.target_step!r}.")
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"matching must be 'kl' or 'kl_value', got {self.matching!r}.")
+
+
+FEWSHOT_ALGOS = ("maml", "fomaml", "bmg")
+"""The few-shot meta-learners (`bmg.agents.fewshot`)."""
+CORE_ALGO = {"maml": "mg", "fomaml": "mg", "bmg": "bmg"}
+"""`MetaConfig.algo` of each few-shot algorithm (first-order MAML is MG with a first-order phi)."""

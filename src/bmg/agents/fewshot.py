@@ -34,17 +34,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bmg.agents.configs import CORE_ALGO  # noqa: F401  (re-exported)
+from bmg.agents.configs import FEWSHOT_ALGOS as ALGOS  # noqa: F401  (re-exported)
 from bmg.core import Learner, LearnerState, parameter_matching, policy_kl, unroll
 from bmg.core.meta import BATCHINGS, batch_map
 from bmg.core.types import PyTree
 
 Algo = Literal["maml", "fomaml", "bmg"]
-ALGOS = ("maml", "fomaml", "bmg")
 Matching = Literal["kl", "params"]
 TaskBatching = Literal["vmap", "map", "unroll"]
 TASK_BATCHINGS = BATCHINGS
-CORE_ALGO = {"maml": "mg", "fomaml": "mg", "bmg": "bmg"}
-"""`MetaConfig.algo` of each few-shot algorithm (first-order MAML is MG with a first-order phi)."""
 
 
 class Task(NamedTuple):

@@ -81,3 +81,7 @@ class MetaConfig:
         if self.algo == "bmg":
             return self.inner_steps + self.bootstrap_steps - 1
         return self.inner_steps
+
+
+BATCHINGS = ("vmap", "map", "unroll")
+"""How a batch of learners is mapped (`bmg.core.batch_map`): vmap, lax.map or a Python unroll."""

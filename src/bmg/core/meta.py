@@ -477,7 +477,7 @@ def make_meta_learner(
 
 
 Batching = Literal["vmap", "map", "unroll"]
-BATCHINGS = ("vmap", "map", "unroll")
+from bmg.core.config import BATCHINGS  # noqa: E402, F401  (re-exported)
 
 
 def batch_map(fn, batching: Batching = "vmap"):

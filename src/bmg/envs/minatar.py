@@ -32,17 +32,12 @@ import jax
 import jax.numpy as jnp
 from gymnax.wrappers.purerl import StickyActionWrapper
 
-GAMES = (
-    "Asterix-MinAtar",
-    "Breakout-MinAtar",
-    "Freeway-MinAtar",
-    "Seaquest-MinAtar",
-    "SpaceInvaders-MinAtar",
+from bmg.envs.minatar_params import (  # noqa: F401  (re-exported)
+    GAMES,
+    STICKY_ACTION_PROB,
+    check_game,
+    check_sticky_action_prob,
 )
-"""The MinAtar games gymnax registers (all five of Young & Tian, 2019)."""
-
-STICKY_ACTION_PROB = 0.1
-"""MinAtar's sticky-action probability (Young & Tian, 2019; Machado et al., 2018)."""
 
 FULL_ACTIONS = ("noop", "left", "up", "right", "down", "fire")
 """MinAtar's full action set, in order."""
@@ -62,20 +57,6 @@ class StickyActions(StickyActionWrapper):
         done = jnp.logical_or(terminated, truncated)
         last = jnp.where(done, jnp.zeros_like(state.last_action), state.last_action)
         return obs, state.replace(last_action=last), reward, terminated, truncated, info
-
-
-def check_game(name: str) -> str:
-    """``name`` if gymnax has it, else ValueError with one sentence listing the games."""
-    if name not in GAMES:
-        raise ValueError(f"env must be one of {', '.join(GAMES)}; got {name!r}.")
-    return name
-
-
-def check_sticky_action_prob(value: float) -> float:
-    """``value`` if it is a number in [0, 1], else ValueError with one sentence."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"sticky_action_prob must be a number in [0, 1], got {value!r}.")
-    return float(value)
 
 
 def make(

@@ -50,13 +50,13 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 import tyro
 
-from bmg.agents.stacx import META_NAMES, StacxConfig
+from bmg.agents.configs import META_NAMES, StacxConfig
 from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
 from bmg.experiments.api import Settings, System
-from bmg.experiments.minatar import ALGOS, stacx_meta_config
-from bmg.experiments.minatar import unused_fields as stacx_unused_fields
+from bmg.experiments.minatar_config import ALGOS, stacx_meta_config
+from bmg.experiments.minatar_config import unused_fields as stacx_unused_fields
 from bmg.experiments.minatar_report import REPORT
 from bmg.memory import INT32_MAX
 from bmg.train.driver import CHECKPOINTS

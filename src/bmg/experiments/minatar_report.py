@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bmg.agents.stacx import META_NAMES  # noqa: E402
+from bmg.agents.configs import META_NAMES  # noqa: E402
 from bmg.experiments.api import Report  # noqa: E402
 from bmg.experiments.stats import format_mean_se, mean_se  # noqa: E402
 from bmg.train import records  # noqa: E402

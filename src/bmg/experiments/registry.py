@@ -63,7 +63,7 @@ def _two_colors_sweep(argv: list[str], resume_dir: Path | None) -> None:
 
 
 def _minatar_settings() -> Settings:
-    from bmg.experiments.minatar import SETTINGS
+    from bmg.experiments.minatar_config import SETTINGS
 
     return SETTINGS
 
@@ -87,7 +87,7 @@ def _atari() -> System:
 
 
 def _fewshot_settings() -> Settings:
-    from bmg.experiments.fewshot import SETTINGS
+    from bmg.experiments.fewshot_config import SETTINGS
 
     return SETTINGS
 
