@@ -42,20 +42,23 @@ fewshot-demo: $(STAMP)
 example: $(STAMP)
 	$(BIN)/python examples/meta_lr_regression.py
 
-# Every test (the README's command) but the run of every documented command (test-docs; each
-# documented command is still parsed and validated here). Two workers: XLA compiles on one
+# Every test (the README's command) but the second tier (test-docs): the run of every documented
+# command (each is still parsed and validated here), and the heavy checks that start several
+# processes each (golden traces, 1 device = 4 devices = 2 processes). Two workers: XLA compiles on one
 # thread, and compiling is most of a test's time on 2 cores; each file stays on one worker (its
 # fixtures are built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not docs"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not docs and not heavy"
 
-# The unit tier for day-to-day work: everything but the end-to-end runs marked slow.
+# The unit tier for day-to-day work: everything but the end-to-end runs marked slow (the golden
+# traces included: a change to the engine must keep them).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
-# Every `bmg ...` command of README.md and docs/*.md, run scaled down (CI runs it after test).
+# The second tier (CI runs it after test): every `bmg ...` command of README.md and docs/*.md run
+# scaled down, the worked examples, and the heavy checks.
 test-docs: $(STAMP)
-	$(BIN)/python -m pytest -m docs
+	$(BIN)/python -m pytest -m "docs or heavy"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts

@@ -80,6 +80,7 @@ def synthetic_data(tmp_path_factory):
     return out
 
 
+@pytest.mark.heavy  # in `make test-docs` and `make test-fast`, out of `make test`'s budget
 @pytest.mark.parametrize("name", sorted(SYSTEMS))
 def test_a_short_run_gives_the_golden_numbers(name, tmp_path, synthetic_data, capsys):
     argv = list(SYSTEMS[name])

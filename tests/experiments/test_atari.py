@@ -389,6 +389,7 @@ def _two_processes(tmp_path, phase: str, argvs: list[list[str]]) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # several processes: in `make test-docs`
 def test_two_processes_checkpoint_together_and_resume(tmp_path):
     """Two JAX processes (1 CPU device each: the learner's mesh spans both, the parameters are
     replicated over the two processes), each with its own run directory and games, one shared

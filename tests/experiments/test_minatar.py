@@ -194,6 +194,7 @@ DEVICES_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # several processes: in `make test-docs`
 def test_one_seeds_batch_over_4_devices_gives_the_numbers_of_1_device(tmp_path):
     """STACX + BMG (L = 2, RMSProp target, KL & V matching) on Breakout with 8 environments:
     split 2 per device over 4 forced host devices (shard_map, gradients all-reduced in the

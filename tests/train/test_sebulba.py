@@ -358,6 +358,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # several processes: in `make test-docs`
 def test_a_learner_step_is_the_same_on_1_device_4_devices_and_2_processes(tmp_path):
     """STACX + BMG (L = 2: two batches per meta-step, RMSProp target, KL & V), two meta-steps on
     a fixed random batch (B = 8 streams, actor logits off-policy, truncations), three ways: one
