@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 from bmg.agents.regression import make_ill_conditioned_task, make_regression_learner
 from bmg.core import make_bmg, make_metagradient, make_target_bootstrap, parameter_matching
@@ -71,17 +72,6 @@ def machine_description() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": cpu_model() or platform.processor(),
     }
-
-
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def memory_stats(compiled) -> dict[str, float | None]:

@@ -43,10 +43,7 @@ import shlex
 import sys
 import time
 
-try:
-    from bmg.experiments.command import use_all_cpu_cores
-except ImportError:
-    from bmg.experiments.cli import use_all_cpu_cores
+from bmg.experiments.command import use_all_cpu_cores
 
 use_all_cpu_cores()  # before jax is imported, as the CLI does
 

@@ -32,7 +32,7 @@ from bmg.train import driver, lifetime
 
 # --- 1. the config: nested, frozen, validated without JAX -------------------------------------
 @dataclasses.dataclass(frozen=True)
-class CartPoleConfig:
+class CartPoleConfig(lifetime.Chunked):
     """An actor-critic on CartPole-v1 with a fixed, MG or BMG entropy cost."""
 
     steps: int = 200_000
@@ -62,14 +62,6 @@ class CartPoleConfig:
     @property
     def steps_per_meta_step(self) -> int:
         return self.meta.updates_per_step * self.ac.rollout_length
-
-    @property
-    def meta_steps_per_chunk(self) -> int:
-        return lifetime.meta_steps_per_chunk(self.steps, self.chunk_steps, self.steps_per_meta_step)
-
-    @property
-    def num_chunks(self) -> int:
-        return lifetime.num_chunks(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def total_env_steps(self) -> int:  # whole chunks, plus the first rollout

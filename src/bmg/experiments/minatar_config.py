@@ -40,7 +40,7 @@ def stacx_meta_config(config) -> MetaConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class MinAtarConfig:
+class MinAtarConfig(lifetime.Chunked):
     """One MinAtar run: game and protocol, algorithm, lifetime, seeds and the STACX learner."""
 
     env: str = "Breakout-MinAtar"
@@ -159,14 +159,6 @@ class MinAtarConfig:
         if config.algo == "bmg" and config.continue_from == "inner":
             updates = max(config.inner_steps, 1)
         return updates * self.frames_per_update
-
-    @property
-    def meta_steps_per_chunk(self) -> int:
-        return lifetime.meta_steps_per_chunk(self.steps, self.chunk_steps, self.steps_per_meta_step)
-
-    @property
-    def num_chunks(self) -> int:
-        return lifetime.num_chunks(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def total_env_steps(self) -> int:

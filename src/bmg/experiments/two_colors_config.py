@@ -64,7 +64,7 @@ def resolve_inner_steps(agent: str, algo: str, inner_steps: int | None) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoColorsConfig:
+class TwoColorsConfig(lifetime.Chunked):
     """One Two-colors run: agent, meta-learning algorithm, lifetime, seeds and world."""
 
     agent: Literal["ac", "q"] = "ac"
@@ -171,14 +171,6 @@ class TwoColorsConfig:
     @property
     def steps_per_meta_step(self) -> int:
         return self.meta_config().updates_per_step * self.learner.rollout_length
-
-    @property
-    def meta_steps_per_chunk(self) -> int:
-        return lifetime.meta_steps_per_chunk(self.steps, self.chunk_steps, self.steps_per_meta_step)
-
-    @property
-    def num_chunks(self) -> int:
-        return lifetime.num_chunks(self.steps, self.chunk_steps, self.steps_per_meta_step)
 
     @property
     def total_env_steps(self) -> int:

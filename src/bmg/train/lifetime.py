@@ -21,3 +21,16 @@ def num_chunks(steps: int, chunk_steps: int, steps_per_meta_step: int) -> int:
     """Chunks in the lifetime: `steps` rounded up to whole chunks."""
     per_chunk = meta_steps_per_chunk(steps, chunk_steps, steps_per_meta_step) * steps_per_meta_step
     return max(1, math.ceil(steps / per_chunk))
+
+
+class Chunked:
+    """A config's lifetime in chunks (a mixin for frozen dataclass configs): it needs `steps`,
+    `chunk_steps` and `steps_per_meta_step`, and gives `meta_steps_per_chunk` and `num_chunks`."""
+
+    @property
+    def meta_steps_per_chunk(self) -> int:
+        return meta_steps_per_chunk(self.steps, self.chunk_steps, self.steps_per_meta_step)
+
+    @property
+    def num_chunks(self) -> int:
+        return num_chunks(self.steps, self.chunk_steps, self.steps_per_meta_step)
