@@ -6,7 +6,7 @@ runner and its run-directory driver) and the command line (`bmg.experiments.comm
 rest: presets and flags, the run directory, checkpoints and resume, metrics.csv, TensorBoard,
 progress, the results table. Nothing here is a loop.
 
-    python examples/new_system.py demo --meta.algo bmg --out runs/cartpole-bmg
+    python examples/new_system.py bmg --out runs/cartpole-bmg    (or mg, fixed, tiny)
     python examples/new_system.py resume runs/cartpole-bmg
 
 To make it a `bmg` command, add its `ENTRY` to `bmg.experiments.registry.ENTRIES` (with loaders
@@ -43,8 +43,11 @@ class CartPoleConfig(lifetime.Chunked):
     """the first seed."""
     chunk_steps: int = 50_000
     """environment steps per compiled chunk (a checkpoint and a metrics.csv row after each)."""
-    meta: MetaConfig = MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=2)
-    """fixed / mg / bmg, K, L, the meta-optimiser (`bmg.core.MetaConfig`)."""
+    meta: MetaConfig = MetaConfig(
+        algo="bmg", inner_steps=1, bootstrap_steps=2, continue_from="target"
+    )
+    """fixed / mg / bmg, K, L, the meta-optimiser (`bmg.core.MetaConfig`); BMG's learner goes on
+    from the target, so every environment step it takes is the learner's."""
     ac: ActorCriticConfig = ActorCriticConfig(
         hidden_size=64, optimizer="adam", learning_rate=1e-3, context="none"
     )
@@ -70,16 +73,31 @@ class CartPoleConfig(lifetime.Chunked):
 
 
 PRESETS = {
-    "demo": ("2 seeds x 200k steps, BMG K = 1, L = 2", {}),
-    "tiny": ("a smoke test: 2 seeds x 2k steps", dict(steps=2_048, chunk_steps=1_024)),
+    "bmg": ("BMG K = 1, L = 2: 2 seeds x 200k steps", {}),
+    "mg": ("MG K = 1: 2 seeds x 200k steps", dict(meta=MetaConfig(algo="mg", inner_steps=1))),
+    "fixed": ("a fixed entropy cost: 2 seeds x 200k steps", dict(meta=MetaConfig(algo="fixed"))),
+    "tiny": ("a smoke test: BMG, 2 seeds x 2k steps", dict(steps=2_048, chunk_steps=1_024)),
 }
 
 
 def unused_fields(config: CartPoleConfig) -> dict[str, str]:
-    """The fields a flag may not set for this run (it would have no effect)."""
-    if config.meta.algo == "fixed":
-        return {"ac.outer_entropy_cost": "with --meta.algo fixed (nothing is meta-learned)"}
-    return {}
+    """The fields a flag may not set for this run (it would have no effect): the command refuses
+    them instead of ignoring them."""
+    algo = config.meta.algo
+    unused = {}
+    if algo != "bmg":
+        why = f"with meta.algo {algo} (only BMG bootstraps a target)"
+        unused.update({f"meta.{f}": why for f in ("bootstrap_steps", "target_step_size")})
+    if algo == "fixed":
+        why = "with meta.algo fixed (nothing is meta-learned)"
+        fields = (
+            "meta.inner_steps",
+            "meta.learning_rate",
+            "meta.adam_eps",
+            "ac.outer_entropy_cost",
+        )
+        unused.update({f: why for f in fields})
+    return unused
 
 
 SETTINGS = Settings(CartPoleConfig, PRESETS, unused_fields)
@@ -189,6 +207,7 @@ ENTRY = Entry(
     lambda: SETTINGS,
     lambda: SYSTEM,
     all_cpu_cores=True,
+    prog="python examples/new_system.py",
 )
 
 

@@ -31,11 +31,29 @@ def test_own_learner_meta_learns_a_weight_decay_that_beats_none():
     assert 0.03 < decay["MG"] < 3 and 0.03 < decay["BMG"] < 3
 
 
+def interrupted(example, out):
+    """The example's `tiny` run, Ctrl-C as its first checkpoint is written."""
+    from bmg.train.checkpoint import Checkpointer
+
+    save = Checkpointer.save
+
+    def save_then_interrupt(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    Checkpointer.save = save_then_interrupt
+    try:
+        example.main(["tiny", "--out", str(out)])
+    finally:
+        Checkpointer.save = save
+
+
 @pytest.mark.docs
 def test_a_new_system_in_one_file_runs_on_the_command_machinery(tmp_path, capsys):
     """docs/adding-a-system.md: examples/new_system.py's `tiny` preset writes a run directory
     through the engine's driver (rows per chunk and seed, a summary, its experiment's name),
-    refuses to resume a finished run and refuses a flag without effect, as a `bmg` command does."""
+    refuses to resume a finished run and flags without effect, and says how to continue an
+    interrupted run with its own command, as a `bmg` command does."""
     import csv
     import json
     import math
@@ -53,12 +71,16 @@ def test_a_new_system_in_one_file_runs_on_the_command_machinery(tmp_path, capsys
         ("1", "1"),
     ]
     assert all(float(r["episode_return"]) > 5 for r in rows)  # CartPole pays 1 per step alive
+    tiny = example.CartPoleConfig(**example.PRESETS["tiny"][1])
+    assert int(rows[-1]["env_steps"]) == tiny.total_env_steps  # every step counted, once
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["final_return"]) == 2 and all(map(math.isfinite, summary["final_return"]))
     assert json.loads((out / "config.json").read_text())["experiment"] == "cartpole"
     with pytest.raises(SystemExit, match="holds a finished run"):
         example.main(["resume", str(out)])
-    flags = ["--meta.algo", "fixed", "--ac.outer-entropy-cost", "0.1"]
-    with pytest.raises(SystemExit, match="--ac.outer-entropy-cost has no effect with --meta.algo"):
-        example.main(["tiny", *flags, "--out", str(tmp_path / "refused")])
+    for preset, flag in (("fixed", "--ac.outer-entropy-cost"), ("mg", "--meta.bootstrap-steps")):
+        with pytest.raises(SystemExit, match=f"{flag} has no effect with meta.algo {preset}"):
+            example.main([preset, flag, "2", "--out", str(tmp_path / "refused")])
     assert not (tmp_path / "refused").exists()
+    with pytest.raises(SystemExit, match="continue with `python examples/new_system.py resume"):
+        interrupted(example, tmp_path / "cut")

@@ -613,7 +613,8 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
     exits_with(
         ["two-colors", "resume", str(run)],
         capsys,
-        f"holds a minatar run, not a two-colors run; continue it with `bmg minatar resume {run}`.",
+        f"holds a minatar run, not a two-colors run; continue it with `bmg minatar resume {run}` "
+        f"(or `bmg resume {run}`).",
     )
 
 
@@ -800,3 +801,15 @@ def test_fewshot_refuses_an_eval_every_longer_than_the_run(tmp_path, capsys):
         "eval_every meta-steps is what selects the initialisation), got 50.",
     )
     assert not out.exists()
+
+
+def test_a_resume_without_a_checkpoint_is_refused_before_compiling(tmp_path, monkeypatch, capsys):
+    """A run stopped before its first checkpoint (config.json only): `resume` says there is
+    nothing to resume at once, without compiling the lifetime first."""
+    run = started_run_dir(tmp_path / "run", tc.TwoColorsConfig())
+
+    def compiled(config):
+        raise AssertionError("compiled before refusing")
+
+    with_system(monkeypatch, tc, prepare=compiled)
+    exits_with(["two-colors", "resume", str(run)], capsys, "holds no checkpoint (it stopped")

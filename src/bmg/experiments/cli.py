@@ -42,7 +42,14 @@ def system_command(entry: Entry, argv: list[str]) -> None:
             return entry.sweep(argv[1:], None)
         if len(argv) == 2 and argv[0] == "resume" and (Path(argv[1]) / SWEEP_CONFIG).is_file():
             return entry.sweep([], Path(argv[1]))
-    run_command(entry.name, entry.settings(), entry.system, argv, description=entry.description)
+    run_command(
+        entry.name,
+        entry.settings(),
+        entry.system,
+        argv,
+        description=entry.description,
+        prog=entry.prog,
+    )
 
 
 def resume_command(argv: list[str]) -> None:
@@ -74,10 +81,11 @@ def compare_command(argv: list[str]) -> None:
     parser.add_argument("--out", default=None, help="where to write the table and plots")
     args = parser.parse_args(argv)
     try:
-        out = None if args.out is None else rundir.make_output_dir(args.out)
         missing = [str(run) for run in args.runs if not rundir.is_run_dir(run)]
+        if len(missing) == 1:
+            raise ValueError(f"{missing[0]} is not a finished run: config.json is missing.")
         if missing:
-            raise ValueError(f"{', '.join(missing)} is not a finished run: config.json is missing.")
+            raise ValueError(f"{', '.join(missing)} are not finished runs: config.json is missing.")
         seen: dict[Path, Path] = {}
         for run in args.runs:  # one run named twice would count its seeds twice
             first = seen.setdefault(run.resolve(), run)
@@ -94,6 +102,7 @@ def compare_command(argv: list[str]) -> None:
             report.check_run(run)
         rows = report.comparison_rows(args.runs)
         tables, sentences = report.extra(args.runs)
+        out = None if args.out is None else rundir.make_output_dir(args.out)  # the runs are good
     except ValueError as error:
         sys.exit(f"bmg compare: error: {error}")
     console = Console()

@@ -20,6 +20,8 @@ from bmg.train.rundir import check_digest, config_digest
 
 C = TypeVar("C")
 
+OUT_HELP = "run directory (created; must not hold a run). Default: runs/<experiment>/<algo>-<time>."
+
 
 def use_all_cpu_cores() -> None:
     """Expose each CPU core as a JAX device (call it before jax is imported) so seeds run in
@@ -79,7 +81,7 @@ def parse_run(
             "Run",
             [
                 ("config", flattened),
-                ("out", str | None, dataclasses.field(default=None)),
+                ("out", Annotated[str | None, tyro.conf.arg(help=OUT_HELP)], None),
             ],
             frozen=True,
         )
@@ -141,12 +143,22 @@ def refuse_unused_flags(argv: list[str], config, unused_fields, prog: str) -> No
         sys.exit(f"{prog}: error: {flag} has no effect {unused[field]}; drop it.")
 
 
-def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, check_new=None):
+def start_run_dir(
+    args,
+    experiment: str,
+    config_cls,
+    prog: str,
+    prepare=None,
+    check_new=None,
+    checkpoints=None,
+):
     """(config, prepared, run_dir, resumed) for a new run or a resume.
 
     `prepare(config)` (e.g. loading and checking a dataset) runs before a new run's directory is
     made, so bad input leaves nothing behind; `prepared` is its result (None without it);
-    `check_new(config)` likewise, for a new run only (atari: a used shared checkpoint_dir). Exits
+    `check_new(config)` likewise, for a new run only (atari: a used shared checkpoint_dir);
+    `checkpoints(config, run_dir)`: where a run keeps its checkpoints (None: nowhere), so a
+    resume without any is refused before anything is compiled. Exits
     with one sentence if the input is bad, the directory cannot be this run's, holds a finished
     run, or its config.json was edited after the start.
     """
@@ -188,12 +200,21 @@ def start_run_dir(args, experiment: str, config_cls, prog: str, prepare=None, ch
         path = run_dir / "config.json"
         record = records.read(path, records.RUN_CONFIG, "a run's config")
         if record.get("experiment", experiment) != experiment:
+            from bmg.experiments.registry import entry_of_run
+
+            other = entry_of_run(run_dir).name  # a sentence when no system of this bmg has it
             raise ValueError(
-                f"{run_dir} holds a {record['experiment']} run, not a {experiment} run; continue "
-                f"it with `bmg {record['experiment']} resume {run_dir}`."
+                f"{run_dir} holds a {other} run, not a {experiment} run; continue it with "
+                f"`bmg {other} resume {run_dir}` (or `bmg resume {run_dir}`)."
             )
         check_digest(path, record.get("config_digest"), config_digest(record["config"]), "run")
         config = rundir.read_config(run_dir, config_cls)
+        where = None if checkpoints is None else checkpoints(config, run_dir)
+        if checkpoints is not None and (where is None or not any(Path(where).glob("[0-9]*"))):
+            raise ValueError(
+                f"{run_dir} holds no checkpoint (it stopped before its first one), so there is "
+                "nothing to resume: start the run again in a new directory."
+            )
         prepared = prepare(config) if prepare else None
         return config, prepared, run_dir, True
     except ValueError as error:
@@ -212,16 +233,29 @@ def start_backend(prog: str) -> None:
         sys.exit(f"{prog}: error: {error}")
 
 
+def checkpoint_directory(system: System, config, run_dir: Path) -> Path | None:
+    """Where `system` keeps a run's checkpoints (None: it keeps none)."""
+    where = system.checkpoint_directory
+    return run_dir / "checkpoints" if where is None else where(config, run_dir)
+
+
 def run_command(
-    name: str, settings: Settings, load: Callable[[], System], argv: list[str], *, description: str
+    name: str,
+    settings: Settings,
+    load: Callable[[], System],
+    argv: list[str],
+    *,
+    description: str,
+    prog: str | None = None,
 ) -> None:
     """``bmg NAME ...``: parse, make or reopen the run directory, run the system, print its table.
 
     `settings` parse the command line (without loading the system); `load()` gives the `System`
-    once the flags are known to be good. Ctrl-C and errors end with one sentence; an interrupted
-    run says how to continue.
+    once the flags are known to be good; `prog` is the command as typed (help, hints; default
+    ``bmg NAME``), `name` the experiment its runs record. Ctrl-C and errors end with one
+    sentence; an interrupted run says how to continue.
     """
-    prog = f"bmg {name}"
+    prog = f"bmg {name}" if prog is None else prog
     args = parse_run(argv, settings.config, settings.presets, prog, description)
     if isinstance(args, Run):
         refuse_unused_flags(argv, args.config, settings.unused_fields, prog)
@@ -230,7 +264,13 @@ def run_command(
         start_backend(prog)
     try:
         start = start_run_dir(
-            args, name, settings.config, prog, system.prepare, system.check_new_run
+            args,
+            name,
+            settings.config,
+            prog,
+            system.prepare,
+            system.check_new_run,
+            checkpoints=lambda config, run_dir: checkpoint_directory(system, config, run_dir),
         )
     except KeyboardInterrupt:  # while preparing (e.g. compiling): no run has started
         where = f"; {args.run_dir} is as it was" if isinstance(args, Resume) else ""
@@ -246,8 +286,7 @@ def run_command(
         target = config if prepared is None else prepared
         system.run(target, run_dir, resume=resumed, console=console)
     except KeyboardInterrupt:
-        where = system.checkpoint_directory
-        checkpoints = run_dir / "checkpoints" if where is None else where(config, run_dir)
+        checkpoints = checkpoint_directory(system, config, run_dir)
         if checkpoints is None or not any(Path(checkpoints).glob("[0-9]*")):
             sys.exit(
                 f"\n{prog}: interrupted before the first checkpoint; there is nothing to resume: "

@@ -31,6 +31,7 @@ class Entry:
         (``bmg NAME sweep ...``; ``bmg NAME resume SWEEP_DIR`` calls it with the directory).
       all_cpu_cores: expose every CPU core as a JAX device before JAX starts (seeds of a
         compiled lifetime run in parallel; `bmg.experiments.command.use_all_cpu_cores`).
+      prog: the command as a user types it, in help and hints; None: ``bmg NAME``.
     """
 
     name: str
@@ -41,6 +42,7 @@ class Entry:
     commands: Mapping[str, Callable[[list[str]], None]] = dataclasses.field(default_factory=dict)
     sweep: Callable[[list[str], Path | None], None] | None = None
     all_cpu_cores: bool = False
+    prog: str | None = None
 
 
 # The loaders import on call: only the chosen system's modules are loaded.
@@ -168,7 +170,7 @@ def entry_of_run(run_dir: Path) -> Entry:
 
     record = records.read(Path(run_dir) / "config.json", records.RUN_CONFIG, "a run's config")
     name = record.get("experiment", LEGACY_EXPERIMENT)
-    if name not in ENTRIES:
+    if not isinstance(name, str) or name not in ENTRIES:
         raise ValueError(
             f"{Path(run_dir) / 'config.json'} names the experiment {name!r}, which this bmg does "
             f"not know; known: {', '.join(ENTRIES)}."

@@ -1,13 +1,5 @@
-"""Runners: how a `bmg.core.Learner` and its meta-learner are driven through a lifetime.
-
-- `anakin`: the whole lifetime compiled in chunks of meta-steps, vmapped over seeds and sharded
-  over devices (the Anakin pattern of Hessel et al., "Podracer architectures for scalable
-  reinforcement learning", 2021), with orbax checkpoints between chunks; `lifetime` drives its
-  run directory (metrics, progress, resume, results) the same way for every system on it.
-- `host_loop`: a host-side loop with evaluation and model selection (few-shot).
-
-An experiment module declares its config, presets, metrics and report; a runner does the rest.
-"""
+"""What every runner of the engine shares: the error a guard raises when training stops being
+finite (the Anakin runner and the host loop raise it; the package docstring lists the runners)."""
 
 
 class NonFiniteError(ValueError):
