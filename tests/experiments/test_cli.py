@@ -813,3 +813,13 @@ def test_a_resume_without_a_checkpoint_is_refused_before_compiling(tmp_path, mon
 
     with_system(monkeypatch, tc, prepare=compiled)
     exits_with(["two-colors", "resume", str(run)], capsys, "holds no checkpoint (it stopped")
+
+
+def test_compare_never_writes_inside_a_run_nor_over_a_comparison(tmp_path, capsys):
+    run = finished_run_dir(tmp_path / "run")
+    exits_with(["compare", str(run), "--out", str(run / "sub")], capsys, "is inside the run")
+    assert not (run / "sub").exists()
+    main(["compare", str(run), "--out", str(tmp_path / "cmp")])
+    before = (tmp_path / "cmp" / "comparison.md").read_text()
+    exits_with(["compare", str(run), "--out", str(tmp_path / "cmp")], capsys, "already holds a")
+    assert (tmp_path / "cmp" / "comparison.md").read_text() == before

@@ -103,6 +103,11 @@ def compare_command(argv: list[str]) -> None:
         rows = report.comparison_rows(args.runs)
         tables, sentences = report.extra(args.runs)
         out = None if args.out is None else rundir.make_output_dir(args.out)  # the runs are good
+        if out is not None and (out / "comparison.md").exists():
+            raise ValueError(
+                f"--out {out} already holds a comparison (comparison.md); choose a new directory "
+                "so that an earlier comparison is never overwritten."
+            )
     except ValueError as error:
         sys.exit(f"bmg compare: error: {error}")
     console = Console()

@@ -196,14 +196,16 @@ def make_output_dir(out: str | os.PathLike, *, flag: str = "--out") -> Path:
     """A directory for a command's outputs (e.g. `bmg compare --out`) that is not a run's.
 
     Created if needed. Raises ValueError (one sentence) when `out` is empty, a file, under a
-    file, not writable, or the directory of a run (it holds config.json): a command never
-    writes into a run directory that is not its own.
+    file, not writable, or the directory of a run or inside one (it or a folder above it holds
+    config.json): a command never writes into a run directory that is not its own.
     """
     path = check_out(out, flag)
-    if is_run_dir(path):
+    run = next((p for p in (path, *path.absolute().parents) if is_run_dir(p)), None)
+    if run is not None:
+        where = "is a run's directory" if run == path else f"is inside the run directory {run}"
         raise ValueError(
-            f"{flag} {path} is a run's directory (it holds config.json); choose another "
-            "directory so that run's files stay its own."
+            f"{flag} {path} {where} (it holds config.json); choose another directory so that "
+            "run's files stay its own."
         )
     _create(path, flag)
     return path
