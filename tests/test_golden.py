@@ -2,9 +2,11 @@
 numbers stored in tests/golden/ when the engine below the systems was last changed on purpose.
 
 A refactoring of the engine (runners, driver, run directories, configs) must leave these numbers
-as they were: on the machine that wrote them, bit for bit (run with ``BMG_GOLDEN_EXACT=1``); on
-another machine to float32 round-off (XLA may pick other instructions). A change that moves them
-on purpose rewrites the files in its own commit: ``BMG_GOLDEN_WRITE=1 pytest tests/test_golden.py``.
+as they were: on the machine that wrote them, bit for bit (run with ``BMG_GOLDEN_EXACT=1``, as a
+change to the engine is checked); on another machine within 1% (XLA may pick other instructions
+there, and a learning run amplifies round-off; a discrete accuracy may move by one query), which
+still catches a change of what the engine computes. A change that moves them on purpose rewrites
+the files in its own commit: ``BMG_GOLDEN_WRITE=1 pytest tests/test_golden.py``.
 
 What is compared: every numeric column of metrics.csv except wall-clock ones, and for the compiled
 systems (Two-colors, MinAtar) every array of trace.npz.
@@ -102,4 +104,4 @@ def test_a_short_run_gives_the_golden_numbers(name, tmp_path, synthetic_data, ca
         if exact:
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
         else:
-            np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=key)
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-2, atol=1e-2, err_msg=key)
