@@ -319,3 +319,10 @@ def loop_cost(compiled, multiply: bool = True) -> dict:
     walker = _Walker(compiled.as_text(), multiply)
     flops, bytes_ = walker.cost(walker.entry)
     return {"flops": flops, "bytes": bytes_, "unknown_loops": walker.unknown_loops}
+
+
+PYTORCH_PORT = {("fixed", 1, None): 1_051.0, ("mg", 7, None): 390.0, ("bmg", 7, 9): 435.0}
+"""Environment steps per second of the public PyTorch port of Two-colors
+(MagiFeeney/Bootstrapped-Meta-Learning, one thread, one seed) on a 2-core machine of this kind,
+by (algo, K, L): A2C and BMG K = 7, L = 9 measured side by side with ours; MG K = 7 earlier
+(A2C measured 1,200 and BMG 430 then). Recorded, not re-run here."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from machine import PYTORCH_PORT  # noqa: E402  (benchmarks/machine.py)
+
 from bmg.experiments.two_colors import (
     TwoColorsConfig,
     make_learner,
@@ -22,8 +24,7 @@ from bmg.experiments.two_colors import (
 )
 from bmg.train.anakin import Anakin
 
-PORT = {"fixed": 1_051.0, "bmg": 435.0}
-"""The public PyTorch port's environment steps per second (one thread), recorded."""
+PORT = {"fixed": PYTORCH_PORT[("fixed", 1, None)], "bmg": PYTORCH_PORT[("bmg", 7, 9)]}
 
 
 def rate(config: TwoColorsConfig, probes, metrics, chunks: int = 4) -> float:

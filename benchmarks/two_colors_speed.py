@@ -19,14 +19,12 @@ from bmg.experiments.command import use_all_cpu_cores  # noqa: E402
 use_all_cpu_cores()  # before jax is imported, as the CLI does
 
 import jax  # noqa: E402
+from machine import PYTORCH_PORT  # noqa: E402  (benchmarks/machine.py)
 
 from bmg.experiments.two_colors import TwoColorsConfig, make_runner  # noqa: E402
 
 # (algo, K, L): the demo/report settings and the public PyTorch port's BMG (K=7, L=9).
 SETTINGS = [("fixed", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 7, 9)]
-# Measured for the public PyTorch port of this experiment on this 2-core machine (not
-# re-measured here): env steps/s for one seed, A2C and MG/BMG with K = 7, L = 9.
-PYTORCH_PORT = {("fixed", 1, None): 1200.0, ("mg", 7, None): 390.0, ("bmg", 7, 9): 430.0}
 
 
 def measure(algo: str, inner: int, bootstrap: int, seeds: int, steps: int) -> dict:

@@ -27,8 +27,9 @@ Lanes run in groups (`lane_group`): each device runs its lanes `lane_group` at a
 `lax.map` over groups of vmapped lanes, inside `jax.shard_map` over the seed axis), so the
 working set of a group (its parameters, optimiser states, environments) can stay in the caches
 when all of a device's lanes would not: past about 16 lanes of Two-colors on a 2-core CPU, more
-lanes in one vmap were slower in aggregate (docs/benchmarks.md). A lane's numbers do not depend
-on its group (tested bit for bit).
+lanes in one vmap were slower in aggregate (docs/benchmarks.md). A lane's numbers depend on its
+group's width only to float reassociation (vmap's width may vectorise a reduction differently;
+tested to 1e-5 on 1 and 2 devices).
 
 A sweep runs lanes (configurations x seeds) instead of seeds: `Anakin(build, None, hyper=...,
 lane_seeds=...)` with `build(hyper) -> (Learner, MetaLearner)` called inside the traced per-lane

@@ -379,8 +379,9 @@ class _Published(NamedTuple):
     meta_params: list[Any]
 
 
-class ActorLearner(NamedTuple):
-    """An agent as Sebulba drives it (what a ``MakeAgent`` returns).
+class ActorLearner(Protocol):
+    """An agent as Sebulba drives it (what a ``MakeAgent`` returns; any object with these
+    attributes, e.g. ``bmg.agents.stacx.OnBatches``).
 
     Attributes:
       learner: a ``bmg.core.Learner`` whose ``update_fn`` reads its batch from
@@ -393,9 +394,14 @@ class ActorLearner(NamedTuple):
         the learner state's extras.
     """
 
-    learner: Any
-    act_fn: Any
-    batch_extras: Any
+    @property
+    def learner(self) -> Any: ...
+
+    @property
+    def act_fn(self) -> Any: ...
+
+    @property
+    def batch_extras(self) -> Any: ...
 
 
 class MakeAgent(Protocol):
