@@ -17,7 +17,7 @@ from bmg.experiments.command import use_all_cpu_cores
 
 use_all_cpu_cores()  # both cores as JAX devices, as the CLI runs
 
-from bmg.experiments.two_colors import (  # noqa: E402
+from bmg.experiments.two_colors.system import (  # noqa: E402
     TwoColorsConfig,
     make_learner,
     recorded_metrics,

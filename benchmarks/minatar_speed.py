@@ -29,7 +29,7 @@ use_all_cpu_cores()  # before jax is imported, as the CLI does
 import jax  # noqa: E402
 
 from bmg.agents.stacx import StacxConfig  # noqa: E402
-from bmg.experiments.minatar import MinAtarConfig, make_runner  # noqa: E402
+from bmg.experiments.minatar.system import MinAtarConfig, make_runner  # noqa: E402
 
 SETTINGS = [("impala", 1), ("stacx", 1), ("bmg", 1), ("bmg", 4)]  # (algo, L)
 

@@ -43,7 +43,7 @@ use_all_cpu_cores()  # before jax is imported, as the CLI does
 
 import jax  # noqa: E402
 
-from bmg.experiments.two_colors import (  # noqa: E402
+from bmg.experiments.two_colors.system import (  # noqa: E402
     RELATED,
     TwoColorsConfig,
     make_learner,

@@ -16,7 +16,7 @@ import time
 
 from machine import PYTORCH_PORT  # noqa: E402  (benchmarks/machine.py)
 
-from bmg.experiments.two_colors import (
+from bmg.experiments.two_colors.system import (
     TwoColorsConfig,
     make_learner,
     recorded_metrics,

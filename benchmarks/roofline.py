@@ -68,11 +68,11 @@ def make(system: str, fields: dict, lanes: int, per_lane: int):
     """(config, runner) of `system` with `lanes` seeds and 3 chunks of about `per_lane` steps
     per lane (whole meta-steps, at least one)."""
     if system == "two-colors":
-        from bmg.experiments.two_colors import TwoColorsConfig as Config
-        from bmg.experiments.two_colors import make_runner
+        from bmg.experiments.two_colors.system import TwoColorsConfig as Config
+        from bmg.experiments.two_colors.system import make_runner
     else:
-        from bmg.experiments.minatar import MinAtarConfig as Config
-        from bmg.experiments.minatar import make_runner
+        from bmg.experiments.minatar.system import MinAtarConfig as Config
+        from bmg.experiments.minatar.system import make_runner
     probe = Config(**fields, seeds=lanes, steps=10**9, chunk_steps=10**9)
     chunk = max(1, round(per_lane / probe.steps_per_meta_step)) * probe.steps_per_meta_step
     config = Config(**fields, seeds=lanes, steps=3 * chunk, chunk_steps=chunk)

@@ -21,7 +21,7 @@ use_all_cpu_cores()  # before jax is imported, as the CLI does
 import jax  # noqa: E402
 from machine import PYTORCH_PORT  # noqa: E402  (benchmarks/machine.py)
 
-from bmg.experiments.two_colors import TwoColorsConfig, make_runner  # noqa: E402
+from bmg.experiments.two_colors.system import TwoColorsConfig, make_runner  # noqa: E402
 
 # (algo, K, L): the demo/report settings and the public PyTorch port's BMG (K=7, L=9).
 SETTINGS = [("fixed", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 7, 9)]

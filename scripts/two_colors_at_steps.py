@@ -5,8 +5,8 @@ Usage: python scripts/two_colors_at_steps.py N RUN_DIR [RUN_DIR ...]
 
 import sys
 
-from bmg.experiments import two_colors_report as report
-from bmg.experiments.two_colors import Trace
+from bmg.experiments.two_colors import report
+from bmg.experiments.two_colors.system import Trace
 
 FIELDS = ["env_steps", "reward", "schedule", "policy_entropy", "meta_loss"]
 

@@ -103,8 +103,8 @@ PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$|\.\.\.|\[.*\]|^\[|\]$|\$")
 PRELOAD = [
     "jax", "jax.numpy", "flax.linen", "optax", "rlax", "chex", "orbax.checkpoint", "tyro", "rich",
     "matplotlib.pyplot", "seaborn", "scipy.stats", "pandas",
-    "bmg.experiments.cli", "bmg.train.anakin", "bmg.experiments.two_colors_report",
-    "bmg.experiments.fewshot", "bmg.experiments.fewshot_report",
+    "bmg.experiments.cli", "bmg.train.anakin", "bmg.experiments.two_colors.report",
+    "bmg.experiments.fewshot.system", "bmg.experiments.fewshot.report",
 ]  # fmt: skip
 """Imported once by the fork server that starts every command: none of them starts a JAX
 backend (gymnax does, so the commands import it themselves); this leaves about 0.5 s of imports
@@ -259,8 +259,9 @@ def test_documented_command_parses(where, argv, capsys):
     a run or a sweep, parses into a valid config: its preset, flags and values exist and pass
     validation (one failure per command; `test_every_documented_command_runs` runs them). There
     is one per command, so a broken one is named by its own failure."""
-    from bmg.experiments import command, two_colors_sweep
+    from bmg.experiments import command
     from bmg.experiments.registry import ENTRIES
+    from bmg.experiments.two_colors import sweep as two_colors_sweep
 
     assert argv[0] in bmg_commands(), where
     if len(argv) > 1 and argv[1] == "resume":  # the docs tier resumes the directory it names
@@ -281,7 +282,7 @@ def test_documented_command_parses(where, argv, capsys):
     except SystemExit as error:
         pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {error}")
     if specs:
-        from bmg.experiments import two_colors
+        from bmg.experiments.two_colors import system as two_colors
 
         two_colors.sweep_configs(parsed.config, two_colors.parse_grid(specs))
 
@@ -361,8 +362,9 @@ def coverage_key(key: tuple[str, ...]) -> tuple[str, ...] | None:
 def usable(argv: list[str], scale: list[str]) -> list[str]:
     """The scale-down flags (each with its values) that the command's algorithm and agent use:
     the command refuses a flag that has no effect (e.g. --q.* with the actor-critic)."""
-    from bmg.experiments import command, two_colors_sweep
+    from bmg.experiments import command
     from bmg.experiments.registry import ENTRIES
+    from bmg.experiments.two_colors import sweep as two_colors_sweep
 
     settings = ENTRIES[argv[0]].settings()
     rest = argv[1:]

@@ -4,7 +4,7 @@ non-zero meta-gradients of all 18 meta-parameters (the trap), and BMG = alpha x 
 Tests run on a tiny image environment (3 x 3 x 2 observations) so that they compile in
 seconds; identities run in float64. The learner on MinAtar Breakout end to end (impala, stacx and
 bmg through the CLI, BMG's meta-parameters moving, one batch over 4 devices) is tested in
-tests/experiments/test_minatar.py and by the documented `bmg minatar` commands.
+tests/experiments/minatar/test_minatar.py and by the documented `bmg minatar` commands.
 """
 
 import functools

@@ -19,9 +19,9 @@ import time
 import numpy as np
 import pytest
 
-from bmg.experiments import two_colors as tc
-from bmg.experiments import two_colors_report as report
 from bmg.experiments.cli import main
+from bmg.experiments.two_colors import report
+from bmg.experiments.two_colors import system as tc
 from bmg.train import rundir
 from bmg.train.anakin import Anakin
 from bmg.train.rundir import config_digest
@@ -225,7 +225,7 @@ def test_compare_refuses_a_run_directory_as_out_and_names_damaged_files(tmp_path
 
 def fewshot_run_dir(path):
     """A hand-made finished few-shot run (config.json, summary.json, metrics.csv)."""
-    from bmg.experiments.fewshot import FewShotConfig
+    from bmg.experiments.fewshot.system import FewShotConfig
 
     path.mkdir(parents=True)
     config = dataclasses.asdict(FewShotConfig(algo="maml", meta_steps=20, eval_every=10))
@@ -241,7 +241,7 @@ def fewshot_run_dir(path):
 
 def minatar_run_dir(path):
     """A hand-made finished MinAtar run of one meta-step (config.json, summary.json, trace.npz)."""
-    from bmg.experiments.minatar import MinAtarConfig
+    from bmg.experiments.minatar.system import MinAtarConfig
 
     path.mkdir(parents=True)
     config = dataclasses.asdict(MinAtarConfig(algo="impala"))

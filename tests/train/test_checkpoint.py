@@ -1,7 +1,7 @@
 """Checkpointer: bit-identical round trips (PRNG keys, big ints), the latest two steps kept, and
 one CheckpointError sentence, never an orbax traceback nor wrong data, for every damaged file;
 each process's own meta in a checkpoint of several processes (the real two-process save and
-restore runs in tests/experiments/test_atari.py)."""
+restore runs in tests/experiments/atari/test_atari.py)."""
 
 from __future__ import annotations
 

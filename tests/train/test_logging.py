@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from bmg.experiments.tables import rich_table
+from bmg.experiments.report.tables import rich_table
 from bmg.train.logging import RunLogger, make_console
 
 LINE = "chunk 3/10: 150,000 steps per seed, 50,305 steps/s (all seeds), reward/step 0.003 (seed 0)"
@@ -41,7 +41,7 @@ def test_tables_still_fit_the_console():
 def test_prepare_says_how_long_compiling_took(system, monkeypatch, capsys):
     """`bmg two-colors` and `bmg minatar` compile before the run directory exists: the log says
     "compiling ..." and then how long it took."""
-    module = importlib.import_module(f"bmg.experiments.{system}")
+    module = importlib.import_module(f"bmg.experiments.{system}.system")
 
     class Runner:  # the compile itself is the runner's (tests/train/test_anakin.py)
         compile_seconds = 12.34

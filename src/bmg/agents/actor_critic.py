@@ -75,7 +75,7 @@ def make_actor_critic(
     meta-parameters that a fixed meta-learner never changes).
 
     ``hyper``: numeric overrides of config fields, name -> float32 scalar (traced inside a
-    sweep's per-lane function: ``bmg.experiments.two_colors`` sweeps), among ``HYPER`` =
+    sweep's per-lane function: ``bmg.experiments.two_colors.system`` sweeps), among ``HYPER`` =
     entropy_cost, meta_initial, outer_entropy_cost, learning_rate. Values are not re-checked here:
     a sweep validates each grid point by building its config. None: the config's values (the
     numbers are then bit-identical to the earlier code).

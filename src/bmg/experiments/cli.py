@@ -73,7 +73,7 @@ def compare_command(argv: list[str]) -> None:
     """``bmg compare RUN_DIR ...``: the report of the runs' system (one system per table)."""
     from rich.console import Console
 
-    from bmg.experiments.tables import markdown_table
+    from bmg.experiments.report.tables import markdown_table
     from bmg.train import rundir
 
     parser = argparse.ArgumentParser(prog="bmg compare", description=COMMANDS["compare"])

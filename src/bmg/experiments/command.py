@@ -34,7 +34,7 @@ def use_all_cpu_cores() -> None:
 
 def print_table(console, rows) -> None:
     """A rich table on a terminal; the markdown table in logs (no wrapping at 80 columns)."""
-    from bmg.experiments.tables import markdown_table, rich_table
+    from bmg.experiments.report.tables import markdown_table, rich_table
 
     if console.is_terminal:
         console.print(rich_table(rows))

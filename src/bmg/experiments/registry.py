@@ -47,61 +47,61 @@ class Entry:
 
 # The loaders import on call: only the chosen system's modules are loaded.
 def _two_colors_settings() -> Settings:
-    from bmg.experiments.two_colors_config import SETTINGS
+    from bmg.experiments.two_colors.config import SETTINGS
 
     return SETTINGS
 
 
 def _two_colors() -> System:
-    from bmg.experiments.two_colors import SYSTEM
+    from bmg.experiments.two_colors.system import SYSTEM
 
     return SYSTEM
 
 
 def _two_colors_sweep(argv: list[str], resume_dir: Path | None) -> None:
-    from bmg.experiments.two_colors_sweep import command
+    from bmg.experiments.two_colors.sweep import command
 
     command(argv, resume_dir)
 
 
 def _minatar_settings() -> Settings:
-    from bmg.experiments.minatar_config import SETTINGS
+    from bmg.experiments.minatar.config import SETTINGS
 
     return SETTINGS
 
 
 def _minatar() -> System:
-    from bmg.experiments.minatar import SYSTEM
+    from bmg.experiments.minatar.system import SYSTEM
 
     return SYSTEM
 
 
 def _atari_settings() -> Settings:
-    from bmg.experiments.atari import SETTINGS
+    from bmg.experiments.atari.system import SETTINGS
 
     return SETTINGS
 
 
 def _atari() -> System:
-    from bmg.experiments.atari import SYSTEM
+    from bmg.experiments.atari.system import SYSTEM
 
     return SYSTEM
 
 
 def _fewshot_settings() -> Settings:
-    from bmg.experiments.fewshot_config import SETTINGS
+    from bmg.experiments.fewshot.config import SETTINGS
 
     return SETTINGS
 
 
 def _fewshot() -> System:
-    from bmg.experiments.fewshot import SYSTEM
+    from bmg.experiments.fewshot.system import SYSTEM
 
     return SYSTEM
 
 
 def _make_synthetic(argv: list[str]) -> None:
-    from bmg.experiments.make_synthetic import command
+    from bmg.experiments.fewshot.make_synthetic import command
 
     command(argv)
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from bmg.envs import atari_scores
-from bmg.experiments import atari_report
-from bmg.experiments.atari import PRESETS, AtariExperimentConfig
+from bmg.experiments.atari import report as atari_report
+from bmg.experiments.atari.system import PRESETS, AtariExperimentConfig
 from bmg.experiments.cli import main
 from bmg.experiments.command import parse_run
 
@@ -112,7 +112,7 @@ def test_multi_process_flags_name_one_run(flags, message, capsys, monkeypatch):
 def test_multi_process_fields_from_the_environment(monkeypatch):
     """$JAX_COORDINATOR_ADDRESS is a coordinator too (so --num-processes is accepted with it), and
     its form is checked before JAX is asked to join it."""
-    from bmg.experiments.atari import prepare
+    from bmg.experiments.atari.system import prepare
 
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:8476")
     config = AtariExperimentConfig(num_processes=2, process_id=1, checkpoint_interval=0)
@@ -151,7 +151,7 @@ def test_checkpoint_dir_rule_after_joining_the_processes(tmp_path):
     """The rule `prepare` applies once the process count is known (e.g. from $JAX_NUM_PROCESSES):
     several processes that checkpoint need one absolute checkpoint_dir; one process, or no
     checkpoints, need none; where the checkpoints go."""
-    from bmg.experiments.atari import check_checkpoint_dir, checkpoint_directory
+    from bmg.experiments.atari.system import check_checkpoint_dir, checkpoint_directory
 
     config = AtariExperimentConfig(checkpoint_interval=3)
     with pytest.raises(ValueError) as error:
@@ -176,7 +176,7 @@ def test_a_new_run_refuses_a_checkpoint_dir_in_use(tmp_path):
     """A new run never writes into another run's checkpoints (its steps would clash and a later
     resume could restore the other run): a checkpoint_dir holding anything stops it before the
     learner is built."""
-    from bmg.experiments.atari import Prepared, run
+    from bmg.experiments.atari.system import Prepared, run
 
     used = tmp_path / "shared"
     (used / "4").mkdir(parents=True)

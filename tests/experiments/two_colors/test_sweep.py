@@ -17,7 +17,7 @@ import pytest
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
 from bmg.experiments.api import SWEEP_CONFIG
-from bmg.experiments.two_colors import (
+from bmg.experiments.two_colors.system import (
     SWEEPABLE,
     EnvConfig,
     TwoColorsConfig,
@@ -119,7 +119,7 @@ def test_each_lane_of_a_sweep_is_bit_identical_to_its_single_run(case):
 
 
 def config_values(config, grid):
-    from bmg.experiments.two_colors import _get_field
+    from bmg.experiments.two_colors.system import _get_field
 
     return ", ".join(f"{field} = {_get_field(config, field)}" for field in grid)
 
@@ -211,7 +211,7 @@ def test_bad_grid_values_fail_before_compiling(base, grid, match):
 
 def test_every_sweepable_field_is_a_number_of_the_config():
     for field in SWEEPABLE:
-        from bmg.experiments.two_colors import _get_field
+        from bmg.experiments.two_colors.system import _get_field
 
         value = _get_field(
             dataclasses.replace(
@@ -254,7 +254,7 @@ def test_cli_sweep_interrupted_and_resumed_writes_runs_and_a_ranked_table(tmp_pa
     import json
 
     from bmg.experiments import cli
-    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.two_colors import report
     from bmg.train.anakin import Anakin
     from bmg.train.rundir import read_config
 
@@ -312,7 +312,7 @@ def started_sweep(tmp_path, monkeypatch, *grid_flags):
     """`bmg two-colors sweep` stopped by Ctrl-C as it starts (nothing compiled): its directory
     holds sweep_config.json only; `run_sweep` must not be reached again."""
     from bmg.experiments import cli
-    from bmg.experiments import two_colors as tc
+    from bmg.experiments.two_colors import system as tc
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -380,7 +380,7 @@ def test_an_unedited_sweep_config_resumes(tmp_path, monkeypatch):
     """The digest written at the start matches the file as written: the resume reaches the run
     (here interrupted again) with the recorded base config and grid."""
     from bmg.experiments import cli
-    from bmg.experiments import two_colors as tc
+    from bmg.experiments.two_colors import system as tc
 
     path = started_sweep(tmp_path, monkeypatch, "--grid", "ac.entropy-cost=0,0.3")
     reached = []

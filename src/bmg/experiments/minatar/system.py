@@ -10,7 +10,7 @@ config and presets, the learner and meta-learning config it builds, and how the 
 becomes the report's columns. The lifetime runs on the Anakin runner
 (``bmg.train.anakin``: compiled chunks, seeds vmapped and sharded, one seed's
 batch optionally split over devices, orbax checkpoints, exact resume); ``run`` drives it into a
-run directory; ``bmg.experiments.minatar_report`` writes the tables and plots.
+run directory; ``bmg.experiments.minatar.report`` writes the tables and plots.
 
 Algorithms: ``impala`` (``MetaConfig(algo="fixed")``: the initial hyper-parameters, sigma(4.6)),
 ``stacx`` (``"mg"``, K = ``inner_steps`` = 1 [paper]) and ``bmg`` (K = 1, L = ``bootstrap_steps``,
@@ -27,7 +27,7 @@ import math
 from pathlib import Path
 
 from bmg.experiments.api import System
-from bmg.experiments.minatar_config import (  # noqa: F401  (the system's config, re-exported)
+from bmg.experiments.minatar.config import (  # noqa: F401  (the system's config, re-exported)
     ALGOS,
     MAX_STEPS,
     PRESETS,
@@ -36,7 +36,7 @@ from bmg.experiments.minatar_config import (  # noqa: F401  (the system's config
     stacx_meta_config,
     unused_fields,
 )
-from bmg.experiments.minatar_report import REPORT
+from bmg.experiments.minatar.report import REPORT
 from bmg.train import driver
 from bmg.train.driver import CHECKPOINTS
 
@@ -83,19 +83,19 @@ def make_runner(config: MinAtarConfig, run_dir: Path | None = None):
 
 def chunk_rows(config: MinAtarConfig, piece: driver.Piece) -> list[dict]:
     """One metrics.csv row per seed for a chunk of the runner's trace."""
-    from bmg.experiments import minatar_report as report
+    from bmg.experiments.minatar import report
 
     return report.chunk_rows(piece.before, piece.values, piece.index, config.seed)
 
 
 def _label(config: MinAtarConfig) -> str:
-    from bmg.experiments import minatar_report as report
+    from bmg.experiments.minatar import report
 
     return report.run_label(dataclasses.asdict(config))
 
 
 def _csv_fields(config: MinAtarConfig) -> list[str]:
-    from bmg.experiments import minatar_report as report
+    from bmg.experiments.minatar import report
 
     return report.csv_fields(config.stacx.num_heads)
 
@@ -119,7 +119,7 @@ def write_results(
 ) -> dict:
     """trace.npz, summary.json and the plots of a finished lifetime (the runner's `initial`
     probes [seeds] and `trace` [seeds, meta_steps]) in `run_dir`; returns the summary."""
-    from bmg.experiments import minatar_report as report
+    from bmg.experiments.minatar import report
     from bmg.train.rundir import save_npz, write_json
 
     per_chunk = config.meta_steps_per_chunk

@@ -2,7 +2,7 @@
 optimisers, evaluation, the presets and which fields a choice of algorithm leaves without effect.
 
 Pure Python (no JAX): `bmg fewshot --help` and the run-directory readers import it alone. The
-system itself is `bmg.experiments.fewshot`.
+system itself is `bmg.experiments.fewshot.system`.
 """
 
 from __future__ import annotations

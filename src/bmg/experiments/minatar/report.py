@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from bmg.agents.configs import META_NAMES  # noqa: E402
 from bmg.experiments.api import Report  # noqa: E402
-from bmg.experiments.stats import format_mean_se, mean_se  # noqa: E402
+from bmg.experiments.report.stats import format_mean_se, mean_se  # noqa: E402
 from bmg.train import records  # noqa: E402
 from bmg.train.records import INTEGER, NUMBER, STAT, TEXT  # noqa: E402
 from bmg.train.rundir import read_run  # noqa: E402
@@ -261,8 +261,8 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
     """Scores over games per method, with 95% stratified bootstrap intervals (rliable).
 
     Each run's final returns (last 10%, one per seed) are divided by the game's ``REFERENCE``
-    (MinAtar) or human-normalised (Atari runs, ``bmg.experiments.atari_report``); a method's runs
-    form its [seeds, games] matrix (``bmg.experiments.aggregate``).
+    (MinAtar) or human-normalised (Atari runs, ``bmg.experiments.atari.report``); a method's runs
+    form its [seeds, games] matrix (``bmg.experiments.report.aggregate``).
 
     Returns:
       (rows, note): one row per method (IQM, median, mean with their intervals, games, seeds),
@@ -270,7 +270,7 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
       reference, two runs of one method on one game, methods on different games or with
       different seeds per game, a seed with no finished episode, rliable not installed).
     """
-    from bmg.experiments.aggregate import format_interval, interval_estimates
+    from bmg.experiments.report.aggregate import format_interval, interval_estimates
 
     runs: dict[str, dict[str, np.ndarray]] = {}
     atari = False

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from bmg.agents.stacx import StacxConfig
-from bmg.experiments import minatar as mn
 from bmg.experiments.cli import main
+from bmg.experiments.minatar import system as mn
 from bmg.train.anakin import Anakin
 
 TINY_STACX = StacxConfig(
@@ -168,7 +168,7 @@ DEVICES_SCRIPT = textwrap.dedent(
     import dataclasses, json, sys
     import jax, numpy as np
     from bmg.agents.stacx import StacxConfig
-    from bmg.experiments import minatar as mn
+    from bmg.experiments.minatar import system as mn
 
     assert jax.device_count() == 4, jax.devices()
     stacx = StacxConfig(num_envs=8, rollout_length=5, minatar_channels=2, hidden_size=8,

@@ -34,7 +34,7 @@ from bmg.agents.fewshot import (
 )
 from bmg.core import make_meta_learner, over_batch
 from bmg.experiments.api import System
-from bmg.experiments.fewshot_config import (  # noqa: F401  (the system's config, re-exported)
+from bmg.experiments.fewshot.config import (  # noqa: F401  (the system's config, re-exported)
     MAX_META_LEARNING_RATE,
     MAX_STEP_SIZE,
     MIN_IMAGE_SIZE,
@@ -44,7 +44,7 @@ from bmg.experiments.fewshot_config import (  # noqa: F401  (the system's config
     FewShotConfig,
     unused_fields,
 )
-from bmg.experiments.fewshot_report import REPORT
+from bmg.experiments.fewshot.report import REPORT
 from bmg.fewshot import data as fewshot_data
 from bmg.fewshot.conv4 import Conv4, feature_size
 from bmg.train import host_loop
@@ -486,7 +486,7 @@ def run(
     """
     from tensorboardX import SummaryWriter
 
-    from bmg.experiments import fewshot_report as report
+    from bmg.experiments.fewshot import report
     from bmg.train.checkpoint import Checkpointer
     from bmg.train.rundir import CsvAppender, save_npz, write_json
 

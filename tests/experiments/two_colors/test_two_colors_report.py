@@ -10,9 +10,9 @@ import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
-from bmg.experiments import stats
-from bmg.experiments import two_colors_report as report
-from bmg.experiments.two_colors import EnvConfig, Trace, TwoColorsConfig
+from bmg.experiments.report import stats
+from bmg.experiments.two_colors import report
+from bmg.experiments.two_colors.system import EnvConfig, Trace, TwoColorsConfig
 from bmg.train.rundir import save_npz, write_json
 
 

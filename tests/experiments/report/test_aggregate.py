@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bmg.experiments import minatar_report
-from bmg.experiments.aggregate import format_interval, interval_estimates
+from bmg.experiments.minatar import report as minatar_report
+from bmg.experiments.report.aggregate import format_interval, interval_estimates
 
 pytest.importorskip("rliable")
 

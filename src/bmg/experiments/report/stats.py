@@ -1,6 +1,6 @@
 """Statistics over seeds shared by every system's report: the mean and its standard error
 (sample standard deviation / sqrt(seeds)), and their text in tables. Interval estimates over
-games (IQM, stratified bootstrap) are `bmg.experiments.aggregate`'s."""
+games (IQM, stratified bootstrap) are `bmg.experiments.report.aggregate`'s."""
 
 from __future__ import annotations
 

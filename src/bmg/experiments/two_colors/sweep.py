@@ -1,5 +1,5 @@
 """`bmg two-colors sweep PRESET --grid FIELD=V1,V2,...` and `bmg two-colors resume SWEEP_DIR`: a
-grid of numbers x seeds of Two-colors as one compiled program (`bmg.experiments.two_colors`'s
+grid of numbers x seeds of Two-colors as one compiled program (`bmg.experiments.two_colors.system`'s
 `run_sweep`), one run directory per configuration and a table ranking them.
 """
 
@@ -48,7 +48,7 @@ def read_sweep_config(path: Path):
     Raises:
       ValueError: one sentence naming the file and what is wrong.
     """
-    from bmg.experiments import two_colors as tc
+    from bmg.experiments.two_colors import system as tc
     from bmg.train import records, rundir
 
     what = "a sweep's config"
@@ -70,8 +70,9 @@ def read_sweep_config(path: Path):
 
 def command(argv: list[str], resume_dir: Path | None = None) -> None:
     """`bmg two-colors sweep PRESET --grid ...` (or the resume of a sweep directory): the grid's
-    configurations x seeds as one compiled program (`bmg.experiments.two_colors.run_sweep`)."""
-    from bmg.experiments import two_colors as tc
+    configurations x seeds as one compiled program
+    (`bmg.experiments.two_colors.system.run_sweep`)."""
+    from bmg.experiments.two_colors import system as tc
     from bmg.train import rundir
 
     try:

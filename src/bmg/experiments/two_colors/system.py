@@ -26,7 +26,7 @@ from bmg.agents.configs import (
     output_parameter,
 )
 from bmg.experiments.api import System
-from bmg.experiments.two_colors_config import (  # noqa: F401  (the system's config, re-exported)
+from bmg.experiments.two_colors.config import (  # noqa: F401  (the system's config, re-exported)
     AGENTS,
     CONFIG,
     MAX_STEPS,
@@ -42,7 +42,7 @@ from bmg.experiments.two_colors_config import (  # noqa: F401  (the system's con
     resolve_inner_steps,
     unused_fields,
 )
-from bmg.experiments.two_colors_report import REPORT, Trace
+from bmg.experiments.two_colors.report import REPORT, Trace
 from bmg.train import driver
 from bmg.train.driver import CHECKPOINTS
 
@@ -165,7 +165,7 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
 
 def chunk_rows(config: TwoColorsConfig, piece: driver.Piece) -> list[dict]:
     """One metrics.csv row per seed for a chunk of the runner's trace."""
-    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.two_colors import report
 
     trace, first = report_trace(piece.before, piece.values)
     steps_before = 0 if piece.index == 0 else piece.before["env_steps"]  # as the report counts
@@ -173,13 +173,13 @@ def chunk_rows(config: TwoColorsConfig, piece: driver.Piece) -> list[dict]:
 
 
 def _label(config: TwoColorsConfig) -> str:
-    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.two_colors import report
 
     return report.run_label({"config": dataclasses.asdict(config)})
 
 
 def _csv_fields(config: TwoColorsConfig) -> list[str]:
-    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.two_colors import report
 
     return report.csv_fields(config.agent)
 
@@ -222,7 +222,7 @@ def write_results(
 ) -> dict:
     """trace.npz, summary.json and the plots of a finished lifetime (the runner's `initial`
     probes [seeds] and `trace` [seeds, meta_steps]) in `run_dir`; returns the summary."""
-    from bmg.experiments import two_colors_report as report
+    from bmg.experiments.two_colors import report
     from bmg.train.rundir import save_npz, write_json
 
     label = report.run_label({"config": dataclasses.asdict(config)})
@@ -504,7 +504,7 @@ def method_label(config: TwoColorsConfig) -> str:
 def sweep_rows(base: TwoColorsConfig, grid: Grid, summaries: list[dict]) -> list[dict]:
     """One row per configuration, best total reward first (the published protocol picks the
     best setting per method by total reward: Luketina et al., CoLLAs 2022, appendix A.3)."""
-    from bmg.experiments.stats import format_mean_se
+    from bmg.experiments.report.stats import format_mean_se
 
     rows = []
     configs = sweep_configs(base, grid)
@@ -536,7 +536,7 @@ def run_sweep(base: TwoColorsConfig, grid: Grid, sweep_dir: Path, *, resume: boo
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError / ValueError (one sentence).
     """
-    from bmg.experiments.tables import markdown_table
+    from bmg.experiments.report.tables import markdown_table
     from bmg.train import rundir
 
     configs = sweep_configs(base, grid)

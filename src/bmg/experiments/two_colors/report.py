@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bmg.experiments.api import Report  # noqa: E402
-from bmg.experiments.stats import format_mean_se, mean_se  # noqa: E402
-from bmg.experiments.two_colors_config import AGENTS, resolve_inner_steps  # noqa: E402
+from bmg.experiments.report.stats import format_mean_se, mean_se  # noqa: E402
+from bmg.experiments.two_colors.config import AGENTS, resolve_inner_steps  # noqa: E402
 from bmg.train import records  # noqa: E402
 from bmg.train.records import INTEGER, NUMBER, STAT, STAT_PER_SEED, TEXT  # noqa: E402
 from bmg.train.rundir import read_run  # noqa: E402

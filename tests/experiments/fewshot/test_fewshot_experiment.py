@@ -16,9 +16,9 @@ import pytest
 from rich.console import Console
 
 from bmg import memory
-from bmg.experiments import fewshot as fs
-from bmg.experiments import fewshot_report as report
-from bmg.experiments.tables import markdown_table
+from bmg.experiments.fewshot import report
+from bmg.experiments.fewshot import system as fs
+from bmg.experiments.report.tables import markdown_table
 from bmg.fewshot.data import DataError, load_splits
 from bmg.fewshot.synthetic import make_synthetic
 from bmg.train import host_loop

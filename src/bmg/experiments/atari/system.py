@@ -10,7 +10,7 @@ NeurIPS 2020) with IMPALA's ResNet torso (Espeholt et al., ICML 2018).
 This module declares the system (importing it loads no JAX, so ``--help`` is fast): its config
 and presets, and ``run``, which drives the runner into a run directory like every system's
 (config.json, metrics.csv, TensorBoard events, progress with frames/s and ETA, checkpoints,
-trace.npz, summary.json, plots). Algorithms as in ``bmg.experiments.minatar``: ``impala``
+trace.npz, summary.json, plots). Algorithms as in ``bmg.experiments.minatar.system``: ``impala``
 (``MetaConfig(algo="fixed")``), ``stacx`` (``"mg"``, K = ``inner_steps``) and ``bmg`` (K, L =
 ``bootstrap_steps``; the learner's RMSProp-preconditioned target step and KL matching by default
 [paper]; the learner continues from the target, so each of the K + L - 1 batches of a meta-step
@@ -55,9 +55,9 @@ from bmg.checks import check_integer, check_nested, check_real
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
 from bmg.experiments.api import Settings, System
-from bmg.experiments.minatar_config import ALGOS, stacx_meta_config
-from bmg.experiments.minatar_config import unused_fields as stacx_unused_fields
-from bmg.experiments.minatar_report import REPORT
+from bmg.experiments.minatar.config import ALGOS, stacx_meta_config
+from bmg.experiments.minatar.config import unused_fields as stacx_unused_fields
+from bmg.experiments.minatar.report import REPORT
 from bmg.memory import INT32_MAX
 from bmg.train.driver import CHECKPOINTS
 from bmg.train.sebulba import PAPER_LAYOUT, SebulbaConfig
@@ -227,8 +227,8 @@ class AtariExperimentConfig:
 
 
 def unused_fields(config: AtariExperimentConfig) -> dict[str, str]:
-    """MinAtar's rule (``bmg.experiments.minatar.unused_fields``), and the learner's batch: the
-    Sebulba layout decides B and T (``sebulba.*``), so ``stacx.num_envs`` and
+    """MinAtar's rule (``bmg.experiments.minatar.config.unused_fields``), and the learner's batch:
+    the Sebulba layout decides B and T (``sebulba.*``), so ``stacx.num_envs`` and
     ``stacx.rollout_length`` set by a flag would be overwritten; the CLI refuses them."""
     layout = config.sebulba
     return {
@@ -548,8 +548,8 @@ def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -
     first 10% of rows) and Atari's own: the raw return of the episodes ending in the last 10% of
     rows and its human-normalised score, the protocol, frames/s (compilation included), lag."""
     from bmg.envs import atari_scores
-    from bmg.experiments import atari_report
-    from bmg.experiments.stats import mean_se
+    from bmg.experiments.atari import report as atari_report
+    from bmg.experiments.report.stats import mean_se
 
     trace = trace_of(rows)
     final = atari_report.fraction_return(trace, last=True)
@@ -612,7 +612,7 @@ def trace_of(rows: list[dict]) -> dict[str, list[float]]:
 def result_rows(run_dir: Path) -> list[dict[str, str]]:
     """The results table row of a finished run (MinAtar's comparison columns, and the human-
     normalised score)."""
-    from bmg.experiments import minatar_report
+    from bmg.experiments.minatar import report as minatar_report
     from bmg.train.rundir import read_json
 
     rows = minatar_report.comparison_rows([run_dir])
@@ -674,7 +674,7 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
 
     import jax
 
-    from bmg.experiments import atari_report
+    from bmg.experiments.atari import report as atari_report
     from bmg.train.checkpoint import Checkpointer
     from bmg.train.logging import RunLogger
     from bmg.train.sebulba import to_host

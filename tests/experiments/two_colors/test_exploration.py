@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bmg.agents.q_lambda import QLambdaConfig
-from bmg.experiments.two_colors import (
+from bmg.experiments.two_colors.system import (
     PRESETS,
     EnvConfig,
     TwoColorsConfig,

@@ -5,7 +5,7 @@ Every run is tiny (16-unit networks, 4-step rollouts, a 3 x 3 grid, a few meta-s
 learner's reward context is made long enough to hold every rollout of a run, so the trace (built
 from the cumulative `reward_sum` probe) can be checked against the learner's own record of each
 rollout's mean reward. The seed axis sharded over two devices is the runner's own test
-(tests/experiments/test_anakin.py); here the experiment's learner and report trace are checked.
+(tests/train/test_anakin.py); here the experiment's learner and report trace are checked.
 Each lifetime compiles a program (tens of seconds on 2 shared cores): those tests are slow.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
-from bmg.experiments.two_colors import (
+from bmg.experiments.two_colors.system import (
     MAX_STEPS,
     PRESETS,
     RELATED_GRID,
@@ -434,8 +434,8 @@ def test_demo_preset_is_the_related_preset_scaled_down_in_steps_and_seeds_only()
 def test_a_lifetime_shorter_than_one_chunk_is_not_inflated_to_a_chunk():
     """steps below chunk_steps: one chunk of the lifetime's own length (rounded up to whole
     meta-steps only), not a whole 200k-step chunk; MinAtar alike."""
-    from bmg.experiments.minatar import MinAtarConfig
-    from bmg.experiments.two_colors import TwoColorsConfig
+    from bmg.experiments.minatar.system import MinAtarConfig
+    from bmg.experiments.two_colors.system import TwoColorsConfig
 
     config = TwoColorsConfig(steps=1000)
     assert config.num_chunks == 1 and 1000 <= config.total_env_steps < 1000 + 16 * 9

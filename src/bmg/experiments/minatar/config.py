@@ -2,7 +2,7 @@
 lifetime, the presets and which fields a choice of algorithm leaves without effect.
 
 Pure Python (no JAX): `bmg minatar --help`, `bmg atari --help` (whose config reuses these) and the
-run-directory readers import it alone. The system itself is `bmg.experiments.minatar`.
+run-directory readers import it alone. The system itself is `bmg.experiments.minatar.system`.
 """
 
 from __future__ import annotations

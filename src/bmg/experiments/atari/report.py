@@ -7,12 +7,12 @@ Statistical Precipice", NeurIPS 2021): the median and the interquartile mean (IQ
 the middle 50% of the runs x games scores, trimming 25% at each end) and the mean of the
 human-normalised scores, all with the Agent57 table's random and human scores (Video Pinball's
 random 0), with 95% stratified bootstrap confidence intervals, computed by rliable
-(``bmg.experiments.aggregate``; ``pip install 'bmg[atari]'``).
+(``bmg.experiments.report.aggregate``; ``pip install 'bmg[atari]'``).
 
-The run directory (``bmg.experiments.atari``): metrics.csv has one row per ``log_interval``
+The run directory (``bmg.experiments.atari.system``): metrics.csv has one row per ``log_interval``
 meta-steps; ``trace.npz`` holds every column as [1, rows] (one seed) plus the cumulative counters
 MinAtar's report reads (``env_steps`` = frames learned, ``episodes``, ``episode_return_sum`` raw),
-so ``bmg compare`` and ``bmg.experiments.minatar_report`` read Atari runs too.
+so ``bmg compare`` and ``bmg.experiments.minatar.report`` read Atari runs too.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from bmg.envs.atari_scores import human_normalized
-from bmg.experiments.aggregate import interval_estimates
+from bmg.experiments.report.aggregate import interval_estimates
 
 
 def aggregate(scores: Mapping[str, float | list[float]], *, seed: int = 0) -> dict:
     """Median, IQM and mean over games of human-normalised scores, with 95% stratified bootstrap
-    confidence intervals (``bmg.experiments.aggregate.interval_estimates``, rliable).
+    confidence intervals (``bmg.experiments.report.aggregate.interval_estimates``, rliable).
 
     Args:
       scores: game -> its raw score, or a list of raw scores (one per run; every game the same
@@ -44,7 +44,7 @@ def aggregate(scores: Mapping[str, float | list[float]], *, seed: int = 0) -> di
 
     Raises:
       ValueError: no scores, unequal numbers of runs, or an unknown game. ImportError without
-        rliable (``bmg.experiments.aggregate.MISSING_RLIABLE``).
+        rliable (``bmg.experiments.report.aggregate.MISSING_RLIABLE``).
     """
     if not scores:
         raise ValueError("scores must name at least one game, got none.")
@@ -77,7 +77,7 @@ def write_results(run_dir: Path, trace: dict[str, list[float]], summary: dict, t
     """trace.npz ([1, rows] per column, initial counters 0), summary.json and the plots
     (``minatar_report.plot_run``: episode return vs frames, meta-parameters per head) of a
     finished run in ``run_dir``."""
-    from bmg.experiments import minatar_report
+    from bmg.experiments.minatar import report as minatar_report
     from bmg.train.rundir import save_npz, write_json
 
     arrays = {name: np.asarray(values, np.float64)[None] for name, values in trace.items()}

@@ -2,7 +2,7 @@
 the presets and which fields a choice of agent and algorithm leaves without effect.
 
 Pure Python (no JAX): `bmg two-colors --help` and the run-directory readers import it alone. The
-system itself (the learner, the runner, the report) is `bmg.experiments.two_colors`.
+system itself (the learner, the runner, the report) is `bmg.experiments.two_colors.system`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Atari (ale-py) on the Sebulba actor-learner runner: its config, system and report."""

@@ -1,0 +1,1 @@
+"""Few-shot classification, MAML vs BMG (section 5.3): config (no JAX), system, report, data."""
