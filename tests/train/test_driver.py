@@ -90,7 +90,7 @@ def alive_after(before: set[threading.Thread]) -> list[str]:
 def run(target, run_dir: Path, report: driver.Reporting) -> dict:
     console = Console(file=io.StringIO())
     run_dir.mkdir()
-    return driver.drive(report, None, target, run_dir, resume=False, console=console)
+    return driver.drive_anakin(report, None, target, run_dir, resume=False, console=console)
 
 
 def test_a_failed_run_leaves_no_thread_and_its_runner_runs_again_like_a_new_one(tmp_path):

@@ -206,11 +206,29 @@ def _all_finite(tree: PyTree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def start(loop: HostLoop, checkpointer=None) -> LoopState:
+    """The state at step 0, for a new run.
+
+    Raises:
+      ValueError: the checkpointer already holds a checkpoint (an earlier run's, whose steps
+        this one would collide with), before anything runs.
+    """
+    latest = None if checkpointer is None else checkpointer.latest_step()
+    if latest is not None:
+        raise ValueError(
+            f"{checkpointer.directory} already holds the checkpoint of "
+            f"{loop.step_name.replace('_', '-')} {latest:,} (an earlier run's); continue that "
+            "run with resume=True, or give this run another checkpoint directory."
+        )
+    return initial_state(loop)
+
+
 def run(
     loop: HostLoop,
     checkpointer=None,
     *,
     resume: bool = False,
+    state: LoopState | None = None,
     callbacks: Callbacks | None = None,
 ) -> LoopState:
     """Run `loop` to `loop.num_steps`, evaluating, selecting and checkpointing as it goes.
@@ -220,6 +238,7 @@ def run(
       checkpointer: a `bmg.train.checkpoint.Checkpointer` (`save(step, state, meta)`,
         `latest_step()`, `restore(template)`), or None for no checkpoints.
       resume: continue from the checkpointer's latest checkpoint.
+      state: the state to run from (`start` or `restore`); `resume` is then not read.
       callbacks: progress (`Callbacks`).
 
     Returns:
@@ -232,19 +251,13 @@ def run(
         this one would collide with), before anything runs.
     """
     callbacks = callbacks or Callbacks()
-    if resume:
-        if checkpointer is None:
-            raise ValueError("resume=True needs a checkpointer.")
-        state = restore(checkpointer, loop)
-    else:
-        latest = None if checkpointer is None else checkpointer.latest_step()
-        if latest is not None:
-            raise ValueError(
-                f"{checkpointer.directory} already holds the checkpoint of "
-                f"{loop.step_name.replace('_', '-')} {latest:,} (an earlier run's); continue that "
-                "run with resume=True, or give this run another checkpoint directory."
-            )
-        state = initial_state(loop)
+    if state is None:
+        if resume:
+            if checkpointer is None:
+                raise ValueError("resume=True needs a checkpointer.")
+            state = restore(checkpointer, loop)
+        else:
+            state = start(loop, checkpointer)
     train = state.train
     rng = np.random.default_rng()
     rng.bit_generator.state = state.rng_state
@@ -256,10 +269,10 @@ def run(
     for step in range(state.step + 1, loop.num_steps + 1):
         if not compiled:
             callbacks.on_compile(step)
-        start = time.perf_counter()
+        began = time.perf_counter()
         train, metrics = loop.step(train, rng)
         jax.block_until_ready(train)
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - began
         if not compiled:  # the first call of a process compiles: not counted as training time
             compiled = True
             compile_seconds += elapsed

@@ -13,7 +13,7 @@ from typing import Any
 
 from bmg.train.rundir import CsvAppender
 
-KEYS = ("seed", "chunk")  # metrics.csv columns that are not measurements
+KEYS = ("seed", "chunk", "meta_step")  # metrics.csv columns that are not measurements
 
 
 def make_console(file=None):
@@ -35,15 +35,17 @@ class RunLogger:
 
     Args:
       run_dir: the run directory.
-      fields: metrics.csv columns, in order.
+      fields: metrics.csv columns, in order; None: the first rows' keys (metrics.csv is then
+        written at the first rows).
       total_steps: the progress bar's end (environment steps per seed, or meta-steps).
       console: a `rich.console.Console`.
     """
 
-    def __init__(self, run_dir: Path, fields: list[str], *, total_steps: int, console):
+    def __init__(self, run_dir: Path, fields: list[str] | None, *, total_steps: int, console):
         from tensorboardX import SummaryWriter
 
-        self.csv = CsvAppender(Path(run_dir) / "metrics.csv", fields)
+        self.csv_path = Path(run_dir) / "metrics.csv"
+        self.csv = None if fields is None else CsvAppender(self.csv_path, fields)
         self.events = Path(run_dir) / "tensorboard"
         with self._writing():
             self.writer = SummaryWriter(str(self.events))
@@ -51,6 +53,7 @@ class RunLogger:
         self.console = console
         self._progress = None
         self._task = None
+        self._subtask = None
 
     @contextlib.contextmanager
     def _writing(self):
@@ -91,13 +94,17 @@ class RunLogger:
         with self._progress:
             self._task = self._progress.add_task(description, total=self.total_steps, rate="")
             yield
-        self._progress = self._task = None
+        self._progress = self._task = self._subtask = None
 
     def rows(self, rows: list[dict[str, Any]], *, step: int | None = None, tensorboard=True):
         """Append `rows` to metrics.csv; with `tensorboard`, log each measurement's mean over
         the rows (seeds) at `step`."""
+        if not rows:
+            return
+        if self.csv is None:
+            self.csv = CsvAppender(self.csv_path, list(rows[0]))
         self.csv.append(rows)
-        if not tensorboard or not rows:
+        if not tensorboard:
             return
         with self._writing():
             for name in self.csv.fieldnames:
@@ -110,11 +117,27 @@ class RunLogger:
             self.writer.flush()
 
     def advance(self, completed: int, line: str, *, rate: str = "") -> None:
-        """Move the bar to `completed` (terminal) or print `line` (logs)."""
+        """Move the bar to `completed` (terminal) or print `line` (logs; nothing when empty)."""
         if self._progress is not None:
             self._progress.update(self._task, description="running", completed=completed, rate=rate)
-        else:
+        elif line:
             self.console.print(line, soft_wrap=True)
+
+    def message(self, text: str) -> None:
+        """One line above the bar (terminal) or in the log."""
+        self.console.print(text, soft_wrap=True)
+
+    def task(self, description: str, done: int, total: int) -> None:
+        """A second bar under the first (e.g. validation tasks) on a terminal, removed once
+        ``done >= total``; nothing in logs (the event after it says what came of it)."""
+        if self._progress is None:
+            return
+        if self._subtask is None:
+            self._subtask = self._progress.add_task(description, total=total, rate="")
+        self._progress.update(self._subtask, completed=done, total=total, description=description)
+        if done >= total:
+            self._progress.remove_task(self._subtask)
+            self._subtask = None
 
     def close(self) -> None:
         with self._writing():

@@ -15,8 +15,8 @@ and `run` writes the run directory.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -330,8 +330,12 @@ def summarize(config: FewShotConfig, state: host_loop.LoopState, test: np.ndarra
     }
 
 
-def train(system: FewShotSystem, checkpointer=None, *, resume=False, callbacks=None) -> dict:
+def train(
+    system: FewShotSystem, checkpointer=None, *, resume=False, state=None, callbacks=None
+) -> dict:
     """Meta-train with model selection on validation; score the selected initialisation on test.
+    From `state` when given (`host_loop.start` / `host_loop.restore`), else as `host_loop.run`
+    starts (`resume`: from the checkpointer's latest checkpoint).
 
     Returns {"summary", "rows", "best_params", "test" (per-task test accuracies), "state"}.
     """
@@ -339,7 +343,11 @@ def train(system: FewShotSystem, checkpointer=None, *, resume=False, callbacks=N
     log, system.log = system.log, getattr(callbacks, "message", None)  # compiling, compiled in
     try:
         state = host_loop.run(
-            system.host_loop(), checkpointer, resume=resume, callbacks=callbacks or RunProgress()
+            system.host_loop(),
+            checkpointer,
+            resume=resume,
+            state=state,
+            callbacks=callbacks or RunProgress(),
         )
         progress = getattr(callbacks, "on_test", None)
         test = system.evaluate(state.best, "test", config.test_tasks, TEST_SEED, progress)
@@ -462,6 +470,89 @@ def prepare(config: FewShotConfig) -> FewShotSystem:
     return FewShotSystem(config)
 
 
+class FewShotRun:
+    """The host loop of `system` as the driver's `Run` (`bmg.train.driver`): one event per
+    evaluation (its metrics.csv row), the validation and test tasks as a second bar; at every
+    evaluation ``latest.msgpack`` (and ``best.msgpack`` when it scored best) and an orbax
+    checkpoint (``checkpoints/``); at the end ``summary.json``, ``test_accuracies.npz`` and the
+    accuracy plots (``best.msgpack`` is what is kept of the model)."""
+
+    def __init__(self, system: FewShotSystem, run_dir: Path):
+        from bmg.experiments.fewshot import report
+        from bmg.train.checkpoint import Checkpointer
+
+        config = system.config
+        self.system, self.config, self.run_dir = system, config, Path(run_dir)
+        self.loop = system.host_loop()
+        self.checkpointer = Checkpointer(self.run_dir / CHECKPOINTS)
+        self.label = report.run_label(dataclasses.asdict(config))
+        self.title = (
+            f"{self.label}: {config.meta_steps:,} meta-steps of {config.meta_batch_size} tasks"
+        )
+        self.fields = None  # the first evaluation's row names them
+        self.total = config.meta_steps
+        self.compiled = True  # each program compiles on its first call (the system says so)
+        self.resumed_after: int | None = None
+
+    def compile(self) -> None:
+        pass
+
+    def start(self) -> host_loop.LoopState:
+        return host_loop.start(self.loop, self.checkpointer)
+
+    def restore(self) -> tuple[host_loop.LoopState, list[dict]]:
+        state = host_loop.restore(self.checkpointer, self.loop)
+        save_params(self.run_dir / "best.msgpack", state.best)
+        self.resumed_after = state.step
+        return state, state.rows
+
+    def run(self, state: host_loop.LoopState, on_event, display) -> dict:
+        from bmg.train.driver import Event
+
+        config, run_dir = self.config, self.run_dir
+        if self.resumed_after is not None:
+            display.message(f"resumed after meta-step {self.resumed_after:,}")
+
+        class Callbacks(host_loop.Callbacks):
+            message = staticmethod(display.message)  # compiling, compiled in
+
+            def on_step(self, step, metrics):
+                display.advance(step, "")  # the bar only; logs get a line per evaluation
+
+            def on_validate(self, step, done, total):
+                display.task(f"validation after meta-step {step:,}", done, total)
+
+            def on_test(self, done, total):
+                display.task("test tasks", done, total)
+
+            def on_eval(self, state, is_best):
+                row = state.rows[-1]
+                save_params(run_dir / "latest.msgpack", state.train["meta_state"].meta_params)
+                if is_best:
+                    save_params(run_dir / "best.msgpack", state.best)
+                line = (
+                    f"meta-step {row['meta_step']:,}/{config.meta_steps:,}: val accuracy "
+                    f"{100 * row['val_accuracy']:.2f}%{' (best)' if is_best else ''}, train "
+                    f"query accuracy {100 * row['train/query_accuracy']:.2f}%, "
+                    f"{row['train_seconds']:.0f} s training"
+                )
+                on_event(Event([row], row["meta_step"], line))
+
+        return train(self.system, self.checkpointer, state=state, callbacks=Callbacks())
+
+    def finish(self, result: dict) -> dict:
+        from bmg.experiments.fewshot import report
+        from bmg.train.rundir import save_npz, write_json
+
+        write_json(self.run_dir / "summary.json", result["summary"])
+        save_npz(self.run_dir / "test_accuracies.npz", test_accuracy=result["test"])
+        report.plot_accuracy([(self.label, result["rows"])], self.run_dir)
+        return result["summary"]
+
+    def close(self) -> None:
+        self.checkpointer.close()
+
+
 def run(
     config: FewShotConfig | FewShotSystem,
     run_dir: Path,
@@ -469,80 +560,25 @@ def run(
     resume: bool = False,
     console=None,
 ) -> dict:
-    """Train `config` (or a system from `prepare`) into `run_dir`; returns the summary.
+    """Train `config` (or a system from `prepare`) into `run_dir` with the driver
+    (`bmg.train.driver.drive` of a `FewShotRun`); returns the summary.
 
     `config.json` and the record of a resume are the caller's (the CLI writes them). A new run
     starts at meta-step 0; `resume=True` continues from the latest checkpoint in `run_dir`
     (raising ValueError / CheckpointError with one sentence, before anything is written, when
-    there is none or it is damaged). During the run: `metrics.csv`, TensorBoard events,
-    `best.msgpack` and `latest.msgpack` (initialisations) and an orbax checkpoint
-    (`checkpoints/`) at every score.
-    At the end: `summary.json`, `test_accuracies.npz`, the accuracy plots; the checkpoints are
-    deleted (best.msgpack is what is kept).
+    there is none or it is damaged).
 
     Raises:
-      host_loop.NonFiniteError: training diverged (the last checkpoint is kept; resume is
-        pointless with the same config).
+      NonFiniteError: training diverged (the last checkpoint is kept; resume is pointless with
+        the same config).
     """
-    from tensorboardX import SummaryWriter
-
-    from bmg.experiments.fewshot import report
-    from bmg.train.checkpoint import Checkpointer
-    from bmg.train.rundir import CsvAppender, save_npz, write_json
+    from bmg.train import driver
+    from bmg.train.logging import make_console
 
     system = config if isinstance(config, FewShotSystem) else prepare(config)
-    config = system.config
-    run_dir = Path(run_dir)
-    title = report.run_label(dataclasses.asdict(config))
-    checkpointer = Checkpointer(run_dir / CHECKPOINTS)
-    csv: CsvAppender | None = None
-    writer = None
-
-    def on_start(state: host_loop.LoopState) -> None:
-        nonlocal csv, writer
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
-        if resume:  # metrics.csv and best.msgpack again from the checkpoint
-            csv = CsvAppender(run_dir / "metrics.csv", list(state.rows[0]))
-            csv.append(state.rows)
-            save_params(run_dir / "best.msgpack", state.best)
-        if console is not None:
-            console.print(
-                f"[bold]fewshot[/bold] {title}: {config.meta_steps:,} meta-steps of "
-                f"{config.meta_batch_size} tasks -> {run_dir}"
-                + (f", resumed after meta-step {state.step:,}" if resume else "")
-            )
-
-    def on_eval(state: host_loop.LoopState, is_best: bool) -> None:
-        nonlocal csv
-        row = state.rows[-1]
-        if csv is None:
-            csv = CsvAppender(run_dir / "metrics.csv", list(row))
-        csv.append([row])
-        for name, value in row.items():
-            if name != "meta_step":
-                writer.add_scalar(name, value, row["meta_step"])
-        writer.flush()
-        save_params(run_dir / "latest.msgpack", state.train["meta_state"].meta_params)
-        if is_best:
-            save_params(run_dir / "best.msgpack", state.best)
-
-    class Callbacks(RunProgress):
-        def on_start(self, state, num_steps):
-            on_start(state)
-            super().on_start(state, num_steps)
-
-    try:
-        with Callbacks(config, console, on_eval) as callbacks:
-            result = train(system, checkpointer, resume=resume, callbacks=callbacks)
-    finally:
-        checkpointer.close()
-        if writer is not None:
-            writer.close()
-    write_json(run_dir / "summary.json", result["summary"])
-    save_npz(run_dir / "test_accuracies.npz", test_accuracy=result["test"])
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-    report.plot_accuracy([(title, result["rows"])], run_dir)
-    return result["summary"]
+    console = make_console(io.StringIO()) if console is None else console
+    run = FewShotRun(system, Path(run_dir))
+    return driver.drive(run, Path(run_dir), name="fewshot", resume=resume, console=console)
 
 
 SYSTEM = System(SETTINGS, run, REPORT, prepare=prepare)

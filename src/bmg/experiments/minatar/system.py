@@ -166,7 +166,9 @@ def run(config: MinAtarConfig | driver.Prepared, run_dir: Path, *, resume: bool,
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
     """
-    return driver.drive(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
+    return driver.drive_anakin(
+        REPORTING, make_runner, config, run_dir, resume=resume, console=console
+    )
 
 
 SYSTEM = System(SETTINGS, run, REPORT, prepare=prepare)

@@ -207,7 +207,9 @@ def run(config: TwoColorsConfig | driver.Prepared, run_dir: Path, *, resume: boo
     Raises:
       NonFiniteError / OutOfMemoryError / CheckpointError (ValueErrors with one sentence).
     """
-    return driver.drive(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
+    return driver.drive_anakin(
+        REPORTING, make_runner, config, run_dir, resume=resume, console=console
+    )
 
 
 def write_results(
