@@ -43,13 +43,14 @@ class FakeEnvs:
     ``episode_length + i`` steps (a termination), frames_per_step 4; ``fail_at``: raise
     RuntimeError at that step."""
 
-    def __init__(self, num_envs, episode_length=5, fail_at=None, delay=0.0):
+    def __init__(self, num_envs, episode_length=5, fail_at=None, delay=0.0, reward=1.0):
         self.num_envs, self.num_actions = num_envs, 3
         self.observation_shape, self.observation_dtype = (6, 6, 2), np.uint8
         self.frames_per_step = 4
         self.lengths = episode_length + np.arange(num_envs)
         self.fail_at, self.delay, self.steps, self.closed = fail_at, delay, 0, False
         self.t = np.zeros(num_envs, np.int64)
+        self.reward = reward
 
     def _obs(self):
         return np.broadcast_to(
@@ -71,7 +72,7 @@ class FakeEnvs:
         terminated = self.t >= self.lengths
         final_obs = self._obs()
         self.t[terminated] = 0
-        reward = np.ones(self.num_envs, np.float32)
+        reward = np.full(self.num_envs, self.reward, np.float32)
         return self._obs(), reward, terminated, np.zeros_like(terminated), final_obs
 
     def close(self):
@@ -114,6 +115,23 @@ def test_an_actor_exception_stops_the_run_joins_the_threads_and_is_raised():
     assert "(raised in Sebulba actor thread 1)" in error.value.__notes__
     assert run.alive_threads() == []
     assert time.perf_counter() - start < 60  # mostly compilation; no hang
+
+
+def test_a_non_finite_learner_metric_stops_the_run_before_its_update_is_seen():
+    """A NaN reward makes the learner's loss NaN at the first meta-step: run() raises
+    NonFiniteError naming the metric and the meta-step, before the update is published or
+    reported, with no thread left running (the guard of every runner)."""
+    from bmg.train.api import NonFiniteError
+
+    config = SebulbaConfig(envs_per_thread=2, rollout_length=4)
+    run = Sebulba(
+        config, AGENT, MetaConfig(algo="fixed"), lambda i: FakeEnvs(2, reward=np.nan), seed=0
+    )
+    updates = []
+    with run, pytest.raises(NonFiniteError, match="became NaN or infinite at meta-step 1,"):
+        run.run(5, on_update=lambda version, metrics, stats: updates.append(version))
+    assert updates == [] and run.stats.updates == 0
+    assert run.alive_threads() == []
 
 
 def test_stop_and_sigint_join_every_thread():

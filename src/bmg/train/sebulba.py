@@ -69,6 +69,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from bmg.checks import check_bool, check_integer, check_real, checks_deferred
+from bmg.train.api import NonFiniteError
 
 
 class VectorEnv(Protocol):
@@ -423,6 +424,19 @@ class LearnerState(NamedTuple):
     params: Any
     opt_state: Any
     key: Any
+
+
+def _check_finite(metrics: dict[str, Any], meta_step: int) -> None:
+    """NonFiniteError naming the first learner metric (the losses, the meta-loss) that is NaN
+    or infinite after ``meta_step``: the same policy as the compiled runner's and the host
+    loop's (training stops; the last checkpoint, written before this meta-step, is kept)."""
+    for name, value in metrics.items():
+        if not np.all(np.isfinite(value)):
+            raise NonFiniteError(
+                f"the learner's {name} became NaN or infinite at meta-step {meta_step:,}, so "
+                "training stopped (the last checkpoint, if any, is kept): lower the learning "
+                "rates or check the inputs."
+            )
 
 
 class Sebulba:
@@ -826,6 +840,7 @@ class Sebulba:
                 start = time.perf_counter()
                 state, metrics = self._step(state, batch, logits)
                 metrics = to_host(metrics)
+                _check_finite(metrics, stats.updates + 1)  # before the actors could see it
                 stats.add("learner", "step", time.perf_counter() - start)
                 start = time.perf_counter()
                 with stats.lock:

@@ -654,82 +654,91 @@ def check_new_run(config: AtariExperimentConfig, run_dir: Path | None = None) ->
         )
 
 
-def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
-    """Train (or continue) ``target`` in ``run_dir``: metrics.csv and TensorBoard every
-    ``log_interval`` meta-steps, checkpoints every ``checkpoint_interval`` (into
-    ``checkpoint_directory``), then trace.npz, summary.json and the plots; returns the summary.
-    The checkpoints are deleted once the run has finished.
+class AtariRun:
+    """The Sebulba actor-learner run of a prepared config as the driver's `Run`
+    (`bmg.train.driver`): one event per ``log_interval`` meta-steps (the row of that window),
+    checkpoints every ``checkpoint_interval`` (into ``checkpoint_directory``); at the end
+    trace.npz, summary.json and the plots.
 
-    Several processes: every process calls it (its own run directory, the same config and
+    Several processes: every process runs it (its own run directory, the same config and
     ``checkpoint_dir``); they save and restore one checkpoint together
     (``bmg.train.checkpoint``), each keeping its own counters and rows in it.
 
-    Raises:
-      ValueError: a new run whose ``checkpoint_dir`` already holds something; a resume without
-        checkpoints (``checkpoint_interval`` = 0).
-      CheckpointError (a ValueError): a damaged or mismatched checkpoint on resume, or one
-        written by another number of processes.
+    Raises (from the constructor):
+      ValueError: a new run whose ``checkpoint_dir`` already holds something.
     """
-    import shutil
 
-    import jax
+    def __init__(self, prepared: Prepared, run_dir: Path, *, resume: bool):
+        from bmg.train.checkpoint import Checkpointer
 
-    from bmg.experiments.atari import report as atari_report
-    from bmg.train.checkpoint import Checkpointer
-    from bmg.train.logging import RunLogger
-    from bmg.train.sebulba import to_host
-
-    if not isinstance(target, Prepared):
-        target = prepare(target)
-    config, processes = target
-    total = config.num_meta_steps(processes)
-    per_step = config.frames_per_meta_step(processes)
-    fields = csv_fields(config)
-    directory = checkpoint_directory(config, run_dir)
-    if not resume:
-        check_new_run(config, run_dir)
-    checkpointer = None if directory is None else Checkpointer(directory)
-    with make_runner(config) as runner:
-        rows: list[dict] = []
-        state = None
-        seconds_before = 0.0
-        if resume:
-            if checkpointer is None:
-                raise ValueError(
-                    f"{run_dir} has no checkpoints to resume from (checkpoint_interval = 0); "
-                    "start the run again."
-                )
-            template = runner.init_learner()  # global arrays over every process's learners
-            state, meta = checkpointer.restore(template)  # this process's counters and rows
-            # JSON holds NaN as null
-            rows = [{k: math.nan if v is None else v for k, v in r.items()} for r in meta["rows"]]
-            stats = runner.stats
-            stats.updates = int(meta["meta_steps"])
-            stats.frames_learned = int(meta["frames"])
-            stats.frames_acted = int(meta["frames_acted"])
-            seconds_before = float(meta["seconds"])
-        logger = RunLogger(run_dir, fields, total_steps=total * per_step, console=console)
-        if rows:
-            logger.rows(rows, tensorboard=False)
-        done = runner.stats.updates
-        console.print(
-            f"[bold]atari[/bold] {label(config)}: {total * per_step:,} frames = {total:,} "
-            f"meta-steps of {per_step:,} frames ({processes} process(es), "
-            f"{len(runner.learner_devices)} learner device(s)) -> {run_dir}"
-            + (f"; resumed at meta-step {done:,}" if resume else "")
+        config, processes = prepared
+        self.config, self.processes, self.run_dir = config, processes, Path(run_dir)
+        self.meta_steps = config.num_meta_steps(processes)
+        self.per_step = config.frames_per_meta_step(processes)
+        self.fields = csv_fields(config)
+        self.total = self.meta_steps * self.per_step
+        self.compiled = True  # the first meta-step compiles (announced when it has run)
+        self.rows: list[dict] = []
+        self.seconds_before = 0.0
+        self.resumed_at: int | None = None
+        directory = checkpoint_directory(config, run_dir)
+        if not resume:
+            check_new_run(config, run_dir)
+        self.directory = directory
+        self.runner = make_runner(config)
+        self.checkpointer = None if directory is None else Checkpointer(directory)
+        self.title = (
+            f"{label(config)}: {self.total:,} frames = {self.meta_steps:,} meta-steps of "
+            f"{self.per_step:,} frames ({processes} process(es), "
+            f"{len(self.runner.learner_devices)} learner device(s))"
         )
-        if processes > 1 and checkpointer is not None:
-            console.print(f"checkpoints of all {processes} processes together -> {directory}")
+
+    def compile(self) -> None:
+        pass
+
+    def start(self):
+        return None  # the runner starts a fresh learner
+
+    def restore(self):
+        if self.checkpointer is None:
+            raise ValueError(
+                f"{self.run_dir} has no checkpoints to resume from (checkpoint_interval = 0); "
+                "start the run again."
+            )
+        template = self.runner.init_learner()  # global arrays over every process's learners
+        state, meta = self.checkpointer.restore(template)  # this process's counters and rows
+        # JSON holds NaN as null
+        self.rows = [{k: math.nan if v is None else v for k, v in r.items()} for r in meta["rows"]]
+        stats = self.runner.stats
+        stats.updates = int(meta["meta_steps"])
+        stats.frames_learned = int(meta["frames"])
+        stats.frames_acted = int(meta["frames_acted"])
+        self.seconds_before = float(meta["seconds"])
+        self.resumed_at = stats.updates
+        return state, list(self.rows)
+
+    def run(self, state, on_event, display) -> list[dict]:
+        from bmg.train.driver import Event
+        from bmg.train.sebulba import to_host
+
+        config, runner, rows = self.config, self.runner, self.rows
+        total, per_step, processes = self.meta_steps, self.per_step, self.processes
+        if self.resumed_at is not None:
+            display.message(f"resumed at meta-step {self.resumed_at:,}")
+        if processes > 1 and self.checkpointer is not None:
+            display.message(
+                f"checkpoints of all {processes} processes together -> {self.directory}"
+            )
         window = Window(
             runner.stats,
-            seconds_before,
+            self.seconds_before,
             float(rows[-1]["episode_return_sum"]) if rows else 0.0,
             processes,
         )
 
         def save(version: int) -> None:
             # several processes: the global arrays, saved by every process together
-            checkpointer.save(
+            self.checkpointer.save(
                 version,
                 runner.state if processes > 1 else to_host(runner.state),
                 {
@@ -746,42 +755,72 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
         def on_update(version: int, metrics: dict, stats) -> None:
             if compiling:  # the learner's step and the actors' policy compile on first use
                 seconds = time.perf_counter() - compiling.pop()
-                console.print(
-                    f"compiled in {seconds:.1f} s (the first meta-step, its rollouts included)",
-                    soft_wrap=True,
+                display.message(
+                    f"compiled in {seconds:.1f} s (the first meta-step, its rollouts included)"
                 )
             if version % config.log_interval == 0 or version == total:
                 meta_params = to_host(runner.state.meta_state.meta_params)
                 row = window.row(stats, version, metrics, meta_params, config.stacx.num_heads)
                 rows.append(row)
-                logger.rows([row], step=int(row["frames"]))
                 remaining = (total - version) * per_step / max(row["fps"], 1e-9)
-                logger.advance(
-                    int(row["frames"]),
-                    f"meta-step {version:,}/{total:,}: {int(row['frames']):,} frames, "
-                    f"{row['fps']:,.0f} frames/s, ETA {remaining / 60:,.1f} min, {_detail(row)}",
-                    rate=f"{row['fps']:,.0f} frames/s",
+                on_event(
+                    Event(
+                        [row],
+                        int(row["frames"]),
+                        f"meta-step {version:,}/{total:,}: {int(row['frames']):,} frames, "
+                        f"{row['fps']:,.0f} frames/s, ETA {remaining / 60:,.1f} min, "
+                        f"{_detail(row)}",
+                        rate=f"{row['fps']:,.0f} frames/s",
+                    )
                 )
-            if checkpointer is not None and (
+            if self.checkpointer is not None and (
                 version % config.checkpoint_interval == 0 or version == total
             ):
                 save(version)
 
-        with logger.progress("compiling"):
-            runner.run(total, state=state, on_update=on_update)
-        logger.close()
-    if checkpointer is not None:
-        checkpointer.close()
-    if not rows:
-        raise ValueError("the run stopped before its first metrics row; start it again.")
-    summary = summarize(config, rows, processes)
-    summary["learner_devices"] = len(runner.learner_devices)
-    summary["devices"] = [str(d) for d in jax.devices()]
-    atari_report.write_results(run_dir, trace_of(rows), summary, label(config))
-    if checkpointer is not None:  # finished: trace.npz is kept
-        checkpointer.clear()  # every process together: process 0 deletes the steps
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-    return summary
+        runner.run(total, state=state, on_update=on_update)
+        return rows
+
+    def finish(self, rows: list[dict]) -> dict:
+        import jax
+
+        from bmg.experiments.atari import report as atari_report
+
+        if not rows:
+            raise ValueError("the run stopped before its first metrics row; start it again.")
+        summary = summarize(self.config, rows, self.processes)
+        summary["learner_devices"] = len(self.runner.learner_devices)
+        summary["devices"] = [str(d) for d in jax.devices()]
+        atari_report.write_results(self.run_dir, trace_of(rows), summary, label(self.config))
+        if self.checkpointer is not None:  # finished: trace.npz is kept
+            self.checkpointer.clear()  # every process together: process 0 deletes the steps
+        return summary
+
+    def close(self) -> None:
+        try:
+            self.runner.close()
+        finally:
+            if self.checkpointer is not None:
+                self.checkpointer.close()
+
+
+def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool, console) -> dict:
+    """Train (or continue) ``target`` in ``run_dir`` with the driver
+    (`bmg.train.driver.drive` of an `AtariRun`); returns the summary. The checkpoints are
+    deleted once the run has finished.
+
+    Raises:
+      ValueError: a new run whose ``checkpoint_dir`` already holds something; a resume without
+        checkpoints (``checkpoint_interval`` = 0).
+      CheckpointError (a ValueError): a damaged or mismatched checkpoint on resume, or one
+        written by another number of processes.
+      NonFiniteError: a learner metric became NaN or infinite (the last checkpoint is kept).
+    """
+    from bmg.train import driver
+
+    prepared = target if isinstance(target, Prepared) else prepare(target)
+    atari_run = AtariRun(prepared, Path(run_dir), resume=resume)
+    return driver.drive(atari_run, Path(run_dir), name="atari", resume=resume, console=console)
 
 
 SETTINGS = Settings(AtariExperimentConfig, PRESETS, unused_fields)
