@@ -14,9 +14,11 @@ from bmg.experiments.registry import ENTRIES, entry_of_run
 BLOCK_JAX = """
 import sys
 
+JAX_AND_HEAVY = ("jax.", "jaxlib", "gymnax", "flax", "optax", "orbax", "matplotlib", "tensorboardX")
+
 class BlockJax:  # any import of jax (or of what needs it) fails
     def find_spec(self, name, path=None, target=None):
-        if name == "jax" or name.startswith(("jax.", "jaxlib", "gymnax", "flax", "optax")):
+        if name == "jax" or name.startswith(JAX_AND_HEAVY):
             raise ImportError(f"{name} is blocked")
 
 sys.meta_path.insert(0, BlockJax())
@@ -25,7 +27,7 @@ sys.meta_path.insert(0, BlockJax())
 
 def test_every_systems_settings_and_presets_load_without_jax():
     """`bmg NAME --help` needs a system's settings only: each loads, and each preset builds
-    its config, with JAX, gymnax, flax and optax unimportable."""
+    its config, with JAX, gymnax, flax, optax, orbax, matplotlib and TensorBoard unimportable."""
     script = BLOCK_JAX + (
         "from bmg.experiments.registry import ENTRIES\n"
         "for entry in ENTRIES.values():\n"

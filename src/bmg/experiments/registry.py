@@ -77,7 +77,7 @@ def _minatar() -> System:
 
 
 def _atari_settings() -> Settings:
-    from bmg.experiments.atari.system import SETTINGS
+    from bmg.experiments.atari.config import SETTINGS
 
     return SETTINGS
 
