@@ -103,9 +103,12 @@ def class_doc(cls: type) -> str:
 
 
 def one_line(text: str) -> str:
-    """A docstring as one table cell: whitespace collapsed, `|` and tag-like `<` escaped."""
+    """A docstring as one table cell: whitespace collapsed, `|` and tag-like `<` escaped, and a
+    code span naming a `bmg` command (`bmg fewshot make-synthetic`) written as <code>: it names
+    the command, it is not an example for tests/test_documented_commands.py to run."""
     text = " ".join(text.split())
-    return re.sub(r"<(?=[A-Za-z/!])", "&lt;", text.replace("|", "\\|"))
+    text = re.sub(r"<(?=[A-Za-z/!])", "&lt;", text.replace("|", "\\|"))
+    return re.sub(r"`(bmg [^`]*)`", r"<code>\1</code>", text)
 
 
 def format_default(value) -> str:

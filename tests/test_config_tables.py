@@ -116,3 +116,6 @@ def test_nested_configs_at_any_depth():
         "| `--meta-config.sizes` | `16 32` | channels. |",
     ]
     assert config_tables.one_line("The middle <layer>.") == "The middle &lt;layer>."
+    assert config_tables.one_line("data of `bmg fewshot make-synthetic`") == (
+        "data of <code>bmg fewshot make-synthetic</code>"
+    )
