@@ -209,7 +209,7 @@ def test_presets_parse_and_count_frames():
     assert (layout.actor_devices, layout.learner_devices) == (2, 6)
     assert layout.num_actor_threads * layout.envs_per_thread == 48 and config.frames == 200_000_000
     # the learner's batch is the layout's; BMG L = 2 learns from K + L - 1 = 2 batches
-    assert (config.stacx.num_envs, config.stacx.rollout_length) == (24, 20)
+    assert (layout.batch_size, layout.rollout_length) == (24, 20)
     assert config.frames_per_meta_step() == 2 * 24 * 20 * 4
     assert config.num_meta_steps() == -(-200_000_000 // (2 * 24 * 20 * 4))
     assert config.meta_config().continue_from == "target"

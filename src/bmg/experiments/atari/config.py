@@ -78,7 +78,8 @@ class AtariExperimentConfig:
     """the actor-learner layout: devices, actor threads, envs per thread E, rollout length T,
     rollouts per batch, queue size."""
     stacx: StacxConfig = StacxConfig(torso="impala")
-    """the STACX learner; its num_envs and rollout_length are the layout's B and T."""
+    """the STACX learner; its num_envs and rollout_length are not read: the Sebulba layout's B
+    and T replace them (``bmg.agents.stacx.sebulba_agent``; flags setting them are refused)."""
     log_interval: int = 10
     """meta-steps per metrics.csv row, TensorBoard point and progress line."""
     checkpoint_interval: int = 100
@@ -124,12 +125,6 @@ class AtariExperimentConfig:
                 f"stacx.torso 'minatar' (no pooling) is for MinAtar-sized frames; with frame_size "
                 f"= {self.frame_size} use 'impala'."
             )
-        layout = self.sebulba
-        # the learner's batch is the layout's: B streams x T steps
-        stacx = dataclasses.replace(
-            self.stacx, num_envs=layout.batch_size, rollout_length=layout.rollout_length
-        )
-        object.__setattr__(self, "stacx", stacx)
         self.meta_config()  # validates K, L
         processes = max(self.num_processes, 1)  # more processes: fewer, larger meta-steps
         if self.num_meta_steps(processes) > INT32_MAX:
@@ -188,7 +183,7 @@ class AtariExperimentConfig:
 def unused_fields(config: AtariExperimentConfig) -> dict[str, str]:
     """MinAtar's rule (``bmg.experiments.minatar.config.unused_fields``), and the learner's batch:
     the Sebulba layout decides B and T (``sebulba.*``), so ``stacx.num_envs`` and
-    ``stacx.rollout_length`` set by a flag would be overwritten; the CLI refuses them."""
+    ``stacx.rollout_length`` are not read; the CLI refuses flags that set them."""
     layout = config.sebulba
     return {
         **stacx_unused_fields(config),
