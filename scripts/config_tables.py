@@ -40,7 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(
-    r"(?P<open><!-- config-table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(?P<close><!-- /config-table -->)",
+    r"(?P<open><!-- config-table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /config-table -->)",
     re.S,
 )
 HEADER = "| flag | default | meaning |\n|---|---|---|\n"
@@ -58,9 +59,11 @@ class Row:
 
     def markdown(self) -> str:
         flags = ", ".join(f"`{flag}`" for flag in self.flags)
-        cells = [f"**{flags}**", "", self.meaning] if self.group else [
-            flags, f"`{self.default}`", self.meaning
-        ]
+        cells = (
+            [f"**{flags}**", "", self.meaning]
+            if self.group
+            else [flags, f"`{self.default}`", self.meaning]
+        )
         return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
 
@@ -80,9 +83,7 @@ def field_docs(cls: type) -> dict[str, str]:
             source = textwrap.dedent(inspect.getsource(klass))
         except (OSError, TypeError):  # a class without source (built-in, generated)
             continue
-        body = next(
-            node.body for node in ast.parse(source).body if isinstance(node, ast.ClassDef)
-        )
+        body = next(node.body for node in ast.parse(source).body if isinstance(node, ast.ClassDef))
         for node, after in zip(body, body[1:], strict=False):
             if (
                 isinstance(node, ast.AnnAssign)
@@ -172,7 +173,9 @@ def _suppress() -> tuple:
     import tyro
 
     return tuple(
-        getattr(tyro.conf, name) for name in ("Suppress", "SuppressFixed") if hasattr(tyro.conf, name)
+        getattr(tyro.conf, name)
+        for name in ("Suppress", "SuppressFixed")
+        if hasattr(tyro.conf, name)
     )
 
 
