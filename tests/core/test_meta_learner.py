@@ -79,7 +79,7 @@ def config(algo: str, **overrides) -> MetaConfig:
     fields = dict(
         algo=algo,
         inner_steps=K,
-        bootstrap_steps=L,
+        bootstrap_steps=L if algo == "bmg" else 1,
         learning_rate=LEARNING_RATE,
         adam_eps=ADAM_EPS,
         target_step_size=TARGET_STEP_SIZE,
@@ -235,6 +235,8 @@ def test_start_fn_passes_through():
         (dict(bootstrap_steps=0), "bootstrap_steps"),
         (dict(bootstrap_steps=2.0), "bootstrap_steps"),
         (dict(algo="bmg", inner_steps=0, bootstrap_steps=1), "bootstrap_steps"),
+        (dict(algo="mg", bootstrap_steps=4), "bootstrap_steps .L. = 4 is the BMG target's"),
+        (dict(algo="fixed", bootstrap_steps=2), "with algo 'fixed' leave it at 1"),
         (dict(learning_rate=0.0), "learning_rate"),
         (dict(learning_rate=-1e-3), "learning_rate"),
         (dict(learning_rate=float("inf")), "learning_rate"),
@@ -254,7 +256,7 @@ def test_meta_config_refuses_bad_values_naming_the_field(fields, name):
 def test_meta_config_accepts_the_edges():
     assert MetaConfig(algo="bmg", inner_steps=0, bootstrap_steps=2).updates_per_step == 1
     assert MetaConfig(algo="bmg", inner_steps=3, bootstrap_steps=4).updates_per_step == 6
-    assert MetaConfig(algo="mg", inner_steps=3, bootstrap_steps=4).updates_per_step == 3
+    assert MetaConfig(algo="mg", inner_steps=3).updates_per_step == 3
 
 
 @pytest.mark.parametrize(

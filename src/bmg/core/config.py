@@ -66,6 +66,11 @@ class MetaConfig:
                 f"continue_from = {self.continue_from!r} is a bmg option (where the learner goes "
                 f"on after the target), so with algo {self.algo!r} leave it at 'inner'."
             )
+        if self.algo != "bmg" and self.bootstrap_steps != 1:
+            raise ValueError(
+                f"bootstrap_steps (L) = {self.bootstrap_steps} is the BMG target's look-ahead, so "
+                f"with algo {self.algo!r} leave it at 1."
+            )
         if self.algo == "fixed":
             for name in ("remat", "unroll_loop"):
                 if getattr(self, name):

@@ -55,6 +55,7 @@ class FewShotConfig:
     algo: Literal["maml", "fomaml", "bmg"] = "bmg"
     """maml (second order, the MG baseline), fomaml (first order) or bmg."""
     ways: int = 5
+    """N of N-way K-shot: classes per task [standard: 5]."""
     shots: int = 1
     """K of N-way K-shot: support images per class."""
     queries: int = 15
@@ -77,7 +78,7 @@ class FewShotConfig:
     meta_batch_size: int = 4
     """tasks per meta-step [MAML: 4 for 1-shot, 2 for 5-shot]."""
     meta_steps: int = 60_000
-    """[MAML: 60,000]."""
+    """meta-steps of meta-training (each on meta_batch_size tasks) [MAML: 60,000]."""
     eval_every: int = 1_000
     """meta-steps between validation scores (and checkpoints); at most meta_steps."""
     val_tasks: int = 600
@@ -90,16 +91,19 @@ class FewShotConfig:
     """side of the images fed to the net (resized at load, >= 16); None = as stored
     [MiniImagenet 84]."""
     filters: int = 32
+    """filters of each conv block of the conv-4 network [MAML: 32 on MiniImagenet]."""
     task_batching: Literal["vmap", "map", "unroll"] = "unroll"
     """how a meta-batch's tasks are batched in the compiled step: same numbers, different speed
-    (docs/fewshot.md: on CPU "unroll" is fastest)."""
+    (docs/fewshot-results.md: on CPU "unroll" is fastest)."""
     unroll_loops: bool = True
     """compile the meta-step's inner and target steps as straight-line code instead of lax.scan
     loops: same numbers, longer compiles, 2.3x faster per MAML step on CPU at 84x84
-    (docs/fewshot.md).
+    (docs/fewshot-results.md).
     Evaluation keeps the loop: unrolling eval_inner_steps x eval_batch_size tasks compiles for
     minutes."""
     seed: int = 0
+    """the seed of the initialisation and of the training task stream (validation and test
+    tasks are fixed whatever the seed)."""
 
     def __post_init__(self):
         if self.algo not in ALGOS:
@@ -146,7 +150,7 @@ class FewShotConfig:
         return MetaConfig(
             algo=CORE_ALGO[self.algo],
             inner_steps=self.inner_steps,
-            bootstrap_steps=self.bootstrap_steps,
+            bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
             learning_rate=self.meta_learning_rate,
             target_step_size=self.target_step_size or self.inner_learning_rate,
             unroll_loop=self.unroll_loops,

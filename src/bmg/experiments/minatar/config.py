@@ -31,7 +31,7 @@ def stacx_meta_config(config) -> MetaConfig:
     return MetaConfig(
         algo=algo,
         inner_steps=1 if algo == "fixed" else config.inner_steps,
-        bootstrap_steps=config.bootstrap_steps,
+        bootstrap_steps=config.bootstrap_steps if algo == "bmg" else 1,
         learning_rate=config.meta_learning_rate,
         adam_eps=config.meta_adam_eps,
         target_step_size=config.target_step_size,

@@ -156,7 +156,7 @@ class TwoColorsConfig(lifetime.Chunked):
         return MetaConfig(
             algo=self.algo if meta_learned else "fixed",
             inner_steps=self.num_inner_steps if meta_learned else 1,
-            bootstrap_steps=self.bootstrap_steps,
+            bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
             learning_rate=self.meta_learning_rate,
             adam_eps=self.meta_adam_eps,
             target_step_size=self.target_step_size,
