@@ -109,6 +109,25 @@ def test_multi_process_flags_name_one_run(flags, message, capsys, monkeypatch):
     _one_sentence(text)
 
 
+@pytest.mark.parametrize("name, value", [("JAX_NUM_PROCESSES", "2"), ("JAX_PROCESS_ID", "1")])
+def test_a_process_count_in_the_environment_without_a_coordinator_is_refused(
+    name, value, monkeypatch
+):
+    """$JAX_NUM_PROCESSES = 2 (or a process id) without any coordinator would run one process
+    silently: refused in one sentence, as the flags are."""
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as error:
+        AtariExperimentConfig()
+    assert str(error.value) == (
+        f"${name} = {value} needs a coordinator: set $JAX_COORDINATOR_ADDRESS (or "
+        "coordinator_address) to process 0's host:port, since without one the run is a single "
+        "process."
+    )
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:8476")
+    AtariExperimentConfig()  # with one, the environment names a run of several processes
+
+
 def test_multi_process_fields_from_the_environment(monkeypatch):
     """$JAX_COORDINATOR_ADDRESS is a coordinator too (so --num-processes is accepted with it), and
     its form is checked before JAX is asked to join it."""

@@ -234,6 +234,14 @@ def check_processes(config: AtariExperimentConfig) -> None:
                     "$JAX_COORDINATOR_ADDRESS) to process 0's host:port, since without one the "
                     "run is a single process."
                 )
+        for name, single in (("JAX_NUM_PROCESSES", 1), ("JAX_PROCESS_ID", 0)):
+            value = os.environ.get(name, "").strip()
+            if value.isdigit() and int(value) > single:
+                raise ValueError(
+                    f"${name} = {value} needs a coordinator: set $JAX_COORDINATOR_ADDRESS (or "
+                    "coordinator_address) to process 0's host:port, since without one the run "
+                    "is a single process."
+                )
     if config.num_processes and config.process_id >= config.num_processes:
         raise ValueError(
             f"process_id must be in [0, num_processes = {config.num_processes}), got "
