@@ -236,7 +236,7 @@ def test_figure_1_window_is_luketina_s_or_the_last_five_flips():
 def test_window_plot_draws_only_the_window(tmp_path, monkeypatch):
     trace = hand_trace()  # 40,000 steps: the window is steps 0 to 40,000 at flips every 8,000
     drawn = []
-    monkeypatch.setattr(report, "_band", lambda ax, x, values, label: drawn.append((x, values)))
+    monkeypatch.setattr(report, "band", lambda ax, x, values, label: drawn.append((x, values)))
     path = report.plot_window(
         [("run", trace)], switch_every=8_000, out=tmp_path, name="w.png", ylabel="entropy cost"
     )

@@ -5,14 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from bmg.experiments.api import Report  # noqa: E402
-from bmg.train import records  # noqa: E402
-from bmg.train.records import INTEGER, NUMBER, TEXT  # noqa: E402
+from bmg.experiments.api import Report
+from bmg.experiments.report import plots
+from bmg.experiments.report.plots import plt
+from bmg.train import records
+from bmg.train.records import INTEGER, NUMBER, TEXT
 
 SUMMARY = {
     "best_val_accuracy": NUMBER,
@@ -134,10 +131,8 @@ def plot_accuracy(runs: list[tuple[str, list[dict[str, float]]]], out: Path) -> 
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-        fig.tight_layout()
         path = Path(out) / file_name
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        plots.save(fig, path, dpi=120)
         paths.append(path)
     return paths
 

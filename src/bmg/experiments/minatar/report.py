@@ -11,18 +11,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bmg.agents.configs import META_NAMES  # noqa: E402
-from bmg.experiments.api import Report  # noqa: E402
-from bmg.experiments.report.stats import format_mean_se, mean_se  # noqa: E402
-from bmg.train import records  # noqa: E402
-from bmg.train.records import INTEGER, NUMBER, STAT, TEXT  # noqa: E402
-from bmg.train.rundir import read_run  # noqa: E402
+from bmg.agents.configs import META_NAMES
+from bmg.experiments.api import Report
+from bmg.experiments.report import plots
+from bmg.experiments.report.plots import band, plt
+from bmg.experiments.report.stats import format_mean_se, mean_se
+from bmg.train import records
+from bmg.train.records import INTEGER, NUMBER, STAT, TEXT
+from bmg.train.rundir import read_run
 
 LAST_FRACTION = 0.1  # the "final" return: episodes that ended in the last 10% of meta-steps
 
@@ -127,17 +125,6 @@ def summarize(initial: dict, trace: dict, meta_steps_per_chunk: int) -> dict:
     return summary
 
 
-def _band(ax, x, values, label, **kwargs):
-    values = np.asarray(values, np.float64)
-    mean = np.nanmean(values, axis=0) if values.size else values
-    count = np.sum(~np.isnan(values), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        se = np.nanstd(values, axis=0, ddof=1) / np.sqrt(count) if len(values) > 1 else 0 * mean
-    se = np.nan_to_num(se)
-    (line,) = ax.plot(x, mean, label=label, **kwargs)
-    ax.fill_between(x, mean - se, mean + se, alpha=0.25, color=line.get_color())
-
-
 def plot_run(
     initial: dict, trace: dict, meta_steps_per_chunk: int, *, out: Path, title: str
 ) -> list[Path]:
@@ -146,15 +133,11 @@ def plot_run(
     paths = []
 
     def save(fig, name):
-        path = Path(out) / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(plots.save(fig, Path(out) / name))
 
     frames, returns = return_curve(initial, trace, meta_steps_per_chunk)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    _band(ax, frames, returns, title, marker=".")
+    band(ax, frames, returns, title, marker=".")
     ax.set(xlabel="frames per seed", ylabel="episode return", title=title)
     save(fig, "episode_return.png")
 
@@ -163,7 +146,7 @@ def plot_run(
     x = trace["env_steps"][0]
     for ax, name in zip(axes.flat, META_NAMES, strict=True):
         for head in heads:
-            _band(ax, x, trace[f"{head}/{name}"], head)
+            band(ax, x, trace[f"{head}/{name}"], head)
         ax.set(title=name, xlabel="frames per seed")
         ax.set_ylabel("sigma (fraction of the outer weight)" if name.startswith("g_") else "")
     axes.flat[0].legend(fontsize=8)
@@ -372,13 +355,11 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
             }
             trace = {k: v for k, v in arrays.items() if not k.startswith("initial/")}
             frames, returns = return_curve(initial, trace, summary["meta_steps_per_chunk"])
-            _band(ax, frames, returns, method_label(config["config"]), marker=".")
+            band(ax, frames, returns, method_label(config["config"]), marker=".")
         ax.set(xlabel="frames per seed", ylabel="episode return", title=game)
         ax.legend(fontsize=8)
-    fig.tight_layout()
     path = Path(out) / "episode_return.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
     return [path]
 
 

@@ -5,22 +5,19 @@ All statistics are over seeds: mean and standard error (sample std / sqrt(seeds)
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bmg.experiments.api import Report  # noqa: E402
-from bmg.experiments.report.stats import format_mean_se, mean_se  # noqa: E402
-from bmg.experiments.two_colors.config import AGENTS, resolve_inner_steps  # noqa: E402
-from bmg.train import records  # noqa: E402
-from bmg.train.records import INTEGER, NUMBER, STAT, STAT_PER_SEED, TEXT  # noqa: E402
-from bmg.train.rundir import read_run  # noqa: E402
+from bmg.experiments.api import Report
+from bmg.experiments.report import plots
+from bmg.experiments.report.plots import band, plt
+from bmg.experiments.report.stats import format_mean_se, mean_se
+from bmg.experiments.two_colors.config import AGENTS, resolve_inner_steps
+from bmg.train import records
+from bmg.train.records import INTEGER, NUMBER, STAT, STAT_PER_SEED, TEXT
+from bmg.train.rundir import read_run
 
 
 class Trace(NamedTuple):
@@ -200,7 +197,7 @@ def plot_probe_contexts(
     values = np.asarray(probe_contexts)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for i, name in enumerate(names):
-        _band(ax, x, values[:, :, i], name)
+        band(ax, x, values[:, :, i], name)
     _flips(ax, x[-1], switch_every)
     ax.set(
         xlabel="environment steps",
@@ -209,17 +206,8 @@ def plot_probe_contexts(
     )
     ax.legend(fontsize=7)
     path = out / "probe_contexts.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
     return path
-
-
-def _band(ax, x, values, label, **kwargs):
-    mean = values.mean(axis=0)
-    se = values.std(axis=0, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0 * mean
-    (line,) = ax.plot(x, mean, label=label, **kwargs)
-    ax.fill_between(x, mean - se, mean + se, alpha=0.25, color=line.get_color())
 
 
 def _flips(ax, last_step, switch_every):
@@ -316,19 +304,17 @@ def plot_window(
     for label, trace in runs:
         x = np.asarray(trace.env_steps[0])
         inside = (x > start) & (x <= stop)
-        _band(top, x[inside], np.asarray(trace.schedule)[:, inside], label)
+        band(top, x[inside], np.asarray(trace.schedule)[:, inside], label)
         reward = moving_reward_per_step(trace, window_steps=5_000)
-        _band(bottom, x[inside], reward[:, inside], label)
+        band(bottom, x[inside], reward[:, inside], label)
     for ax in (top, bottom):
         for flip in np.arange(start - start % switch_every + switch_every, stop, switch_every):
             ax.axvline(flip, color="grey", lw=0.8, ls=":")
     top.set(ylabel=ylabel, title=f"steps {start:,} to {stop:,}: flips dotted")
     top.legend(fontsize=8, loc="upper left")
     bottom.set(xlabel="environment steps", ylabel="reward per step (5k-step window)")
-    fig.tight_layout()
     path = out / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path)
     return path
 
 
@@ -347,26 +333,22 @@ def plot_run(
     schedule_label = SCHEDULE[agent][2]
 
     def save(fig, name):
-        path = out / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(plots.save(fig, out / name))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    _band(ax, x, cumulative_reward(trace, first_rewards), title)
+    band(ax, x, cumulative_reward(trace, first_rewards), title)
     _flips(ax, x[-1], switch_every)
     ax.set(xlabel="environment steps", ylabel="cumulative reward", title=title)
     save(fig, "cumulative_reward.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    _band(ax, x, moving_reward_per_step(trace), title)
+    band(ax, x, moving_reward_per_step(trace), title)
     _flips(ax, x[-1], switch_every)
     ax.set(xlabel="environment steps", ylabel="reward per step (20k-step window)", title=title)
     save(fig, "reward_per_step.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    _band(ax, x, np.asarray(trace.schedule), title)
+    band(ax, x, np.asarray(trace.schedule), title)
     _flips(ax, x[-1], switch_every)
     ax.set(xlabel="environment steps", ylabel=schedule_label, title=f"{title}: flips dotted")
     save(fig, "schedule.png")
@@ -375,7 +357,7 @@ def plot_run(
     fig, ax = plt.subplots(figsize=(6, 3.5))
     valid = ~np.isnan(means).any(axis=0)
     if valid.any():
-        _band(ax, centres[valid], means[:, valid], title)
+        band(ax, centres[valid], means[:, valid], title)
     ax.set(
         xlabel="steps since the last flip",
         ylabel=schedule_label,
@@ -635,14 +617,12 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
                 values = moving_reward_per_step(trace)
             else:
                 values = np.asarray(trace.schedule)
-            _band(ax, trace.env_steps[0], values, run_label(config))
+            band(ax, trace.env_steps[0], values, run_label(config))
         switch_every = runs[0][0]["config"]["env"]["switch_every"]
         _flips(ax, max(a["env_steps"].max() for _, _, a in runs), switch_every)
         ax.set(xlabel="environment steps", ylabel=ylabel)
         ax.legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        plots.save(fig, out / name)
         paths.append(out / name)
     agents = {config["config"]["agent"] for config, _, _ in runs}
     ylabel = SCHEDULE[agents.pop()][2] if len(agents) == 1 else "entropy cost / epsilon"
