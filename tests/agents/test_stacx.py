@@ -543,3 +543,45 @@ def test_rejects_flat_observations():
     two_colors_like = gymnax.make("CartPole-v1")
     with pytest.raises(ValueError, match="image observations"):
         make_stacx(StacxConfig(), *two_colors_like)
+
+
+def test_the_batch_learner_on_an_on_policy_batch_updates_as_the_env_learner():
+    """Sebulba's learner (`make_stacx_on_batches`) and Anakin's (`make_stacx`) are one learner:
+    given the batch the environment learner collected and, as the actors' logits, its main
+    head's logits on it before the update (on-policy, rho = 1), the batch learner's update
+    gives the same parameters, optimiser state and metrics, the same meta-objective after it,
+    and the same one-step meta-gradient of all 18 meta-parameters (the batch does not depend on
+    w: it is collected with stopped-gradient parameters)."""
+    from bmg.agents import stream
+
+    config, learner = agent()
+    x0, x1, meta, metrics = updated(config, learner)
+    key = jax.random.key(10)  # the key `updated` gave the update
+    on_batches = stacx.make_stacx_on_batches(
+        config, (3, 3, 2), jnp.float32, 3, truncates=stream.can_truncate(WALK)
+    )
+    first = lambda x: x[None]
+    extras = on_batches.batch_extras(
+        jax.tree.map(first, x1.extras.batch), first(x1.extras.behaviour_logits)
+    )
+    state = x0._replace(extras=extras)
+    new, batch_metrics = call(on_batches.learner.update_fn, meta, state, key)
+    chex.assert_trees_all_close(
+        (new.params, new.opt_state), (x1.params, x1.opt_state), rtol=1e-12, atol=1e-14
+    )
+    assert set(batch_metrics) == set(metrics)
+    for name in metrics:
+        np.testing.assert_allclose(batch_metrics[name], metrics[name], rtol=1e-10, err_msg=name)
+
+    def outer(learner, start):
+        def f(w):
+            updated_state, _ = learner.update_fn(w, start, key)
+            return learner.meta_objective(updated_state, key)[0]
+
+        return jax.value_and_grad(f)
+
+    value, grad = call(outer(learner, x0), meta)
+    batch_value, batch_grad = call(outer(on_batches.learner, state), meta)
+    np.testing.assert_allclose(batch_value, value, rtol=1e-10)
+    chex.assert_trees_all_close(batch_grad, grad, rtol=1e-9, atol=1e-14)
+    assert all(np.any(g != 0) for g in jax.tree.leaves(grad))  # not trivially equal
