@@ -229,13 +229,14 @@ class Parts(NamedTuple):
       optimizer: the inner optimiser (``make_optimizer``, all-reduced over ``axis_name``).
       act_fn: ``(params, meta_params, obs [B, ...], key) -> (actions int32[B], logits [B, A])``,
         the main head's policy sample (Gumbel-argmax) and its logits; no gradients.
-      learn_fn: ``(params, opt_state, meta_params, batch, actor_logits=None) -> (params,
-        opt_state, pre_update_logits, metrics)``, one RMSProp step on the summed heads' leaky
+      learn_fn: ``(params, opt_state, eta, batch, actor_logits=None) -> (params, opt_state,
+        pre_update_logits, metrics)``, with ``eta = meta_values(meta_params)`` (the learner's
+        hyper-parameters and embedding inputs), one RMSProp step on the summed heads' leaky
         V-trace losses on ``batch`` (``bmg.rl.Rollout``, leaves [B, T(+1), ...]);
         ``actor_logits`` float[B, T, A] is the behaviour policy mu of V-trace (None: on-policy,
         mu = the main head at ``params``); ``pre_update_logits`` float[B, T, A] are the main
         head's logits at ``params`` (stop-gradient-ed), the KL reference of the meta-objective.
-        Differentiable in ``meta_params``.
+        Differentiable in ``eta`` (so in ``meta_params``).
       meta_objective: f on ``LearnerState.extras.batch`` and ``.behaviour_logits``.
       matching_fn: mu on the target's ``extras.batch``.
       target_step: the RMSProp-preconditioned target step, or None ("sgd").
@@ -379,7 +380,7 @@ def make_parts(
         metrics["learner/loss"] = total
         return total, (metrics, pre_update_logits)
 
-    def learn_with_eta(params, opt_state, eta, batch, actor_logits=None):
+    def learn_fn(params, opt_state, eta, batch, actor_logits=None):
         grads, (metrics, pre_update_logits) = jax.grad(inner_loss, has_aux=True)(
             params, batch, eta, actor_logits
         )
@@ -388,11 +389,6 @@ def make_parts(
         metrics = {**metrics, "env/rollout_reward": total(jnp.sum(batch.rewards))}
         metrics["learner/loss"] = mean(metrics["learner/loss"])
         return params, opt_state, pre_update_logits, metrics
-
-    def learn_fn(params, opt_state, meta_params, batch, actor_logits=None):
-        return learn_with_eta(params, opt_state, meta_values(meta_params), batch, actor_logits)
-
-    learn_fn.with_eta = learn_with_eta  # for make_stacx, which has eta already
 
     def act_fn(params, meta_params, obs, key):
         """a ~ pi_main(.|obs) for a batch of observations: argmax of logits + Gumbel noise."""
@@ -542,7 +538,7 @@ def make_stacx(
         extras: Extras = state.extras
         eta = meta_values(meta_params)
         batch, streams = collect(state.params, eta, extras.streams, key)
-        params, opt_state, behaviour_logits, metrics = parts.learn_fn.with_eta(
+        params, opt_state, behaviour_logits, metrics = parts.learn_fn(
             state.params, state.opt_state, eta, batch
         )
         return LearnerState(params, opt_state, Extras(streams, batch, behaviour_logits)), metrics
@@ -684,7 +680,11 @@ def make_stacx_on_batches(
         pick = lambda x: jax.lax.dynamic_index_in_dim(x, extras.index, keepdims=False)
         batch = jax.tree.map(pick, extras.rollouts)
         params, opt_state, pre_update_logits, metrics = parts.learn_fn(
-            state.params, state.opt_state, meta_params, batch, pick(extras.actor_logits)
+            state.params,
+            state.opt_state,
+            meta_values(meta_params),
+            batch,
+            pick(extras.actor_logits),
         )
         index = jnp.minimum(extras.index + 1, num_batches - 1)
         extras = extras._replace(index=index, batch=batch, behaviour_logits=pre_update_logits)
