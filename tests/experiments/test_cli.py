@@ -309,7 +309,7 @@ def minatar_run_dir(path):
             '"experiment": "minatar"}',
             "is not a MinAtar run's config: it lacks the key config.stacx.target_step (a string)",
         ),
-        (minatar_run_dir, "trace.npz", None, "trace.npz is not a MinAtar or Atari run's trace"),
+        (minatar_run_dir, "trace.npz", None, "trace.npz is not a MinAtar run's trace"),
     ],
 )
 def test_compare_names_a_run_file_of_the_wrong_shape(make, name, text, message, tmp_path, capsys):

@@ -285,8 +285,8 @@ def read_json(path: Path, what: str = "") -> Any:
 
 
 def read_run(run_dir: str | os.PathLike) -> tuple[dict, dict, dict[str, np.ndarray]]:
-    """(config.json, summary.json, trace.npz arrays) of a finished run directory of the Anakin
-    systems (Two-colors, MinAtar).
+    """(config.json, summary.json, trace.npz arrays) of a finished run directory (Two-colors,
+    MinAtar, Atari).
 
     Raises:
       ValueError: one sentence naming the missing or damaged file.

@@ -253,7 +253,7 @@ def _rows(path):
 
 
 @pytest.mark.slow
-def test_a_tiny_run_through_the_cli_and_its_resume(tmp_path, monkeypatch):
+def test_a_tiny_run_through_the_cli_and_its_resume(tmp_path, monkeypatch, capsys):
     """Real Breakout, 24 meta-steps. Interrupted (Ctrl-C) right after its first checkpoint
     (meta-step 4), the run says how to continue; `resume` restores exactly the learner state
     that was saved (every leaf, PRNG key included), continues the counters from meta-step 4
@@ -309,7 +309,13 @@ def test_a_tiny_run_through_the_cli_and_its_resume(tmp_path, monkeypatch):
     assert not (out / "checkpoints").exists()
     record = json.loads((out / "config.json").read_text())
     assert record["experiment"] == "atari" and len(record["resumed"]) == 1
-    main(["compare", str(out)])  # MinAtar's report reads Atari runs
+    trace = np.load(out / "trace.npz")  # its own layout: every metrics column over the rows
+    assert set(trace.files) == set(rows[0]) and {trace[k].shape for k in trace.files} == {(12,)}
+    assert np.all(np.diff(trace["episodes"]) >= 0)  # cumulative
+    capsys.readouterr()
+    main(["compare", str(out)])  # the Atari report, from the run directory alone
+    text = capsys.readouterr().out
+    assert "human-normalised, last 10%" in text and "policy lag" in text
 
 
 def _leaves(tree):
@@ -592,3 +598,47 @@ def test_median_and_iqm_over_games_by_hand():
     assert result["median"] == pytest.approx(np.median([*targets[:7], 1.7]))
     with pytest.raises(ValueError, match="same number of runs"):
         atari_report.aggregate({"pong": [1, 2], "alien": [3]})
+
+
+def test_the_atari_report_names_a_run_file_of_the_wrong_shape(tmp_path):
+    """`bmg compare` of an Atari run reads config.json, summary.json and its own trace layout
+    (columns over the rows): a missing summary entry or a trace of MinAtar's [seeds, steps]
+    layout is one sentence naming the file."""
+    from bmg.train.rundir import save_npz, write_json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"env": "Pong", "algo": "bmg", "inner_steps": 1, "bootstrap_steps": 2}
+    write_json(run / "config.json", {"experiment": "atari", "config": {**config, "stacx": {}}})
+    stat = {"mean": 1.0, "se": None}
+    summary = {
+        "game": "Pong",
+        "frames_per_seed": 64,
+        "return_first_10pct": stat,
+        "return_last_10pct": stat,
+        "human_normalized_last_10pct": 0.5,
+        "head0/gamma": stat,
+        "frames_per_second": 10.0,
+        "lag_mean": 0.5,
+    }
+    write_json(run / "summary.json", summary)
+    columns = {name: np.arange(3.0) for name in atari_report.TRACE}
+    save_npz(run / "trace.npz", **columns)
+    with pytest.raises(ValueError, match="config.json.*stacx.matching"):
+        atari_report.check_run(run)
+    write_json(
+        run / "config.json",
+        {"experiment": "atari", "config": {**config, "stacx": {"matching": "kl"}}},
+    )
+    atari_report.check_run(run)
+    assert atari_report.comparison_rows([run])[0]["human-normalised, last 10%"] == "0.500"
+    save_npz(run / "trace.npz", **{name: v[None] for name, v in columns.items()})
+    with pytest.raises(ValueError) as error:
+        atari_report.check_run(run)
+    assert str(error.value) == (
+        f"{run / 'trace.npz'} is not an Atari run's trace: frames, episodes, episode_return, "
+        "episode_return_sum must be arrays over the metrics rows."
+    )
+    write_json(run / "summary.json", {k: v for k, v in summary.items() if k != "lag_mean"})
+    with pytest.raises(ValueError, match="summary.json.*lag_mean"):
+        atari_report.check_run(run)

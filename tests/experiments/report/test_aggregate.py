@@ -83,14 +83,18 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
     assert "two runs on Breakout" in minatar_report.aggregate_rows(["a", "a"])[1]
     runs["e"] = ("Pong", "impala", [1.0])
     assert "Pong has no reference" in minatar_report.aggregate_rows(["e"])[1]
-    # an Atari run is human-normalised: Pong's random -20.7 and human 14.6
-    atari = {"config": {"env": "Pong", "algo": "impala", "inner_steps": 1}, "experiment": "atari"}
-    monkeypatch.setattr(minatar_report, "load_run", lambda run: (atari, {}, {}))
-    monkeypatch.setattr(minatar_report, "final_returns", lambda run: np.array([-20.7, 14.6]))
-    rows, note = minatar_report.aggregate_rows(["p"])
-    assert rows[0]["mean [95% CI]"].startswith("0.500 [") and "human-normalised" in note
-    atari["config"]["env"] = "Tetris"
-    assert "must be one of the 57 games" in minatar_report.aggregate_rows(["p"])[1]
+    # Atari runs (their own report) are human-normalised: Pong's random -20.7 and human 14.6
+    from bmg.experiments.atari import report as atari_report
+
+    game = {"env": "Pong", "algo": "impala", "inner_steps": 1, "bootstrap_steps": 1}
+    monkeypatch.setattr(atari_report, "read_run", lambda run: ({"config": game}, {}, {}))
+    monkeypatch.setattr(atari_report, "_trace", lambda run: run)
+    monkeypatch.setattr(atari_report, "fraction_return", {"p": -20.7, "q": 14.6}.get)
+    tables, notes = atari_report.extra_tables(["p", "q"])
+    assert tables[0][0]["mean [95% CI]"].startswith("0.500 [") and tables[0][0]["runs"] == "2"
+    assert "human-normalised" in notes[0]
+    game["env"] = "Tetris"
+    assert "must be one of the 57 games" in atari_report.extra_tables(["p", "q"])[1][0]
     monkeypatch.setattr(minatar_report, "load_run", lambda run: (config(run), {}, {}))
     monkeypatch.setattr(minatar_report, "final_returns", lambda run: np.array(runs[run][2]))
     runs["a"] = ("Breakout-MinAtar", "impala", [np.nan, 1.0])

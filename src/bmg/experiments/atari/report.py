@@ -10,9 +10,11 @@ random 0), with 95% stratified bootstrap confidence intervals, computed by rliab
 (``bmg.experiments.report.aggregate``; ``pip install 'bmg[atari]'``).
 
 The run directory (``bmg.experiments.atari.system``): metrics.csv has one row per ``log_interval``
-meta-steps; ``trace.npz`` holds every column as [1, rows] (one seed) plus the cumulative counters
-MinAtar's report reads (``env_steps`` = frames learned, ``episodes``, ``episode_return_sum`` raw),
-so ``bmg compare`` and ``bmg.experiments.minatar.report`` read Atari runs too.
+meta-steps; ``trace.npz`` holds every metrics column over those rows (float64 [rows]; one run is
+one seed), with ``episodes`` made cumulative (``episode_return_sum`` is the cumulative raw
+return); summary.json the scores below. ``bmg compare`` of Atari runs reads these alone
+(`REPORT`): one row per run, episode return against frames per game, and the human-normalised
+IQM, median and mean over games per method when the runs make a [runs, games] grid.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from bmg.envs.atari_scores import human_normalized
+from bmg.experiments.api import Report
 from bmg.experiments.report.aggregate import interval_estimates
+from bmg.experiments.report.stats import format_mean_se
+from bmg.train import records
+from bmg.train.records import INTEGER, NUMBER, STAT, TEXT, nullable
+from bmg.train.rundir import read_run
 
 
 def aggregate(scores: Mapping[str, float | list[float]], *, seed: int = 0) -> dict:
@@ -69,27 +76,37 @@ def aggregate(scores: Mapping[str, float | list[float]], *, seed: int = 0) -> di
 
 # --- a run's files ------------------------------------------------------------------------------
 
-COUNTERS = ("env_steps", "episodes", "episode_return_sum")
-"""Cumulative trace columns MinAtar's report reads (frames learned, episodes, raw return sum)."""
+TRACE = ("frames", "episodes", "episode_return", "episode_return_sum")
+"""trace.npz columns the report reads (besides the meta-parameters ``head{h}/{name}``)."""
 
 
 def write_results(run_dir: Path, trace: dict[str, list[float]], summary: dict, title: str):
-    """trace.npz ([1, rows] per column, initial counters 0), summary.json and the plots
-    (``minatar_report.plot_run``: episode return vs frames, meta-parameters per head) of a
-    finished run in ``run_dir``."""
-    from bmg.experiments.minatar import report as minatar_report
+    """trace.npz (every column float64 [rows]), summary.json and the plots (episode return
+    per row and the meta-parameters per head, against frames) of a finished run."""
     from bmg.train.rundir import save_npz, write_json
 
-    arrays = {name: np.asarray(values, np.float64)[None] for name, values in trace.items()}
-    initial = {name: np.zeros(1) for name in COUNTERS}
-    save_npz(run_dir / "trace.npz", **{f"initial/{k}": v for k, v in initial.items()}, **arrays)
+    arrays = {name: np.asarray(values, np.float64) for name, values in trace.items()}
+    save_npz(run_dir / "trace.npz", **arrays)
     write_json(run_dir / "summary.json", summary)
+    plot_run(arrays, run_dir, title)
+
+
+def plot_run(trace: dict[str, np.ndarray], out: Path, title: str) -> list[Path]:
+    """episode_return.png (each row's mean return of the episodes that ended in it; gaps where
+    none did) and meta_parameters.png, against frames learned."""
+    from bmg.experiments.minatar import report as stacx_plots  # STACX's panels
+
+    frames = trace["frames"]
+    heads = {name: trace[name][None] for name in trace if name.startswith("head")}
     with warnings.catch_warnings():  # rows where no episode ended are NaN (gaps in the curve)
         warnings.simplefilter("ignore", RuntimeWarning)
-        minatar_report.plot_run(initial, arrays, 1, out=run_dir, title=title)
+        return [
+            stacx_plots.plot_return(frames, trace["episode_return"][None], out=out, title=title),
+            stacx_plots.plot_meta_parameters(frames, heads, out=out, title=title),
+        ]
 
 
-def fraction_return(trace: dict[str, list[float]], fraction: float = 0.1, last=True) -> float:
+def fraction_return(trace: dict, fraction: float = 0.1, last=True) -> float:
     """Mean raw return of the episodes that ended in the last (``last``) or first ``fraction``
     of the rows, at least one row (NaN: none ended there). ``trace``'s ``episodes`` and
     ``episode_return_sum`` are cumulative."""
@@ -103,3 +120,154 @@ def fraction_return(trace: dict[str, list[float]], fraction: float = 0.1, last=T
     start = stop - count
     done = episodes[stop] - episodes[start]
     return float((returns[stop] - returns[start]) / done) if done > 0 else math.nan
+
+
+# --- the comparison of finished runs ------------------------------------------------------------
+
+SUMMARY = {
+    "game": TEXT,
+    "frames_per_seed": INTEGER,
+    "return_first_10pct": STAT,
+    "return_last_10pct": STAT,
+    "human_normalized_last_10pct": nullable(NUMBER),
+    "head0/gamma": STAT,
+    "frames_per_second": nullable(NUMBER),
+    "lag_mean": nullable(NUMBER),
+}
+
+
+def check_run(run_dir: Path) -> None:
+    """Check that a finished Atari run directory holds what this report reads (config.json,
+    summary.json, trace.npz with ``TRACE``'s columns).
+
+    Raises:
+      ValueError: one sentence naming the missing file, or the file and the entry that is
+        missing or of another kind than expected.
+    """
+    run_dir = records.require_files(run_dir, ("config.json", "summary.json", "trace.npz"))
+    path = run_dir / "config.json"
+    record = records.read(path, records.RUN_CONFIG, "an Atari run's config")
+    algos = {"algo": records.one_of("impala", "stacx", "bmg")}
+    records.check(path, record, {"config": algos}, "an Atari run's config")
+    config = {"env": TEXT, "inner_steps": INTEGER, "bootstrap_steps": INTEGER}
+    config["stacx"] = {"matching": TEXT}
+    records.check(path, record, {"config": config}, "an Atari run's config")
+    records.read(run_dir / "summary.json", SUMMARY, "an Atari run's summary")
+    _trace(run_dir)
+
+
+def _trace(run_dir: Path) -> dict[str, np.ndarray]:
+    arrays = read_run(run_dir)[2]
+    wrong = [name for name in TRACE if getattr(arrays.get(name), "ndim", 0) != 1]
+    if wrong:
+        raise ValueError(
+            f"{Path(run_dir) / 'trace.npz'} is not an Atari run's trace: {', '.join(wrong)} "
+            "must be arrays over the metrics rows."
+        )
+    return arrays
+
+
+def run_label(config: dict) -> str:
+    """Short name: game, algo, K, L and BMG's matching."""
+    label = f"{config['env']} {config['algo']}"
+    if config["algo"] == "stacx":
+        label += f" K={config['inner_steps']}"
+    if config["algo"] == "bmg":
+        label += f" K={config['inner_steps']} L={config['bootstrap_steps']}"
+        label += f" {config['stacx']['matching']}"
+    return label
+
+
+def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
+    """One row per run: frames, the raw return of the first and the last 10% of rows, the
+    human-normalised last 10%, the main head's gamma, frames/s and the policy lag."""
+    rows = []
+    for run_dir in run_dirs:
+        config, summary, _ = read_run(run_dir)
+        rows.append(
+            {
+                "run": run_label(config["config"]),
+                "frames": f"{summary['frames_per_seed']:,}",
+                "return, first 10%": format_mean_se(summary["return_first_10pct"], 2),
+                "return, last 10%": format_mean_se(summary["return_last_10pct"], 2),
+                "human-normalised, last 10%": _number(summary["human_normalized_last_10pct"]),
+                "head0 gamma": format_mean_se(summary["head0/gamma"], 4),
+                "frames/s": _number(summary["frames_per_second"], ",.0f"),
+                "policy lag": _number(summary["lag_mean"], ".2f"),
+            }
+        )
+    return rows
+
+
+def _number(value: float | None, spec: str = ".3f") -> str:
+    """``value`` formatted; "-" where summary.json has none (null, NaN)."""
+    return "-" if value is None or math.isnan(value) else format(value, spec)
+
+
+def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
+    """episode_return.png in ``out``: one panel per game, each run's return per row against
+    frames."""
+    from bmg.experiments.report.plots import plt, save
+
+    by_game: dict[str, list] = {}
+    for run_dir in run_dirs:
+        config = read_run(run_dir)[0]["config"]
+        by_game.setdefault(config["env"], []).append((config, _trace(run_dir)))
+    fig, axes = plt.subplots(1, len(by_game), figsize=(6 * len(by_game), 4), squeeze=False)
+    for ax, (game, runs) in zip(axes[0], by_game.items(), strict=True):
+        for config, trace in runs:
+            label = run_label(config).split(" ", 1)[1]
+            ax.plot(trace["frames"], trace["episode_return"], marker=".", label=label)
+        ax.set(xlabel="frames", ylabel="episode return", title=game)
+        ax.legend(fontsize=8)
+    return [save(fig, Path(out) / "episode_return.png")]
+
+
+def extra_tables(run_dirs: list[Path]) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """Under the comparison: per method (the run's label without its game), the IQM, median
+    and mean over games of the human-normalised last-10% returns with 95% stratified bootstrap
+    intervals (`aggregate`), when every method ran the same games with as many runs each; else
+    a sentence saying why there is no aggregate."""
+    from bmg.experiments.report.aggregate import format_interval
+
+    runs: dict[str, dict[str, list[float]]] = {}
+    for run_dir in run_dirs:
+        config = read_run(run_dir)[0]["config"]
+        method = run_label(config).split(" ", 1)[1]
+        final = fraction_return(_trace(run_dir))
+        runs.setdefault(method, {}).setdefault(config["env"], []).append(final)
+    games = {method: sorted(by_game) for method, by_game in runs.items()}
+    if len({tuple(g) for g in games.values()}) != 1:
+        return [], [f"no aggregate: the methods ran different games ({games})."]
+    rows = []
+    for method, by_game in runs.items():
+        if not all(math.isfinite(r) for returns in by_game.values() for r in returns):
+            return [], [f"no aggregate: a run of {method} finished no episode in its last 10%."]
+        try:
+            result = aggregate(by_game)
+        except ValueError as error:
+            return [], [f"no aggregate: {str(error).rstrip('.')}."]
+        except ImportError as error:  # rliable is an extra
+            return [], [f"no aggregate: {error}."]
+        rows.append(
+            {
+                "method": method,
+                "games": str(result["games"]),
+                "runs": str(result["runs"]),
+                **{
+                    f"{stat} [95% CI]": format_interval(
+                        (result[stat], *result["intervals"][stat]), 3
+                    )
+                    for stat in ("iqm", "median", "mean")
+                },
+            }
+        )
+    return [rows], [
+        "human-normalised return over the last 10% of rows ((return - random) / (human - "
+        "random)); IQM, median and mean over runs x games with 95% stratified bootstrap "
+        "intervals (rliable)."
+    ]
+
+
+REPORT = Report(check_run, comparison_rows, plot_comparison, extra_tables)
+"""The Atari report (`bmg compare`), from run directories alone."""

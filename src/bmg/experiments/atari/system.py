@@ -58,7 +58,7 @@ from bmg.experiments.atari.config import (  # noqa: F401  (the system's config, 
     check_processes,
     unused_fields,
 )
-from bmg.experiments.minatar.report import REPORT
+from bmg.experiments.atari.report import REPORT
 from bmg.train.driver import CHECKPOINTS
 
 ACTOR_TIMES = ("env", "inference", "put_wait", "params_wait")
@@ -163,7 +163,6 @@ def csv_fields(config: AtariExperimentConfig) -> list[str]:
         "policy_entropy",
         "meta_loss",
         *meta_names(config.stacx.num_heads),
-        "env_steps",
         "episode_return_sum",
     ]
 
@@ -236,7 +235,6 @@ class Window:
             "learner_loss": float(metrics.get("learner/loss", math.nan)),
             "policy_entropy": float(metrics.get("learner/head0/entropy", math.nan)),
             "meta_loss": float(metrics.get("meta/loss", math.nan)),
-            "env_steps": frames,
             "episode_return_sum": self.return_before,
         }
         for h in range(num_heads):
@@ -263,9 +261,10 @@ def _detail(row: dict) -> str:
 
 
 def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -> dict:
-    """summary.json: MinAtar's keys (``bmg compare`` reads both; its "first chunk" is here the
-    first 10% of rows) and Atari's own: the raw return of the episodes ending in the last 10% of
-    rows and its human-normalised score, the protocol, frames/s (compilation included), lag."""
+    """summary.json: the raw return of the episodes ending in the first and the last 10% of
+    rows (one run is one seed: a mean without a standard error), the latter human-normalised,
+    the protocol, the counters, frames/s (compilation included), the policy lag and the final
+    meta-parameters."""
     from bmg.envs import atari_scores
     from bmg.experiments.atari import report as atari_report
     from bmg.experiments.report.stats import mean_se
@@ -301,13 +300,12 @@ def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -
         "frames_per_seed": int(rows[-1]["frames"]),
         "frames_acted": int(rows[-1]["frames_acted"]),
         "episodes": mean_se([trace["episodes"][-1]]),
-        "return_first_chunk": mean_se([first]),
+        "return_first_10pct": mean_se([first]),
         "return_last_10pct": mean_se([final]),
         "human_normalized_last_10pct": hns,
         "seconds": seconds,
         "frames_per_second": rows[-1]["frames"] / seconds if seconds > 0 else math.nan,
         "lag_mean": sum(lags) / len(lags) if lags else math.nan,
-        "meta_steps_per_chunk": 1,
     }
     for name in meta_names(config.stacx.num_heads):
         summary[name] = mean_se([rows[-1][name]])
@@ -326,20 +324,6 @@ def trace_of(rows: list[dict]) -> dict[str, list[float]]:
     trace = {name: [float(r[name]) for r in rows] for name in rows[0]}
     trace["episodes"] = [float(x) for x in _cumsum(trace["episodes"])]
     return trace
-
-
-def result_rows(run_dir: Path) -> list[dict[str, str]]:
-    """The results table row of a finished run (MinAtar's comparison columns, and the human-
-    normalised score)."""
-    from bmg.experiments.minatar import report as minatar_report
-    from bmg.train.rundir import read_json
-
-    rows = minatar_report.comparison_rows([run_dir])
-    summary = read_json(Path(run_dir) / "summary.json", "a run's summary")
-    hns = summary.get("human_normalized_last_10pct", math.nan)
-    rows[0]["human-normalised, last 10%"] = "-" if hns is None or math.isnan(hns) else f"{hns:.3f}"
-    rows[0]["policy lag"] = f"{summary['lag_mean']:.2f}"
-    return rows
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -545,12 +529,11 @@ def run(target: AtariExperimentConfig | Prepared, run_dir: Path, *, resume: bool
 SYSTEM = System(
     SETTINGS,
     run,
-    REPORT,  # Atari runs keep MinAtar's trace layout
+    REPORT,
     prepare=prepare,
     check_new_run=check_new_run,
     checkpoint_directory=checkpoint_directory,
     starts_backend=False,  # `prepare` starts it after joining the processes
-    results=result_rows,
 )
 """`bmg atari`: the Sebulba actor-learner run (`run`), its processes joined first
 (`prepare`)."""

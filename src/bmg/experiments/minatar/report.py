@@ -130,29 +130,36 @@ def plot_run(
 ) -> list[Path]:
     """episode_return.png (mean return per chunk vs frames, mean ± se over seeds) and
     meta_parameters.png (every meta-parameter's trajectory per head vs frames)."""
-    paths = []
-
-    def save(fig, name):
-        paths.append(plots.save(fig, Path(out) / name))
-
     frames, returns = return_curve(initial, trace, meta_steps_per_chunk)
+    heads = {k: v for k, v in trace.items() if k.startswith("head")}
+    return [
+        plot_return(frames, returns, out=out, title=title),
+        plot_meta_parameters(trace["env_steps"][0], heads, out=out, title=title),
+    ]
+
+
+def plot_return(frames, returns, *, out: Path, title: str) -> Path:
+    """episode_return.png in ``out``: ``returns`` [seeds, points] (mean ± se over seeds; NaN
+    where no episode ended) against ``frames`` [points]."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     band(ax, frames, returns, title, marker=".")
     ax.set(xlabel="frames per seed", ylabel="episode return", title=title)
-    save(fig, "episode_return.png")
+    return plots.save(fig, Path(out) / "episode_return.png")
 
-    heads = sorted({k.split("/")[0] for k in trace if k.startswith("head")})
+
+def plot_meta_parameters(frames, columns: dict, *, out: Path, title: str) -> Path:
+    """meta_parameters.png in ``out``: one panel per STACX meta-parameter (``META_NAMES``), a
+    line per head; ``columns`` maps ``head{h}/{name}`` to [seeds, points] over ``frames``."""
+    heads = sorted({k.split("/")[0] for k in columns})
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharex=True)
-    x = trace["env_steps"][0]
     for ax, name in zip(axes.flat, META_NAMES, strict=True):
         for head in heads:
-            band(ax, x, trace[f"{head}/{name}"], head)
+            band(ax, frames, columns[f"{head}/{name}"], head)
         ax.set(title=name, xlabel="frames per seed")
         ax.set_ylabel("sigma (fraction of the outer weight)" if name.startswith("g_") else "")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"{title}: meta-parameters per head (head0 acts)")
-    save(fig, "meta_parameters.png")
-    return paths
+    return plots.save(fig, Path(out) / "meta_parameters.png")
 
 
 def run_label(config: dict) -> str:
@@ -168,7 +175,7 @@ def run_label(config: dict) -> str:
 
 
 def check_run(run_dir: Path) -> None:
-    """Check that a finished MinAtar or Atari run directory's config.json and summary.json hold
+    """Check that a finished MinAtar run directory's config.json and summary.json hold
     what this report reads (`comparison_rows`, `aggregate_rows`, `plot_comparison`).
 
     Raises:
@@ -178,8 +185,7 @@ def check_run(run_dir: Path) -> None:
     run_dir = records.require_files(run_dir, ("config.json", "summary.json", "trace.npz"))
     path = run_dir / "config.json"
     record = records.read(path, records.RUN_CONFIG, "a run's config")
-    system = "an Atari" if record.get("experiment") == "atari" else "a MinAtar"
-    what = f"{system} run's config"
+    what = "a MinAtar run's config"
     algos = {"algo": records.one_of("impala", "stacx", "bmg")}
     records.check(path, record, {"config": algos}, what)
     config = {"env": TEXT, "stacx": records.OBJECT}
@@ -198,7 +204,7 @@ def check_run(run_dir: Path) -> None:
         "frames_per_second": records.nullable(NUMBER),
         "meta_steps_per_chunk": INTEGER,
     }
-    records.read(run_dir / "summary.json", schema, f"{system} run's summary")
+    records.read(run_dir / "summary.json", schema, "a MinAtar run's summary")
 
 
 TRACE = ("env_steps", "episodes", "episode_return_sum")
@@ -207,7 +213,7 @@ TRACE = ("env_steps", "episodes", "episode_return_sum")
 
 
 def load_run(run_dir: Path):
-    """(config dict, summary dict, trace arrays) of a finished MinAtar or Atari run directory.
+    """(config dict, summary dict, trace arrays) of a finished MinAtar run directory.
 
     Raises:
       ValueError: one sentence naming a missing or damaged file, or trace.npz without the
@@ -218,7 +224,7 @@ def load_run(run_dir: Path):
     wrong = [name for name, ndim in shapes.items() if getattr(arrays.get(name), "ndim", 0) != ndim]
     if wrong:
         raise ValueError(
-            f"{Path(run_dir) / 'trace.npz'} is not a MinAtar or Atari run's trace: "
+            f"{Path(run_dir) / 'trace.npz'} is not a MinAtar run's trace: "
             f"{', '.join(wrong)} must be arrays of [seeds, meta-steps] (initial/ ones of [seeds])."
         )
     return config, summary, arrays
@@ -243,9 +249,8 @@ def final_returns(run_dir: Path) -> np.ndarray:
 def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[str, str]], str]:
     """Scores over games per method, with 95% stratified bootstrap intervals (rliable).
 
-    Each run's final returns (last 10%, one per seed) are divided by the game's ``REFERENCE``
-    (MinAtar) or human-normalised (Atari runs, ``bmg.experiments.atari.report``); a method's runs
-    form its [seeds, games] matrix (``bmg.experiments.report.aggregate``).
+    Each run's final returns (last 10%, one per seed) are divided by the game's ``REFERENCE``;
+    a method's runs form its [seeds, games] matrix (``bmg.experiments.report.aggregate``).
 
     Returns:
       (rows, note): one row per method (IQM, median, mean with their intervals, games, seeds),
@@ -256,18 +261,15 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
     from bmg.experiments.report.aggregate import format_interval, interval_estimates
 
     runs: dict[str, dict[str, np.ndarray]] = {}
-    atari = False
     for run_dir in run_dirs:
-        record = load_run(run_dir)[0]
-        config, atari = record["config"], record.get("experiment") == "atari"
+        config = load_run(run_dir)[0]["config"]
         game, method = config["env"], method_label(config)
-        try:
-            normalize = _normalizer(game, atari)
-        except ValueError as error:
-            return [], f"no aggregate: {error}"
+        if game not in REFERENCE:
+            known = ", ".join(REFERENCE)
+            return [], f"no aggregate: {game} has no reference score (known: {known})."
         if game in runs.setdefault(method, {}):
             return [], f"no aggregate: {method} has two runs on {game}."
-        runs[method][game] = normalize(final_returns(run_dir))
+        runs[method][game] = final_returns(run_dir) / REFERENCE[game]
     games = {method: sorted(by_game) for method, by_game in runs.items()}
     if len({tuple(g) for g in games.values()}) != 1:
         return [], f"no aggregate: the methods ran different games ({games})."
@@ -297,28 +299,13 @@ def aggregate_rows(run_dirs: list[Path], *, seed: int = 0) -> tuple[list[dict[st
         for method in scores
     ]
     normalised = (
-        "human-normalised return over the last 10% ((return - random) / (human - random))"
-        if atari
-        else "normalised score = return over the last 10% / reference return (MinAtar paper's "
+        "normalised score = return over the last 10% / reference return (MinAtar paper's "
         "actor-critic at 5M frames)"
     )
     return rows, (
         f"{normalised}; IQM, median and mean over seeds x games with 95% stratified bootstrap "
         "intervals (rliable)."
     )
-
-
-def _normalizer(game: str, atari: bool):
-    """[seeds] returns -> normalised scores: human-normalised for Atari, / ``REFERENCE`` for
-    MinAtar. Raises ValueError for a game without reference scores."""
-    if atari:
-        from bmg.envs.atari_scores import human_normalized
-
-        human_normalized(game, 0.0)  # an unknown game raises here
-        return lambda returns: np.array([human_normalized(game, r) for r in returns])
-    if game not in REFERENCE:
-        raise ValueError(f"{game} has no reference score (known: {', '.join(REFERENCE)}).")
-    return lambda returns: np.asarray(returns) / REFERENCE[game]
 
 
 def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:
@@ -380,4 +367,4 @@ def extra_tables(run_dirs: list[Path]) -> tuple[list[list[dict[str, str]]], list
 
 
 REPORT = Report(check_run, comparison_rows, plot_comparison, extra_tables)
-"""The MinAtar report (`bmg compare`); Atari runs share it."""
+"""The MinAtar report (`bmg compare`)."""
