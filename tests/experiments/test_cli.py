@@ -613,8 +613,8 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
     exits_with(
         ["two-colors", "resume", str(run)],
         capsys,
-        f"holds a minatar run, not a two-colors run; continue it with `bmg minatar resume {run}` "
-        f"(or `bmg resume {run}`).",
+        f"holds a run of the experiment 'minatar', not a two-colors run; continue it with "
+        f"`bmg resume {run}`.",
     )
 
 

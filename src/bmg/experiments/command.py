@@ -199,13 +199,11 @@ def start_run_dir(
         rundir.lock_run_dir(run_dir)
         path = run_dir / "config.json"
         record = records.read(path, records.RUN_CONFIG, "a run's config")
-        if record.get("experiment", experiment) != experiment:
-            from bmg.experiments.registry import entry_of_run
-
-            other = entry_of_run(run_dir).name  # a sentence when no system of this bmg has it
+        other = record.get("experiment", experiment)
+        if other != experiment:  # `bmg resume` finds its system (or says none has it)
             raise ValueError(
-                f"{run_dir} holds a {other} run, not a {experiment} run; continue it with "
-                f"`bmg {other} resume {run_dir}` (or `bmg resume {run_dir}`)."
+                f"{run_dir} holds a run of the experiment {other!r}, not a {experiment} run; "
+                f"continue it with `bmg resume {run_dir}`."
             )
         check_digest(path, record.get("config_digest"), config_digest(record["config"]), "run")
         config = rundir.read_config(run_dir, config_cls)
