@@ -176,7 +176,9 @@ REPORTING = driver.Reporting(
 
 
 def run(config, run_dir: Path, *, resume: bool, console) -> dict:
-    return driver.drive(REPORTING, make_runner, config, run_dir, resume=resume, console=console)
+    return driver.drive_anakin(
+        REPORTING, make_runner, config, run_dir, resume=resume, console=console
+    )
 
 
 # --- 4. the report: read from run directories alone ----------------------------------------------

@@ -25,6 +25,18 @@ def nested_checks_deferred():
         _NESTED_DEFERRED.reset(token)
 
 
+@contextlib.contextmanager
+def checks_now():
+    """Configs built inside the block check themselves even while the command line defers
+    nested checks: for a config a system derives from its own fields (its ``MetaConfig``), which
+    no ``check_nested`` would reach."""
+    token = _NESTED_DEFERRED.set(False)
+    try:
+        yield
+    finally:
+        _NESTED_DEFERRED.reset(token)
+
+
 def checks_deferred() -> bool:
     """Whether a nested config's ``__post_init__`` should skip its checks (see above)."""
     return _NESTED_DEFERRED.get()
@@ -37,8 +49,7 @@ def check_nested(config: Any, path: str = "") -> None:
     Raises:
       ValueError: a nested config's check failed.
     """
-    token = _NESTED_DEFERRED.set(False)  # the checks run here, deferred or not
-    try:
+    with checks_now():  # the checks run here, deferred or not
         for field in dataclasses.fields(config):
             value = getattr(config, field.name)
             if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -48,8 +59,6 @@ def check_nested(config: Any, path: str = "") -> None:
                 except ValueError as error:
                     raise ValueError(f"{where}.{error}") from None
                 check_nested(value, where + ".")
-    finally:
-        _NESTED_DEFERRED.reset(token)
 
 
 def check_integer(name: str, value: int, minimum: int) -> int:

@@ -169,6 +169,19 @@ def test_bad_run_flags_fail_with_one_sentence_before_anything_is_written(
     assert not out.exists()  # nothing started
 
 
+@pytest.mark.parametrize("system", ["two-colors", "minatar", "atari"])
+def test_the_meta_learning_config_a_system_derives_is_checked_as_flags_are_read(
+    system, tmp_path, capsys
+):
+    """A system builds its `MetaConfig` from its flags inside its own check, while the command
+    line defers nested checks: it is checked all the same (BMG with K = 0 and L = 1 takes no
+    learner update), before anything is written."""
+    out = tmp_path / "x"
+    argv = [system, "default", "--algo", "bmg", "--k", "0", "--l", "1", "--out", str(out)]
+    exits_with(argv, capsys, "inner_steps + bootstrap_steps - 1 must be >= 1 for bmg")
+    assert not out.exists()
+
+
 def test_bad_out_fails_with_one_sentence(tmp_path, capsys):
     file = tmp_path / "file.txt"
     file.write_text("keep me")

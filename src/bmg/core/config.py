@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from bmg.checks import check_bool, check_integer, check_real
+from bmg.checks import check_bool, check_integer, check_real, checks_deferred
 
 ALGOS = ("fixed", "mg", "bmg")
 CONTINUE_FROM = ("inner", "target", "inner_params")
@@ -42,6 +42,8 @@ class MetaConfig:
     """compile the K inner and L-1 target updates as straight-line code (see `unroll`)."""
 
     def __post_init__(self):
+        if checks_deferred():  # nested in a system's config: checked by it, naming the path
+            return
         if not isinstance(self.algo, str) or self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
         check_integer("inner_steps (K)", self.inner_steps, 0 if self.algo == "bmg" else 1)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from bmg import memory
 from bmg.agents.configs import CORE_ALGO
 from bmg.agents.configs import FEWSHOT_ALGOS as ALGOS
-from bmg.checks import check_integer
+from bmg.checks import check_integer, checks_now
 from bmg.core.config import BATCHINGS as TASK_BATCHINGS
 from bmg.core.config import MetaConfig
 from bmg.experiments.api import Settings
@@ -147,14 +147,15 @@ class FewShotConfig:
     @property
     def meta_config(self) -> MetaConfig:
         """The core's `MetaConfig`: maml/fomaml -> mg, bmg -> bmg; Adam(meta_learning_rate)."""
-        return MetaConfig(
-            algo=CORE_ALGO[self.algo],
-            inner_steps=self.inner_steps,
-            bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
-            learning_rate=self.meta_learning_rate,
-            target_step_size=self.target_step_size or self.inner_learning_rate,
-            unroll_loop=self.unroll_loops,
-        )
+        with checks_now():  # derived from this config's fields: checked as it is built
+            return MetaConfig(
+                algo=CORE_ALGO[self.algo],
+                inner_steps=self.inner_steps,
+                bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
+                learning_rate=self.meta_learning_rate,
+                target_step_size=self.target_step_size or self.inner_learning_rate,
+                unroll_loop=self.unroll_loops,
+            )
 
 
 def unused_fields(config: FewShotConfig) -> dict[str, str]:

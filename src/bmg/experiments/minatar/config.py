@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from bmg.agents.configs import StacxConfig
-from bmg.checks import check_integer, check_nested, check_real
+from bmg.checks import check_integer, check_nested, check_real, checks_now
 from bmg.core.config import MetaConfig
 from bmg.envs.minatar_params import check_game, check_sticky_action_prob
 from bmg.experiments.api import Settings
@@ -28,15 +28,16 @@ def stacx_meta_config(config) -> MetaConfig:
     ``ALGOS``, ``inner_steps``, ``bootstrap_steps``, ``meta_learning_rate``, ``meta_adam_eps``,
     ``target_step_size``, ``continue_from``); impala takes one learner update per meta-step."""
     algo = ALGOS[config.algo]
-    return MetaConfig(
-        algo=algo,
-        inner_steps=1 if algo == "fixed" else config.inner_steps,
-        bootstrap_steps=config.bootstrap_steps if algo == "bmg" else 1,
-        learning_rate=config.meta_learning_rate,
-        adam_eps=config.meta_adam_eps,
-        target_step_size=config.target_step_size,
-        continue_from=config.continue_from if algo == "bmg" else "inner",
-    )
+    with checks_now():  # derived from this config's fields: checked as it is built
+        return MetaConfig(
+            algo=algo,
+            inner_steps=1 if algo == "fixed" else config.inner_steps,
+            bootstrap_steps=config.bootstrap_steps if algo == "bmg" else 1,
+            learning_rate=config.meta_learning_rate,
+            adam_eps=config.meta_adam_eps,
+            target_step_size=config.target_step_size,
+            continue_from=config.continue_from if algo == "bmg" else "inner",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

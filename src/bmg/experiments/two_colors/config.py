@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
-from bmg.checks import check_integer, check_nested, check_real, checks_deferred
+from bmg.checks import check_integer, check_nested, check_real, checks_deferred, checks_now
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
 from bmg.experiments.api import Settings
@@ -153,15 +153,16 @@ class TwoColorsConfig(lifetime.Chunked):
     def meta_config(self) -> MetaConfig:
         """The meta-learning config of `algo` (fixed and decay: one learner update per step)."""
         meta_learned = self.algo in ("mg", "bmg")
-        return MetaConfig(
-            algo=self.algo if meta_learned else "fixed",
-            inner_steps=self.num_inner_steps if meta_learned else 1,
-            bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
-            learning_rate=self.meta_learning_rate,
-            adam_eps=self.meta_adam_eps,
-            target_step_size=self.target_step_size,
-            continue_from=self.continue_from if self.algo == "bmg" else "inner",
-        )
+        with checks_now():  # derived from this config's fields: checked as it is built
+            return MetaConfig(
+                algo=self.algo if meta_learned else "fixed",
+                inner_steps=self.num_inner_steps if meta_learned else 1,
+                bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
+                learning_rate=self.meta_learning_rate,
+                adam_eps=self.meta_adam_eps,
+                target_step_size=self.target_step_size,
+                continue_from=self.continue_from if self.algo == "bmg" else "inner",
+            )
 
     @property
     def learner(self) -> ActorCriticConfig | QLambdaConfig:
