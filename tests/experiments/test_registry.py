@@ -79,14 +79,17 @@ def test_resume_and_compare_dispatch_on_the_runs_experiment(tmp_path, capsys):
 
 def test_a_run_of_no_known_system_is_one_sentence_whatever_asks(tmp_path, capsys):
     """An experiment name this bmg does not know, or one that is not a name, is refused in one
-    sentence by `bmg resume`, a system's own resume and `bmg compare`, and a refused compare
+    sentence by `bmg resume`, a system's own resume (which points at `bmg resume`) and `bmg
+    compare`, and a refused compare
     leaves no --out directory behind."""
     listed = run_dir(tmp_path / "listed", ["x"])
     with pytest.raises(SystemExit, match=r"names the experiment \['x'\], which this bmg"):
         main(["resume", str(listed)])
     unknown = run_dir(tmp_path / "unknown", "pong", finished=False)
-    with pytest.raises(SystemExit, match="names the experiment 'pong', which this bmg does not"):
+    with pytest.raises(SystemExit, match="holds a run of the experiment 'pong', not a two-"):
         main(["two-colors", "resume", str(unknown)])
+    with pytest.raises(SystemExit, match="names the experiment 'pong', which this bmg does not"):
+        main(["resume", str(unknown)])  # where the system's resume points
     out = tmp_path / "comparison"
     with pytest.raises(SystemExit, match="names the experiment"):
         main(["compare", str(listed), "--out", str(out)])

@@ -82,7 +82,7 @@ def system(
     config = MetaConfig(
         algo=CORE_ALGO[algo],
         inner_steps=inner_steps,
-        bootstrap_steps=bootstrap_steps,
+        bootstrap_steps=bootstrap_steps if algo == "bmg" else 1,  # L: BMG's alone
         learning_rate=learning_rate,
         target_step_size=target_step_size,
     )
