@@ -87,7 +87,7 @@ def compile_meta_step(args, algo: str, inner: int, boot: int, batching: str, loo
     config = MetaConfig(
         algo=CORE_ALGO[algo],
         inner_steps=inner,
-        bootstrap_steps=max(boot, 1),
+        bootstrap_steps=max(boot, 1) if algo == "bmg" else 1,  # L is BMG's alone
         learning_rate=1e-3,
         target_step_size=0.01,
         unroll_loop=loops == "unrolled",

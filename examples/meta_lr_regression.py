@@ -63,7 +63,7 @@ def run(config: Config) -> dict[str, jax.Array]:
         return MetaConfig(
             algo=algo,
             inner_steps=config.inner_steps,
-            bootstrap_steps=config.bootstrap_steps,
+            bootstrap_steps=config.bootstrap_steps if algo == "bmg" else 1,  # BMG's alone
             learning_rate=config.meta_learning_rate,
             target_step_size=config.target_step_size,
         )

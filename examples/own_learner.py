@@ -118,7 +118,7 @@ def run(config: Config) -> dict[str, tuple[jax.Array, jax.Array]]:
             MetaConfig(
                 algo=algo,
                 inner_steps=config.inner_steps,
-                bootstrap_steps=config.bootstrap_steps,
+                bootstrap_steps=config.bootstrap_steps if algo == "bmg" else 1,  # BMG's alone
                 learning_rate=config.meta_learning_rate,
                 target_step_size=config.target_step_size,
             ),
