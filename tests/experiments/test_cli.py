@@ -486,6 +486,28 @@ class Crash(Exception):
 
 
 @pytest.mark.slow
+def test_a_run_interrupted_while_plotting_resumes_and_finishes(tiny_run, tmp_path, monkeypatch):
+    """Ctrl-C while the final plots are drawn: summary.json (what marks a run finished) is not
+    written yet and the last checkpoint is kept, so `resume` finishes the run: summary.json,
+    every plot, no checkpoints, the uninterrupted run's metrics.csv."""
+    out = tmp_path / "run"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_run", interrupted)
+    with pytest.raises(SystemExit, match=f"continue with `bmg two-colors resume {out}`"):
+        main(["two-colors", "default", "--algo", "bmg", *TINY, "--out", str(out)])
+    assert not (out / "summary.json").exists() and (out / "checkpoints").is_dir()
+    monkeypatch.undo()
+    main(["two-colors", "resume", str(out)])
+    for name in ("summary.json", "trace.npz", "cumulative_reward.png", "window.png"):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoints").exists()
+    assert (out / "metrics.csv").read_text() == (tiny_run / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_files(tiny_run, tmp_path, monkeypatch, capsys):
     """Killed between writes after chunk 2 of 3 (its checkpoint saved, its metrics.csv rows not
     yet written), then `bmg two-colors resume DIR`: metrics.csv, trace.npz and the summary's

@@ -87,8 +87,10 @@ def write_results(run_dir: Path, trace: dict[str, list[float]], summary: dict, t
 
     arrays = {name: np.asarray(values, np.float64) for name, values in trace.items()}
     save_npz(run_dir / "trace.npz", **arrays)
-    write_json(run_dir / "summary.json", summary)
     plot_run(arrays, run_dir, title)
+    # summary.json last: it marks the run finished, so a run interrupted while its plots are
+    # drawn still resumes (from its last checkpoint) and finishes
+    write_json(run_dir / "summary.json", summary)
 
 
 def plot_run(trace: dict[str, np.ndarray], out: Path, title: str) -> list[Path]:

@@ -544,9 +544,11 @@ class FewShotRun:
         from bmg.experiments.fewshot import report
         from bmg.train.rundir import save_npz, write_json
 
-        write_json(self.run_dir / "summary.json", result["summary"])
         save_npz(self.run_dir / "test_accuracies.npz", test_accuracy=result["test"])
         report.plot_accuracy([(self.label, result["rows"])], self.run_dir)
+        # summary.json last: it marks the run finished, so a run interrupted while its plots are
+        # drawn still resumes (from its last checkpoint) and finishes
+        write_json(self.run_dir / "summary.json", result["summary"])
         return result["summary"]
 
     def close(self) -> None:

@@ -131,8 +131,10 @@ def write_results(
     frames = config.seeds * next(iter(trace.values())).shape[1] * config.steps_per_meta_step
     summary["frames_per_second"] = frames / seconds if seconds > 0 else float("nan")
     summary["meta_steps_per_chunk"] = per_chunk
-    write_json(run_dir / "summary.json", summary)
     report.plot_run(initial, trace, per_chunk, out=run_dir, title=_label(config))
+    # summary.json last: it marks the run finished, so a run interrupted while its plots are
+    # drawn still resumes (from its last checkpoint) and finishes
+    write_json(run_dir / "summary.json", summary)
     return summary
 
 

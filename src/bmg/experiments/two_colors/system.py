@@ -259,7 +259,6 @@ def write_results(
         summary.update(report.probe_context_statistics(extra["probe_contexts"], PROBE_CONTEXTS))
     summary["compile_seconds"] = compile_seconds
     summary["host_seconds"] = host_seconds
-    write_json(run_dir / "summary.json", summary)
     report.plot_run(
         trace,
         first,
@@ -278,6 +277,9 @@ def write_results(
             out=run_dir,
             title=label,
         )
+    # summary.json last: it marks the run finished, so a run interrupted while its plots are
+    # drawn still resumes (from its last checkpoint) and finishes
+    write_json(run_dir / "summary.json", summary)
     return summary
 
 
