@@ -436,7 +436,13 @@ def test_a_locked_or_used_run_directory_is_refused_before_compiling(tmp_path, mo
     used = started_run_dir(tmp_path / "used", tc.TwoColorsConfig())
     with pytest.raises(SystemExit, match="already holds a run"):
         main(["two-colors", "demo", "--out", str(used)])
-    assert prepared == []
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="already holds files and no run .notes.txt."):
+        main(["two-colors", "demo", "--out", str(tmp_path / "notes")])
+    with pytest.raises(SystemExit, match=f"is inside the run directory {used}"):
+        main(["two-colors", "demo", "--out", str(used / "sub")])
+    assert prepared == [] and not (used / "sub").exists()  # nothing compiled, nothing made
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):

@@ -169,14 +169,7 @@ def start_run_dir(
         if isinstance(args, Run):
             config = args.config
             if args.out is not None:  # a bad, used or locked --out fails before any work
-                out = rundir.check_out(args.out)
-                if rundir.is_run_dir(out):
-                    raise ValueError(
-                        f"--out {out} already holds a run (config.json); choose a new directory "
-                        "so finished work is never overwritten"
-                        + ("" if (out / "summary.json").exists() else hint.replace("DIR", str(out)))
-                        + "."
-                    )
+                out = rundir.check_new_run_dir(args.out, hint.replace("DIR", str(args.out)))
                 if out.is_dir():
                     rundir.lock_run_dir(out)
             if check_new is not None:

@@ -144,6 +144,39 @@ def is_run_dir(path: Path) -> bool:
     return (Path(path) / "config.json").is_file()
 
 
+def check_new_run_dir(out: str | os.PathLike, resume_hint: str = "", *, flag: str = "--out"):
+    """`out` as a new run's directory, checked without creating anything (what `make_run_dir`
+    checks; the command calls it before compiling, so a bad `--out` costs no compile).
+
+    Raises:
+      ValueError: one sentence: `out` is empty, a file, under a file, inside another run's
+        directory, already holds a run (config.json; `resume_hint` added when unfinished) or
+        other files.
+    """
+    path = check_out(out, flag)
+    if is_run_dir(path):
+        raise ValueError(
+            f"{flag} {path} already holds a run (config.json); choose a new directory so "
+            "finished work is never overwritten"
+            + ("" if (path / "summary.json").exists() else resume_hint)
+            + "."
+        )
+    run = next((p for p in path.absolute().parents if is_run_dir(p)), None)
+    if run is not None:
+        raise ValueError(
+            f"{flag} {path} is inside the run directory {run} (it holds config.json); choose a "
+            "directory outside it so that run's files stay its own."
+        )
+    others = sorted(p.name for p in path.iterdir() if p.name != LOCK) if path.is_dir() else []
+    if others:
+        raise ValueError(
+            f"{flag} {path} already holds files and no run ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}); choose a new or empty directory so nothing "
+            "in it is overwritten."
+        )
+    return path
+
+
 def make_run_dir(
     out: str | os.PathLike | None,
     experiment: str,
@@ -163,25 +196,10 @@ def make_run_dir(
     Raises:
       ValueError: the directory cannot be this run's.
     """
-    if out is not None:
-        path = check_out(out, flag)
-    else:
+    if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path("runs") / experiment / f"{name}-{stamp}"
-    if is_run_dir(path):
-        raise ValueError(
-            f"{flag} {path} already holds a run (config.json); choose a new directory so "
-            "finished work is never overwritten"
-            + ("" if (path / "summary.json").exists() else resume_hint)
-            + "."
-        )
-    others = sorted(p.name for p in path.iterdir() if p.name != LOCK) if path.is_dir() else []
-    if others:
-        raise ValueError(
-            f"{flag} {path} already holds files and no run ({', '.join(others[:3])}"
-            f"{', ...' if len(others) > 3 else ''}); choose a new or empty directory so nothing "
-            "in it is overwritten."
-        )
+        out = Path("runs") / experiment / f"{name}-{stamp}"
+    path = check_new_run_dir(out, resume_hint, flag=flag)
     _create(path, flag)
     lock_run_dir(path)
     if is_run_dir(path):  # written by a run that started between the check and the lock
