@@ -202,6 +202,13 @@ def test_bad_out_fails_with_one_sentence(tmp_path, capsys):
 def test_bad_commands_fail_with_one_sentence(tmp_path, capsys):
     exits_with(["fly"], capsys, "bmg: unknown command 'fly'; choose one of: two-colors")
     exits_with(["compare", str(tmp_path / "nonexistent")], capsys, "is not a finished run")
+    exits_with([], capsys, "usage: bmg COMMAND")  # a command is required: a failing status
+    exits_with(
+        ["two-colors", "resume", str(tmp_path), "--steps", "5"],
+        capsys,
+        "resume takes the run directory alone (`bmg two-colors resume RUN_DIR`): a run goes on "
+        "with the configuration it started with, so '--steps 5' cannot change it.",
+    )
 
 
 def finished_run_dir(path):
@@ -654,7 +661,7 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
     exits_with(
         ["two-colors", "resume", str(run)],
         capsys,
-        f"holds a run of the experiment 'minatar', not a two-colors run; continue it with "
+        f"holds a run of the experiment 'minatar', not of two-colors; continue it with "
         f"`bmg resume {run}`.",
     )
 

@@ -86,7 +86,7 @@ def test_a_run_of_no_known_system_is_one_sentence_whatever_asks(tmp_path, capsys
     with pytest.raises(SystemExit, match=r"names the experiment \['x'\], which this bmg"):
         main(["resume", str(listed)])
     unknown = run_dir(tmp_path / "unknown", "pong", finished=False)
-    with pytest.raises(SystemExit, match="holds a run of the experiment 'pong', not a two-"):
+    with pytest.raises(SystemExit, match="holds a run of the experiment 'pong', not of two-"):
         main(["two-colors", "resume", str(unknown)])
     with pytest.raises(SystemExit, match="names the experiment 'pong', which this bmg does not"):
         main(["resume", str(unknown)])  # where the system's resume points

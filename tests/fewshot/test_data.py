@@ -356,6 +356,9 @@ def test_empty_directory(tmp_path):
         load_splits(tmp_path)
     with pytest.raises(DataError, match="does not exist"):
         load_splits(tmp_path / "nowhere")
+    (tmp_path / "mini-imagenet-cache-train.pkl").write_bytes(b"")
+    with pytest.raises(DataError, match="mini-imagenet-cache-train.pkl is a file; --data-dir"):
+        load_splits(tmp_path / "mini-imagenet-cache-train.pkl")  # the file, not its directory
 
 
 def test_mixed_layout_directory(tmp_path):

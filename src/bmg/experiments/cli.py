@@ -17,6 +17,7 @@ the agents) are imported only once a command runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -130,14 +131,22 @@ def compare_command(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # output piped into a reader that stopped (`bmg ... --help | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(1)
+
+
+def _main(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
             sys.exit(f"bmg: unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}.")
         lines = [f"  {name:<12} {text}" for name, text in COMMANDS.items()]
-        print(
-            "usage: bmg COMMAND [flags]   (bmg COMMAND --help for its flags)\n" + "\n".join(lines)
-        )
+        usage = "usage: bmg COMMAND [flags]   (bmg COMMAND --help for its flags)\n"
+        if not argv:  # a command is required: the usage, and a failing exit status
+            sys.exit(usage + "\n".join(lines))
+        print(usage + "\n".join(lines))
         return
     if argv[0] == "compare":
         return compare_command(argv[1:])

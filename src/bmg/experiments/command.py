@@ -74,6 +74,14 @@ def parse_run(
 
     from bmg.checks import nested_checks_deferred
 
+    extra = argv[2:] if argv[:1] == ["resume"] else []
+    if resume and extra and not {"-h", "--help"} & set(argv):
+        sys.exit(
+            f"{prog}: error: resume takes the run directory alone (`{prog} resume RUN_DIR`): a "
+            f"run goes on with the configuration it started with, so {' '.join(extra)!r} cannot "
+            "change it."
+        )
+
     def run_type(name: str):
         help_text, overrides = presets[name]
         flattened = Annotated[config_cls, tyro.conf.arg(name="")]
@@ -195,7 +203,7 @@ def start_run_dir(
         other = record.get("experiment", experiment)
         if other != experiment:  # `bmg resume` finds its system (or says none has it)
             raise ValueError(
-                f"{run_dir} holds a run of the experiment {other!r}, not a {experiment} run; "
+                f"{run_dir} holds a run of the experiment {other!r}, not of {experiment}; "
                 f"continue it with `bmg resume {run_dir}`."
             )
         check_digest(path, record.get("config_digest"), config_digest(record["config"]), "run")

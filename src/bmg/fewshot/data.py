@@ -120,6 +120,11 @@ def load_splits(
     """
     splits = _check_load_args(image_size, min_per_class, splits)
     root = Path(data_dir).expanduser().absolute()
+    if root.is_file():
+        raise DataError(
+            f"{root} is a file; --data-dir takes the directory that holds the splits (the "
+            "mini-imagenet-cache-*.pkl files or the csv splits with images/)."
+        )
     if not root.is_dir():
         raise DataError(f"{root}: data directory does not exist.")
     if detect_layout(root, splits) == "csv":
