@@ -682,6 +682,18 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
             "--ac.entropy-cost has no effect with --agent q",
         ),
         (
+            ["two-colors", "demo", "--ac.adam-b2", "0.99"],
+            "--ac.adam-b2 has no effect with --ac.optimizer sgd (they are Adam's)",
+        ),
+        (
+            ["two-colors", "demo", "--ac.context", "none", "--ac.meta-hidden-size", "8"],
+            "--ac.meta-hidden-size has no effect with --ac.context none",
+        ),
+        (
+            ["minatar", "demo", "--stacx.torso", "minatar", "--stacx.impala-blocks", "3"],
+            "--stacx.impala-blocks has no effect with --stacx.torso minatar",
+        ),
+        (
             [
                 "two-colors",
                 "sweep",

@@ -250,6 +250,36 @@ class QLambdaConfig(OnlineConfig):
         return self.epsilon if self.meta_initial is None else self.meta_initial
 
 
+def online_unused_fields(config: OnlineConfig, prefix: str) -> dict[str, str]:
+    """The fields of an actor-critic or Q(lambda) config that its own choices leave without
+    effect, as ``{"<prefix>.<field>": why}`` (a command refuses flags setting them): Adam's
+    numbers with SGD; the context's and the meta-network's sizes without a context."""
+    unused = {}
+    if config.optimizer == "sgd":
+        why = f"with --{prefix}.optimizer sgd (they are Adam's)"
+        unused.update(
+            {f"{prefix}.{n}": why for n in ("adam_eps", "adam_b1", "adam_b2", "adam_eps_root")}
+        )
+    if config.context == "none":
+        why = f"with --{prefix}.context none (the meta-learned value is one logit, no network)"
+        names = (
+            "context_length",
+            "context_normalization",
+            "meta_hidden_size",
+            "meta_hidden_layers",
+        )
+        unused.update({f"{prefix}.{n}": why for n in names})
+    return unused
+
+
+def stacx_unused_fields(config: StacxConfig, prefix: str = "stacx") -> dict[str, str]:
+    """The torso fields a STACX config's torso does not read, as ``{"<prefix>.<field>": why}``."""
+    if config.torso == "minatar":
+        why = f"with --{prefix}.torso minatar (they shape the IMPALA ResNet)"
+        return {f"{prefix}.{n}": why for n in ("impala_channels", "impala_blocks")}
+    return {f"{prefix}.minatar_channels": f"with --{prefix}.torso impala (MinAtar's conv net's)"}
+
+
 def output_parameter(config: OnlineConfig) -> str:
     """The path of the meta-parameter that sets the meta-learned value's offset: the output
     bias of the meta-network ("net/params/Dense_{layers}/bias", flax's names) with a reward

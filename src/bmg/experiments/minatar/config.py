@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from bmg.agents.configs import StacxConfig
+from bmg.agents.configs import StacxConfig, stacx_unused_fields
 from bmg.checks import check_integer, check_nested, check_real, checks_now
 from bmg.core.config import MetaConfig
 from bmg.envs.minatar_params import check_game, check_sticky_action_prob
@@ -201,11 +201,12 @@ def unused_fields(config) -> dict[str, str]:
         "stacx.matching",
         "stacx.matching_value_cost",
     )
+    unused = stacx_unused_fields(config.stacx)
     if config.algo == "impala":
-        return {f: "with --algo impala (nothing is meta-learned)" for f in (*meta, *bmg)}
-    unused = {}
+        why = "with --algo impala (nothing is meta-learned)"
+        return {**unused, **{f: why for f in (*meta, *bmg)}}
     if config.algo == "stacx":
-        unused = {f: "with --algo stacx (only BMG bootstraps a target)" for f in bmg}
+        unused.update({f: "with --algo stacx (only BMG bootstraps a target)" for f in bmg})
     elif config.stacx.target_step == "rmsprop":
         unused["target_step_size"] = (
             "with the RMSProp target step (it steps at --stacx.target-learning-rate; "

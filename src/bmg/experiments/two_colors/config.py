@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
+from bmg.agents.configs import ActorCriticConfig, QLambdaConfig, online_unused_fields
 from bmg.checks import check_integer, check_nested, check_real, checks_deferred, checks_now
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
@@ -383,10 +383,13 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
     CLI refuses flags that set them instead of ignoring them."""
     agent, algo = config.agent, config.algo
     other = "q" if agent == "ac" else "ac"
-    unused = {
-        f"{other}.{f.name}": f"with --agent {agent}"
-        for f in dataclasses.fields(getattr(config, other))
-    }
+    unused = online_unused_fields(config.learner, agent)
+    unused.update(
+        {
+            f"{other}.{f.name}": f"with --agent {agent}"
+            for f in dataclasses.fields(getattr(config, other))
+        }
+    )
     meta = ("meta_learning_rate", "meta_adam_eps", "inner_steps")
     bmg = ("bootstrap_steps", "target_step_size", "continue_from")
     schedule = [  # the meta-learned schedule's fields
