@@ -46,7 +46,7 @@ def make_synthetic(
     hold the same images up to JPEG error. Raises ValueError on bad arguments or when ``out_dir``
     already holds a dataset.
     """
-    out = _check_args(out_dir, format, classes, per_class, size)
+    out = check_args(out_dir, format, classes, per_class, size)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     if format == "csv":
@@ -67,7 +67,15 @@ def render_class(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
     return _render_instances(rng, proto, count, size)
 
 
-def _check_args(out_dir: str | Path, format: str, classes: int, per_class: int, size: int) -> Path:
+def check_args(out_dir: str | Path, format: str, classes: int, per_class: int, size: int) -> Path:
+    """``out_dir`` as a Path once the arguments are good and a split fits in memory (a split's
+    uint8 images, and a class's float32 rendering several times over); nothing is created.
+
+    Raises:
+      ValueError: one sentence naming the argument, or the memory a split would need.
+    """
+    from bmg.memory import check_fits
+
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
     for name, value, low in (
@@ -77,6 +85,13 @@ def _check_args(out_dir: str | Path, format: str, classes: int, per_class: int, 
     ):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    split_bytes = classes * per_class * size * size * 3  # uint8
+    rendering = 4 * per_class * size * size * 3 * 4  # float32 working arrays of one class
+    check_fits(
+        split_bytes + rendering,
+        f"a split of {classes} classes x {per_class} images of {size} x {size}",
+        "choose fewer classes, fewer images per class or a smaller --size",
+    )
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a directory.")

@@ -440,3 +440,22 @@ def test_on_an_accelerator_the_activations_are_checked_against_its_free_memory(m
     monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
     with pytest.raises(ValueError, match=r"float32, 4.2 GiB\) needs at least 4.2 GiB .* 1.0 GiB"):
         fs.check_memory(config, 1024)  # 12 tasks x 30 images x 1024^2 x 3 x 4 B on the host
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--classes", "0"], "classes must be an integer >= 2, got 0."),
+        (["--size", "100000"], "of 100000 x 100000 needs at least"),  # TiB: refused, no crash
+    ],
+)
+def test_make_synthetic_refuses_bad_arguments_before_making_its_directory(
+    flags, message, tmp_path, capsys
+):
+    from bmg.experiments.cli import main
+
+    out = tmp_path / "data"
+    with pytest.raises(SystemExit) as error:
+        main(["fewshot", "make-synthetic", "--out", str(out), "--format", "pkl", *flags])
+    assert message in str(error.value.code) and "Traceback" not in capsys.readouterr().err
+    assert not out.exists()
