@@ -122,6 +122,15 @@ def test_an_interrupted_run_resumes_to_the_same_results(bmg_run, system, tmp_pat
         fs.run(system, out)
     monkeypatch.undo()
     assert len(read_rows(out / "metrics.csv")) == 1
+    # the data directory regenerated with other images: the resume refuses, leaving the run as is
+    other = make_synthetic(
+        tmp_path / "other", format="pkl", classes=6, per_class=12, size=16, seed=1
+    )
+    changed = fs.FewShotSystem(system.config, load_splits(other, image_size=16))
+    with pytest.raises(
+        ValueError, match="holds other images or labels than the run was trained on"
+    ):
+        fs.run(changed, out, resume=True)
     log = io.StringIO()
     fs.run(system, out, resume=True, console=Console(file=log, width=200))
     assert "resumed after meta-step 3" in log.getvalue()

@@ -470,6 +470,26 @@ def prepare(config: FewShotConfig) -> FewShotSystem:
     return FewShotSystem(config)
 
 
+DATA_RECORD = "data.json"
+"""The run's record of its data: the absolute data directory and the digest of every split."""
+
+
+def data_digest(splits: dict[str, fewshot_data.Split]) -> str:
+    """SHA-256 of every split's name, class names, labels and image bytes (about 1 s per GB),
+    so a resume can tell that its data directory still holds the data the run started with."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        split = splits[name]
+        digest.update(f"{name}:{','.join(split.class_names)}:{split.images.shape}".encode())
+        digest.update(np.ascontiguousarray(split.labels).tobytes())
+        images = split.images
+        for start in range(0, len(images), 1024):  # a memmap is read in pieces
+            digest.update(np.ascontiguousarray(images[start : start + 1024]).tobytes())
+    return digest.hexdigest()
+
+
 class FewShotRun:
     """The host loop of `system` as the driver's `Run` (`bmg.train.driver`): one event per
     evaluation (its metrics.csv row), the validation and test tasks as a second bar; at every
@@ -498,9 +518,27 @@ class FewShotRun:
         pass
 
     def start(self) -> host_loop.LoopState:
-        return host_loop.start(self.loop, self.checkpointer)
+        from bmg.train.rundir import write_json
+
+        state = host_loop.start(self.loop, self.checkpointer)
+        data = {
+            "data_dir": str(Path(self.config.data_dir).absolute()) if self.config.data_dir else None
+        }
+        write_json(self.run_dir / DATA_RECORD, {**data, "sha256": data_digest(self.system.splits)})
+        return state
 
     def restore(self) -> tuple[host_loop.LoopState, list[dict]]:
+        from bmg.train.rundir import read_json
+
+        path = self.run_dir / DATA_RECORD
+        if path.is_file():  # runs written before the record was kept have none
+            record = read_json(path, "the run's data record")
+            if record.get("sha256") != data_digest(self.system.splits):
+                raise ValueError(
+                    f"--data-dir {self.config.data_dir} holds other images or labels than the run "
+                    f"was trained on ({path} records those of {record.get('data_dir')}), so its "
+                    "checkpoint would go on with other data: resume with the data it started with."
+                )
         state = host_loop.restore(self.checkpointer, self.loop)
         save_params(self.run_dir / "best.msgpack", state.best)
         self.resumed_after = state.step
