@@ -358,6 +358,20 @@ def test_compare_refuses_a_run_named_twice(tmp_path, capsys, monkeypatch):
     )
 
 
+def test_compare_tells_two_runs_of_one_configuration_apart(tmp_path, capsys):
+    """Two runs of the same configuration (say, other seeds) get their directory's name after
+    their label; a label given once stays as it is."""
+    first, second = (finished_run_dir(tmp_path / name) for name in ("seed-a", "seed-b"))
+    capsys.readouterr()
+    main(["compare", str(first), str(second)])
+    printed = capsys.readouterr().out
+    assert "(seed-a)" in printed and "(seed-b)" in printed
+    from bmg.experiments.cli import label_repeats
+
+    rows = [{"run": "a"}, {"run": "b"}]
+    assert label_repeats(rows, [first, second]) == rows
+
+
 def started_run_dir(path, config, *, digest=True):
     """A run directory as a new run leaves it before its first chunk (config.json only)."""
     path.mkdir(parents=True)

@@ -70,6 +70,19 @@ def resume_command(argv: list[str]) -> None:
     system_command(entry, ["resume", str(run_dir)])
 
 
+def label_repeats(rows: list[dict[str, str]], runs: list[Path]) -> list[dict[str, str]]:
+    """Rows whose first column (the run's label) repeats another's get their directory's name
+    after it, so two runs of one configuration (other seeds, say) are told apart."""
+    if not rows:
+        return rows
+    key = next(iter(rows[0]))
+    labels = [row[key] for row in rows]
+    return [
+        {**row, key: f"{row[key]} ({run.name})"} if labels.count(row[key]) > 1 else row
+        for row, run in zip(rows, runs, strict=True)
+    ]
+
+
 def compare_command(argv: list[str]) -> None:
     """``bmg compare RUN_DIR ...``: the report of the runs' system (one system per table)."""
     from rich.console import Console
@@ -79,7 +92,11 @@ def compare_command(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="bmg compare", description=COMMANDS["compare"])
     parser.add_argument("runs", nargs="+", type=Path, help="finished run directories")
-    parser.add_argument("--out", default=None, help="where to write the table and plots")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="a new directory for comparison.md and the plots (without it: the table only)",
+    )
     args = parser.parse_args(argv)
     try:
         missing = [str(run) for run in args.runs if not rundir.is_run_dir(run)]
@@ -101,7 +118,7 @@ def compare_command(argv: list[str]) -> None:
         report = ENTRIES[names.pop()].system().report
         for run in args.runs:  # every file the report reads, before it reads any
             report.check_run(run)
-        rows = report.comparison_rows(args.runs)
+        rows = label_repeats(report.comparison_rows(args.runs), args.runs)
         tables, sentences = report.extra(args.runs)
         out = None if args.out is None else rundir.make_output_dir(args.out)  # the runs are good
         if out is not None and (out / "comparison.md").exists():
