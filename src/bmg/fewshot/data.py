@@ -126,7 +126,13 @@ def load_splits(
             "mini-imagenet-cache-*.pkl files or the csv splits with images/)."
         )
     if not root.is_dir():
-        raise DataError(f"{root}: data directory does not exist.")
+        relative = (
+            f" ({str(data_dir)!r} is relative to the directory the command runs in, as a run's "
+            "config.json records it)"
+            if not Path(data_dir).expanduser().is_absolute()
+            else ""
+        )
+        raise DataError(f"{root}: data directory does not exist{relative}.")
     if detect_layout(root, splits) == "csv":
         return _load_csv_layout(root, splits, image_size, min_per_class, cache_dir)
     return _load_pkl_layout(root, splits, image_size, min_per_class)
