@@ -11,8 +11,8 @@ whether it finishes or fails, the results (`Run.finish`) and then the removal of
 checkpoints (the results are kept). Every runner raises `bmg.train.api.NonFiniteError` (a
 ValueError with one sentence) at the first non-finite guarded quantity: one policy.
 
-`anakin_run` binds the compiled runner (`bmg.train.anakin.Anakin`) and a system's `Reporting`
-into a `Run`.
+`AnakinRun` binds the compiled runner (`bmg.train.anakin.Anakin`) and a system's `Reporting`
+into a `Run` (`drive_anakin` drives one).
 """
 
 from __future__ import annotations
