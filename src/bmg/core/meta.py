@@ -21,7 +21,7 @@ import optax
 
 from bmg.checks import check_integer
 from bmg.core.bootstrap import gradient_step, make_target_bootstrap
-from bmg.core.config import ALGOS, MetaConfig  # noqa: F401  (re-exported)
+from bmg.core.config import ALGOS, BATCHINGS, MetaConfig  # noqa: F401  (re-exported)
 from bmg.core.matching import parameter_distance
 from bmg.core.types import (
     Learner,
@@ -477,7 +477,6 @@ def make_meta_learner(
 
 
 Batching = Literal["vmap", "map", "unroll"]
-from bmg.core.config import BATCHINGS  # noqa: E402, F401  (re-exported)
 
 
 def batch_map(fn, batching: Batching = "vmap"):

@@ -234,8 +234,10 @@ def start_backend(prog: str) -> None:
 
 def checkpoint_directory(system: System, config, run_dir: Path) -> Path | None:
     """Where `system` keeps a run's checkpoints (None: it keeps none)."""
+    from bmg.train.driver import CHECKPOINTS
+
     where = system.checkpoint_directory
-    return run_dir / "checkpoints" if where is None else where(config, run_dir)
+    return run_dir / CHECKPOINTS if where is None else where(config, run_dir)
 
 
 def run_command(

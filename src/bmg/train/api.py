@@ -1,5 +1,6 @@
 """What every runner of the engine shares: the error a guard raises when training stops being
-finite (the Anakin runner and the host loop raise it; the package docstring lists the runners)."""
+finite (every runner raises it: Anakin, Sebulba, the host loop; the package docstring lists
+them)."""
 
 
 class NonFiniteError(ValueError):

@@ -144,6 +144,11 @@ def is_run_dir(path: Path) -> bool:
     return (Path(path) / "config.json").is_file()
 
 
+def enclosing_run(path: Path) -> Path | None:
+    """The nearest folder above `path` that holds a run (config.json), or None."""
+    return next((p for p in Path(path).absolute().parents if is_run_dir(p)), None)
+
+
 def check_new_run_dir(out: str | os.PathLike, resume_hint: str = "", *, flag: str = "--out"):
     """`out` as a new run's directory, checked without creating anything (what `make_run_dir`
     checks; the command calls it before compiling, so a bad `--out` costs no compile).
@@ -161,7 +166,7 @@ def check_new_run_dir(out: str | os.PathLike, resume_hint: str = "", *, flag: st
             + ("" if (path / "summary.json").exists() else resume_hint)
             + "."
         )
-    run = next((p for p in path.absolute().parents if is_run_dir(p)), None)
+    run = enclosing_run(path)
     if run is not None:
         raise ValueError(
             f"{flag} {path} is inside the run directory {run} (it holds config.json); choose a "
@@ -218,7 +223,7 @@ def make_output_dir(out: str | os.PathLike, *, flag: str = "--out") -> Path:
     config.json): a command never writes into a run directory that is not its own.
     """
     path = check_out(out, flag)
-    run = next((p for p in (path, *path.absolute().parents) if is_run_dir(p)), None)
+    run = path if is_run_dir(path) else enclosing_run(path)
     if run is not None:
         where = "is a run's directory" if run == path else f"is inside the run directory {run}"
         raise ValueError(

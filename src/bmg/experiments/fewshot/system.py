@@ -48,6 +48,7 @@ from bmg.experiments.fewshot.report import REPORT
 from bmg.fewshot import data as fewshot_data
 from bmg.fewshot.conv4 import Conv4, feature_size
 from bmg.train import host_loop
+from bmg.train.driver import CHECKPOINTS  # noqa: F401  (the run directory's, re-exported)
 
 METRICS: dict[str, tuple[str, str]] = {
     "meta_step": ("meta-steps", "meta-updates of the initialisation so far"),
@@ -69,7 +70,6 @@ METRICS: dict[str, tuple[str, str]] = {
 
 # Seeds of the evaluation task streams: the same validation tasks at every score.
 VAL_SEED, TEST_SEED = 1_000_003, 2_000_003
-CHECKPOINTS = "checkpoints"
 """the run directory's orbax checkpoint folder (deleted when the run finishes)."""
 
 
