@@ -151,6 +151,9 @@ def config_rows(cls: type, default, prefix: tuple[str, ...] = ()) -> list[Row]:
             value = field.default
             if field.default_factory is not dataclasses.MISSING:
                 value = field.default_factory()
+        members = [t for t in typing.get_args(kind) if dataclasses.is_dataclass(t)]
+        if members and dataclasses.is_dataclass(value):  # a union of configs: the default's
+            kind = type(value)
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             meaning = docs.get(field.name) or class_doc(kind)
             flag = "--" + ".".join(_hyphens(part) for part in path) + ".*"
@@ -190,7 +193,12 @@ def system_rows(name: str) -> list[Row]:
         default = settings.config(**overrides)
     except TypeError:  # a required field: each field's own default
         default = None
-    return config_rows(settings.config, default)
+    selectors = [
+        Row((flag,), (f"--{_hyphens(flag)}",), selector.of(default), one_line(selector.help))
+        for flag, selector in settings.selectors.items()
+        if default is not None
+    ]
+    return selectors + config_rows(settings.config, default)
 
 
 def select(rows: list[Row], spec: str) -> list[Row]:

@@ -48,7 +48,7 @@ SYSTEMS = {
     "fewshot-bmg": [
         "fewshot", "tiny", "--algo", "bmg", "--queries", "5", "--meta-steps", "4",
         "--eval-every", "2", "--val-tasks", "6", "--test-tasks", "6", "--eval-batch-size", "6",
-        "--meta-batch-size", "2", "--inner-steps", "1", "--bootstrap-steps", "2", "--filters",
+        "--meta-batch-size", "2", "--k", "1", "--l", "2", "--filters",
         "4", "--eval-inner-steps", "2", "--image-size", "16",
     ],
 }  # fmt: skip

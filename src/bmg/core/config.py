@@ -1,13 +1,16 @@
 """`MetaConfig`: how meta-parameters learn (fixed, MG or BMG), as a frozen, validated dataclass.
 
-Pure Python (no JAX), so experiment configs and `bmg ... --help` import fast;
+Pure Python (no JAX), so experiment configs and `bmg ... --help` import fast (the command line
+reads K and L as `--k` and `--l` too, through tyro's annotations);
 `bmg.core.make_meta_learner(learner, config)` builds the meta-learner it describes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 from bmg.checks import check_bool, check_integer, check_real, checks_deferred
 
@@ -24,9 +27,9 @@ class MetaConfig:
 
     algo: Literal["fixed", "mg", "bmg"] = "bmg"
     """fixed: w held (K learner updates per step); mg: K-step meta-gradient; bmg: bootstrapped."""
-    inner_steps: int = 1
+    inner_steps: Annotated[int, tyro.conf.arg(aliases=("--k",))] = 1
     """K, learner updates differentiated per meta-step (fixed and mg >= 1, bmg >= 0)."""
-    bootstrap_steps: int = 1
+    bootstrap_steps: Annotated[int, tyro.conf.arg(aliases=("--l",))] = 1
     """L, the BMG target's look-ahead: L-1 updates of phi, then the target's final step."""
     learning_rate: float = 1e-4
     """beta, Adam's learning rate on w."""

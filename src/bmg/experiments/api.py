@@ -31,6 +31,28 @@ def no_unused_fields(config: Any) -> dict[str, str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Selector:
+    """A choice that sets several fields at once (``--algo mg``, ``--agent q``), made on the
+    command line before the fields' own flags, which then override what it set.
+
+    Attributes:
+      help: one line of help.
+      choices: the accepted names.
+      of: ``config -> name``, the choice a config embodies (a preset's default, a run's label).
+    """
+
+    help: str
+    choices: tuple[str, ...]
+    of: Callable[[Any], str]
+
+
+def no_selection(config: Any, chosen: Mapping[str, str]) -> Any:
+    """For a system without selectors."""
+    del chosen
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """How a system's runs are configured (pure Python; what ``--help`` and parsing need).
 
@@ -38,13 +60,19 @@ class Settings:
       config: the frozen dataclass of a run's configuration; its fields are the flags.
       presets: subcommand name -> (one line of help, field overrides of ``config()``).
       unused_fields: ``config -> {field: why}``, the fields that have no effect on that run
-        (e.g. ``{"bootstrap_steps": "with --algo mg (only BMG bootstraps a target)"}``): the
-        command refuses a flag that sets one instead of ignoring it.
+        (e.g. ``{"meta.target_step_size": "with --algo mg (only BMG bootstraps a target)"}``):
+        the command refuses a flag that sets one instead of ignoring it.
+      selectors: flag name -> `Selector` (``{"algo": Selector(...)}`` gives ``--algo``).
+      select: ``(config, {name: choice}) -> config``: a preset's config with the choices made
+        on the command line applied (only those given); raises ValueError with one sentence
+        when a preset cannot take a choice.
     """
 
     config: type
     presets: Mapping[str, tuple[str, dict[str, Any]]]
     unused_fields: Callable[[Any], dict[str, str]] = no_unused_fields
+    selectors: Mapping[str, Selector] = dataclasses.field(default_factory=dict)
+    select: Callable[[Any, Mapping[str, str]], Any] = no_selection
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Generic, TypeVar, Union
+from typing import Annotated, Generic, Literal, TypeVar, Union
 
 from bmg.experiments.api import Settings, System
 from bmg.train.rundir import check_digest, config_digest
@@ -61,19 +62,39 @@ class Resume:
     """the directory of the interrupted run (positional: `resume RUN_DIR`)."""
 
 
-def parse_run(
-    argv: list[str], config_cls, presets: dict, prog: str, description: str, *, resume=True
-):
+def selections(argv: list[str], settings: Settings, prog: str) -> dict[str, str]:
+    """The selectors' choices in ``argv`` (``--algo mg`` or ``--algo=mg`` -> {"algo": "mg"});
+    exits with one sentence naming the accepted choices when one is not."""
+    chosen = {}
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if name not in settings.selectors:
+            continue
+        if not eq:
+            if i + 1 == len(argv):
+                continue  # tyro says the value is missing
+            value = argv[i + 1]
+        choices = settings.selectors[name].choices
+        if value not in choices:
+            sys.exit(f"{prog}: error: {flag} must be one of {', '.join(choices)}; got {value!r}.")
+        chosen[name] = value
+    return chosen
+
+
+def parse_run(argv: list[str], settings: Settings, prog: str, description: str, *, resume=True):
     """A `Run` (a preset subcommand with flags) or, with `resume`, a `Resume` from `argv`,
     through tyro.
 
-    `presets` maps a subcommand name to (description, field overrides). A bad value exits with
-    one sentence (`ValueError` from a config's validation).
+    ``settings.presets`` maps a subcommand name to (description, field overrides); the chosen
+    preset's config takes the selectors' choices (``--algo mg``) first, then every other flag.
+    A bad value exits with one sentence (`ValueError` from a config's validation).
     """
     import tyro
 
     from bmg.checks import nested_checks_deferred
 
+    config_cls, presets = settings.config, settings.presets
     extra = argv[2:] if argv[:1] == ["resume"] else []
     if resume and extra and not {"-h", "--help"} & set(argv):
         sys.exit(
@@ -81,25 +102,37 @@ def parse_run(
             f"run goes on with the configuration it started with, so {' '.join(extra)!r} cannot "
             "change it."
         )
+    chosen = selections(argv[1:], settings, prog) if argv[:1] and argv[0] in presets else {}
 
     def run_type(name: str):
         help_text, overrides = presets[name]
+        try:
+            config = config_cls(**overrides)
+            if chosen and argv[0] == name:
+                config = settings.select(config, chosen)
+        except ValueError as error:
+            sys.exit(f"{prog}: error: {error}")
         flattened = Annotated[config_cls, tyro.conf.arg(name="")]
+        selectors = [
+            (
+                flag,
+                Annotated[Literal[selector.choices], tyro.conf.arg(help=selector.help)],
+                selector.of(config),
+            )
+            for flag, selector in settings.selectors.items()
+        ]
         typed = dataclasses.make_dataclass(
             "Run",
             [
                 ("config", flattened),
+                *selectors,
                 ("out", Annotated[str | None, tyro.conf.arg(help=OUT_HELP)], None),
             ],
             frozen=True,
         )
         typed.__doc__ = Run.__doc__
-        return Annotated[
-            typed,
-            tyro.conf.subcommand(
-                name, default=typed(config=config_cls(**overrides)), description=help_text
-            ),
-        ]
+        default = typed(**{flag: of for flag, _, of in selectors}, config=config)
+        return Annotated[typed, tyro.conf.subcommand(name, default=default, description=help_text)]
 
     resume_type = dataclasses.make_dataclass(
         "Resume", [("run_dir", tyro.conf.Positional[Path])], frozen=True
@@ -123,21 +156,47 @@ def parse_run(
         sys.exit(f"{prog}: error: {error}")
     if isinstance(parsed, resume_type):
         return Resume(parsed.run_dir)
+    for flag, choice in chosen.items():  # a later flag undid the choice (--meta.algo)
+        made = settings.selectors[flag].of(parsed.config)
+        if made != choice:
+            sys.exit(
+                f"{prog}: error: --{flag} {choice} and the flags after it make a {made} run; "
+                f"drop one of them."
+            )
     preset = next((arg for arg in argv if arg in presets), None)  # the subcommand's name
     return Run(config=parsed.config, out=parsed.out, preset=preset)
 
 
-FLAG_ALIASES = {"--k": "inner_steps", "--l": "bootstrap_steps"}
+def flag_aliases(config_cls) -> dict[str, str]:
+    """The short flags of ``config_cls``'s (nested) fields, as tyro reads them: ``{"--k":
+    "meta.inner_steps", "--steps": "lifetime.steps", ...}``."""
+    aliases = {}
+
+    def walk(cls, prefix: str) -> None:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        for field in dataclasses.fields(cls):
+            hint = hints[field.name]
+            for meta in getattr(hint, "__metadata__", ()):
+                if getattr(meta, "aliases", None):  # tyro.conf.arg(aliases=...)
+                    aliases.update({alias: prefix + field.name for alias in meta.aliases})
+            inner = typing.get_args(hint)[0] if hasattr(hint, "__metadata__") else hint
+            for member in typing.get_args(inner) or (inner,):
+                if dataclasses.is_dataclass(member):
+                    walk(member, f"{prefix}{field.name}.")
+
+    walk(config_cls, "")
+    return aliases
 
 
-def given_fields(argv: list[str]) -> set[str]:
-    """The config fields that flags in ``argv`` name: ``--bootstrap-steps 4``, ``--l=4`` ->
-    ``bootstrap_steps``; ``--stacx.target-step sgd`` -> ``stacx.target_step``."""
+def given_fields(argv: list[str], config_cls) -> set[str]:
+    """The (dotted) config fields that flags in ``argv`` name: ``--meta.bootstrap-steps 4``,
+    ``--l=4`` -> ``meta.bootstrap_steps``; ``--stacx.target-step sgd`` -> ``stacx.target_step``."""
+    aliases = flag_aliases(config_cls)
     fields = set()
     for arg in argv:
         if arg.startswith("--"):
             flag = arg.split("=", 1)[0]
-            fields.add(FLAG_ALIASES.get(flag, flag[2:].replace("-", "_")))
+            fields.add(aliases.get(flag, flag[2:].replace("-", "_")))
     return fields
 
 
@@ -145,8 +204,9 @@ def refuse_unused_flags(argv: list[str], config, unused_fields, prog: str) -> No
     """Exit with one sentence when a flag sets a field that has no effect on ``config``
     (``unused_fields(config)`` -> {field: "with --algo fixed ..."}), instead of ignoring it."""
     unused = unused_fields(config)
-    flags = {FLAG_ALIASES.get(arg.split("=", 1)[0]): arg.split("=", 1)[0] for arg in argv}
-    for field in sorted(given_fields(argv) & set(unused)):
+    aliases = flag_aliases(type(config))
+    flags = {aliases.get(arg.split("=", 1)[0]): arg.split("=", 1)[0] for arg in argv}
+    for field in sorted(given_fields(argv, type(config)) & set(unused)):
         flag = flags.get(field, "--" + field.replace("_", "-"))  # as typed (--l)
         sys.exit(f"{prog}: error: {flag} has no effect {unused[field]}; drop it.")
 
@@ -257,7 +317,7 @@ def run_command(
     sentence; an interrupted run says how to continue.
     """
     prog = f"bmg {name}" if prog is None else prog
-    args = parse_run(argv, settings.config, settings.presets, prog, description)
+    args = parse_run(argv, settings, prog, description)
     if isinstance(args, Run):
         refuse_unused_flags(argv, args.config, settings.unused_fields, prog)
     system = load()

@@ -375,8 +375,14 @@ def record_resume(path: Path, **where: Any) -> None:
     write_json(path / "config.json", record)
 
 
+def _is_config(hint) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
 def config_from_dict(cls, data: dict):
-    """Rebuild a frozen (nested) dataclass config from its `dataclasses.asdict` form.
+    """Rebuild a frozen (nested) dataclass config from its `dataclasses.asdict` form; a field
+    typed as a union of configs (``ActorCriticConfig | QLambdaConfig``) takes the member whose
+    fields the saved dict has.
 
     Lists become tuples. Raises ValueError when the fields differ from `cls`'s.
     """
@@ -389,8 +395,10 @@ def config_from_dict(cls, data: dict):
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
-        if dataclasses.is_dataclass(hints[name]):
-            value = config_from_dict(hints[name], value)
+        nested = [t for t in typing.get_args(hints[name]) or (hints[name],) if _is_config(t)]
+        if nested and isinstance(value, dict):  # a config, or a union of configs (by fields)
+            fits = [t for t in nested if {f.name for f in dataclasses.fields(t)} == set(value)]
+            value = config_from_dict(fits[0] if len(fits) == 1 else nested[0], value)
         elif isinstance(value, list):
             value = tuple(value)
         values[name] = value

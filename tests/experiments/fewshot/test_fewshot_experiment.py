@@ -15,7 +15,8 @@ import optax
 import pytest
 from rich.console import Console
 
-from bmg import memory
+from bmg import checks, memory
+from bmg.core.config import MetaConfig
 from bmg.experiments.fewshot import report
 from bmg.experiments.fewshot import system as fs
 from bmg.experiments.report.tables import markdown_table
@@ -29,6 +30,20 @@ SHORT = dict(
     meta_batch_size=2, inner_steps=1, bootstrap_steps=2, filters=8, eval_inner_steps=5,
     image_size=16,
 )  # fmt: skip
+SHORT_FLAGS = ["--k", "1", "--l", "2"] + [
+    f"--{name.replace('_', '-')}={value}"
+    for name, value in SHORT.items()
+    if name not in ("inner_steps", "bootstrap_steps")
+]
+
+
+def config_of(algo="bmg", inner_steps=5, bootstrap_steps=5, **fields) -> fs.FewShotConfig:
+    """A few-shot config as `--algo ALGO --k K --l L` and the other fields' flags make it."""
+    config = fs.select(fs.FewShotConfig(**fields), {"algo": algo})
+    meta = dataclasses.replace(config.meta, inner_steps=inner_steps)
+    if algo == "bmg":
+        meta = dataclasses.replace(meta, bootstrap_steps=bootstrap_steps)
+    return dataclasses.replace(config, meta=meta)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +56,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def system(data_dir):
     """One compiled BMG system shared by the tests (compiling dominates their time)."""
-    return fs.FewShotSystem(fs.FewShotConfig(data_dir=data_dir, algo="bmg", **SHORT))
+    return fs.FewShotSystem(config_of(data_dir=data_dir, algo="bmg", **SHORT))
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +187,7 @@ def test_a_non_finite_initialisation_stops_the_run_and_keeps_the_last_checkpoint
         host_loop.NonFiniteError,
         match=r"^the initialisation \(meta-parameters\) became non-finite \(NaN or infinite\) "
         r"at meta-step 4, so training stopped \(the checkpoint of meta-step 3 is kept\); lower "
-        r"--meta-learning-rate",
+        r"--meta.learning-rate",
     ):
         fs.run(system, tmp_path)
     assert len(read_rows(tmp_path / "metrics.csv")) == 1
@@ -249,7 +264,7 @@ def test_evaluation_takes_eval_inner_steps_hand_written_sgd_steps(data_dir):
     """A mutation survivor: validation and test adapt with `eval_inner_steps` support
     steps, not the training `inner_steps`: against three hand-written SGD steps."""
     splits = load_splits(data_dir, image_size=16, min_per_class=6)
-    config = fs.FewShotConfig(
+    config = config_of(
         data_dir=data_dir, algo="maml", queries=5, inner_steps=1, eval_inner_steps=3,
         inner_learning_rate=0.5, filters=4, image_size=16, task_batching="vmap",
     )  # fmt: skip
@@ -284,25 +299,40 @@ def test_evaluation_takes_eval_inner_steps_hand_written_sgd_steps(data_dir):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("meta_learning_rate", math.inf, r"meta_learning_rate must be a finite number in \(0, 1\]"),
-        ("meta_learning_rate", math.nan, "meta_learning_rate must be a finite number"),
-        ("meta_learning_rate", 1e30, r"meta_learning_rate .* got 1e\+30"),
-        ("meta_learning_rate", 0.0, "meta_learning_rate"),
+        ("meta.learning_rate", math.inf, r"meta.learning_rate must be a finite number"),
+        ("meta.learning_rate", math.nan, "meta.learning_rate must be a finite number"),
+        ("meta.learning_rate", 1e30, r"meta.learning_rate .* got 1e\+30"),
+        ("meta.learning_rate", 0.0, "learning_rate"),
         ("inner_learning_rate", math.inf, r"inner_learning_rate must be .* in \(0, 10\]"),
         ("inner_learning_rate", 1e30, "inner_learning_rate"),
         ("inner_learning_rate", -0.01, "inner_learning_rate"),
-        ("target_step_size", math.nan, "target_step_size"),
-        ("target_step_size", True, "target_step_size"),
-        ("inner_steps", 0, "inner_steps must be an integer >= 1, got 0"),
-        ("bootstrap_steps", 0, "bootstrap_steps must be an integer >= 1"),
+        ("meta.target_step_size", math.nan, "target_step_size"),
+        ("meta.target_step_size", True, "target_step_size"),
+        ("meta.target_step_size", 11.0, r"meta.target_step_size must be .* in \(0, 10\]"),
+        ("meta.inner_steps", 0, r"meta.inner_steps \(K\) must be an integer >= 1, got 0"),
+        ("meta.bootstrap_steps", 0, r"meta.bootstrap_steps \(L\) must be an integer >= 1"),
+        ("first_order", True, "first_order is first-order MAML's .* with meta.algo bmg"),
         ("image_size", 8, "image_size must be an integer >= 16, got 8"),
         ("matching", "cosine", "cosine"),
         ("meta_steps", 2**31, "meta_steps must be at most 2,147,483,647 .*int32 step counter"),
     ],
 )  # fmt: skip
 def test_bad_hyper_parameters_are_refused_at_start(field, value, message):
+    """A bad value, directly or in the meta-learner's config (checked with the few-shot bounds
+    and named by its path), fails with one sentence."""
     with pytest.raises(ValueError, match=message):
-        fs.FewShotConfig(**{field: value})
+        if field.startswith("meta."):
+            with checks.nested_checks_deferred():  # as the command line builds it
+                meta = dataclasses.replace(fs.META, **{field[5:]: value})
+            fs.FewShotConfig(meta=meta)
+        else:
+            fs.FewShotConfig(**{field: value})
+
+
+def test_a_fixed_initialisation_is_refused():
+    fixed = MetaConfig(algo="fixed", inner_steps=5, learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"^meta.algo must be mg \(MAML\) or bmg .*got 'fixed'"):
+        fs.FewShotConfig(meta=fixed)
 
 
 def test_images_smaller_than_the_network_needs_are_a_data_error(tmp_path):
@@ -319,7 +349,7 @@ def test_images_smaller_than_the_network_needs_are_a_data_error(tmp_path):
 
 def fake_run(path, *, test_tasks, inner_steps=5):
     path.mkdir()
-    config = dataclasses.asdict(fs.FewShotConfig(inner_steps=inner_steps, test_tasks=test_tasks))
+    config = dataclasses.asdict(config_of(inner_steps=inner_steps, test_tasks=test_tasks))
     (path / "config.json").write_text(json.dumps({"config": config}, default=str))
     summary = dict(
         best_val_accuracy=0.5, best_meta_step=10, test_accuracy=0.6, test_ci95=0.01,
@@ -341,10 +371,10 @@ def test_compare_runs_with_different_test_task_counts(tmp_path):
 
 
 def test_run_label_names_inner_steps_not_k():
-    config = dataclasses.asdict(fs.FewShotConfig(algo="bmg", inner_steps=3, bootstrap_steps=4))
+    config = config_of(algo="bmg", inner_steps=3, bootstrap_steps=4)
     assert report.run_label(config) == "bmg 3 inner steps L=4 5-way 1-shot seed 0"
-    old = {"algo": "maml", "k": 5, "l": 5, "ways": 5, "shots": 1, "seed": 2}  # older runs
-    assert report.run_label(old) == "maml 5 inner steps 5-way 1-shot seed 2"
+    maml = config_of(algo="fomaml", seed=2)
+    assert report.run_label(maml) == "fomaml 5 inner steps 5-way 1-shot seed 2"
 
 
 @pytest.mark.slow
@@ -360,10 +390,9 @@ def test_the_fewshot_command_end_to_end(data_dir, system, tmp_path, monkeypatch)
 
     monkeypatch.setattr(fs, "SYSTEM", dataclasses.replace(fs.SYSTEM, prepare=prepare))
     out = tmp_path / "run"
-    flags = [f"--{name.replace('_', '-')}={value}" for name, value in SHORT.items()]
-    main(["fewshot", "tiny", "--data-dir", str(data_dir), "--out", str(out), *flags])
-    record = json.loads((out / "config.json").read_text())
-    assert record["config"]["inner_steps"] == 1 and record["config"]["bootstrap_steps"] == 2
+    main(["fewshot", "tiny", "--data-dir", str(data_dir), "--out", str(out), *SHORT_FLAGS])
+    meta = json.loads((out / "config.json").read_text())["config"]["meta"]
+    assert (meta["algo"], meta["inner_steps"], meta["bootstrap_steps"]) == ("bmg", 1, 2)
     assert (out / "summary.json").is_file()
     with pytest.raises(SystemExit, match="finished run"):
         main(["fewshot", "resume", str(out)])
@@ -379,7 +408,7 @@ def test_compiling_is_announced_and_timed(data_dir):
         fs.PRESETS["tiny"][1], meta_steps=2, eval_every=2, val_tasks=4, test_tasks=4,
         eval_batch_size=4, filters=2, inner_steps=1, eval_inner_steps=1,
     )  # fmt: skip
-    system = fs.FewShotSystem(fs.FewShotConfig(data_dir=data_dir, algo="fomaml", **tiny))
+    system = fs.FewShotSystem(config_of(data_dir=data_dir, algo="fomaml", **tiny))
     log = io.StringIO()
     with fs.RunProgress(system.config, Console(file=log, width=80)) as callbacks:
         fs.train(system, callbacks=callbacks)
@@ -427,7 +456,7 @@ def test_a_run_the_memory_cannot_hold_is_refused_before_loading(tmp_path, monkey
     assert not out.exists()
     monkeypatch.setattr(memory, "available_memory", lambda: 2**20)  # the tiny config: 1.3 MiB
     with pytest.raises(ValueError, match="needs at least 1.3 MiB .* than the 1.0 MiB available"):
-        fs.FewShotSystem(fs.FewShotConfig(data_dir=tmp_path / "unread", algo="bmg", **SHORT))
+        fs.FewShotSystem(config_of(data_dir=tmp_path / "unread", algo="bmg", **SHORT))
 
 
 def test_on_an_accelerator_the_activations_are_checked_against_its_free_memory(monkeypatch):
@@ -442,7 +471,7 @@ def test_on_an_accelerator_the_activations_are_checked_against_its_free_memory(m
 
     monkeypatch.setattr(fs.jax, "devices", lambda: [Device()])
     monkeypatch.setattr(memory, "available_memory", lambda: 2**40)  # the host: 1 TiB
-    config = fs.FewShotConfig(**dict(SHORT, filters=32))
+    config = config_of(**dict(SHORT, filters=32))
     fs.check_memory(config, 256)  # 5 x (5 + 1) maps x 256^2 x 32 x 4 B = 240 MiB fit in 10 GiB
     with pytest.raises(ValueError, match=r"at 2048x2048 px, 15.0 GiB\) on NVIDIA H100 needs at "):
         fs.check_memory(config, 2048)

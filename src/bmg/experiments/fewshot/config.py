@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bmg import memory
-from bmg.agents.configs import CORE_ALGO
 from bmg.agents.configs import FEWSHOT_ALGOS as ALGOS
-from bmg.checks import check_integer, checks_now
+from bmg.checks import check_bool, check_integer, check_nested
 from bmg.core.config import BATCHINGS as TASK_BATCHINGS
 from bmg.core.config import MetaConfig
-from bmg.experiments.api import Settings
+from bmg.experiments.api import Selector, Settings
 
 NUM_BLOCKS = 4
 """conv blocks of the network; each halves the image side."""
@@ -44,6 +43,17 @@ def _check_rate(name: str, value: Any, maximum: float) -> None:
         )
 
 
+META = MetaConfig(
+    algo="bmg",
+    inner_steps=5,  # [MAML: 5 support steps]
+    bootstrap_steps=5,  # [default]
+    learning_rate=1e-3,  # [MAML: Adam 1e-3]
+    target_step_size=0.01,  # [default: the inner learning rate]
+    unroll_loop=True,  # 2.3x faster per MAML step on CPU at 84x84 (docs/fewshot-results.md)
+)
+"""Few-shot's meta-learner: BMG on the initialisation; `--algo maml` / `fomaml` make it MG."""
+
+
 @dataclasses.dataclass(frozen=True)
 class FewShotConfig:
     """One few-shot run. Sources: [MAML] Finn et al., ICML 2017; [paper] Flennerhag et al., ICLR
@@ -52,29 +62,22 @@ class FewShotConfig:
     data_dir: Path | None = None
     """MiniImagenet (or `bmg fewshot make-synthetic` data): Ravi & Larochelle csv splits with an
     images/ folder, or the mini-imagenet-cache-*.pkl files."""
-    algo: Literal["maml", "fomaml", "bmg"] = "bmg"
-    """maml (second order, the MG baseline), fomaml (first order) or bmg."""
     ways: int = 5
     """N of N-way K-shot: classes per task [standard: 5]."""
     shots: int = 1
     """K of N-way K-shot: support images per class."""
     queries: int = 15
     """query images per class [standard]."""
-    inner_steps: int = 5
-    """support steps differentiated in meta-training [MAML: 5]."""
-    bootstrap_steps: int = 5
-    """L, the BMG target's look-ahead: L-1 more support steps and one query step [default]."""
     eval_inner_steps: int = 10
     """support steps at validation and test [MAML: 10]."""
     inner_learning_rate: float = 0.01
     """SGD step on the support loss [MAML: 0.01]."""
-    target_step_size: float | None = None
-    """step of the BMG target's final query-loss step; None = the inner learning rate."""
+    first_order: bool = False
+    """mg: first-order MAML (the meta-gradient skips the inner steps' second derivatives);
+    `--algo fomaml` sets it."""
     matching: Literal["kl", "params"] = "kl"
     """BMG matching: KL between the target's and x_K's predictions on the query images, or the
     squared parameter distance."""
-    meta_learning_rate: float = 1e-3
-    """Adam on the initialisation [MAML: 1e-3]."""
     meta_batch_size: int = 4
     """tasks per meta-step [MAML: 4 for 1-shot, 2 for 5-shot]."""
     meta_steps: int = 60_000
@@ -95,26 +98,37 @@ class FewShotConfig:
     task_batching: Literal["vmap", "map", "unroll"] = "unroll"
     """how a meta-batch's tasks are batched in the compiled step: same numbers, different speed
     (docs/fewshot-results.md: on CPU "unroll" is fastest)."""
-    unroll_loops: bool = True
-    """compile the meta-step's inner and target steps as straight-line code instead of lax.scan
-    loops: same numbers, longer compiles, 2.3x faster per MAML step on CPU at 84x84
-    (docs/fewshot-results.md).
-    Evaluation keeps the loop: unrolling eval_inner_steps x eval_batch_size tasks compiles for
-    minutes."""
     seed: int = 0
     """the seed of the initialisation and of the training task stream (validation and test
     tasks are fixed whatever the seed)."""
+    meta: MetaConfig = META
+    """the meta-learner of the initialisation (`bmg.core.MetaConfig`): mg (MAML) or bmg; K
+    support steps differentiated per meta-step [MAML: 5]; L, the BMG target's look-ahead (L - 1
+    more support steps and one query-loss step of size target_step_size); Adam's learning rate
+    [MAML: 1e-3]; unroll_loop compiles the inner and target steps as straight-line code (same
+    numbers, longer compiles, 2.3x faster per MAML step on CPU at 84x84; evaluation keeps the
+    loop). continue_from does not apply: every task starts from the initialisation."""
 
     def __post_init__(self):
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {self.algo!r}.")
+        check_nested(self)  # nested configs first: errors name the path (meta.inner_steps)
+        if self.meta.algo not in ("mg", "bmg"):
+            raise ValueError(
+                f"meta.algo must be mg (MAML) or bmg (few-shot meta-learns the initialisation), "
+                f"got {self.meta.algo!r}."
+            )
+        check_bool("first_order", self.first_order)
+        if self.first_order and self.meta.algo == "bmg":
+            raise ValueError(
+                "first_order is first-order MAML's (--algo fomaml), so with meta.algo bmg leave "
+                "it False."
+            )
         minimums = dict(
-            ways=2, shots=1, queries=1, inner_steps=1, bootstrap_steps=1, eval_inner_steps=1,
-            meta_batch_size=1, meta_steps=1, eval_every=1, val_tasks=1, test_tasks=1,
-            eval_batch_size=1, filters=1, seed=0,
+            ways=2, shots=1, queries=1, eval_inner_steps=1, meta_batch_size=1, meta_steps=1,
+            eval_every=1, val_tasks=1, test_tasks=1, eval_batch_size=1, filters=1, seed=0,
         )  # fmt: skip
         for name, minimum in minimums.items():
             check_integer(name, getattr(self, name), minimum)
+        check_integer("meta.inner_steps (K)", self.meta.inner_steps, 1)
         if self.meta_steps > memory.INT32_MAX:
             raise ValueError(
                 f"meta_steps must be at most {memory.INT32_MAX:,} (what the meta-state's int32 "
@@ -129,9 +143,8 @@ class FewShotConfig:
         if self.image_size is not None:
             check_integer("image_size", self.image_size, MIN_IMAGE_SIZE)
         _check_rate("inner_learning_rate", self.inner_learning_rate, MAX_STEP_SIZE)
-        _check_rate("meta_learning_rate", self.meta_learning_rate, MAX_META_LEARNING_RATE)
-        if self.target_step_size is not None:
-            _check_rate("target_step_size", self.target_step_size, MAX_STEP_SIZE)
+        _check_rate("meta.learning_rate", self.meta.learning_rate, MAX_META_LEARNING_RATE)
+        _check_rate("meta.target_step_size", self.meta.target_step_size, MAX_STEP_SIZE)
         if self.matching not in ("kl", "params"):
             raise ValueError(f"matching must be 'kl' or 'params', got {self.matching!r}.")
         if self.task_batching not in TASK_BATCHINGS:
@@ -141,30 +154,42 @@ class FewShotConfig:
             )
 
     @property
+    def algo(self) -> str:
+        """The method: maml, fomaml (mg with first_order) or bmg."""
+        if self.meta.algo == "bmg":
+            return "bmg"
+        return "fomaml" if self.first_order else "maml"
+
+    @property
     def images_per_class(self) -> int:
         return self.shots + self.queries
 
-    @property
-    def meta_config(self) -> MetaConfig:
-        """The core's `MetaConfig`: maml/fomaml -> mg, bmg -> bmg; Adam(meta_learning_rate)."""
-        with checks_now():  # derived from this config's fields: checked as it is built
-            return MetaConfig(
-                algo=CORE_ALGO[self.algo],
-                inner_steps=self.inner_steps,
-                bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
-                learning_rate=self.meta_learning_rate,
-                target_step_size=self.target_step_size or self.inner_learning_rate,
-                unroll_loop=self.unroll_loops,
-            )
+
+def select(config: FewShotConfig, chosen: dict[str, str]) -> FewShotConfig:
+    """``--algo maml | fomaml | bmg`` on a preset's config: the meta-learner's algorithm (L = 1
+    for MG; BMG's L the preset's, or 5 when it had none) and first_order."""
+    algo = chosen.get("algo")
+    if algo is None:
+        return config
+    meta = config.meta
+    if algo == "bmg":
+        bootstrap = meta.bootstrap_steps if meta.algo == "bmg" else META.bootstrap_steps
+        meta = dataclasses.replace(meta, algo="bmg", bootstrap_steps=bootstrap)
+    else:
+        meta = dataclasses.replace(meta, algo="mg", bootstrap_steps=1)
+    return dataclasses.replace(config, meta=meta, first_order=algo == "fomaml")
 
 
 def unused_fields(config: FewShotConfig) -> dict[str, str]:
     """Fields that have no effect on ``config``'s run, with why: the CLI refuses flags that set
     them instead of ignoring them."""
-    if config.algo == "bmg":
-        return {}
-    why = f"with --algo {config.algo} (only BMG bootstraps a target)"
-    return {f: why for f in ("bootstrap_steps", "target_step_size", "matching")}
+    unused = {"meta.continue_from": "in few-shot (every task starts from the initialisation)"}
+    if config.algo != "bmg":
+        why = f"with --algo {config.algo} (only BMG bootstraps a target)"
+        unused.update(
+            {f: why for f in ("meta.bootstrap_steps", "meta.target_step_size", "matching")}
+        )
+    return unused
 
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -181,5 +206,18 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 """`bmg fewshot PRESET`: name -> (description, the fields it sets)."""
 
 
-SETTINGS = Settings(FewShotConfig, PRESETS, unused_fields)
+SETTINGS = Settings(
+    FewShotConfig,
+    PRESETS,
+    unused_fields,
+    selectors={
+        "algo": Selector(
+            "maml (second order, the MG baseline), fomaml (first order) or bmg: sets meta.algo, "
+            "meta.bootstrap_steps and first_order",
+            ALGOS,
+            lambda config: config.algo,
+        )
+    },
+    select=select,
+)
 """The `bmg fewshot` command's settings."""

@@ -6,10 +6,11 @@ import csv
 from pathlib import Path
 
 from bmg.experiments.api import Report
+from bmg.experiments.fewshot.config import FewShotConfig
 from bmg.experiments.report import plots
 from bmg.experiments.report.plots import plt
-from bmg.train import records
-from bmg.train.records import INTEGER, NUMBER, TEXT
+from bmg.train import records, rundir
+from bmg.train.records import INTEGER, NUMBER
 
 SUMMARY = {
     "best_val_accuracy": NUMBER,
@@ -24,17 +25,14 @@ COLUMNS = ("meta_step", "train_seconds", "val_accuracy")
 """What the plots read of a few-shot run's metrics.csv."""
 
 
-def run_label(config: dict) -> str:
-    """e.g. "bmg 5 inner steps L=5 5-way 1-shot seed 0" (in few-shot, K names the shots).
-
-    Reads runs written before the rename too (their fields `k`, `l`)."""
-    label = config["algo"]
-    label += f" {config.get('inner_steps', config.get('k'))} inner steps"
-    if config["algo"] == "bmg":
-        label += f" L={config.get('bootstrap_steps', config.get('l'))}"
-        if config.get("matching", "kl") != "kl":
-            label += f" ({config['matching']})"
-    return label + f" {config['ways']}-way {config['shots']}-shot seed {config['seed']}"
+def run_label(config: FewShotConfig) -> str:
+    """e.g. "bmg 5 inner steps L=5 5-way 1-shot seed 0" (in few-shot, K names the shots)."""
+    label = f"{config.algo} {config.meta.inner_steps} inner steps"
+    if config.algo == "bmg":
+        label += f" L={config.meta.bootstrap_steps}"
+        if config.matching != "kl":
+            label += f" ({config.matching})"
+    return label + f" {config.ways}-way {config.shots}-shot seed {config.seed}"
 
 
 def _read_rows(path: Path) -> list[dict[str, float]]:
@@ -78,25 +76,21 @@ def check_run(run_dir: Path) -> None:
     load_run(run_dir)
 
 
-def load_run(run_dir: Path) -> tuple[dict, dict, list[dict[str, float]]]:
+def load_run(run_dir: Path) -> tuple[FewShotConfig, dict, list[dict[str, float]]]:
     """(config, summary, metrics rows) of a finished run, each checked against what the report
     reads (ValueError: one sentence naming the file and the entry)."""
     run_dir = records.require_files(
         run_dir, ("config.json", "summary.json", "metrics.csv"), "few-shot"
     )
-    path, what = run_dir / "config.json", "a few-shot run's config"
-    record = records.read(path, records.RUN_CONFIG, what)
-    config = {name: INTEGER for name in ("ways", "shots", "seed", "meta_steps")}
-    config.update(algo=TEXT, matching=records.optional(TEXT))
-    records.check(path, record, {"config": config}, what)
+    config = rundir.read_config(run_dir, FewShotConfig)
     summary = records.read(run_dir / "summary.json", SUMMARY, "a few-shot run's summary")
-    return record["config"], summary, _read_rows(run_dir / "metrics.csv")
+    return config, summary, _read_rows(run_dir / "metrics.csv")
 
 
-def result_row(config: dict, summary: dict) -> dict[str, str]:
+def result_row(config: FewShotConfig, summary: dict) -> dict[str, str]:
     return {
         "run": run_label(config),
-        "meta-steps": f"{config['meta_steps']:,}",
+        "meta-steps": f"{config.meta_steps:,}",
         "best val acc": f"{100 * summary['best_val_accuracy']:.2f}%",
         "at step": f"{summary['best_meta_step']:,}",
         # The same columns for every run, so runs with different --test-tasks compare.

@@ -14,7 +14,6 @@ and `run` writes the run directory.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 import time
@@ -35,6 +34,7 @@ from bmg.agents.fewshot import (
 from bmg.core import make_meta_learner, over_batch
 from bmg.experiments.api import System
 from bmg.experiments.fewshot.config import (  # noqa: F401  (the system's config, re-exported)
+    META,
     MAX_META_LEARNING_RATE,
     MAX_STEP_SIZE,
     MIN_IMAGE_SIZE,
@@ -42,6 +42,7 @@ from bmg.experiments.fewshot.config import (  # noqa: F401  (the system's config
     PRESETS,
     SETTINGS,
     FewShotConfig,
+    select,
     unused_fields,
 )
 from bmg.experiments.fewshot.report import REPORT
@@ -101,7 +102,7 @@ def memory_needed(config: FewShotConfig, side: int) -> dict[str, int]:
     - "tasks": the largest batch of tasks sampled on the host (the meta-batch or an evaluation
       batch), as float32 images.
     """
-    kept = 1 if config.algo == "fomaml" else config.inner_steps
+    kept = 1 if config.first_order else config.meta.inner_steps
     maps = config.ways * (config.queries + config.shots * kept)
     largest_eval = min(config.eval_batch_size, max(config.val_tasks, config.test_tasks))
     tasks = max(config.meta_batch_size, largest_eval) * config.ways * config.images_per_class
@@ -179,7 +180,7 @@ class FewShotSystem:
             self.model.apply,
             lambda key: self.model.init(key, jnp.zeros((1, image_size, image_size, 3))),
             inner_learning_rate=config.inner_learning_rate,
-            first_order=config.algo == "fomaml",
+            first_order=config.first_order,
             matching=config.matching,
             task_shapes=Task(
                 shape(config.ways * config.shots),
@@ -189,7 +190,7 @@ class FewShotSystem:
             ),
         )
         self.meta_learner = make_meta_learner(
-            self.learner, config.meta_config, reduce=over_batch(config.task_batching)
+            self.learner, config.meta, reduce=over_batch(config.task_batching)
         )
         self.train_step = jax.jit(self._train_step)
         # compiled: run op by op, the net's initialisation compiles hundreds of tiny programs
@@ -298,7 +299,7 @@ class FewShotSystem:
             },
             score_name="val_accuracy",
             step_name="meta_step",
-            nan_hint="lower --meta-learning-rate or --inner-learning-rate and start again",
+            nan_hint="lower --meta.learning-rate or --inner-learning-rate and start again",
         )
 
 
@@ -505,7 +506,7 @@ class FewShotRun:
         self.system, self.config, self.run_dir = system, config, Path(run_dir)
         self.loop = system.host_loop()
         self.checkpointer = Checkpointer(self.run_dir / CHECKPOINTS)
-        self.label = report.run_label(dataclasses.asdict(config))
+        self.label = report.run_label(config)
         self.title = (
             f"{self.label}: {config.meta_steps:,} meta-steps of {config.meta_batch_size} tasks"
         )
