@@ -27,17 +27,17 @@ GOLDEN = Path(__file__).parent / "golden"
 CLOCK_WORDS = ("second", "time", "per_s", "/s", "rate", "eta", "wall")
 
 TWO_COLORS = [
-    "--steps", "480", "--seeds", "2", "--chunk-steps", "240", "--ac.hidden-size", "8",
-    "--ac.rollout-length", "4", "--env.switch-every", "200",
+    "--steps", "480", "--seeds", "2", "--chunk-steps", "240", "--learner.hidden-size", "8",
+    "--learner.rollout-length", "4", "--env.switch-every", "200",
 ]  # fmt: skip
 SYSTEMS = {
     "two-colors-bmg": [
         "two-colors", "default", "--algo", "bmg", "--k", "1", "--l", "2",
-        "--ac.meta-hidden-size", "4", *TWO_COLORS,
+        "--learner.meta-hidden-size", "4", *TWO_COLORS,
     ],
     "two-colors-q-bmg": [
         "two-colors", "related", "--agent", "q", "--algo", "bmg", "--steps", "480", "--seeds",
-        "2", "--chunk-steps", "240", "--q.hidden-size", "8", "--env.switch-every", "200",
+        "2", "--chunk-steps", "240", "--learner.hidden-size", "8", "--env.switch-every", "200",
     ],
     "minatar-bmg": [
         "minatar", "demo", "--steps", "120", "--seeds", "2", "--chunk-steps", "40", "--algo",

@@ -226,6 +226,9 @@ class QLambdaConfig(OnlineConfig):
     epsilon: float = 0.1
     """fixed epsilon ("fixed") [related: Table 4, one of 0.3, 0.1, 0.03, 0.01], or the initial
     epsilon of the meta-learned schedule ("meta") unless ``meta_initial`` is set."""
+    epsilon_decay: bool = False
+    """epsilon falls linearly from decay_start to decay_final over decay_steps instead of being
+    fixed or meta-learned (the "decay" baseline; a fixed meta-learner only)."""
     decay_start: float = 1.0
     """decay: epsilon at step 0."""
     decay_final: float = 0.01
@@ -238,6 +241,7 @@ class QLambdaConfig(OnlineConfig):
             return
         super().__post_init__()
         check_integer("decay_steps", self.decay_steps, 1)
+        check_bool("epsilon_decay", self.epsilon_decay)
         for name in ("trace_lambda", "decay_start", "decay_final"):
             check_real(name, getattr(self, name), low=0, high=1)
         check_real("epsilon", self.epsilon, low=0, high=1, low_open=True, high_open=True)

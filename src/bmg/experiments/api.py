@@ -46,9 +46,9 @@ class Selector:
     of: Callable[[Any], str]
 
 
-def no_selection(config: Any, chosen: Mapping[str, str]) -> Any:
+def no_selection(config: Any, chosen: Mapping[str, str], preset: str) -> Any:
     """For a system without selectors."""
-    del chosen
+    del chosen, preset
     return config
 
 
@@ -63,16 +63,16 @@ class Settings:
         (e.g. ``{"meta.target_step_size": "with --algo mg (only BMG bootstraps a target)"}``):
         the command refuses a flag that sets one instead of ignoring it.
       selectors: flag name -> `Selector` (``{"algo": Selector(...)}`` gives ``--algo``).
-      select: ``(config, {name: choice}) -> config``: a preset's config with the choices made
-        on the command line applied (only those given); raises ValueError with one sentence
-        when a preset cannot take a choice.
+      select: ``(config, {name: choice}, preset) -> config``: the preset's config with the
+        choices made on the command line applied (only those given); raises ValueError with one
+        sentence when the preset cannot take a choice.
     """
 
     config: type
     presets: Mapping[str, tuple[str, dict[str, Any]]]
     unused_fields: Callable[[Any], dict[str, str]] = no_unused_fields
     selectors: Mapping[str, Selector] = dataclasses.field(default_factory=dict)
-    select: Callable[[Any, Mapping[str, str]], Any] = no_selection
+    select: Callable[[Any, Mapping[str, str], str], Any] = no_selection
 
 
 @dataclasses.dataclass(frozen=True)

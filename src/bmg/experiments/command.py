@@ -109,7 +109,7 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
         try:
             config = config_cls(**overrides)
             if chosen and argv[0] == name:
-                config = settings.select(config, chosen)
+                config = settings.select(config, chosen, name)
         except ValueError as error:
             sys.exit(f"{prog}: error: {error}")
         flattened = Annotated[config_cls, tyro.conf.arg(name="")]

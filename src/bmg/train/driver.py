@@ -210,7 +210,7 @@ def prepare(config, make_runner: Callable[..., Any]) -> Prepared:
     from bmg.train.logging import make_console
 
     make_console().print(
-        f"compiling {config.seeds} seeds x {config.meta_steps_per_chunk} meta-steps..."
+        f"compiling {config.lifetime.seeds} seeds x {config.meta_steps_per_chunk} meta-steps..."
     )
     runner = make_runner(config)
     runner.compile()
@@ -241,8 +241,8 @@ class AnakinRun:
         self.fields = reporting.csv_fields(config)
         self.total = config.total_env_steps
         self.title = (
-            f"{reporting.label(config)}: {config.seeds} seeds x {config.total_env_steps:,} "
-            f"{reporting.unit} in {config.num_chunks} chunks"
+            f"{reporting.label(config)}: {config.lifetime.seeds} seeds x "
+            f"{config.total_env_steps:,} {reporting.unit} in {config.num_chunks} chunks"
         )
 
     @property

@@ -10,16 +10,20 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-import tyro
+from typing import Any
 
 from bmg.agents.configs import StacxConfig
-from bmg.checks import check_integer, check_nested, check_real
+from bmg.checks import check_integer, check_nested
 from bmg.core.config import MetaConfig
-from bmg.envs.atari import MAX_EPISODE_FRAMES, STICKY_ACTION_PROB, AtariConfig
+from bmg.envs.atari import AtariConfig
 from bmg.experiments.api import Settings
-from bmg.experiments.minatar.config import ALGOS, stacx_meta_config
+from bmg.experiments.minatar.config import (
+    META,
+    STACX_SELECTORS,
+    check_stacx_meta,
+    stacx_algo,
+    stacx_select,
+)
 from bmg.experiments.minatar.config import unused_fields as stacx_unused_fields
 from bmg.memory import INT32_MAX
 from bmg.train.sebulba import PAPER_LAYOUT, SebulbaConfig
@@ -27,53 +31,25 @@ from bmg.train.sebulba import PAPER_LAYOUT, SebulbaConfig
 
 @dataclasses.dataclass(frozen=True)
 class AtariExperimentConfig:
-    """One Atari run: game and protocol, algorithm, budget, actor-learner layout and the STACX
+    """One Atari run: game and protocol, meta-learner, budget, actor-learner layout and the STACX
     learner (sources: [paper] Flennerhag et al., ICLR 2022; [dqn] Mnih et al., Nature 2015;
     [machado] Machado et al., JAIR 2018; [default] this implementation's choice)."""
 
-    env: str = "Breakout"
-    """the game: ALE's ROM id or its CamelCase name ("Breakout", "Pong", "MsPacman")."""
-    algo: Literal["impala", "stacx", "bmg"] = "stacx"
-    """impala: fixed hyper-parameters; stacx: one-step meta-gradient; bmg: bootstrapped
-    meta-gradient [paper]."""
-    inner_steps: Annotated[int, tyro.conf.arg(aliases=("--k",))] = 1
-    """K, learner updates differentiated per meta-step (stacx >= 1, bmg >= 0) [paper: 1]."""
-    bootstrap_steps: Annotated[int, tyro.conf.arg(aliases=("--l",))] = 1
-    """L, the BMG target's look-ahead (bmg only) [paper: 1, 2, 4, 8]."""
     frames: int = 200_000_000
     """emulator frames to learn from, all processes together (rounded up to whole meta-steps)
     [paper: 200M]."""
     seed: int = 0
     """the seed of the parameters, the acting noise and the games; one run is one seed."""
-    meta_learning_rate: float = 1e-3
-    """Adam learning rate of the 18 meta-parameter logits [default]."""
-    meta_adam_eps: float = 1e-4
-    """Adam epsilon of the meta-optimiser [default]."""
-    target_step_size: float = 0.1
-    """step of a plain SGD target (stacx.target_step="sgd" only) [default]."""
-    continue_from: Literal["target", "inner_params"] = "target"
-    """bmg: the learner goes on from the target's last update ("target") or from x_K's
-    parameters ("inner_params"); "inner" would learn K of every K + L - 1 batches only."""
-    sticky_action_prob: float = STICKY_ACTION_PROB
-    """probability of repeating the previous action at each emulator frame [machado: 0.25]."""
-    noop_max: int = 0
-    """up to this many no-ops at each episode's start (30 in [dqn]); 0 = none."""
-    full_action_space: bool = False
-    """all 18 actions instead of the game's minimal set ([machado] recommends the full set)."""
-    frame_skip: int = 4
-    """emulator frames per agent action (max-pooled over the last two) [dqn]."""
-    frame_size: int = 84
-    """observation height and width, grayscale [dqn: 84]."""
-    frame_stack: int = 4
-    """observations stacked as channels [dqn]."""
-    max_episode_frames: int = MAX_EPISODE_FRAMES
-    """emulator frames after which an episode is truncated [machado: 108,000]."""
-    episodic_life: bool = False
-    """end an episode at every life lost (DQN's trick; off in [machado])."""
-    fire_reset: bool = False
-    """press FIRE after a reset in games that need it (off in [machado])."""
-    env_threads: int = 1
-    """C++ threads stepping each actor thread's games (ale-py; 0 = one per core)."""
+    env: AtariConfig = AtariConfig()
+    """the game and its protocol (`bmg.envs.atari.AtariConfig`); num_envs is not read: each
+    actor thread steps sebulba.envs_per_thread games."""
+    meta: MetaConfig = META
+    """the meta-learner of the 18 meta-parameter logits (`bmg.core.MetaConfig`; --algo sets
+    algo): K [paper: 1]; L, the BMG target's look-ahead [paper: 1, 2, 4, 8]; Adam's learning rate
+    and epsilon [default: 1e-3, 1e-4]; target_step_size, the plain SGD target's step
+    (stacx.target_step="sgd"); continue_from, where BMG's learner goes on: from the target's
+    last update ("target") or from x_K's parameters ("inner_params"); "inner" would learn K of
+    every K + L - 1 batches only, and is refused."""
     sebulba: SebulbaConfig = SebulbaConfig()
     """the actor-learner layout: devices, actor threads, envs per thread E, rollout length T,
     rollouts per batch, queue size."""
@@ -98,13 +74,12 @@ class AtariExperimentConfig:
 
     def __post_init__(self):
         check_nested(self)  # nested configs first: errors name the path (stacx.rmsprop_eps)
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {', '.join(ALGOS)}; got {self.algo!r}.")
-        if self.continue_from not in ("target", "inner_params"):
+        check_stacx_meta(self.meta)
+        if self.meta.algo == "bmg" and self.meta.continue_from == "inner":
             raise ValueError(
-                f"continue_from must be 'target' or 'inner_params', got {self.continue_from!r}."
+                "meta.continue_from must be 'target' or 'inner_params' on Atari (with 'inner' "
+                "the learner would learn from K of every K + L - 1 batches only), got 'inner'."
             )
-        self.atari_config()  # the protocol's fields, checked by AtariConfig
         for name, minimum in (
             ("frames", 1),
             ("seed", 0),
@@ -114,18 +89,17 @@ class AtariExperimentConfig:
             ("process_id", -1),
         ):
             check_integer(name, getattr(self, name), minimum)
-        for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
-            check_real(name, getattr(self, name), low=0, low_open=True)
         check_processes(self)
         check_checkpoint_dir(self, self.num_processes)
         if not isinstance(self.sebulba, SebulbaConfig):
             raise ValueError(f"sebulba must be a SebulbaConfig, got {self.sebulba!r}.")
-        if self.stacx.torso == "minatar" and self.frame_size > 20:
+        if not self.env.grayscale:
+            raise ValueError("env.grayscale must be True: the STACX torsos take grayscale frames.")
+        if self.stacx.torso == "minatar" and self.env.frame_size > 20:
             raise ValueError(
-                f"stacx.torso 'minatar' (no pooling) is for MinAtar-sized frames; with frame_size "
-                f"= {self.frame_size} use 'impala'."
+                f"stacx.torso 'minatar' (no pooling) is for MinAtar-sized frames; with "
+                f"env.frame_size = {self.env.frame_size} use 'impala'."
             )
-        self.meta_config()  # validates K, L
         processes = max(self.num_processes, 1)  # more processes: fewer, larger meta-steps
         if self.num_meta_steps(processes) > INT32_MAX:
             per_step = self.frames_per_meta_step(processes)
@@ -136,33 +110,21 @@ class AtariExperimentConfig:
                 "frames."
             )
 
-    def meta_config(self) -> MetaConfig:
-        """The meta-learning config of ``algo`` (MinAtar's rule, ``stacx_meta_config``)."""
-        return stacx_meta_config(self)
+    @property
+    def algo(self) -> str:
+        """The method: impala, stacx or bmg."""
+        return stacx_algo(self)
 
     def atari_config(self) -> AtariConfig:
         """One actor thread's games with this run's protocol."""
-        return AtariConfig(
-            game=self.env,
-            num_envs=self.sebulba.envs_per_thread,
-            frame_skip=self.frame_skip,
-            frame_size=self.frame_size,
-            frame_stack=self.frame_stack,
-            sticky_action_prob=self.sticky_action_prob,
-            noop_max=self.noop_max,
-            full_action_space=self.full_action_space,
-            max_episode_frames=self.max_episode_frames,
-            episodic_life=self.episodic_life,
-            fire_reset=self.fire_reset,
-            num_threads=self.env_threads,
-        )
+        return dataclasses.replace(self.env, num_envs=self.sebulba.envs_per_thread)
 
     @property
     def batches_per_meta_step(self) -> int:
         """N: K, or K + L - 1 for BMG."""
         from bmg.train.sebulba import batches_per_meta_step
 
-        return batches_per_meta_step(self.meta_config())
+        return batches_per_meta_step(self.meta)
 
     def frames_per_meta_step(self, processes: int = 1) -> int:
         """Emulator frames one meta-step learns from: N x B x T x frame_skip x processes."""
@@ -171,7 +133,7 @@ class AtariExperimentConfig:
             self.batches_per_meta_step
             * layout.batch_size
             * layout.rollout_length
-            * self.frame_skip
+            * self.env.frame_skip
             * processes
         )
 
@@ -187,6 +149,10 @@ def unused_fields(config: AtariExperimentConfig) -> dict[str, str]:
     layout = config.sebulba
     return {
         **stacx_unused_fields(config),
+        "env.num_envs": (
+            "(each actor thread steps sebulba.envs_per_thread = "
+            f"{config.sebulba.envs_per_thread} games: set that instead)"
+        ),
         "stacx.num_envs": (
             "(the Sebulba layout sets the learner's batch B = sebulba.rollouts_per_batch x "
             f"sebulba.envs_per_thread = {layout.batch_size}: set those instead)"
@@ -285,9 +251,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "frames, a small ResNet (8 channels, 1 block, 64 units), 16 games x 10 steps per batch, "
         "lr 2e-3, 200k frames",
         dict(
-            algo="impala",
+            meta=dataclasses.replace(META, algo="fixed"),
             frames=200_000,
-            frame_size=42,
+            env=AtariConfig(frame_size=42),
             log_interval=10,
             checkpoint_interval=20,
             sebulba=SebulbaConfig(envs_per_thread=16, rollout_length=10, queue_size=1),
@@ -309,5 +275,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-SETTINGS = Settings(AtariExperimentConfig, PRESETS, unused_fields)
+SETTINGS = Settings(
+    AtariExperimentConfig,
+    PRESETS,
+    unused_fields,
+    selectors=STACX_SELECTORS,
+    select=stacx_select,
+)
 """The `bmg atari` command's settings."""

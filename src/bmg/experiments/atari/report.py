@@ -28,6 +28,7 @@ import numpy as np
 
 from bmg.envs.atari_scores import human_normalized
 from bmg.experiments.api import Report
+from bmg.experiments.minatar.config import METHODS
 from bmg.experiments.report.aggregate import interval_estimates
 from bmg.experiments.report.stats import format_mean_se
 from bmg.train import records
@@ -149,10 +150,8 @@ def check_run(run_dir: Path) -> None:
     run_dir = records.require_files(run_dir, ("config.json", "summary.json", "trace.npz"))
     path = run_dir / "config.json"
     record = records.read(path, records.RUN_CONFIG, "an Atari run's config")
-    algos = {"algo": records.one_of("impala", "stacx", "bmg")}
-    records.check(path, record, {"config": algos}, "an Atari run's config")
-    config = {"env": TEXT, "inner_steps": INTEGER, "bootstrap_steps": INTEGER}
-    config["stacx"] = {"matching": TEXT}
+    meta = {"algo": records.one_of(*METHODS), "inner_steps": INTEGER, "bootstrap_steps": INTEGER}
+    config = {"env": {"game": TEXT}, "meta": meta, "stacx": {"matching": TEXT}}
     records.check(path, record, {"config": config}, "an Atari run's config")
     records.read(run_dir / "summary.json", SUMMARY, "an Atari run's summary")
     _trace(run_dir)
@@ -170,12 +169,14 @@ def _trace(run_dir: Path) -> dict[str, np.ndarray]:
 
 
 def run_label(config: dict) -> str:
-    """Short name: game, algo, K, L and BMG's matching."""
-    label = f"{config['env']} {config['algo']}"
-    if config["algo"] == "stacx":
-        label += f" K={config['inner_steps']}"
-    if config["algo"] == "bmg":
-        label += f" K={config['inner_steps']} L={config['bootstrap_steps']}"
+    """Short name: game, algo, K, L and BMG's matching (``config``: config.json's "config")."""
+    meta = config["meta"]
+    algo = METHODS[meta["algo"]]
+    label = f"{config['env']['game']} {algo}"
+    if algo == "stacx":
+        label += f" K={meta['inner_steps']}"
+    if algo == "bmg":
+        label += f" K={meta['inner_steps']} L={meta['bootstrap_steps']}"
         label += f" {config['stacx']['matching']}"
     return label
 
@@ -214,7 +215,7 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
     by_game: dict[str, list] = {}
     for run_dir in run_dirs:
         config = read_run(run_dir)[0]["config"]
-        by_game.setdefault(config["env"], []).append((config, _trace(run_dir)))
+        by_game.setdefault(config["env"]["game"], []).append((config, _trace(run_dir)))
     fig, axes = plt.subplots(1, len(by_game), figsize=(6 * len(by_game), 4), squeeze=False)
     for ax, (game, runs) in zip(axes[0], by_game.items(), strict=True):
         for config, trace in runs:
@@ -237,7 +238,7 @@ def extra_tables(run_dirs: list[Path]) -> tuple[list[list[dict[str, str]]], list
         config = read_run(run_dir)[0]["config"]
         method = run_label(config).split(" ", 1)[1]
         final = fraction_return(_trace(run_dir))
-        runs.setdefault(method, {}).setdefault(config["env"], []).append(final)
+        runs.setdefault(method, {}).setdefault(config["env"]["game"], []).append(final)
     games = {method: sorted(by_game) for method, by_game in runs.items()}
     if len({tuple(g) for g in games.values()}) != 1:
         return [], [f"no aggregate: the methods ran different games ({games})."]

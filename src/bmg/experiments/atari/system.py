@@ -41,6 +41,7 @@ ITS_RUN_DIR``, all restoring the same step (tested with two processes on localho
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -58,7 +59,7 @@ from bmg.experiments.atari.config import (  # noqa: F401  (the system's config, 
     check_processes,
     unused_fields,
 )
-from bmg.experiments.atari.report import REPORT
+from bmg.experiments.atari.report import REPORT, run_label
 from bmg.train.driver import CHECKPOINTS
 
 ACTOR_TIMES = ("env", "inference", "put_wait", "params_wait")
@@ -95,8 +96,8 @@ def prepare(config: AtariExperimentConfig) -> Prepared:
 
     if config.atari_config().rom not in roms.get_all_rom_ids():
         raise ValueError(
-            f"env must be one of ale-py's games (such as 'Breakout', 'Pong', 'MsPacman'), got "
-            f"{config.env!r}."
+            f"env.game must be one of ale-py's games (such as 'Breakout', 'Pong', 'MsPacman'), got "
+            f"{config.env.game!r}."
         )
     from bmg.train.sebulba import initialize_distributed, resolve_devices
 
@@ -130,7 +131,7 @@ def make_runner(config: AtariExperimentConfig):
     return Sebulba(
         config.sebulba,
         sebulba_agent(config.stacx),
-        config.meta_config(),
+        config.meta,
         lambda index: make_vector_env(atari, config.seed),
         seed=config.seed,
     )
@@ -168,12 +169,8 @@ def csv_fields(config: AtariExperimentConfig) -> list[str]:
 
 
 def label(config: AtariExperimentConfig) -> str:
-    text = f"{config.env} {config.algo}"
-    if config.algo == "stacx":
-        text += f" K={config.inner_steps}"
-    if config.algo == "bmg":
-        text += f" K={config.inner_steps} L={config.bootstrap_steps} {config.stacx.matching}"
-    return text
+    """The report's name of a run (``atari.report.run_label``)."""
+    return run_label(dataclasses.asdict(config))
 
 
 def _sigmoid(x) -> float:
@@ -275,11 +272,11 @@ def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -
     seconds = rows[-1]["seconds"]
     lags = [r["lag_mean"] for r in rows if not math.isnan(r["lag_mean"])]
     try:
-        hns = atari_scores.human_normalized(config.env, final)
+        hns = atari_scores.human_normalized(config.env.game, final)
     except ValueError:  # a game outside the 57
         hns = math.nan
     summary = {
-        "game": config.env,
+        "game": config.env.game,
         "protocol": {
             k: getattr(config, k)
             for k in (

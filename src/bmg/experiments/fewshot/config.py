@@ -165,7 +165,7 @@ class FewShotConfig:
         return self.shots + self.queries
 
 
-def select(config: FewShotConfig, chosen: dict[str, str]) -> FewShotConfig:
+def select(config: FewShotConfig, chosen: dict[str, str], preset: str = "") -> FewShotConfig:
     """``--algo maml | fomaml | bmg`` on a preset's config: the meta-learner's algorithm (L = 1
     for MG; BMG's L the preset's, or 5 when it had none) and first_order."""
     algo = chosen.get("algo")

@@ -34,9 +34,9 @@ from bmg.agents.fewshot import (
 from bmg.core import make_meta_learner, over_batch
 from bmg.experiments.api import System
 from bmg.experiments.fewshot.config import (  # noqa: F401  (the system's config, re-exported)
-    META,
     MAX_META_LEARNING_RATE,
     MAX_STEP_SIZE,
+    META,
     MIN_IMAGE_SIZE,
     NUM_BLOCKS,
     PRESETS,

@@ -15,6 +15,7 @@ import numpy as np
 
 from bmg.agents.configs import META_NAMES
 from bmg.experiments.api import Report
+from bmg.experiments.minatar.config import METHODS
 from bmg.experiments.report import plots
 from bmg.experiments.report.plots import band, plt
 from bmg.experiments.report.stats import format_mean_se, mean_se
@@ -163,15 +164,21 @@ def plot_meta_parameters(frames, columns: dict, *, out: Path, title: str) -> Pat
 
 
 def run_label(config: dict) -> str:
-    """Short name: game, algo, K, L and the BMG options."""
-    label = f"{config['env'].removesuffix('-MinAtar')} {config['algo']}"
-    if config["algo"] == "stacx":
-        label += f" K={config['inner_steps']}"
-    if config["algo"] == "bmg":
+    """Short name: game, algo, K, L and the BMG options (``config``: config.json's "config")."""
+    meta = config["meta"]
+    algo = METHODS[meta["algo"]]
+    label = f"{config['env'].removesuffix('-MinAtar')} {algo}"
+    if algo == "stacx":
+        label += f" K={meta['inner_steps']}"
+    if algo == "bmg":
         stacx = config["stacx"]
-        label += f" K={config['inner_steps']} L={config['bootstrap_steps']}"
+        label += f" K={meta['inner_steps']} L={meta['bootstrap_steps']}"
         label += f" {stacx['target_step']} {stacx['matching']}"
     return label
+
+
+META_SCHEMA = {"algo": records.one_of(*METHODS), "inner_steps": INTEGER, "bootstrap_steps": INTEGER}
+"""What the report reads of a run's config.json "meta"."""
 
 
 def check_run(run_dir: Path) -> None:
@@ -186,14 +193,7 @@ def check_run(run_dir: Path) -> None:
     path = run_dir / "config.json"
     record = records.read(path, records.RUN_CONFIG, "a run's config")
     what = "a MinAtar run's config"
-    algos = {"algo": records.one_of("impala", "stacx", "bmg")}
-    records.check(path, record, {"config": algos}, what)
-    config = {"env": TEXT, "stacx": records.OBJECT}
-    algo = record["config"]["algo"]
-    if algo in ("stacx", "bmg"):
-        config["inner_steps"] = INTEGER
-    if algo == "bmg":
-        config.update(bootstrap_steps=INTEGER, stacx={"target_step": TEXT, "matching": TEXT})
+    config = {"env": TEXT, "meta": META_SCHEMA, "stacx": {"target_step": TEXT, "matching": TEXT}}
     records.check(path, record, {"config": config}, what)
     schema = {
         "seeds": INTEGER,

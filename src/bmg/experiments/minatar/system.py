@@ -30,10 +30,12 @@ from bmg.experiments.api import System
 from bmg.experiments.minatar.config import (  # noqa: F401  (the system's config, re-exported)
     ALGOS,
     MAX_STEPS,
+    META,
     PRESETS,
     SETTINGS,
     MinAtarConfig,
-    stacx_meta_config,
+    stacx_algo,
+    stacx_select,
     unused_fields,
 )
 from bmg.experiments.minatar.report import REPORT
@@ -67,15 +69,14 @@ def make_runner(config: MinAtarConfig, run_dir: Path | None = None):
     from bmg.train.anakin import Anakin
     from bmg.train.checkpoint import Checkpointer
 
-    meta_config = config.meta_config()
     return Anakin(
         make_learner(config),
-        meta_config,
-        num_seeds=config.seeds,
-        first_seed=config.seed,
+        config.meta,
+        num_seeds=config.lifetime.seeds,
+        first_seed=config.lifetime.seed,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
-        metrics=("meta/loss",) if meta_config.algo != "fixed" else (),
+        metrics=("meta/loss",) if config.meta.algo != "fixed" else (),
         checkpointer=None if run_dir is None else Checkpointer(run_dir / CHECKPOINTS),
         batch_devices=config.batch_devices,
     )
@@ -85,7 +86,7 @@ def chunk_rows(config: MinAtarConfig, piece: driver.Piece) -> list[dict]:
     """One metrics.csv row per seed for a chunk of the runner's trace."""
     from bmg.experiments.minatar import report
 
-    return report.chunk_rows(piece.before, piece.values, piece.index, config.seed)
+    return report.chunk_rows(piece.before, piece.values, piece.index, config.lifetime.seed)
 
 
 def _label(config: MinAtarConfig) -> str:
@@ -128,7 +129,9 @@ def write_results(
     summary["seconds"] = seconds
     summary["compile_seconds"] = compile_seconds
     summary["host_seconds"] = host_seconds
-    frames = config.seeds * next(iter(trace.values())).shape[1] * config.steps_per_meta_step
+    frames = (
+        config.lifetime.seeds * next(iter(trace.values())).shape[1] * config.steps_per_meta_step
+    )
     summary["frames_per_second"] = frames / seconds if seconds > 0 else float("nan")
     summary["meta_steps_per_chunk"] = per_chunk
     report.plot_run(initial, trace, per_chunk, out=run_dir, title=_label(config))

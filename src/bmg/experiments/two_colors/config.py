@@ -8,16 +8,15 @@ system itself (the learner, the runner, the report) is `bmg.experiments.two_colo
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal
-
-import tyro
+from typing import Any, Literal
 
 from bmg.agents.configs import ActorCriticConfig, QLambdaConfig, online_unused_fields
-from bmg.checks import check_integer, check_nested, check_real, checks_deferred, checks_now
+from bmg.checks import check_integer, check_nested, checks_deferred
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
-from bmg.experiments.api import Settings
+from bmg.experiments.api import Selector, Settings
 from bmg.train import lifetime
+from bmg.train.lifetime import LifetimeConfig
 
 MAX_STEPS = 2**31 - 1  # the int32 environment-step counters of a seed
 
@@ -53,125 +52,105 @@ class EnvConfig:
 
 
 AGENTS = {"ac": ("fixed", "mg", "bmg"), "q": ("fixed", "decay", "mg", "bmg")}
+"""The agents and the methods of each."""
+LEARNERS = {"ac": ActorCriticConfig, "q": QLambdaConfig}
 
 
-def resolve_inner_steps(agent: str, algo: str, inner_steps: int | None) -> int:
-    """K of a run: `inner_steps` when given, else 0 for BMG on epsilon (agent q: MG's
-    meta-gradient for epsilon is exactly zero, BMG's with K = 0 is not) and 1 otherwise."""
-    if inner_steps is not None:
-        return inner_steps
+def default_inner_steps(agent: str, algo: str) -> int:
+    """K when a preset gives none: 0 for BMG on epsilon (agent q: MG's meta-gradient for epsilon
+    is exactly zero, BMG's with K = 0 is not) and 1 otherwise."""
     return 0 if (agent, algo) == ("q", "bmg") else 1
 
 
 @dataclasses.dataclass(frozen=True)
 class TwoColorsConfig(lifetime.Chunked):
-    """One Two-colors run: agent, meta-learning algorithm, lifetime, seeds and world."""
+    """One Two-colors run: the learner (actor-critic or Q(lambda)), its meta-learner, the
+    lifetime and seeds, and the world."""
 
-    agent: Literal["ac", "q"] = "ac"
-    """ac: actor-critic, meta-learned entropy cost; q: epsilon-greedy Q(lambda), meta-learned
-    epsilon."""
-    algo: Literal["fixed", "decay", "mg", "bmg"] = "bmg"
-    """fixed: the configured entropy cost / epsilon; decay (q): linearly decaying epsilon; mg:
-    K-step meta-gradient; bmg: bootstrapped meta-gradient."""
-    inner_steps: Annotated[int | None, tyro.conf.arg(aliases=("--k",))] = None
-    """K, learner updates differentiated per meta-step (mg >= 1, bmg >= 0). None: the
-    algorithm's default, 1, and 0 for BMG on epsilon (agent q), so a preset gives mg and bmg a
-    valid K alike. fixed and decay take one update per step and do not use it."""
-    bootstrap_steps: Annotated[int, tyro.conf.arg(aliases=("--l",))] = 8
-    """L, the BMG target's look-ahead in learner updates (bmg only)."""
-    steps: int = 6_400_000
-    """environment steps per seed (rounded up to whole chunks; targets' steps count)."""
-    seeds: int = 10
-    """independent seeds, run in parallel (vmap, sharded over devices)."""
-    seed: int = 0
-    """first seed; seeds are seed, seed + 1, ..."""
-    meta_learning_rate: float = 1e-4
-    """Adam learning rate of the meta-parameters [related]."""
-    meta_adam_eps: float = 1e-4
-    """Adam epsilon of the meta-optimiser [related]."""
-    target_step_size: float = 0.1
-    """alpha, the actor-critic BMG target's final SGD step on f [default: the learner's learning
-    rate]; Q(lambda)'s target ends with its own learning step instead."""
-    continue_from: Literal["target", "inner_params"] = "target"
-    """bmg: the learner goes on from x_{K+L-1} ("target": every rollout trains the learner) or
-    from x_K's parameters with the stream the target advanced ("inner_params")."""
-    chunk_steps: int = 200_000
-    """environment steps per compiled chunk (progress, metrics.csv rows and checkpoints per
-    chunk); a lifetime shorter than this is one chunk of its own length."""
+    lifetime: LifetimeConfig = LifetimeConfig(steps=6_400_000, seeds=10, chunk_steps=200_000)
+    """environment steps per seed, seeds (in parallel), first seed, steps per compiled chunk."""
     lane_group: int | None = 8
     """seeds (or a sweep's lanes) vmapped together on one device; a device runs its groups one
     after another inside a chunk, so a group's parameters and states stay in the caches (on a
     2-core CPU, 32 lanes per device at once ran 21% slower in aggregate than 8: docs/benchmarks.md).
     None: all of a device's lanes at once. A lane's numbers depend on its group's size only to
     float reassociation (runs of up to 8 seeds per device are unchanged by it)."""
-    ac: ActorCriticConfig = ActorCriticConfig()
-    q: QLambdaConfig = QLambdaConfig(trace="forward")
-    """Q(lambda) (``--agent q``). The defaults are the earlier reports' (`small-entropy`): SGD 0.1
-    per 16-step rollout with the forward view; `related` runs the published agent, Peng's
-    incremental Q(lambda) updated at every step."""
+    meta: MetaConfig = MetaConfig(
+        algo="bmg",
+        inner_steps=1,
+        bootstrap_steps=8,
+        learning_rate=1e-4,  # [related]
+        adam_eps=1e-4,  # [related]
+        target_step_size=0.1,
+        continue_from="target",
+    )
+    """the meta-learner of the entropy cost (ac) or epsilon (q) (`bmg.core.MetaConfig`; --algo
+    sets algo): K; L, the BMG target's look-ahead; Adam's learning rate and epsilon [related:
+    1e-4, 1e-4]; target_step_size, alpha of the actor-critic BMG target's final SGD step on f
+    (Q(lambda)'s target ends with its own learning step); continue_from, where BMG's learner
+    goes on: from x_{K+L-1} ("target": every rollout trains the learner) or from x_K's parameters
+    with the stream the target advanced ("inner_params")."""
+    learner: ActorCriticConfig | QLambdaConfig = ActorCriticConfig()
+    """the agent (--agent sets it): the actor-critic with a meta-learned entropy cost, or
+    epsilon-greedy Q(lambda) with a meta-learned epsilon."""
     env: EnvConfig = EnvConfig()
 
     def __post_init__(self):
-        check_nested(self)  # nested configs first: errors name the path (ac.entropy_cost)
-        if self.agent not in AGENTS:
-            raise ValueError(f"agent must be one of {', '.join(AGENTS)}; got {self.agent!r}.")
-        if self.algo not in AGENTS[self.agent]:
+        check_nested(self)  # nested configs first: errors name the path (learner.entropy_cost)
+        if not isinstance(self.learner, ActorCriticConfig | QLambdaConfig):
             raise ValueError(
-                f"algo for agent {self.agent} must be one of {', '.join(AGENTS[self.agent])}; "
-                f"got {self.algo!r}."
+                "learner must be an ActorCriticConfig or a QLambdaConfig, got "
+                f"{type(self.learner).__name__}."
             )
-        for name, minimum in (("steps", 1), ("seeds", 1), ("seed", 0), ("chunk_steps", 1)):
-            check_integer(name, getattr(self, name), minimum)
         if self.lane_group is not None:
             check_integer("lane_group", self.lane_group, 1)
-        for name in ("meta_learning_rate", "meta_adam_eps", "target_step_size"):
-            check_real(name, getattr(self, name), low=0, low_open=True)
-        if self.agent == "ac" and self.algo in ("mg", "bmg"):
-            self.ac.check_meta_learned()
-        self.meta_config()  # validates K, L, continue_from
-        if self.steps_per_meta_step > self.steps:
+        if self.meta.continue_from == "inner" and self.meta.algo == "bmg":
+            raise ValueError(
+                "meta.continue_from must be 'target' or 'inner_params' for bmg on Two-colors, "
+                "got 'inner'."
+            )
+        if self.agent == "q" and self.learner.epsilon_decay and self.meta.algo != "fixed":
+            raise ValueError(
+                f"learner.epsilon_decay is the fixed 'decay' baseline's, so with meta.algo "
+                f"{self.meta.algo} leave it False."
+            )
+        if self.meta.algo == "fixed" and self.meta.inner_steps != 1:
+            raise ValueError(
+                f"meta.inner_steps must be 1 with meta.algo fixed (one learner update per step), "
+                f"got {self.meta.inner_steps}."
+            )
+        if self.agent == "ac" and self.meta.algo in ("mg", "bmg"):
+            self.learner.check_meta_learned()
+        if self.steps_per_meta_step > self.lifetime.steps:
             raise ValueError(
                 f"one meta-step takes {self.steps_per_meta_step:,} environment steps "
-                f"({self.meta_config().updates_per_step} rollouts of "
-                f"{self.learner.rollout_length}), more than steps = {self.steps:,}; lower "
-                "inner_steps / bootstrap_steps or raise steps."
+                f"({self.meta.updates_per_step} rollouts of {self.learner.rollout_length}), more "
+                f"than lifetime.steps = {self.lifetime.steps:,}; lower meta.inner_steps / "
+                "meta.bootstrap_steps or raise lifetime.steps."
             )
         if self.total_env_steps > MAX_STEPS:
+            most = MAX_STEPS - self.steps_per_meta_step * self.meta_steps_per_chunk
             raise ValueError(
-                f"steps = {self.steps:,} (rounded up to {self.total_env_steps:,} by whole chunks) "
-                f"is more than a seed's int32 step counter holds ({MAX_STEPS:,}); run at most "
-                f"{MAX_STEPS - self.steps_per_meta_step * self.meta_steps_per_chunk:,} steps."
-            )
-        if self.seed + self.seeds > 2**31:
-            raise ValueError(f"seed + seeds must be <= 2**31, got {self.seed + self.seeds}.")
-
-    @property
-    def num_inner_steps(self) -> int:
-        """K as run: `inner_steps`, or the algorithm's default when it is None."""
-        return resolve_inner_steps(self.agent, self.algo, self.inner_steps)
-
-    def meta_config(self) -> MetaConfig:
-        """The meta-learning config of `algo` (fixed and decay: one learner update per step)."""
-        meta_learned = self.algo in ("mg", "bmg")
-        with checks_now():  # derived from this config's fields: checked as it is built
-            return MetaConfig(
-                algo=self.algo if meta_learned else "fixed",
-                inner_steps=self.num_inner_steps if meta_learned else 1,
-                bootstrap_steps=self.bootstrap_steps if self.algo == "bmg" else 1,
-                learning_rate=self.meta_learning_rate,
-                adam_eps=self.meta_adam_eps,
-                target_step_size=self.target_step_size,
-                continue_from=self.continue_from if self.algo == "bmg" else "inner",
+                f"lifetime.steps = {self.lifetime.steps:,} (rounded up to "
+                f"{self.total_env_steps:,} by whole chunks) is more than a seed's int32 step "
+                f"counter holds ({MAX_STEPS:,}); run at most {most:,} steps."
             )
 
     @property
-    def learner(self) -> ActorCriticConfig | QLambdaConfig:
-        """The configuration of the chosen agent."""
-        return self.ac if self.agent == "ac" else self.q
+    def agent(self) -> str:
+        """ac (actor-critic) or q (Q(lambda)), by the learner's type."""
+        return "ac" if isinstance(self.learner, ActorCriticConfig) else "q"
+
+    @property
+    def algo(self) -> str:
+        """The method: fixed, decay (q: epsilon_decay), mg or bmg."""
+        if self.meta.algo == "fixed" and self.agent == "q" and self.learner.epsilon_decay:
+            return "decay"
+        return self.meta.algo
 
     @property
     def steps_per_meta_step(self) -> int:
-        return self.meta_config().updates_per_step * self.learner.rollout_length
+        return self.meta.updates_per_step * self.learner.rollout_length
 
     @property
     def total_env_steps(self) -> int:
@@ -180,12 +159,59 @@ class TwoColorsConfig(lifetime.Chunked):
         return meta_steps * self.steps_per_meta_step + self.learner.rollout_length
 
 
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A Two-colors preset: its values for both agents, so that ``--agent`` and ``--algo``
+    choose among them (`config`)."""
+
+    help: str
+    ac: ActorCriticConfig = ActorCriticConfig()
+    q: QLambdaConfig = QLambdaConfig(trace="forward")
+    """Q(lambda) (``--agent q``). The defaults are the earlier reports' (`small-entropy`): SGD 0.1
+    per 16-step rollout with the forward view; `related` runs the published agent, Peng's
+    incremental Q(lambda) updated at every step."""
+    meta: MetaConfig = TwoColorsConfig.meta
+    """BMG's meta-learner: its L, continue_from and optimiser serve mg too (L = 1)."""
+    inner_steps: int | None = None
+    """K; None: `default_inner_steps` of the agent and method."""
+    lifetime: LifetimeConfig = TwoColorsConfig.lifetime
+    env: EnvConfig = EnvConfig()
+    agent: str = "ac"
+    algo: str = "bmg"
+
+    def config(self, agent: str | None = None, algo: str | None = None) -> TwoColorsConfig:
+        """The preset's config for ``agent`` and ``algo`` (the preset's own when None).
+
+        Raises:
+          ValueError: ``algo`` is not a method of ``agent`` (one sentence naming those it has).
+        """
+        agent = self.agent if agent is None else agent
+        algo = self.algo if algo is None else algo
+        if algo not in AGENTS[agent]:
+            raise ValueError(
+                f"--algo {algo} is not a method of agent {agent}; its methods: "
+                f"{', '.join(AGENTS[agent])}."
+            )
+        learner = self.ac if agent == "ac" else self.q
+        if agent == "q":
+            learner = dataclasses.replace(learner, epsilon_decay=algo == "decay")
+        if algo in ("fixed", "decay"):
+            meta = dataclasses.replace(
+                self.meta, algo="fixed", inner_steps=1, bootstrap_steps=1, continue_from="inner"
+            )
+        else:
+            inner_steps = self.inner_steps
+            if inner_steps is None:
+                inner_steps = default_inner_steps(agent, algo)
+            meta = dataclasses.replace(self.meta, algo=algo, inner_steps=inner_steps)
+            if algo == "mg":
+                meta = dataclasses.replace(meta, bootstrap_steps=1, continue_from="inner")
+        return TwoColorsConfig(lifetime=self.lifetime, meta=meta, learner=learner, env=self.env)
+
+
 SMALL_ENTROPY: dict[str, Any] = dict(
-    steps=6_400_000,
-    seeds=10,
-    chunk_steps=200_000,
-    bootstrap_steps=8,
-    meta_learning_rate=1e-4,
+    lifetime=LifetimeConfig(steps=6_400_000, seeds=10, chunk_steps=200_000),
+    meta=dataclasses.replace(TwoColorsConfig.meta, bootstrap_steps=8, learning_rate=1e-4),
     ac=ActorCriticConfig(
         value_cost=0.5,
         entropy_cost=0.01,
@@ -209,12 +235,19 @@ smallest non-zero published candidate), a 1 x 32 meta-network on raw rewards, Q(
 per 16-step rollout. Kept as `small-entropy` so the earlier reports stay reproducible."""
 
 RELATED: dict[str, Any] = dict(
-    steps=10_000_000,  # [related: Table 1, totals after 10M steps]
-    seeds=10,  # [related: Table 1, 10 seeds]
-    chunk_steps=200_000,
-    bootstrap_steps=16,  # L [related: AC grid {8, 16} (Table 3); Q grid {16, 32, 128} (Table 4)]
-    meta_learning_rate=1e-4,  # [related: grid {1e-3, 1e-4, 1e-5, 1e-6}, Tables 3 and 4 (context)]
-    meta_adam_eps=1e-4,  # [related: Tables 3 and 4; Adam betas 0.9 / 0.999, optax's defaults]
+    lifetime=LifetimeConfig(
+        steps=10_000_000,  # [related: Table 1, totals after 10M steps]
+        seeds=10,  # [related: Table 1, 10 seeds]
+        chunk_steps=200_000,
+    ),
+    meta=MetaConfig(
+        algo="bmg",
+        bootstrap_steps=16,  # L [related: AC grid {8, 16} (Table 3); Q grid {16, 32, 128}]
+        learning_rate=1e-4,  # [related: grid {1e-3, 1e-4, 1e-5, 1e-6}, Tables 3 and 4]
+        adam_eps=1e-4,  # [related: Tables 3 and 4; Adam betas 0.9 / 0.999, optax's defaults]
+        target_step_size=0.1,  # alpha [default: the learner's learning rate]
+        continue_from="target",
+    ),
     ac=ActorCriticConfig(
         hidden_size=256,  # [related: Table 3, policy and value MLPs 2 x 256 ReLU]
         rollout_length=16,  # [related: Table 3, batch 16]
@@ -265,20 +298,20 @@ RELATED_GRID: dict[str, dict[str, tuple]] = {
     # Luketina et al., CoLLAs 2022, appendix A.3, Table 3 (actor-critic). The best setting per
     # method is reported; MG and BMG sweeps have the same size.
     "ac": {
-        "ac.entropy_cost": (0.0, 0.1, 0.2, 0.4, 0.8),  # fixed baseline only
-        "meta_learning_rate": (1e-3, 1e-4, 1e-5, 1e-6),  # mg, bmg
-        "ac.outer_entropy_cost": (0.0, 0.1),  # mg (and the bmg target's final step)
-        "inner_steps": (1, 3, 6),  # K: mg, bmg (a shape: one program per value)
-        "bootstrap_steps": (8, 16),  # L: bmg (a shape: one program per value)
+        "learner.entropy_cost": (0.0, 0.1, 0.2, 0.4, 0.8),  # fixed baseline only
+        "meta.learning_rate": (1e-3, 1e-4, 1e-5, 1e-6),  # mg, bmg
+        "learner.outer_entropy_cost": (0.0, 0.1),  # mg (and the bmg target's final step)
+        "meta.inner_steps": (1, 3, 6),  # K: mg, bmg (a shape: one program per value)
+        "meta.bootstrap_steps": (8, 16),  # L: bmg (a shape: one program per value)
     },
     # Table 4 (Q(lambda)): the baseline sweeps its learning rate and epsilon; the meta-learning
     # methods use an inner learning rate of 3e-5 and K = 0.
     "q": {
-        "q.learning_rate": (3e-3, 1e-4, 3e-5, 1e-5),  # fixed baseline only
-        "q.epsilon": (0.3, 0.1, 0.03, 0.01),  # fixed baseline only
-        "meta_learning_rate": (1e-3, 1e-4, 1e-5, 1e-6),  # bmg with reward context
-        "meta_learning_rate/no_context": (1e-2, 3e-3, 1e-3, 3e-4),  # bmg, --q.context none
-        "bootstrap_steps": (16, 32, 128),  # L: bmg (a shape: one program per value)
+        "learner.learning_rate": (3e-3, 1e-4, 3e-5, 1e-5),  # fixed baseline only
+        "learner.epsilon": (0.3, 0.1, 0.03, 0.01),  # fixed baseline only
+        "meta.learning_rate": (1e-3, 1e-4, 1e-5, 1e-6),  # bmg with reward context
+        "meta.learning_rate/no_context": (1e-2, 3e-3, 1e-3, 3e-4),  # bmg, --learner.context none
+        "meta.bootstrap_steps": (16, 32, 128),  # L: bmg (a shape: one program per value)
     },
 }
 """The published grids of the `related` preset (field -> candidates), for a sweep to run."""
@@ -287,14 +320,19 @@ PORT_SOURCE = "MagiFeeney/Bootstrapped-Meta-Learning, first commit 60cc887"
 PORT: dict[str, Any] = dict(
     algo="bmg",
     inner_steps=7,  # K [port: BMG/readme.md, -K 7]
-    bootstrap_steps=9,  # L [port: BMG/readme.md, -L 9]
-    steps=3_200_000,  # [default: the port ran 6.4M steps (BMG/readme.md -m 6400000), 1 seed]
-    seeds=4,  # [default: the port's figures are 1 seed]
-    chunk_steps=200_000,
-    meta_learning_rate=1e-4,  # [port: BMG/main.py, Adam lr 1e-4]
-    meta_adam_eps=1e-4,  # [port: BMG/main.py, Adam eps 1e-4, betas 0.9 / 0.999]
-    target_step_size=0.1,  # [port: BMG/Trainer.py, the final step is the inner SGD(0.1) on PG]
-    continue_from="target",  # [port: BMG/Trainer.py, continue from x_{K+L-1}]
+    meta=MetaConfig(
+        algo="bmg",
+        bootstrap_steps=9,  # L [port: BMG/readme.md, -L 9]
+        learning_rate=1e-4,  # [port: BMG/main.py, Adam lr 1e-4]
+        adam_eps=1e-4,  # [port: BMG/main.py, Adam eps 1e-4, betas 0.9 / 0.999]
+        target_step_size=0.1,  # [port: BMG/Trainer.py, the final step is the inner SGD(0.1)]
+        continue_from="target",  # [port: BMG/Trainer.py, continue from x_{K+L-1}]
+    ),
+    lifetime=LifetimeConfig(
+        steps=3_200_000,  # [default: the port ran 6.4M steps (BMG/readme.md -m 6400000), 1 seed]
+        seeds=4,  # [default: the port's figures are 1 seed]
+        chunk_steps=200_000,
+    ),
     ac=ActorCriticConfig(
         hidden_size=256,  # [port: BMG/main.py, policy and value MLPs 2 x 256 ReLU]
         rollout_length=16,  # [port: BMG/main.py, steps_per_rollout 16]
@@ -327,52 +365,68 @@ BMG learning an entropy schedule (``PORT_SOURCE``; K = 7, L = 9): each value tag
 port's file. The reference point from which ``related`` is reached one difference at a time
 (docs/two-colors.md)."""
 
-PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "default": ("the defaults below (the paper's 10 seeds x 6.4M steps)", {}),
-    "small-entropy": (
+PRESET_VALUES: dict[str, Preset] = {
+    "default": Preset("the defaults below (the paper's 10 seeds x 6.4M steps)"),
+    "small-entropy": Preset(
         "the defaults before the related preset (entropy cost 0.01, 1 x 32 meta-network on raw "
         "rewards; 10 seeds x 6.4M steps): the earlier reports' runs",
-        SMALL_ENTROPY,
+        **SMALL_ENTROPY,
     ),
-    "related": (
+    "related": Preset(
         "every published value of Luketina et al., CoLLAs 2022, appendix A.3 (actor-critic; "
         "Q(lambda) with --agent q): 10 seeds x 10M steps, running-normalised reward context, "
         "meta-network output 0.5 at the start",
-        RELATED,
+        **RELATED,
     ),
-    "demo": (
+    "demo": Preset(
         "the related preset's published values with only steps and seeds scaled down: 4 seeds "
         "x 1M steps (ten flips); minutes on 2 cores for the actor-critic, about ten times longer "
         "for Q(lambda) (--agent q), which updates at every step",
-        {**RELATED, "steps": 1_000_000, "seeds": 4, "chunk_steps": 100_000},
+        **{
+            **RELATED,
+            "lifetime": LifetimeConfig(steps=1_000_000, seeds=4, chunk_steps=100_000),
+        },
     ),
-    "port": (
+    "port": Preset(
         f"the public PyTorch port of BMG ({PORT_SOURCE}): K = 7, L = 9, 1-step TD advantages, "
         "no clip, KL summed over states, raw context, 10 -> 32 -> 1 random meta-network, "
         "step penalty 0.04, object re-spawn; 4 seeds x 3.2M steps",
-        PORT,
+        **PORT,
     ),
-    "paper": (
+    "paper": Preset(
         "10 seeds x 6.4M steps, flips every 100k steps",
-        dict(steps=6_400_000, seeds=10, chunk_steps=200_000),
+        lifetime=LifetimeConfig(steps=6_400_000, seeds=10, chunk_steps=200_000),
     ),
-    "exploration": (
+    "exploration": Preset(
         "epsilon-greedy Q(lambda), BMG with K = 0 and L = 16 on epsilon; 10 seeds x 3.2M steps "
         "and a 10x meta-learning rate (with L = 128 a lifetime holds too few meta-steps for "
         "Adam(1e-4) to move epsilon: docs/exploration.md)",
-        dict(
-            agent="q",
-            algo="bmg",  # K: the default, 0 for bmg (1 for mg with `--algo mg`)
-            bootstrap_steps=16,
-            steps=3_200_000,
-            seeds=10,
-            chunk_steps=200_000,
-            meta_learning_rate=1e-3,
-            # the reports' Q(lambda) (docs/exploration.md): one forward-view update per rollout
-            q=QLambdaConfig(trace="forward"),
-        ),
+        agent="q",
+        algo="bmg",  # K: the default, 0 for bmg (1 for mg with `--algo mg`)
+        meta=dataclasses.replace(TwoColorsConfig.meta, bootstrap_steps=16, learning_rate=1e-3),
+        lifetime=LifetimeConfig(steps=3_200_000, seeds=10, chunk_steps=200_000),
+        # the reports' Q(lambda) (docs/exploration.md): one forward-view update per rollout
+        q=QLambdaConfig(trace="forward"),
     ),
 }
+"""The presets' values for both agents and every method (`Preset.config`)."""
+
+
+def _fields(config: TwoColorsConfig) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    name: (preset.help, _fields(preset.config())) for name, preset in PRESET_VALUES.items()
+}
+"""`bmg two-colors PRESET`: name -> (description, the fields of its default agent and method)."""
+
+
+def select(config: TwoColorsConfig, chosen: dict[str, str], preset: str) -> TwoColorsConfig:
+    """``--agent`` and ``--algo`` on ``preset``: its config for that agent and method
+    (`Preset.config`); ValueError when the agent has no such method."""
+    del config  # the preset's default; the choices rebuild it from the preset's values
+    return PRESET_VALUES[preset].config(chosen.get("agent"), chosen.get("algo"))
 
 
 CONFIG = TwoColorsConfig
@@ -380,20 +434,15 @@ CONFIG = TwoColorsConfig
 
 def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
     """Fields that have no effect on ``config``'s run, with why ({field: "with --algo ..."}): the
-    CLI refuses flags that set them instead of ignoring them."""
+    CLI refuses flags that set them instead of ignoring them. (The other agent's fields do not
+    parse at all: ``learner`` holds one agent's config.)"""
     agent, algo = config.agent, config.algo
-    other = "q" if agent == "ac" else "ac"
-    unused = online_unused_fields(config.learner, agent)
-    unused.update(
-        {
-            f"{other}.{f.name}": f"with --agent {agent}"
-            for f in dataclasses.fields(getattr(config, other))
-        }
-    )
-    meta = ("meta_learning_rate", "meta_adam_eps", "inner_steps")
-    bmg = ("bootstrap_steps", "target_step_size", "continue_from")
+    unused = online_unused_fields(config.learner, "learner")
+    meta = ("meta.learning_rate", "meta.adam_eps", "meta.inner_steps", "meta.remat")
+    meta += ("meta.unroll_loop",)
+    bmg = ("meta.bootstrap_steps", "meta.target_step_size", "meta.continue_from")
     schedule = [  # the meta-learned schedule's fields
-        f"{agent}.{name}"
+        f"learner.{name}"
         for name in (
             "context",
             "context_length",
@@ -401,24 +450,27 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
             "meta_hidden_size",
             "meta_hidden_layers",
             "meta_initial",
+            "meta_init",
         )
     ]
-    schedule.append(f"{agent}.meta_init")
     if agent == "ac":
-        schedule.append("ac.outer_entropy_cost")
-        bmg += ("ac.matching", "ac.matching_value_cost", "ac.kl_reduction", "ac.target_step")
+        schedule.append("learner.outer_entropy_cost")
+        bmg += tuple(
+            f"learner.{name}"
+            for name in ("matching", "matching_value_cost", "kl_reduction", "target_step")
+        )
     else:
-        decay = ("q.decay_start", "q.decay_final", "q.decay_steps")
+        decay = ("learner.decay_start", "learner.decay_final", "learner.decay_steps")
         if algo != "decay":
             unused.update(
                 {f: f"with --algo {algo} (they set --algo decay's schedule)" for f in decay}
             )
         else:
-            unused["q.epsilon"] = "with --algo decay (epsilon follows --q.decay-*)"
-    fixed_value = "ac.entropy_cost" if agent == "ac" else "q.epsilon"
-    if algo in ("mg", "bmg") and getattr(config, agent).meta_initial is not None:
+            unused["learner.epsilon"] = "with --algo decay (epsilon follows --learner.decay-*)"
+    fixed_value = "learner.entropy_cost" if agent == "ac" else "learner.epsilon"
+    if algo in ("mg", "bmg") and config.learner.meta_initial is not None:
         unused[fixed_value] = (
-            f"with --algo {algo} and {agent}.meta_initial set (the meta-learned value starts at "
+            f"with --algo {algo} and learner.meta_initial set (the meta-learned value starts at "
             "meta_initial)"
         )
     if algo not in ("mg", "bmg"):
@@ -428,16 +480,40 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
         unused.update({f: "with --algo mg (only BMG bootstraps a target)" for f in bmg})
     else:
         if agent == "q":
-            unused["target_step_size"] = "with --agent q (Q(lambda) brings its own target step)"
+            unused["meta.target_step_size"] = (
+                "with --agent q (Q(lambda) brings its own target step)"
+            )
         else:
-            if config.ac.matching != "kl_value":
-                unused["ac.matching_value_cost"] = "with --ac.matching kl"
-            if config.ac.target_step == "learner_update":
-                unused["target_step_size"] = (
-                    "with --ac.target-step learner_update (the target's final step is phi's own)"
+            if config.learner.matching != "kl_value":
+                unused["learner.matching_value_cost"] = "with --learner.matching kl"
+            if config.learner.target_step == "learner_update":
+                unused["meta.target_step_size"] = (
+                    "with --learner.target-step learner_update (the target's final step is "
+                    "phi's own)"
                 )
     return unused
 
 
-SETTINGS = Settings(TwoColorsConfig, PRESETS, unused_fields)
+SETTINGS = Settings(
+    TwoColorsConfig,
+    PRESETS,
+    unused_fields,
+    selectors={
+        "agent": Selector(
+            "ac: actor-critic, meta-learned entropy cost; q: epsilon-greedy Q(lambda), "
+            "meta-learned epsilon. Sets learner to the preset's config of that agent",
+            tuple(AGENTS),
+            lambda config: config.agent,
+        ),
+        "algo": Selector(
+            "fixed: the configured entropy cost / epsilon; decay (q): linearly decaying epsilon; "
+            "mg: K-step meta-gradient; bmg: bootstrapped meta-gradient. Sets meta (K: 1, or 0 "
+            "for bmg on q, unless the preset sets it; L = 1 but for bmg) and "
+            "learner.epsilon_decay",
+            ("fixed", "decay", "mg", "bmg"),
+            lambda config: config.algo,
+        ),
+    },
+    select=select,
+)
 """The `bmg two-colors` command's settings."""

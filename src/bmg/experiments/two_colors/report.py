@@ -14,7 +14,6 @@ from bmg.experiments.api import Report
 from bmg.experiments.report import plots
 from bmg.experiments.report.plots import band, plt
 from bmg.experiments.report.stats import format_mean_se, mean_se
-from bmg.experiments.two_colors.config import AGENTS, resolve_inner_steps
 from bmg.train import records
 from bmg.train.records import INTEGER, NUMBER, STAT, STAT_PER_SEED, TEXT
 from bmg.train.rundir import read_run
@@ -387,20 +386,19 @@ def check_run(run_dir: Path) -> None:
     run_dir = records.require_files(run_dir, ("config.json", "summary.json", "trace.npz"))
     path, what = run_dir / "config.json", "a Two-colors run's config"
     record = records.read(path, records.RUN_CONFIG, what)
-    kinds = {"agent": records.one_of(*AGENTS), "algo": records.one_of(*AGENTS["q"])}
-    records.check(path, record, {"config": kinds}, what)
-    agent, algo = record["config"]["agent"], record["config"]["algo"]
+    meta = {"algo": records.one_of("fixed", "mg", "bmg"), "inner_steps": INTEGER}
+    meta["bootstrap_steps"] = INTEGER
+    records.check(path, record, {"config": {"meta": meta, "learner": records.OBJECT}}, what)
+    agent, algo = agent_of(record["config"]), algo_of(record["config"])
     if algo == "fixed":
         learner = {"entropy_cost" if agent == "ac" else "epsilon": NUMBER}
     else:
         learner = {"context": TEXT, "outer_entropy_cost": records.optional(NUMBER)}
         if algo == "decay":
             learner.update(decay_start=NUMBER, decay_final=NUMBER)
-    config = {agent: learner, "env": {"switch_every": INTEGER}}
-    if algo in ("mg", "bmg"):
-        config["inner_steps"] = records.nullable(INTEGER)
-    if algo == "bmg":
-        config["bootstrap_steps"] = INTEGER
+    if agent == "q":
+        learner["trace"] = TEXT
+    config = {"learner": learner, "env": {"switch_every": INTEGER}}
     schema = {"config": config, "preset": records.optional(records.nullable(TEXT))}
     records.check(path, record, schema, what)
     path, what = run_dir / "summary.json", "a Two-colors run's summary"
@@ -430,23 +428,32 @@ def load_run(run_dir: Path):
     return config, summary, arrays
 
 
+def agent_of(config: dict) -> str:
+    """ac or q: the agent of a run's config.json "config" (by its learner's fields)."""
+    return "q" if "epsilon" in config["learner"] else "ac"
+
+
+def algo_of(config: dict) -> str:
+    """fixed, decay, mg or bmg: the method of a run's config.json "config"."""
+    algo = config["meta"]["algo"]
+    return "decay" if algo == "fixed" and config["learner"].get("epsilon_decay") else algo
+
+
 def run_label(config: dict) -> str:
     """Short name: agent, algo, K, L, context, a non-zero outer entropy cost and a Q(lambda)
-    trace other than Peng's (runs recorded before the field existed were the forward view)."""
+    trace other than Peng's (``config``: a run's config.json)."""
     c = config["config"]
-    agent = c["agent"]
-    learner = c[agent]
-    trace = learner.get("trace", "forward") if agent == "q" else "peng"
+    agent, algo, learner, meta = agent_of(c), algo_of(c), c["learner"], c["meta"]
+    trace = learner["trace"] if agent == "q" else "peng"
     prefix = "" if agent == "ac" else "q " if trace == "peng" else f"q({trace}) "
-    if c["algo"] == "fixed":
+    if algo == "fixed":
         if agent == "ac":
             return f"ac entropy-cost={learner['entropy_cost']}"
         return f"{prefix}eps={learner['epsilon']}"
-    if c["algo"] == "decay":
+    if algo == "decay":
         return f"{prefix}decay {learner['decay_start']}->{learner['decay_final']}"
-    inner_steps = resolve_inner_steps(agent, c["algo"], c["inner_steps"])
-    label = prefix + f"{c['algo']} K={inner_steps}"
-    label += f" L={c['bootstrap_steps']}" if c["algo"] == "bmg" else ""
+    label = prefix + f"{algo} K={meta['inner_steps']}"
+    label += f" L={meta['bootstrap_steps']}" if algo == "bmg" else ""
     label += "" if learner["context"] == "reward" else " no-context"
     outer_entropy_cost = learner.get("outer_entropy_cost", 0.0)  # ac learners only
     return label + (f" outer-entropy={outer_entropy_cost}" if outer_entropy_cost else "")
@@ -521,10 +528,10 @@ def published_key(config: dict) -> tuple | None:
     c = config["config"]
     if any(c["env"].get(name) != value for name, value in PUBLISHED_WORLD.items()):
         return None
-    agent, algo = c["agent"], c["algo"]
-    if agent == "q" and c["q"].get("trace", "forward") != "peng":
-        return None  # Table 1's Q(lambda) is Peng & Williams' (runs before it existed: forward)
-    key = (agent, algo, None if algo == "fixed" else c[agent]["context"])
+    agent, algo = agent_of(c), algo_of(c)
+    if agent == "q" and c["learner"]["trace"] != "peng":
+        return None  # Table 1's Q(lambda) is Peng & Williams'
+    key = (agent, algo, None if algo == "fixed" else c["learner"]["context"])
     return key if key in PUBLISHED else None
 
 
@@ -624,7 +631,7 @@ def plot_comparison(run_dirs: list[Path], out: Path) -> list[Path]:
         ax.legend(fontsize=8, loc="upper left")
         plots.save(fig, out / name)
         paths.append(out / name)
-    agents = {config["config"]["agent"] for config, _, _ in runs}
+    agents = {agent_of(config["config"]) for config, _, _ in runs}
     ylabel = SCHEDULE[agents.pop()][2] if len(agents) == 1 else "entropy cost / epsilon"
     paths.append(
         plot_window(

@@ -80,8 +80,7 @@ def command(argv: list[str], resume_dir: Path | None = None) -> None:
             specs, rest = split_grid_flags(argv)
             args = parse_run(
                 rest,
-                tc.TwoColorsConfig,
-                tc.PRESETS,
+                tc.SETTINGS,
                 SWEEP_PROG,
                 "Run a grid of numbers (--grid FIELD=V1,V2,..., repeatable; the configurations "
                 "are the product) x seeds as ONE compiled program: lanes vmapped and sharded "
@@ -93,7 +92,7 @@ def command(argv: list[str], resume_dir: Path | None = None) -> None:
             refuse_unused_flags(rest, args.config, tc.unused_fields, SWEEP_PROG)
             base, grid = args.config, tc.parse_grid(specs)
             for flag in (arg.split("=", 1)[0] for arg in rest):  # a field set twice
-                field = next(iter(given_fields([flag]) & set(grid)), None)
+                field = next(iter(given_fields([flag], tc.TwoColorsConfig) & set(grid)), None)
                 if field is not None:
                     raise ValueError(
                         f"{field} is set twice, by --grid {field}=... and by {flag}; give it "

@@ -32,14 +32,17 @@ from bmg.experiments.two_colors.config import (  # noqa: F401  (the system's con
     MAX_STEPS,
     PORT,
     PORT_SOURCE,
+    PRESET_VALUES,
     PRESETS,
     RELATED,
     RELATED_GRID,
     SETTINGS,
     SMALL_ENTROPY,
     EnvConfig,
+    Preset,
     TwoColorsConfig,
-    resolve_inner_steps,
+    default_inner_steps,
+    select,
     unused_fields,
 )
 from bmg.experiments.two_colors.report import REPORT, Trace
@@ -48,8 +51,8 @@ from bmg.train.driver import CHECKPOINTS
 
 
 def make_learner(config: TwoColorsConfig, hyper: dict | None = None, env=None):
-    """The `bmg.core.Learner` of `config.agent` on Two-colors; `hyper` (agent field -> float32
-    scalar, e.g. {"entropy_cost": x}) overrides numbers of `config.ac` / `config.q` as data
+    """The `bmg.core.Learner` of `config.learner` on Two-colors; `hyper` (learner field ->
+    float32 scalar, e.g. {"entropy_cost": x}) overrides numbers of `config.learner` as data
     (a sweep lane's values, see `make_sweep_runner`). `env`: (environment, its params), made
     here from `config.env` when None (a sweep makes them once, outside the traced function:
     arrays made while tracing become constants the compiled program takes as extra inputs)."""
@@ -58,11 +61,9 @@ def make_learner(config: TwoColorsConfig, hyper: dict | None = None, env=None):
     from bmg.envs import two_colors
 
     env, env_params = (two_colors.TwoColors(), config.env.params()) if env is None else env
-    if config.agent == "ac":
-        schedule = "fixed" if config.algo == "fixed" else "meta"
-        return make_actor_critic(config.ac, env, env_params, schedule=schedule, hyper=hyper)
     schedule = config.algo if config.algo in ("fixed", "decay") else "meta"
-    return make_q_lambda(config.q, env, env_params, schedule=schedule, hyper=hyper)
+    make = make_actor_critic if config.agent == "ac" else make_q_lambda
+    return make(config.learner, env, env_params, schedule=schedule, hyper=hyper)
 
 
 SCHEDULE_PROBES = ("entropy_cost", "epsilon")  # the meta-learned quantity of ac / q
@@ -93,7 +94,7 @@ def recorded_metrics(config: TwoColorsConfig) -> tuple[str, ...]:
     """The meta-step metrics a run records per meta-step (none for fixed and decay): the
     meta-loss, the meta-gradient's global norm, its per-coordinate max and median |g_i|, and the
     output parameter's signed gradient."""
-    if config.meta_config().algo == "fixed":
+    if config.meta.algo == "fixed":
         return ()
     return (
         "meta/loss",
@@ -147,13 +148,11 @@ def make_runner(config: TwoColorsConfig, run_dir: Path | None = None):
     from bmg.train.anakin import Anakin
     from bmg.train.checkpoint import Checkpointer
 
-    learner = make_learner(config)
-    meta_config = config.meta_config()
     return Anakin(
-        learner,
-        meta_config,
-        num_seeds=config.seeds,
-        first_seed=config.seed,
+        make_learner(config),
+        config.meta,
+        num_seeds=config.lifetime.seeds,
+        first_seed=config.lifetime.seed,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
         metrics=recorded_metrics(config),
@@ -185,7 +184,7 @@ def _csv_fields(config: TwoColorsConfig) -> list[str]:
 
 
 def _detail(config: TwoColorsConfig, rows: list[dict]) -> str:
-    return f"reward/step {rows[0]['reward_per_step']:.3f} (seed {config.seed})"
+    return f"reward/step {rows[0]['reward_per_step']:.3f} (seed {config.lifetime.seed})"
 
 
 def prepare(config: TwoColorsConfig) -> driver.Prepared:
@@ -252,7 +251,7 @@ def write_results(
                 extra["meta_grad_abs_max"],
                 extra["meta_grad_abs_median"],
                 extra[META_GRAD_OUTPUT],
-                adam_eps=config.meta_adam_eps,
+                adam_eps=config.meta.adam_eps,
             )
         )
     if "probe_contexts" in extra:
@@ -297,34 +296,40 @@ REPORTING = driver.Reporting(
 
 # Sweeps ---------------------------------------------------------------------------------------
 
-SWEEPABLE: dict[str, str] = {
-    "ac.entropy_cost": "the fixed baseline's entropy cost (and mg / bmg's start without "
-    "ac.meta_initial)",
-    "ac.meta_initial": "mg / bmg: the entropy cost at initialisation",
-    "ac.outer_entropy_cost": "mg / bmg: the entropy cost inside the meta-objective",
-    "ac.learning_rate": "the actor-critic's inner learning rate",
-    "q.epsilon": "the fixed baseline's epsilon (and mg / bmg's start without q.meta_initial)",
-    "q.meta_initial": "mg / bmg: epsilon at initialisation",
-    "q.learning_rate": "Q(lambda)'s inner learning rate",
-    "meta_learning_rate": "mg / bmg: the meta-optimiser's Adam learning rate",
-    "meta_adam_eps": "mg / bmg: the meta-optimiser's Adam epsilon",
+SWEEPABLE: dict[str, tuple[str | None, str]] = {
+    "learner.entropy_cost": (
+        "ac",
+        "the fixed baseline's entropy cost (and mg / bmg's start without learner.meta_initial)",
+    ),
+    "learner.meta_initial": (None, "mg / bmg: the meta-learned value at initialisation"),
+    "learner.outer_entropy_cost": ("ac", "mg / bmg: the entropy cost inside the meta-objective"),
+    "learner.learning_rate": (None, "the learner's inner learning rate"),
+    "learner.epsilon": (
+        "q",
+        "the fixed baseline's epsilon (and mg / bmg's start without learner.meta_initial)",
+    ),
+    "meta.learning_rate": (None, "mg / bmg: the meta-optimiser's Adam learning rate"),
+    "meta.adam_eps": (None, "mg / bmg: the meta-optimiser's Adam epsilon"),
 }
-"""Numbers a sweep runs as data in one compiled program (field -> meaning). K, L and every other
-field change the program's shapes or structure: one sweep per value."""
+"""Numbers a sweep runs as data in one compiled program (field -> (the agent it belongs to, or
+None for both; meaning)). K, L and every other field change the program's shapes or structure:
+one sweep per value."""
 
 Grid = dict[str, tuple[float, ...]]
-"""field -> candidate values, e.g. {"ac.entropy_cost": (0.0, 0.1)}; configurations are the
+"""field -> candidate values, e.g. {"learner.entropy_cost": (0.0, 0.1)}; configurations are the
 cartesian product, in the grid's order (the last field varies fastest)."""
 
 
 def _hyper_name(field: str) -> str:
-    """The lane's `hyper` key of a grid field: the agent's field name, or meta_learning_rate."""
-    return field.rsplit(".", 1)[-1]
+    """The lane's `hyper` key of a grid field: the learner's field name (entropy_cost), or the
+    meta-optimiser's (meta_learning_rate, meta_adam_eps)."""
+    group, name = field.split(".")
+    return f"meta_{name}" if group == "meta" else name
 
 
 def parse_grid(specs: list[str]) -> Grid:
-    """`["ac.entropy-cost=0,0.1", "meta-learning-rate=1e-3,1e-4"]` -> a `Grid` (dashes read as
-    underscores, as tyro spells flags).
+    """`["learner.entropy-cost=0,0.1", "meta.learning-rate=1e-3,1e-4"]` -> a `Grid` (dashes read
+    as underscores, as tyro spells flags).
 
     Raises:
       ValueError: a spec without `=`, a field that is not sweepable, a value that is not a
@@ -370,11 +375,9 @@ def parse_grid(specs: list[str]) -> Grid:
 
 
 def _with_field(config: TwoColorsConfig, field: str, value: float) -> TwoColorsConfig:
-    if "." in field:
-        agent, name = field.split(".")
-        inner = dataclasses.replace(getattr(config, agent), **{name: value})
-        return dataclasses.replace(config, **{agent: inner})
-    return dataclasses.replace(config, **{field: value})
+    group, name = field.split(".")
+    inner = dataclasses.replace(getattr(config, group), **{name: value})
+    return dataclasses.replace(config, **{group: inner})
 
 
 def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
@@ -390,16 +393,18 @@ def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
             raise ValueError(
                 f"--grid field {field!r} is not sweepable; sweepable: {', '.join(SWEEPABLE)}."
             )
-        if "." in field and field.split(".")[0] != base.agent:
+        agent = SWEEPABLE[field][0]
+        if agent not in (None, base.agent):
             raise ValueError(
-                f"--grid {field} belongs to agent {field.split('.')[0]}, this sweep runs agent "
-                f"{base.agent}; sweep {base.agent}.* fields or meta_learning_rate."
+                f"--grid {field} belongs to agent {agent}, this sweep runs agent {base.agent}; "
+                "sweep that agent's fields or meta.learning_rate."
             )
         meta_only = field in (
-            "meta_learning_rate",
-            "meta_adam_eps",
-            "ac.outer_entropy_cost",
-        ) or field.endswith("meta_initial")
+            "meta.learning_rate",
+            "meta.adam_eps",
+            "learner.outer_entropy_cost",
+            "learner.meta_initial",
+        )
         if meta_only and base.algo not in ("mg", "bmg"):
             raise ValueError(
                 f"--grid {field} only changes mg and bmg runs, this sweep runs algo "
@@ -423,10 +428,13 @@ def sweep_lanes(base: TwoColorsConfig, grid: Grid) -> tuple[dict[str, np.ndarray
     float32 [configurations * seeds]."""
     points = list(itertools.product(*grid.values()))
     hyper = {
-        _hyper_name(field): np.repeat(np.asarray([p[i] for p in points], np.float32), base.seeds)
+        _hyper_name(field): np.repeat(
+            np.asarray([p[i] for p in points], np.float32), base.lifetime.seeds
+        )
         for i, field in enumerate(grid)
     }
-    seeds = [base.seed + s for _ in points for s in range(base.seeds)]
+    lifetime = base.lifetime
+    seeds = [lifetime.seed + s for _ in points for s in range(lifetime.seeds)]
     return hyper, seeds
 
 
@@ -448,7 +456,6 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
 
     sweep_configs(base, grid)  # validates every grid point
     hyper, seeds = sweep_lanes(base, grid)
-    meta_config = base.meta_config()
     from bmg.envs import two_colors
 
     env = (two_colors.TwoColors(), base.env.params())
@@ -461,16 +468,16 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
         optimizer = None
         if any(name in lane_hyper for name in meta_fields):
             optimizer = optax.adam(
-                lane_hyper.get("meta_learning_rate", base.meta_learning_rate),
-                eps=lane_hyper.get("meta_adam_eps", base.meta_adam_eps),
+                lane_hyper.get("meta_learning_rate", base.meta.learning_rate),
+                eps=lane_hyper.get("meta_adam_eps", base.meta.adam_eps),
             )
-        return learner, make_meta_learner(learner, meta_config, meta_optimizer=optimizer)
+        return learner, make_meta_learner(learner, base.meta, meta_optimizer=optimizer)
 
     return Anakin(
         build,
         None,
         num_seeds=len(seeds),
-        first_seed=base.seed,
+        first_seed=base.lifetime.seed,
         meta_steps_per_chunk=base.meta_steps_per_chunk,
         num_chunks=base.num_chunks,
         metrics=recorded_metrics(base),
@@ -483,24 +490,23 @@ def make_sweep_runner(base: TwoColorsConfig, grid: Grid, checkpoint_dir: Path | 
 
 
 def config_dir_name(index: int, grid: Grid, config: TwoColorsConfig) -> str:
-    """`03-ac.entropy_cost=0.2-meta_learning_rate=0.001`: a configuration's run directory."""
+    """`03-learner.entropy_cost=0.2-meta.learning_rate=0.001`: a configuration's run
+    directory."""
     values = [f"{field}={_get_field(config, field):g}" for field in grid]
     return "-".join([f"{index:02d}", *values])
 
 
 def _get_field(config: TwoColorsConfig, field: str) -> float:
-    if "." in field:
-        agent, name = field.split(".")
-        return getattr(getattr(config, agent), name)
-    return getattr(config, field)
+    group, name = field.split(".")
+    return getattr(getattr(config, group), name)
 
 
 def method_label(config: TwoColorsConfig) -> str:
     """The method a sweep ranks settings of: agent, algo, K, L (bmg) and the context."""
     label = f"{config.agent} {config.algo}"
     if config.algo in ("mg", "bmg"):
-        label += f" K={config.num_inner_steps}"
-        label += f" L={config.bootstrap_steps}" if config.algo == "bmg" else ""
+        label += f" K={config.meta.inner_steps}"
+        label += f" L={config.meta.bootstrap_steps}" if config.algo == "bmg" else ""
         label += "" if config.learner.context == "reward" else " no-context"
     return label
 
@@ -547,7 +553,8 @@ def run_sweep(base: TwoColorsConfig, grid: Grid, sweep_dir: Path, *, resume: boo
     runner = make_sweep_runner(base, grid, sweep_dir / CHECKPOINTS)
     lanes = runner.num_seeds
     console.print(
-        f"[bold]two-colors sweep[/bold]: {len(configs)} configurations x {base.seeds} seeds = "
+        f"[bold]two-colors sweep[/bold]: {len(configs)} configurations x {base.lifetime.seeds} "
+        "seeds = "
         f"{lanes} lanes x {base.total_env_steps:,} steps in {base.num_chunks} chunks -> "
         f"{sweep_dir}"
     )
@@ -571,7 +578,8 @@ def run_sweep(base: TwoColorsConfig, grid: Grid, sweep_dir: Path, *, resume: boo
     final = result.state
     summaries = []
     for index, config in enumerate(configs):
-        lanes_of = slice(index * base.seeds, (index + 1) * base.seeds)
+        seeds = base.lifetime.seeds
+        lanes_of = slice(index * seeds, (index + 1) * seeds)
         run_dir = sweep_dir / config_dir_name(index, grid, config)
         run_dir.mkdir(parents=True, exist_ok=True)
         as_json = rundir.to_json(config)
