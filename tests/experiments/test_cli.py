@@ -24,14 +24,18 @@ from bmg.experiments.two_colors import report
 from bmg.experiments.two_colors import system as tc
 from bmg.train import rundir
 from bmg.train.anakin import Anakin
+from bmg.train.lifetime import LifetimeConfig
 from bmg.train.rundir import config_digest
 
 TINY = [
     "--steps", "1200", "--seeds", "2", "--chunk-steps", "400", "--k", "1", "--l", "2",
-    "--ac.hidden-size", "8", "--ac.rollout-length", "4", "--ac.meta-hidden-size", "4",
-    "--env.switch-every", "300",
+    "--learner.hidden-size", "8", "--learner.rollout-length", "4",
+    "--learner.meta-hidden-size", "4", "--env.switch-every", "300",
 ]  # fmt: skip
-SMALL_NETS = ["--ac.hidden-size", "8", "--ac.rollout-length", "4", "--ac.meta-hidden-size", "4"]
+SMALL_NETS = [
+    "--learner.hidden-size", "8", "--learner.rollout-length", "4",
+    "--learner.meta-hidden-size", "4",
+]  # fmt: skip
 # (a fixed entropy cost takes the first four: it has no meta-network)
 
 
@@ -83,7 +87,8 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     assert not (out / tc.CHECKPOINTS).exists()  # finished runs keep no state
     record = strict_json(out / "config.json")
     config = record["config"]
-    assert (config["algo"], config["inner_steps"], config["bootstrap_steps"]) == ("bmg", 1, 2)
+    meta = config["meta"]
+    assert (meta["algo"], meta["inner_steps"], meta["bootstrap_steps"]) == ("bmg", 1, 2)
     assert record["git_commit"] and record["config_digest"] == config_digest(config)
     assert record["preset"] == "default"  # the subcommand the run started from
     summary = strict_json(out / "summary.json")
@@ -107,7 +112,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     # ... and per coordinate: the max |g_i| is at most the global norm, the median at most the max
     largest, median = trace["meta_grad_abs_max"], trace["meta_grad_abs_median"]
     assert np.all(largest <= grad * (1 + 1e-6)) and np.all(median <= largest)
-    ac = config["ac"]  # one hidden layer: H x h + h weights in, h + 1 out
+    ac = config["learner"]  # one hidden layer: H x h + h weights in, h + 1 out
     assert ac["meta_hidden_layers"] == 1
     coordinates = (ac["context_length"] + 2) * ac["meta_hidden_size"] + 1
     assert np.all(largest >= grad / np.sqrt(coordinates) * (1 - 1e-6))
@@ -146,19 +151,32 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--algo", "mg", "--k", "0"], "inner_steps (K) must be an integer >= 1, got 0."),
-        (["--algo", "decay"], "algo for agent ac must be one of fixed, mg, bmg; got 'decay'."),
-        (["--ac.entropy-cost", "1.5"], "entropy_cost must be a finite number in [0, 1)"),
+        (["--algo", "mg", "--k", "0"], "meta.inner_steps (K) must be an integer >= 1, got 0."),
+        (["--algo", "decay"], "--algo decay is not a method of agent ac; its methods: fixed, mg"),
+        (
+            ["--learner.entropy-cost", "1.5"],
+            "learner.entropy_cost must be a finite number in [0, 1)",
+        ),
         (["--env.switch-every", "0"], "switch_every"),
-        (["--seeds", "0"], "seeds must be an integer >= 1, got 0."),
-        (["--meta-learning-rate", "inf"], "meta_learning_rate must be a finite number > 0"),
+        (["--seeds", "0"], "lifetime.seeds must be an integer >= 1, got 0."),
+        (["--meta.learning-rate", "inf"], "meta.learning_rate must be a finite number > 0"),
         (
             ["--algo", "mg", "--k", "1000000", "--steps", "1000"],
             "one meta-step takes 16,000,000 environment steps (1000000 rollouts of 16), more "
-            "than steps = 1,000",
+            "than lifetime.steps = 1,000",
         ),
         (["--steps", "3000000000"], "more than a seed's int32 step counter holds (2,147,483,647)"),
-        (["--algo", "ac"], "invalid choice 'ac' for argument '--algo'"),  # tyro's own sentence
+        (["--algo", "ac"], "--algo must be one of fixed, decay, mg, bmg; got 'ac'."),
+        (["--agent", "p"], "--agent must be one of ac, q; got 'p'."),
+        (
+            ["--learner.epsilon", "0.2"],  # a Q(lambda) field
+            "--learner.epsilon sets a field of QLambdaConfig, but this run's learner is "
+            "ActorCriticConfig: drop it, or choose another with --agent, --algo.",
+        ),
+        (
+            ["--algo", "bmg", "--meta.algo", "mg", "--meta.continue-from", "inner", "--l", "1"],
+            "--algo bmg and the flags after it make a mg run; drop one of them.",
+        ),
     ],
 )
 def test_bad_run_flags_fail_with_one_sentence_before_anything_is_written(
@@ -179,6 +197,11 @@ def test_the_meta_learning_config_a_system_derives_is_checked_as_flags_are_read(
     out = tmp_path / "x"
     argv = [system, "default", "--algo", "bmg", "--k", "0", "--l", "1", "--out", str(out)]
     exits_with(argv, capsys, "inner_steps + bootstrap_steps - 1 must be >= 1 for bmg")
+    assert not out.exists()
+    argv = [system, "default", "--algo", "bmg", "--meta.continue-from", "inner", "--out", str(out)]
+    if system == "minatar":  # MinAtar's BMG may rewind its streams
+        return
+    exits_with(argv, capsys, "meta.continue_from must be 'target' or 'inner_params'")
     assert not out.exists()
 
 
@@ -213,7 +236,9 @@ def test_bad_commands_fail_with_one_sentence(tmp_path, capsys):
 
 def finished_run_dir(path):
     """A hand-made finished Two-colors run (config.json, summary.json, trace.npz), 2 seeds."""
-    config = tc.TwoColorsConfig(algo="fixed", seeds=2, steps=2_000, chunk_steps=1_000)
+    config = tc.PRESET_VALUES["default"].config(algo="fixed")
+    lifetime = LifetimeConfig(steps=2_000, seeds=2, chunk_steps=1_000)
+    config = dataclasses.replace(config, lifetime=lifetime)
     steps = np.tile(np.array([1_000, 2_000]), (2, 1))
     zeros = np.zeros((2, 2))
     trace = tc.Trace(steps, np.array([[1.0, 2.0], [3.0, 5.0]]), zeros + 0.01, zeros, zeros)
@@ -248,7 +273,10 @@ def fewshot_run_dir(path):
     from bmg.experiments.fewshot.system import FewShotConfig
 
     path.mkdir(parents=True)
-    config = dataclasses.asdict(FewShotConfig(algo="maml", meta_steps=20, eval_every=10))
+    from bmg.experiments.fewshot.system import select
+
+    config = select(FewShotConfig(meta_steps=20, eval_every=10), {"algo": "maml"})
+    config = dataclasses.asdict(config)
     rundir.write_json(path / "config.json", {"config": config, "experiment": "fewshot"})
     summary = dict(
         best_val_accuracy=0.5, best_meta_step=10, test_accuracy=0.6, test_ci95=0.01,
@@ -261,10 +289,10 @@ def fewshot_run_dir(path):
 
 def minatar_run_dir(path):
     """A hand-made finished MinAtar run of one meta-step (config.json, summary.json, trace.npz)."""
-    from bmg.experiments.minatar.system import MinAtarConfig
+    from bmg.experiments.minatar.system import MinAtarConfig, stacx_select
 
     path.mkdir(parents=True)
-    config = dataclasses.asdict(MinAtarConfig(algo="impala"))
+    config = dataclasses.asdict(stacx_select(MinAtarConfig(), {"algo": "impala"}))
     rundir.write_json(path / "config.json", {"config": config, "experiment": "minatar"})
     stat = {"mean": 1.0, "se": None}
     summary = dict(
@@ -286,8 +314,10 @@ def minatar_run_dir(path):
         (
             finished_run_dir,
             "config.json",
-            '{"config": {"agent": "ac", "algo": "fixed", "ac": {}, "env": {}}}',
-            "is not a Two-colors run's config: it lacks the key config.ac.entropy_cost (a number)",
+            '{"config": {"meta": {"algo": "fixed", "inner_steps": 1, "bootstrap_steps": 1}, '
+            '"learner": {}, "env": {}}}',
+            "is not a Two-colors run's config: it lacks the key config.learner.entropy_cost (a "
+            "number)",
         ),
         (finished_run_dir, "summary.json", "[]", "is not a Two-colors run's summary: its top"),
         (
@@ -306,7 +336,8 @@ def minatar_run_dir(path):
             fewshot_run_dir,
             "config.json",
             '{"config": {"shots": 1}, "experiment": "fewshot"}',
-            "few-shot run's config: it",
+            "holds a config this version cannot run: the saved FewShotConfig does not match "
+            "this version's: missing",
         ),
         (fewshot_run_dir, "summary.json", '"done"', "few-shot run's summary: its top level must"),
         (
@@ -327,7 +358,8 @@ def minatar_run_dir(path):
             "config.json",
             '{"config": {"stacx": {}, "algo": "bmg", "env": "Breakout-MinAtar"}, '
             '"experiment": "minatar"}',
-            "is not a MinAtar run's config: it lacks the key config.stacx.target_step (a string)",
+            "is not a MinAtar run's config: it lacks the key config.meta (a JSON object with "
+            "algo, inner_steps, bootstrap_steps)",
         ),
         (minatar_run_dir, "trace.npz", None, "trace.npz is not a MinAtar run's trace"),
     ],
@@ -394,9 +426,10 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, capsys):
         capsys,
         f"{finished} holds a finished run (summary.json); nothing to resume.",
     )
-    edited = started_run_dir(tmp_path / "edited", tc.TwoColorsConfig(seeds=3))
+    three = dataclasses.replace(tc.TwoColorsConfig(), lifetime=LifetimeConfig(seeds=3))
+    edited = started_run_dir(tmp_path / "edited", three)
     record = json.loads((edited / "config.json").read_text())
-    record["config"]["chunk_steps"] = 100_000  # would change the trace and the totals
+    record["config"]["lifetime"]["chunk_steps"] = 100_000  # would change the trace, the totals
     (edited / "config.json").write_text(json.dumps(record))
     exits_with(
         ["two-colors", "resume", str(edited)],
@@ -563,7 +596,7 @@ def test_an_interrupted_run_resumes_to_the_same_files(tiny_run, tmp_path, monkey
     # A config.json edited to another configuration is refused by its digest.
     shutil.copytree(out, tmp_path / "edited")
     record = json.loads((out / "config.json").read_text())
-    record["config"]["seeds"] = 4
+    record["config"]["lifetime"]["seeds"] = 4
     (tmp_path / "edited" / "config.json").write_text(json.dumps(record))
     exits_with(["two-colors", "resume", str(tmp_path / "edited")], capsys, "was edited after")
 
@@ -653,7 +686,7 @@ def test_help_lists_the_presets_out_and_resume(helps):
     assert "two-colors" in top and "compare" in top
     for name in ("default", "demo", "paper", "exploration", "resume"):
         assert name in two_colors, name
-    for flag in ("--out", "--steps", "--k", "--l", "--ac.entropy-cost", "--continue-from"):
+    for flag in ("--out", "--steps", "--k", "--l", "--learner.entropy-cost", "--algo", "--agent"):
         assert flag in paper, flag
     assert "6400000" in paper  # the paper preset's defaults
 
@@ -685,23 +718,24 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
     [
         (
             ["two-colors", "related", "--algo", "mg", "--l", "8"],
-            "--l has no effect with --algo mg (only BMG bootstraps a target); drop it.",
+            "meta.bootstrap_steps (L) = 8 is the BMG target's look-ahead, so with algo 'mg' "
+            "leave it at 1.",
         ),
         (
-            ["two-colors", "related", "--algo", "fixed", "--meta-learning-rate=1e-3"],
-            "--meta-learning-rate has no effect with --algo fixed (nothing is meta-learned)",
+            ["two-colors", "related", "--algo", "fixed", "--meta.learning-rate=1e-3"],
+            "--meta.learning-rate has no effect with --algo fixed (nothing is meta-learned)",
         ),
         (
-            ["two-colors", "related", "--agent", "q", "--ac.entropy-cost", "0.2"],
-            "--ac.entropy-cost has no effect with --agent q",
+            ["two-colors", "related", "--agent", "q", "--algo", "decay", "--learner.epsilon=0.2"],
+            "--learner.epsilon has no effect with --algo decay (epsilon follows --learner.decay-*)",
         ),
         (
-            ["two-colors", "demo", "--ac.adam-b2", "0.99"],
-            "--ac.adam-b2 has no effect with --ac.optimizer sgd (they are Adam's)",
+            ["two-colors", "demo", "--learner.adam-b2", "0.99"],
+            "--learner.adam-b2 has no effect with --learner.optimizer sgd (they are Adam's)",
         ),
         (
-            ["two-colors", "demo", "--ac.context", "none", "--ac.meta-hidden-size", "8"],
-            "--ac.meta-hidden-size has no effect with --ac.context none",
+            ["two-colors", "demo", "--learner.context", "none", "--learner.meta-hidden-size", "8"],
+            "--learner.meta-hidden-size has no effect with --learner.context none",
         ),
         (
             ["minatar", "demo", "--stacx.torso", "minatar", "--stacx.impala-blocks", "3"],
@@ -714,52 +748,65 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
                 "related",
                 "--algo",
                 "mg",
-                "--target-step-size",
+                "--meta.target-step-size",
                 "1",
                 "--grid",
-                "meta-learning-rate=1e-3",
+                "meta.learning-rate=1e-3",
             ],
-            "--target-step-size has no effect with --algo mg",
+            "--meta.target-step-size has no effect with --algo mg",
         ),
         (
-            ["two-colors", "related", "--algo", "bmg", "--ac.matching-value-cost", "2"],
-            "--ac.matching-value-cost has no effect with --ac.matching kl",
+            ["two-colors", "related", "--algo", "bmg", "--learner.matching-value-cost", "2"],
+            "--learner.matching-value-cost has no effect with --learner.matching kl",
         ),
         (
             ["minatar", "demo", "--algo", "impala", "--stacx.matching", "kl_value"],
             "--stacx.matching has no effect with --algo impala (nothing is meta-learned)",
         ),
         (
+            ["minatar", "demo", "--algo", "impala", "--meta.adam-eps", "1e-6"],
+            "--meta.adam-eps has no effect with --algo impala (nothing is meta-learned)",
+        ),
+        (
             ["minatar", "demo", "--algo", "stacx", "--k", "1", "--l", "4"],
-            "--l has no effect with --algo stacx",
+            "meta.bootstrap_steps (L) = 4 is the BMG target's look-ahead, so with algo 'mg' leave "
+            "it at 1.",
         ),
         (
-            ["minatar", "demo", "--algo", "bmg", "--target-step-size", "0.5"],
-            "--target-step-size has no effect with the RMSProp target step",
+            ["minatar", "demo", "--algo", "bmg", "--meta.target-step-size", "0.5"],
+            "--meta.target-step-size has no effect with the RMSProp target step",
         ),
         (
-            ["atari", "demo", "--algo", "impala", "--meta-adam-eps", "1e-6"],
-            "--meta-adam-eps has no effect with --algo impala",
+            ["atari", "demo", "--algo", "impala", "--meta.adam-eps", "1e-6"],
+            "--meta.adam-eps has no effect with --algo impala",
         ),
         (
-            ["fewshot", "tiny", "--algo", "maml", "--bootstrap-steps", "3", "--data-dir", "x"],
-            "--bootstrap-steps has no effect with --algo maml",
+            ["atari", "demo", "--env.num-envs", "4"],
+            "--env.num-envs has no effect (each actor thread steps sebulba.envs_per_thread = 16",
         ),
         (
-            ["two-colors", "related", "--agent", "q", "--algo", "bmg", "--target-step-size=1"],
-            "--target-step-size has no effect with --agent q (Q(lambda) brings its own target",
+            ["fewshot", "tiny", "--algo", "maml", "--matching", "params", "--data-dir", "x"],
+            "--matching has no effect with --algo maml (only BMG bootstraps a target)",
         ),
         (
-            ["two-colors", "related", "--algo", "fixed", "--ac.meta-hidden-size", "8"],
-            "--ac.meta-hidden-size has no effect with --algo fixed (nothing is meta-learned)",
+            ["fewshot", "tiny", "--meta.continue-from", "target", "--data-dir", "x"],
+            "--meta.continue-from has no effect in few-shot (every task starts from the",
         ),
         (
-            ["two-colors", "related", "--algo", "bmg", "--ac.entropy-cost", "0.2"],
-            "--ac.entropy-cost has no effect with --algo bmg and ac.meta_initial set",
+            ["two-colors", "related", "--agent", "q", "--algo", "bmg", "--meta.target-step-size=1"],
+            "--meta.target-step-size has no effect with --agent q (Q(lambda) brings its own",
         ),
         (
-            ["two-colors", "exploration", "--algo", "fixed", "--q.decay-steps", "10"],
-            "--q.decay-steps has no effect with --algo fixed",
+            ["two-colors", "related", "--algo", "fixed", "--learner.meta-hidden-size", "8"],
+            "--learner.meta-hidden-size has no effect with --algo fixed (nothing is meta-learned)",
+        ),
+        (
+            ["two-colors", "related", "--algo", "bmg", "--learner.entropy-cost", "0.2"],
+            "--learner.entropy-cost has no effect with --algo bmg and learner.meta_initial set",
+        ),
+        (
+            ["two-colors", "exploration", "--algo", "fixed", "--learner.decay-steps", "10"],
+            "--learner.decay-steps has no effect with --algo fixed",
         ),
         (
             [
@@ -783,9 +830,31 @@ def test_a_flag_without_effect_on_the_chosen_algorithm_is_refused(argv, message,
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [
+        ["two-colors", "related", "--agent", "q", "--algo", "fixed", "--learner.epsilon=0.2"],
+        ["minatar", "demo", "--algo", "stacx", "--k", "2", "--meta.remat", "True"],
+        ["fewshot", "tiny", "--algo", "fomaml", "--meta.learning-rate", "1e-2"],
+    ],
+)
+def test_a_flag_with_effect_on_the_chosen_algorithm_is_accepted(argv):
+    """The refusals above are not blanket ones: the same fields with a method that uses them
+    parse and are kept."""
+    from bmg.experiments import command, registry
+
+    settings = registry.ENTRIES[argv[0]].settings()
+    run = command.parse_run(argv[1:], settings, "bmg", "")
+    command.refuse_unused_flags(argv[1:], run.config, settings.unused_fields, "bmg")
+    assert run.config.algo == argv[argv.index("--algo") + 1]
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
-        (["two-colors", "related", "--ac.entropy-cost", "-1"], "error: ac.entropy_cost must be"),
+        (
+            ["two-colors", "related", "--algo", "fixed", "--learner.entropy-cost", "-1"],
+            "error: learner.entropy_cost must be",
+        ),
         (["two-colors", "related", "--env.grid-size", "1"], "error: env.grid_size must be an"),
         (["minatar", "demo", "--stacx.rmsprop-eps", "-1"], "error: stacx.rmsprop_eps must be"),
         (["atari", "demo", "--sebulba.queue-size", "0"], "error: sebulba.queue_size must be"),
@@ -803,7 +872,10 @@ def test_a_bad_nested_value_names_its_path(argv, message, capsys):
     [
         (["two-colors", "demo"], AssertionError()),  # JAX's own when no NVIDIA GPU is visible
         (["minatar", "demo"], RuntimeError("Unable to initialize backend 'cuda': no driver.")),
-        (["two-colors", "sweep", "demo", "--grid", "ac.entropy-cost=0,0.1"], AssertionError()),
+        (
+            ["two-colors", "sweep", "demo", "--grid", "learner.entropy-cost=0,0.1"],
+            AssertionError(),
+        ),
         (["atari", "demo"], AssertionError()),  # checked in `prepare`, after joining processes
     ],
 )

@@ -102,16 +102,21 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
             f"run goes on with the configuration it started with, so {' '.join(extra)!r} cannot "
             "change it."
         )
-    chosen = selections(argv[1:], settings, prog) if argv[:1] and argv[0] in presets else {}
+    chosen_preset = argv[0] if argv[:1] and argv[0] in presets else None
+    chosen, defaults = {}, {}  # the choices, the chosen preset's config with them made
+    if chosen_preset is not None:
+        chosen = selections(argv[1:], settings, prog)
+        try:
+            defaults[chosen_preset] = settings.select(
+                config_cls(**presets[chosen_preset][1]), chosen, chosen_preset
+            )
+        except ValueError as error:
+            sys.exit(f"{prog}: error: {error}")
+        refuse_other_members(argv[1:], defaults[chosen_preset], settings, prog)
 
     def run_type(name: str):
         help_text, overrides = presets[name]
-        try:
-            config = config_cls(**overrides)
-            if chosen and argv[0] == name:
-                config = settings.select(config, chosen, name)
-        except ValueError as error:
-            sys.exit(f"{prog}: error: {error}")
+        config = defaults[name] if name in defaults else config_cls(**overrides)
         flattened = Annotated[config_cls, tyro.conf.arg(name="")]
         selectors = [
             (
@@ -156,7 +161,7 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
         sys.exit(f"{prog}: error: {error}")
     if isinstance(parsed, resume_type):
         return Resume(parsed.run_dir)
-    for flag, choice in chosen.items():  # a later flag undid the choice (--meta.algo)
+    for flag, choice in chosen.items():  # a later flag (--meta.algo) undid a choice
         made = settings.selectors[flag].of(parsed.config)
         if made != choice:
             sys.exit(
@@ -165,6 +170,27 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
             )
     preset = next((arg for arg in argv if arg in presets), None)  # the subcommand's name
     return Run(config=parsed.config, out=parsed.out, preset=preset)
+
+
+def refuse_other_members(argv: list[str], config, settings: Settings, prog: str) -> None:
+    """Exit with one sentence when a flag sets a field of another member of a union-typed field
+    than ``config`` holds (``--learner.epsilon``, a Q(lambda) field, on an actor-critic run):
+    tyro would only call it unrecognized."""
+    hints = typing.get_type_hints(type(config))
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        group, dot, name = flag[2:].replace("-", "_").partition(".")
+        if not flag.startswith("--") or not dot or group not in hints:
+            continue
+        members = [t for t in typing.get_args(hints[group]) if dataclasses.is_dataclass(t)]
+        held = type(getattr(config, group))
+        owners = [t.__name__ for t in members if name in {f.name for f in dataclasses.fields(t)}]
+        if len(members) > 1 and owners and name not in {f.name for f in dataclasses.fields(held)}:
+            choices = ", ".join(f"--{flag}" for flag in settings.selectors)
+            sys.exit(
+                f"{prog}: error: {flag} sets a field of {' / '.join(owners)}, but this run's "
+                f"{group} is {held.__name__}: drop it, or choose another with {choices}."
+            )
 
 
 def flag_aliases(config_cls) -> dict[str, str]:

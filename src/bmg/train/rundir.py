@@ -407,14 +407,16 @@ def config_from_dict(cls, data: dict):
 
 def read_config(run_dir: Path, cls):
     """The config of the run in `run_dir` (its config.json) as a `cls`; ValueError if unusable."""
+    from bmg.train import records
+
     path = Path(run_dir) / "config.json"
-    record = read_json(path, "a run's config")
+    record = records.read(path, records.RUN_CONFIG, "a run's config")
     try:
         return config_from_dict(cls, record["config"])
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path} cannot be read as a run's config ({error!r}).") from None
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{path} holds a config this version cannot run: {error}") from None
 
 
 class CsvAppender:

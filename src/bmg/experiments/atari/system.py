@@ -278,7 +278,7 @@ def summarize(config: AtariExperimentConfig, rows: list[dict], processes: int) -
     summary = {
         "game": config.env.game,
         "protocol": {
-            k: getattr(config, k)
+            k: getattr(config.env, k)
             for k in (
                 "frame_skip",
                 "frame_size",

@@ -50,15 +50,13 @@ def stacx_select(config, chosen: dict[str, str], preset: str = ""):
     if algo is None:
         return config
     meta, core = config.meta, ALGOS[algo]
-    if core == "fixed":
-        meta = dataclasses.replace(meta, algo="fixed", inner_steps=1, bootstrap_steps=1)
-    elif core == "mg":
-        inner_steps = max(meta.inner_steps, 1)
-        meta = dataclasses.replace(meta, algo="mg", inner_steps=inner_steps, bootstrap_steps=1)
-    elif meta.algo != "bmg":
-        meta = dataclasses.replace(meta, algo="bmg", continue_from="target")
-    if core != "bmg":
-        meta = dataclasses.replace(meta, continue_from="inner", remat=False, unroll_loop=False)
+    if core == "bmg":
+        fields = {} if meta.algo == "bmg" else dict(algo="bmg", continue_from="target")
+    else:
+        inner_steps = 1 if core == "fixed" else max(meta.inner_steps, 1)
+        fields = dict(algo=core, inner_steps=inner_steps, bootstrap_steps=1)
+        fields.update(continue_from="inner", remat=False, unroll_loop=False)
+    meta = dataclasses.replace(meta, **fields)
     return dataclasses.replace(config, meta=meta)
 
 

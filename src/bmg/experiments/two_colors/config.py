@@ -196,16 +196,15 @@ class Preset:
         if agent == "q":
             learner = dataclasses.replace(learner, epsilon_decay=algo == "decay")
         if algo in ("fixed", "decay"):
-            meta = dataclasses.replace(
-                self.meta, algo="fixed", inner_steps=1, bootstrap_steps=1, continue_from="inner"
-            )
+            fields = dict(algo="fixed", inner_steps=1, bootstrap_steps=1, continue_from="inner")
         else:
             inner_steps = self.inner_steps
             if inner_steps is None:
                 inner_steps = default_inner_steps(agent, algo)
-            meta = dataclasses.replace(self.meta, algo=algo, inner_steps=inner_steps)
+            fields = dict(algo=algo, inner_steps=inner_steps)
             if algo == "mg":
-                meta = dataclasses.replace(meta, bootstrap_steps=1, continue_from="inner")
+                fields.update(bootstrap_steps=1, continue_from="inner")
+        meta = dataclasses.replace(self.meta, **fields)
         return TwoColorsConfig(lifetime=self.lifetime, meta=meta, learner=learner, env=self.env)
 
 
