@@ -116,7 +116,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     assert ac["meta_hidden_layers"] == 1
     coordinates = (ac["context_length"] + 2) * ac["meta_hidden_size"] + 1
     assert np.all(largest >= grad / np.sqrt(coordinates) * (1 - 1e-6))
-    below = np.mean(largest < config["meta_adam_eps"], axis=1)
+    below = np.mean(largest < config["meta"]["adam_eps"], axis=1)
     np.testing.assert_allclose(summary["meta_grad_max_below_adam_eps"]["per_seed"], below)
     # the output bias is one of the coordinates
     assert np.all(np.abs(trace["meta_grad_output"]) <= largest * (1 + 1e-6))
@@ -124,7 +124,7 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
     probes = trace["probe_contexts"]
     assert probes.shape == (2, 150, 5) and np.all((probes > 0) & (probes < 1))
     # one meta-step from the zero-initialised output layer: every context gives about 0.01
-    np.testing.assert_allclose(probes[:, 0], config["ac"]["entropy_cost"], rtol=1e-3)
+    np.testing.assert_allclose(probes[:, 0], config["learner"]["entropy_cost"], rtol=1e-3)
     for i, name in enumerate(tc.PROBE_CONTEXTS):
         np.testing.assert_allclose(
             summary[f"probe_context_{name}_last_10pct"]["per_seed"],
