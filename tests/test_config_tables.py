@@ -58,7 +58,7 @@ def _help_flags(name: str, monkeypatch) -> set[str]:
     monkeypatch.setenv("COLUMNS", "80")  # one column: each flag starts a line, indented by 2
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        command.parse_run([preset, "--help"], settings.config, settings.presets, "bmg", "")
+        command.parse_run([preset, "--help"], settings, "bmg", "")
     flags = set()
     for line in out.getvalue().splitlines():
         match = re.match(rf"[│ ]? {{1,3}}((?:{FLAG}(?: \S+)?, )*{FLAG})", line)

@@ -70,8 +70,8 @@ EXPERIMENTS = ("two-colors", "fewshot", "minatar", "atari")
 SCALE = {
     "two-colors": [
         "--steps", "600", "--seeds", "1", "--chunk-steps", "300", "--env.switch-every", "200",
-        "--ac.hidden-size", "8", "--ac.rollout-length", "4", "--ac.meta-hidden-size", "4",
-        "--q.hidden-size", "8", "--q.rollout-length", "4", "--q.meta-hidden-size", "4",
+        "--learner.hidden-size", "8", "--learner.rollout-length", "4",
+        "--learner.meta-hidden-size", "4",
     ],
     "fewshot": [
         "--meta-steps", "2", "--eval-every", "1", "--val-tasks", "2", "--test-tasks", "2",
@@ -84,7 +84,7 @@ SCALE = {
         "--stacx.meta-embedding-size", "2",
     ],
     "atari": [
-        "--frames", "256", "--frame-size", "16", "--sebulba.actor-devices", "1",
+        "--frames", "256", "--env.frame-size", "16", "--sebulba.actor-devices", "1",
         "--sebulba.learner-devices", "1", "--sebulba.num-actor-threads", "1",
         "--sebulba.envs-per-thread", "2", "--sebulba.rollout-length", "4",
         "--sebulba.rollouts-per-batch", "1", "--sebulba.queue-size", "1",
@@ -273,7 +273,7 @@ def test_documented_command_parses(where, argv, capsys):
     if rest[0] == "sweep":
         specs, rest = two_colors_sweep.split_grid_flags(rest[1:])
     try:
-        parsed = command.parse_run(rest, settings.config, settings.presets, "bmg", "", resume=False)
+        parsed = command.parse_run(rest, settings, "bmg", "", resume=False)
     except SystemExit:
         pytest.fail(f"{where}: `bmg {shlex.join(argv)}`: {capsys.readouterr().err[-2000:]}")
     assert isinstance(parsed, command.Run), where
@@ -325,7 +325,7 @@ def program_key(argv: list[str]) -> tuple[str, ...]:
                 contextlib.redirect_stderr(io.StringIO()),
                 contextlib.redirect_stdout(io.StringIO()),
             ):
-                parsed = command.parse_run(argv[1:], settings.config, settings.presets, "bmg", "")
+                parsed = command.parse_run(argv[1:], settings, "bmg", "")
         except SystemExit:
             parsed = None  # the run itself will say what is wrong
         if isinstance(parsed, command.Run):
@@ -361,7 +361,8 @@ def coverage_key(key: tuple[str, ...]) -> tuple[str, ...] | None:
 
 def usable(argv: list[str], scale: list[str]) -> list[str]:
     """The scale-down flags (each with its values) that the command's algorithm and agent use:
-    the command refuses a flag that has no effect (e.g. --q.* with the actor-critic)."""
+    the command refuses a flag that has no effect (e.g. --learner.meta-hidden-size with --algo
+    fixed)."""
     from bmg.experiments import command
     from bmg.experiments.registry import ENTRIES
     from bmg.experiments.two_colors import sweep as two_colors_sweep
@@ -370,9 +371,7 @@ def usable(argv: list[str], scale: list[str]) -> list[str]:
     rest = argv[1:]
     if rest[0] == "sweep":
         rest = two_colors_sweep.split_grid_flags(rest[1:])[1]
-    config = command.parse_run(
-        rest, settings.config, settings.presets, "bmg", "", resume=False
-    ).config
+    config = command.parse_run(rest, settings, "bmg", "", resume=False).config
     unused = settings.unused_fields(config)
     groups, flags = [], []
     for token in scale:
@@ -381,7 +380,7 @@ def usable(argv: list[str], scale: list[str]) -> list[str]:
         else:
             groups[-1].append(token)
     for group in groups:
-        if command.given_fields(group[:1]).isdisjoint(unused):
+        if command.given_fields(group[:1], settings.config).isdisjoint(unused):
             flags += group
     return flags
 
