@@ -6,8 +6,8 @@ script renders a markdown table, one row per flag: the flag as tyro spells it (`
 the field `b_c` of a nested dataclass field `a`, aliases first), its default (the `default`
 preset's, as `--help` shows it) and its meaning (the field's docstring: the string literal right
 after the field in the class body, read with `ast`; the first class of the MRO that documents
-the field wins). A nested dataclass field (`ac: ActorCriticConfig`, `meta: MetaConfig`, ...)
-gives a row `--ac.*` with its docstring (or its class's) followed by its own fields, at any
+the field wins). A nested dataclass field (`learner: ActorCriticConfig`, `meta: MetaConfig`, ...)
+gives a row `--learner.*` with its docstring (or its class's) followed by its own fields, at any
 depth.
 
 A page holds a table between two markers, which this script rewrites:
@@ -17,8 +17,10 @@ A page holds a table between two markers, which this script rewrites:
     <!-- /config-table -->
 
 `NAME` is the system's command name; `NAME only=a,b` keeps the rows under the nested fields
-`a` and `b`, `NAME skip=a,b` leaves them out (so one system's flags can be split over two pages).
-Every flag of every system must be in some table of README.md or docs/.
+`a` and `b`, `NAME skip=a,b` leaves them out (so one system's flags can be split over two pages);
+`NAME agent=q` renders the config with a selector's choice made (`--agent q`: the learner's rows
+are Q(lambda)'s). Every flag of every system, under every choice, must be in some table of
+README.md or docs/.
 
 Usage (from the repository root; pure Python: it loads each system's settings, never JAX):
 
@@ -182,9 +184,10 @@ def _suppress() -> tuple:
     )
 
 
-def system_rows(name: str) -> list[Row]:
+def system_rows(name: str, chosen: dict[str, str] | None = None) -> list[Row]:
     """Every row of the system `name` (a key of the registry): its config at the `default`
-    preset's values (the dataclass's own defaults where it has no `default` preset)."""
+    preset's values (the dataclass's own defaults where it has no `default` preset), with the
+    selectors' `chosen` values made (``{"agent": "q"}``: Q(lambda)'s learner fields)."""
     from bmg.experiments.registry import ENTRIES
 
     settings = ENTRIES[name].settings()
@@ -193,6 +196,8 @@ def system_rows(name: str) -> list[Row]:
         default = settings.config(**overrides)
     except TypeError:  # a required field: each field's own default
         default = None
+    if chosen and default is not None:
+        default = settings.select(default, chosen, "default")
     selectors = [
         Row((flag,), (f"--{_hyphens(flag)}",), selector.of(default), one_line(selector.help))
         for flag, selector in settings.selectors.items()
@@ -203,7 +208,7 @@ def system_rows(name: str) -> list[Row]:
 
 def select(rows: list[Row], spec: str) -> list[Row]:
     """The rows a marker's `only=` / `skip=` options keep."""
-    options = dict(word.split("=", 1) for word in spec.split()[1:])
+    options = _options(spec)
     only = set(options.get("only", "").split(",")) - {""}
     skip = set(options.get("skip", "").split(",")) - {""}
     kept = []
@@ -217,12 +222,39 @@ def select(rows: list[Row], spec: str) -> list[Row]:
     return kept
 
 
+def every_row(name: str) -> list[Row]:
+    """The rows of the system `name` under each choice of each of its selectors (a union-typed
+    field shows another member's fields under another choice: Q(lambda)'s with ``agent=q``)."""
+    from bmg.experiments.registry import ENTRIES
+
+    rows = system_rows(name)
+    for selector, spec in ENTRIES[name].settings().selectors.items():
+        for choice in spec.choices:
+            try:
+                rows += system_rows(name, {selector: choice})
+            except ValueError:  # a choice the default preset cannot take (decay on ac)
+                continue
+    return rows
+
+
+def _options(spec: str) -> dict[str, str]:
+    return dict(word.split("=", 1) for word in spec.split()[1:])
+
+
+def _key(spec: str) -> str:
+    """The cache key of a spec's rows: the system and its selectors' choices."""
+    options = _options(spec)
+    choices = sorted((k, v) for k, v in options.items() if k not in ("only", "skip"))
+    return " ".join([spec.split()[0], *(f"{k}={v}" for k, v in choices)])
+
+
 def render(spec: str, cache: dict[str, list[Row]]) -> str:
-    """The table of a marker's spec (`NAME [only=...] [skip=...]`)."""
-    name = spec.split()[0]
-    if name not in cache:
-        cache[name] = system_rows(name)
-    rows = select(cache[name], spec)
+    """The table of a marker's spec (`NAME [SELECTOR=CHOICE ...] [only=...] [skip=...]`)."""
+    key = _key(spec)
+    if key not in cache:
+        chosen = {k: v for k, v in _options(spec).items() if k not in ("only", "skip")}
+        cache[key] = system_rows(spec.split()[0], chosen)
+    rows = select(cache[key], spec)
     return HEADER + "".join(row.markdown() + "\n" for row in rows)
 
 
@@ -251,7 +283,7 @@ def update(check: bool) -> list[str]:
                 )
                 return match.group(0)
             table = render(spec, cache)
-            shown[name].update(row.path for row in select(cache[name], spec))
+            shown[name].update(row.path for row in select(cache[_key(spec)], spec))
             return match.group("open") + "\n" + table + "\n" + match.group("close")
 
         new = MARKER.sub(replace, text)
@@ -265,8 +297,8 @@ def update(check: bool) -> list[str]:
                 page.write_text(new)
                 print(f"wrote {_describe(page)}")
     for name, paths in shown.items():
-        rows = cache.get(name) or system_rows(name)
-        missing = [row.flags[-1] for row in rows if row.path not in paths]
+        rows = {row.path: row for row in every_row(name)}
+        missing = [row.flags[-1] for path, row in rows.items() if path not in paths]
         if missing:
             problems.append(
                 f"no config table in README.md or docs/ shows {', '.join(missing[:5])}"

@@ -286,7 +286,7 @@ class Config:
         ('{"config": {"steps": 1', "is not valid JSON as a run's config"),
         ("", "is not valid JSON"),
         ('{"config": {"steps": 1, "sizes": [1]', "line 1 column"),
-        ('{"other": 1}', "cannot be read as a run's config"),
+        ('{"other": 1}', "is not a run's config: it lacks the key config"),
         ('{"config": {"steps": 1, "extra": 2, "sizes": []}}', "unknown \\['extra'\\]"),
     ],
 )
@@ -319,3 +319,16 @@ def test_record_resume_appends_and_keeps_strict_json(tmp_path):
     record = json.loads((tmp_path / "config.json").read_text(), parse_constant=refuse_constant)
     (resume,) = record["resumed"]
     assert resume["after_chunk"] == 2 and "git_commit" in resume
+
+
+def test_a_union_of_configs_is_read_back_as_the_member_it_was():
+    """A field typed as a union of configs (Two-colors' learner: the actor-critic or Q(lambda))
+    is rebuilt as the member whose fields the saved dict has, both ways round."""
+    from bmg.agents.configs import ActorCriticConfig, QLambdaConfig
+    from bmg.experiments.two_colors.config import PRESET_VALUES, TwoColorsConfig
+
+    for agent, member in (("ac", ActorCriticConfig), ("q", QLambdaConfig)):
+        config = PRESET_VALUES["related"].config(agent=agent)
+        saved = json.loads(json.dumps(rundir.to_json(config)))
+        back = rundir.config_from_dict(TwoColorsConfig, saved)
+        assert type(back.learner) is member and back == config
