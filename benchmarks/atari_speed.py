@@ -36,12 +36,20 @@ import numpy as np
 from bmg.agents.stacx import StacxConfig, sebulba_agent
 from bmg.core import MetaConfig
 from bmg.envs.atari import AtariConfig, make_vector_env
+from bmg.experiments.atari.config import SETTINGS, AtariExperimentConfig
 from bmg.train.sebulba import Sebulba, SebulbaConfig, Stats
 
+
+def system_meta(algo: str, **fields) -> MetaConfig:
+    """The meta-learner `bmg atari --algo ALGO` runs (its Adam, K = 1), with ``fields`` set."""
+    config = SETTINGS.select(AtariExperimentConfig(), {"algo": algo}, "default")
+    return dataclasses.replace(config.meta, **fields)
+
+
 ALGOS = {
-    "impala": MetaConfig(algo="fixed"),
-    "stacx": MetaConfig(algo="mg", inner_steps=1),
-    "bmg": MetaConfig(algo="bmg", inner_steps=1, bootstrap_steps=2, continue_from="target"),
+    "impala": system_meta("impala"),  # fixed
+    "stacx": system_meta("stacx"),  # MG, K = 1
+    "bmg": system_meta("bmg", bootstrap_steps=2),  # BMG, K = 1, L = 2, from the target
 }
 
 

@@ -17,6 +17,7 @@ estimate of the chunk's peak (``Anakin.memory_bytes``), to check that BMG's memo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -29,7 +30,8 @@ use_all_cpu_cores()  # before jax is imported, as the CLI does
 import jax  # noqa: E402
 
 from bmg.agents.stacx import StacxConfig  # noqa: E402
-from bmg.experiments.minatar.system import MinAtarConfig, make_runner  # noqa: E402
+from bmg.experiments.minatar.system import MinAtarConfig, make_runner, stacx_select  # noqa: E402
+from bmg.train.lifetime import LifetimeConfig  # noqa: E402
 
 SETTINGS = [("impala", 1), ("stacx", 1), ("bmg", 1), ("bmg", 4)]  # (algo, L)
 
@@ -40,15 +42,13 @@ def measure(env: str, algo: str, bootstrap: int, envs: int, length: int, updates
     per_step = bootstrap if algo == "bmg" else 1  # learner updates per meta-step (K = 1)
     meta_steps = max(1, math.ceil(updates / per_step))
     frames = meta_steps * per_step * envs * length
-    config = MinAtarConfig(
-        env=env,
-        algo=algo,
-        bootstrap_steps=bootstrap,
-        steps=frames,
-        chunk_steps=frames,
-        seeds=1,
-        stacx=stacx,
-    )
+    # as `bmg minatar --algo ALGO --l L` makes it: bmg goes on from the target
+    config = stacx_select(MinAtarConfig(env=env, stacx=stacx), {"algo": algo})
+    meta = config.meta
+    if algo == "bmg":
+        meta = dataclasses.replace(meta, bootstrap_steps=bootstrap)
+    lifetime = LifetimeConfig(steps=frames, seeds=1, chunk_steps=frames)
+    config = dataclasses.replace(config, meta=meta, lifetime=lifetime)
     runner = make_runner(config)
     compile_seconds = runner.compile()
     state = runner.start()

@@ -19,8 +19,13 @@ from bmg.train import driver
 from bmg.train.anakin import Anakin
 
 CONFIG = SimpleNamespace(
-    seeds=2, meta_steps_per_chunk=2, num_chunks=2, total_env_steps=4, steps_per_meta_step=1
+    lifetime=SimpleNamespace(seeds=2),
+    meta_steps_per_chunk=2,
+    num_chunks=2,
+    total_env_steps=4,
+    steps_per_meta_step=1,
 )
+"""What the driver reads of a system's config (MinAtar's: `lifetime.seeds`, the chunk sizes)."""
 
 
 def shrinking_learner() -> Learner:
@@ -38,7 +43,7 @@ def prepared() -> driver.Prepared:
     runner = Anakin(
         shrinking_learner(),
         MetaConfig(algo="fixed"),
-        num_seeds=CONFIG.seeds,
+        num_seeds=CONFIG.lifetime.seeds,
         meta_steps_per_chunk=CONFIG.meta_steps_per_chunk,
         num_chunks=CONFIG.num_chunks,
     )
@@ -61,7 +66,7 @@ def reporting(fail_at_chunk: list[int]) -> driver.Reporting:
         end = (chunk + 1) * config.meta_steps_per_chunk
         return [
             {"seed": seed, "chunk": chunk, "steps": end, "x": float(piece.values["x"][seed, -1])}
-            for seed in range(config.seeds)
+            for seed in range(config.lifetime.seeds)
         ]
 
     def write_results(config, run_dir, initial, trace, **seconds):

@@ -20,12 +20,12 @@ import pytest
 
 from bmg.envs import atari_scores
 from bmg.experiments.atari import report as atari_report
-from bmg.experiments.atari.system import PRESETS, AtariExperimentConfig
+from bmg.experiments.atari.system import SETTINGS, AtariExperimentConfig
 from bmg.experiments.cli import main
 from bmg.experiments.command import parse_run
 
 TINY = [
-    "--frames", "768", "--frame-size", "16", "--sebulba.envs-per-thread", "2",
+    "--frames", "768", "--env.frame-size", "16", "--sebulba.envs-per-thread", "2",
     "--sebulba.rollout-length", "4", "--stacx.impala-channels", "2", "2",
     "--stacx.impala-blocks", "0", "--stacx.hidden-size", "8", "--stacx.meta-embedding-size", "2",
     "--log-interval", "2", "--checkpoint-interval", "4",
@@ -40,8 +40,11 @@ def _one_sentence(text: str) -> None:
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--frame-size", "4"], "frame_size must be an integer >= 8, got 4."),
-        (["--sticky-action-prob", "1"], "sticky_action_prob must be a finite number in [0, 1)"),
+        (["--env.frame-size", "4"], "env.frame_size must be an integer >= 8, got 4."),
+        (
+            ["--env.sticky-action-prob", "1"],
+            "env.sticky_action_prob must be a finite number in [0, 1)",
+        ),
         (["--log-interval", "0"], "log_interval must be an integer >= 1, got 0."),
         (
             ["--frames", str(10**20)],
@@ -49,9 +52,12 @@ def _one_sentence(text: str) -> None:
             "frames (1 process(es)), more than the learner's int32 meta-step counter holds "
             "(2,147,483,647); run at most 1,374,389,534,080 frames.",
         ),
-        (["--env", "Break out"], "game must be an ALE game name such as 'Breakout'"),
+        (["--env.game", "Break out"], "env.game must be an ALE game name such as 'Breakout'"),
         (["--stacx.torso", "minatar"], "stacx.torso 'minatar' (no pooling) is for MinAtar"),
-        (["--algo", "bmg", "--l", "0"], "bootstrap_steps (L) must be an integer >= 1, got 0."),
+        (
+            ["--algo", "bmg", "--l", "0"],
+            "meta.bootstrap_steps (L) must be an integer >= 1, got 0.",
+        ),
         (
             ["--checkpoint-dir", "shared/ckpt"],
             "checkpoint_dir must be an absolute path (or empty for RUN_DIR/checkpoints), got "
@@ -68,7 +74,7 @@ def _one_sentence(text: str) -> None:
 )
 def test_bad_values_exit_with_one_sentence(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        parse_run(["demo", *flags], AtariExperimentConfig, PRESETS, "bmg atari", "")
+        parse_run(["demo", *flags], SETTINGS, "bmg atari", "")
     text = str(exit_.value.code)
     assert text.startswith("bmg atari: error: ") and message in text, text
     _one_sentence(text)
@@ -103,7 +109,7 @@ def test_multi_process_flags_name_one_run(flags, message, capsys, monkeypatch):
     process count or id without a coordinator (the run would be one process), stop at parsing."""
     monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
     with pytest.raises(SystemExit) as exit_:
-        parse_run(["demo", *flags], AtariExperimentConfig, PRESETS, "bmg atari", "")
+        parse_run(["demo", *flags], SETTINGS, "bmg atari", "")
     text = str(exit_.value.code)
     assert text.startswith("bmg atari: error: ") and message in text, text
     _one_sentence(text)
@@ -222,7 +228,7 @@ def test_the_cli_refuses_a_used_checkpoint_dir_before_writing_anything(tmp_path)
 
 
 def test_presets_parse_and_count_frames():
-    run = parse_run(["paper", "--algo", "bmg", "--l", "2"], AtariExperimentConfig, PRESETS, "", "")
+    run = parse_run(["paper", "--algo", "bmg", "--l", "2"], SETTINGS, "", "")
     config = run.config
     layout = config.sebulba
     assert (layout.actor_devices, layout.learner_devices) == (2, 6)
@@ -231,8 +237,8 @@ def test_presets_parse_and_count_frames():
     assert (layout.batch_size, layout.rollout_length) == (24, 20)
     assert config.frames_per_meta_step() == 2 * 24 * 20 * 4
     assert config.num_meta_steps() == -(-200_000_000 // (2 * 24 * 20 * 4))
-    assert config.meta_config().continue_from == "target"
-    demo = parse_run(["demo"], AtariExperimentConfig, PRESETS, "", "").config
+    assert config.algo == "bmg" and config.meta.continue_from == "target"
+    demo = parse_run(["demo"], SETTINGS, "", "").config
     assert demo.algo == "impala" and demo.stacx.torso == "impala" and demo.frames == 200_000
 
 
@@ -608,7 +614,10 @@ def test_the_atari_report_names_a_run_file_of_the_wrong_shape(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    config = {"env": "Pong", "algo": "bmg", "inner_steps": 1, "bootstrap_steps": 2}
+    config = {
+        "env": {"game": "Pong"},
+        "meta": {"algo": "bmg", "inner_steps": 1, "bootstrap_steps": 2},
+    }
     write_json(run / "config.json", {"experiment": "atari", "config": {**config, "stacx": {}}})
     stat = {"mean": 1.0, "se": None}
     summary = {

@@ -7,6 +7,7 @@ Lifetimes compile programs (tens of seconds on 2 shared cores): those tests are 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,9 +18,12 @@ import numpy as np
 import pytest
 
 from bmg.agents.stacx import StacxConfig
+from bmg.checks import nested_checks_deferred
+from bmg.core.config import MetaConfig
 from bmg.experiments.cli import main
 from bmg.experiments.minatar import system as mn
 from bmg.train.anakin import Anakin
+from bmg.train.lifetime import LifetimeConfig
 
 TINY_STACX = StacxConfig(
     num_envs=4, rollout_length=5, minatar_channels=2, hidden_size=8, meta_embedding_size=2
@@ -33,34 +37,78 @@ TINY = [
 
 # --- Configuration ----------------------------------------------------------------------------
 
+DEFAULT = mn.MinAtarConfig()
+
+
+def config_with(path: str, value) -> mn.MinAtarConfig:
+    """The default config with one field set; a nested config's field (``meta.learning_rate``) is
+    set with the nested config's checks deferred, as the command line builds it, so that the
+    system's config checks it and names its path."""
+    name, _, field = path.partition(".")
+    if field:
+        with nested_checks_deferred():
+            value = dataclasses.replace(getattr(DEFAULT, name), **{field: value})
+    return mn.MinAtarConfig(**{name: value})
+
+
+def selected(algo: str, meta: dict | None = None, **fields) -> mn.MinAtarConfig:
+    """The default preset's config as `--algo ALGO` makes it, then the ``meta`` fields and the
+    other fields set (as flags after ``--algo`` set them)."""
+    config = mn.stacx_select(mn.MinAtarConfig(), {"algo": algo})
+    if meta:
+        fields["meta"] = dataclasses.replace(config.meta, **meta)
+    return dataclasses.replace(config, **fields)
+
+
+def lifetime(**fields) -> LifetimeConfig:
+    """The default lifetime (3 seeds, chunks of 250k frames) with ``fields`` set."""
+    return dataclasses.replace(DEFAULT.lifetime, **fields)
+
 
 @pytest.mark.parametrize(
-    "field, value, message",
+    "path, value, message",
     [
         ("env", "Pong-MinAtar", "env must be one of Asterix-MinAtar, "),
-        ("algo", "mg", "algo must be one of impala, stacx, bmg; got 'mg'."),
+        ("meta.algo", "stacx", "meta.algo must be one of fixed, mg, bmg, got 'stacx'."),
         ("sticky_action_prob", 1.5, "sticky_action_prob must be a number in [0, 1], got 1.5."),
         ("sticky_action_prob", 1.0, "sticky_action_prob must be below 1 for a run"),
-        ("steps", 0, "steps must be"),
-        ("seeds", 0, "seeds must be"),
-        ("steps", 3 * 10**9, "more than a seed's int32 frame counter holds (2,147,483,647)."),
+        ("lifetime.steps", 0, "lifetime.steps must be"),
+        ("lifetime.seeds", 0, "lifetime.seeds must be"),
+        (
+            "lifetime.steps",
+            3 * 10**9,
+            "more than a seed's int32 frame counter holds (2,147,483,647).",
+        ),
         ("batch_devices", 3, "batch_devices must divide stacx.num_envs = 32, got 3."),
-        ("meta_learning_rate", -1.0, "meta_learning_rate must be"),
-        ("inner_steps", 0, "inner_steps (K) must be"),
-        ("continue_from", "somewhere", "continue_from must be"),
+        ("meta.learning_rate", -1.0, "meta.learning_rate must be"),
+        ("meta.inner_steps", 0, "meta.inner_steps (K) must be"),
+        ("meta.continue_from", "somewhere", "meta.continue_from must be"),
+        (
+            "meta",
+            MetaConfig(algo="fixed", inner_steps=2),
+            "meta.inner_steps must be 1 with meta.algo fixed (impala takes one learner update",
+        ),
     ],
 )
-def test_bad_configuration_is_one_sentence_naming_the_field(field, value, message):
+def test_bad_configuration_is_one_sentence_naming_the_field(path, value, message):
     with pytest.raises(ValueError) as error:
-        mn.MinAtarConfig(**{field: value})
+        config_with(path, value)
     text = str(error.value)
     assert text.startswith(message) or message in text, text
     assert text.count(". ") == 0 and text.endswith("."), text  # one sentence
 
 
+def test_a_bad_algo_is_one_sentence_naming_the_choices(tmp_path):
+    with pytest.raises(SystemExit) as error:
+        main(["minatar", "demo", "--algo", "mg", "--out", str(tmp_path / "run")])
+    text = str(error.value.code)
+    assert text == "bmg minatar: error: --algo must be one of impala, stacx, bmg; got 'mg'.", text
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_meta_step_longer_than_the_lifetime_and_sgd_targets_across_devices_are_refused():
     with pytest.raises(ValueError, match=r"^one meta-step takes 2,560 frames \(4 batches of 32 x"):
-        mn.MinAtarConfig(algo="bmg", bootstrap_steps=4, steps=1000)
+        selected("bmg", meta=dict(bootstrap_steps=4), lifetime=lifetime(steps=1000))
     with pytest.raises(ValueError, match="target_step must be 'rmsprop' when batch_devices > 1"):
         mn.MinAtarConfig(batch_devices=2, stacx=StacxConfig(target_step="sgd"))
 
@@ -68,19 +116,21 @@ def test_a_meta_step_longer_than_the_lifetime_and_sgd_targets_across_devices_are
 def test_frames_per_meta_step_and_meta_configs():
     """impala and stacx: one batch (B x T frames) per meta-step; bmg: K + L - 1 batches, the
     target's included (continue_from="target": every batch trains the learner)."""
-    impala = mn.MinAtarConfig(algo="impala", steps=10_000, chunk_steps=1_000)
-    assert impala.meta_config().algo == "fixed" and impala.steps_per_meta_step == 640
+    impala = selected("impala", lifetime=lifetime(steps=10_000, chunk_steps=1_000))
+    assert impala.algo == "impala" and impala.meta.algo == "fixed"
+    assert impala.steps_per_meta_step == 640
     assert impala.meta_steps_per_chunk == 2 and impala.num_chunks == 8
     assert impala.total_env_steps == 10_240
-    stacx = mn.MinAtarConfig(algo="stacx")
-    assert stacx.meta_config().algo == "mg" and stacx.meta_config().inner_steps == 1
-    bmg = mn.MinAtarConfig(algo="bmg", bootstrap_steps=4)
-    meta = bmg.meta_config()
-    assert (meta.algo, meta.inner_steps, meta.bootstrap_steps) == ("bmg", 1, 4)
+    stacx = selected("stacx")
+    assert stacx.algo == "stacx" and stacx.meta.algo == "mg" and stacx.meta.inner_steps == 1
+    assert mn.MinAtarConfig().algo == "stacx"  # the presets' method
+    bmg = selected("bmg", meta=dict(bootstrap_steps=4))
+    meta = bmg.meta
+    assert (bmg.algo, meta.algo, meta.inner_steps, meta.bootstrap_steps) == ("bmg", "bmg", 1, 4)
     assert meta.continue_from == "target" and bmg.steps_per_meta_step == 4 * 640
     for name, (_, overrides) in mn.PRESETS.items():
-        assert mn.MinAtarConfig(**overrides).steps >= 1, name
-    assert mn.MinAtarConfig(**mn.PRESETS["paper"][1]).steps == 10_000_000
+        assert mn.MinAtarConfig(**overrides).lifetime.steps >= 1, name
+    assert mn.MinAtarConfig(**mn.PRESETS["paper"][1]).lifetime.steps == 10_000_000
 
 
 def test_protocol_defaults_are_minatars():
@@ -103,7 +153,7 @@ def test_a_resume_refuses_an_edited_config(drop_digest, tmp_path, capsys):
 
     run = tmp_path / "run"
     run.mkdir()
-    config = mn.MinAtarConfig(algo="impala", stacx=TINY_STACX)
+    config = selected("impala", stacx=TINY_STACX)
     digest = config_digest(rundir.to_json(config))
     rundir.write_config(run, config, experiment="minatar", config_digest=digest)
     record = json.loads((run / "config.json").read_text())
@@ -169,12 +219,15 @@ DEVICES_SCRIPT = textwrap.dedent(
     import jax, numpy as np
     from bmg.agents.stacx import StacxConfig
     from bmg.experiments.minatar import system as mn
+    from bmg.train.lifetime import LifetimeConfig
 
     assert jax.device_count() == 4, jax.devices()
     stacx = StacxConfig(num_envs=8, rollout_length=5, minatar_channels=2, hidden_size=8,
                         meta_embedding_size=2, matching="kl_value")
-    base = mn.MinAtarConfig(algo="bmg", bootstrap_steps=2, steps=400, chunk_steps=200, seeds=1,
-                            meta_learning_rate=1e-2, stacx=stacx)
+    base = mn.stacx_select(mn.MinAtarConfig(stacx=stacx), {"algo": "bmg"})
+    base = dataclasses.replace(
+        base, meta=dataclasses.replace(base.meta, bootstrap_steps=2, learning_rate=1e-2),
+        lifetime=LifetimeConfig(steps=400, chunk_steps=200, seeds=1))
     out = {}
     for devices in (1, 4):
         config = dataclasses.replace(base, batch_devices=devices)

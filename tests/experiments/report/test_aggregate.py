@@ -54,17 +54,16 @@ def test_bad_scores_are_one_sentence():
 def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
     """Two methods x two games, returns per seed chosen so that the normalised scores are known;
     and each reason the runs cannot form a [seeds, games] grid is named."""
-    runs = {
-        "a": ("Breakout-MinAtar", "impala", [17.5, 35.0]),  # normalised 1, 2
-        "b": ("Asterix-MinAtar", "impala", [19.0, 19.0]),  # 1, 1
-        "c": ("Breakout-MinAtar", "stacx", [0.0, 17.5]),  # 0, 1
-        "d": ("Asterix-MinAtar", "stacx", [38.0, 38.0]),  # 2, 2
+    runs = {  # game, meta.algo (impala: fixed, stacx: mg), final returns per seed
+        "a": ("Breakout-MinAtar", "fixed", [17.5, 35.0]),  # normalised 1, 2
+        "b": ("Asterix-MinAtar", "fixed", [19.0, 19.0]),  # 1, 1
+        "c": ("Breakout-MinAtar", "mg", [0.0, 17.5]),  # 0, 1
+        "d": ("Asterix-MinAtar", "mg", [38.0, 38.0]),  # 2, 2
     }
-    config = lambda name: {
+    config = lambda name: {  # noqa: E731
         "config": {
             "env": runs[name][0],
-            "algo": runs[name][1],  # noqa: E731
-            "inner_steps": 1,
+            "meta": {"algo": runs[name][1], "inner_steps": 1, "bootstrap_steps": 1},
         }
     }
     monkeypatch.setattr(minatar_report, "load_run", lambda run: (config(run), {}, {}))
@@ -81,23 +80,24 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
         "({'impala': ['Asterix-MinAtar', 'Breakout-MinAtar'], 'stacx K=1': ['Breakout-MinAtar']})."
     )
     assert "two runs on Breakout" in minatar_report.aggregate_rows(["a", "a"])[1]
-    runs["e"] = ("Pong", "impala", [1.0])
+    runs["e"] = ("Pong", "fixed", [1.0])
     assert "Pong has no reference" in minatar_report.aggregate_rows(["e"])[1]
     # Atari runs (their own report) are human-normalised: Pong's random -20.7 and human 14.6
     from bmg.experiments.atari import report as atari_report
 
-    game = {"env": "Pong", "algo": "impala", "inner_steps": 1, "bootstrap_steps": 1}
+    meta = {"algo": "fixed", "inner_steps": 1, "bootstrap_steps": 1}  # impala
+    game = {"env": {"game": "Pong"}, "meta": meta}
     monkeypatch.setattr(atari_report, "read_run", lambda run: ({"config": game}, {}, {}))
     monkeypatch.setattr(atari_report, "_trace", lambda run: run)
     monkeypatch.setattr(atari_report, "fraction_return", {"p": -20.7, "q": 14.6}.get)
     tables, notes = atari_report.extra_tables(["p", "q"])
     assert tables[0][0]["mean [95% CI]"].startswith("0.500 [") and tables[0][0]["runs"] == "2"
     assert "human-normalised" in notes[0]
-    game["env"] = "Tetris"
+    game["env"] = {"game": "Tetris"}
     assert "must be one of the 57 games" in atari_report.extra_tables(["p", "q"])[1][0]
     monkeypatch.setattr(minatar_report, "load_run", lambda run: (config(run), {}, {}))
     monkeypatch.setattr(minatar_report, "final_returns", lambda run: np.array(runs[run][2]))
-    runs["a"] = ("Breakout-MinAtar", "impala", [np.nan, 1.0])
+    runs["a"] = ("Breakout-MinAtar", "fixed", [np.nan, 1.0])
     assert "finished no episode" in minatar_report.aggregate_rows(["a", "b"])[1]
     # without rliable (an extra) the comparison still prints, with a note saying why no aggregate
     import builtins
@@ -110,5 +110,5 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_rliable)
-    runs["a"] = ("Breakout-MinAtar", "impala", [17.5, 35.0])
+    runs["a"] = ("Breakout-MinAtar", "fixed", [17.5, 35.0])
     assert "needs rliable: pip install 'bmg[atari]'" in minatar_report.aggregate_rows(["a"])[1]
