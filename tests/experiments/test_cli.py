@@ -174,9 +174,11 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
             "ActorCriticConfig: drop it, or choose another with --agent, --algo.",
         ),
         (
-            ["--algo", "bmg", "--meta.algo", "mg", "--meta.continue-from", "inner", "--l", "1"],
-            "--algo bmg and the flags after it make a mg run; drop one of them.",
+            ["--meta.algo", "mg"],  # with its label, BMG's L and continue_from: --algo's work
+            "--meta.algo is set by --algo (fixed, decay, mg, bmg) with the fields that go with "
+            "it: use --algo instead.",
         ),
+        (["--learner.epsilon-decay", "True"], "--learner.epsilon-decay is set by --algo"),
     ],
 )
 def test_bad_run_flags_fail_with_one_sentence_before_anything_is_written(

@@ -228,7 +228,8 @@ class QLambdaConfig(OnlineConfig):
     epsilon of the meta-learned schedule ("meta") unless ``meta_initial`` is set."""
     epsilon_decay: bool = False
     """epsilon falls linearly from decay_start to decay_final over decay_steps instead of being
-    fixed or meta-learned (the "decay" baseline; a fixed meta-learner only)."""
+    fixed or meta-learned (the "decay" baseline; a fixed meta-learner only; the Two-colors
+    command sets it with --algo decay)."""
     decay_start: float = 1.0
     """decay: epsilon at step 0."""
     decay_final: float = 0.01

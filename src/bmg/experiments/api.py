@@ -39,11 +39,14 @@ class Selector:
       help: one line of help.
       choices: the accepted names.
       of: ``config -> name``, the choice a config embodies (a preset's default, a run's label).
+      owns: the (dotted) fields only this choice sets (``("meta.algo",)``): their own flags are
+        refused, so that a run's label and its config always agree.
     """
 
     help: str
     choices: tuple[str, ...]
     of: Callable[[Any], str]
+    owns: tuple[str, ...] = ()
 
 
 def no_selection(config: Any, chosen: Mapping[str, str], preset: str) -> Any:

@@ -103,6 +103,14 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
             "change it."
         )
     chosen_preset = argv[0] if argv[:1] and argv[0] in presets else None
+    owners = {field: flag for flag, sel in settings.selectors.items() for field in sel.owns}
+    for field in sorted(given_fields(argv, config_cls) & set(owners)):
+        name = owners[field]
+        sys.exit(
+            f"{prog}: error: --{field.replace('_', '-')} is set by --{name} "
+            f"({', '.join(settings.selectors[name].choices)}) with the fields that go with it: "
+            f"use --{name} instead."
+        )
     chosen, defaults = {}, {}  # the choices, the chosen preset's config with them made
     if chosen_preset is not None:
         chosen = selections(argv[1:], settings, prog)
@@ -161,13 +169,6 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
         sys.exit(f"{prog}: error: {error}")
     if isinstance(parsed, resume_type):
         return Resume(parsed.run_dir)
-    for flag, choice in chosen.items():  # a later flag (--meta.algo) undid a choice
-        made = settings.selectors[flag].of(parsed.config)
-        if made != choice:
-            sys.exit(
-                f"{prog}: error: --{flag} {choice} and the flags after it make a {made} run; "
-                f"drop one of them."
-            )
     preset = next((arg for arg in argv if arg in presets), None)  # the subcommand's name
     return Run(config=parsed.config, out=parsed.out, preset=preset)
 

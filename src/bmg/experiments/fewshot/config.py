@@ -74,7 +74,7 @@ class FewShotConfig:
     """SGD step on the support loss [MAML: 0.01]."""
     first_order: bool = False
     """mg: first-order MAML (the meta-gradient skips the inner steps' second derivatives);
-    `--algo fomaml` sets it."""
+    `--algo fomaml` sets it (not a flag of its own)."""
     matching: Literal["kl", "params"] = "kl"
     """BMG matching: KL between the target's and x_K's predictions on the query images, or the
     squared parameter distance."""
@@ -216,6 +216,7 @@ SETTINGS = Settings(
             "meta.bootstrap_steps and first_order",
             ALGOS,
             lambda config: config.algo,
+            owns=("meta.algo", "first_order"),
         )
     },
     select=select,

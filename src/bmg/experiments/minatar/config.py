@@ -67,6 +67,7 @@ STACX_SELECTORS = {
         "meta.continue_from, meta.bootstrap_steps to their BMG or non-BMG values)",
         tuple(ALGOS),
         stacx_algo,
+        owns=("meta.algo",),
     )
 }
 """`--algo` of a STACX system."""

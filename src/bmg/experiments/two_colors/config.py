@@ -53,7 +53,6 @@ class EnvConfig:
 
 AGENTS = {"ac": ("fixed", "mg", "bmg"), "q": ("fixed", "decay", "mg", "bmg")}
 """The agents and the methods of each."""
-LEARNERS = {"ac": ActorCriticConfig, "q": QLambdaConfig}
 
 
 def default_inner_steps(agent: str, algo: str) -> int:
@@ -511,6 +510,7 @@ SETTINGS = Settings(
             "learner.epsilon_decay",
             ("fixed", "decay", "mg", "bmg"),
             lambda config: config.algo,
+            owns=("meta.algo", "learner.epsilon_decay"),
         ),
     },
     select=select,
