@@ -11,12 +11,14 @@ chunk, compilation excluded (BMG's target steps counted). Rates are comparable w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from bmg.experiments.command import use_all_cpu_cores
 
 use_all_cpu_cores()  # both cores as JAX devices, as the CLI runs
 
+from bmg.core.config import MetaConfig  # noqa: E402
 from bmg.experiments.two_colors.system import (  # noqa: E402
     TwoColorsConfig,
     make_learner,
@@ -24,6 +26,7 @@ from bmg.experiments.two_colors.system import (  # noqa: E402
     recorded_probes,
 )
 from bmg.train.anakin import Anakin  # noqa: E402
+from bmg.train.lifetime import LifetimeConfig  # noqa: E402
 
 SETTINGS = [(16, None), (64, None), (64, 16), (64, 8)]
 """(lanes, lane_group) pairs; None: all of a device's lanes in one vmap."""
@@ -32,8 +35,8 @@ SETTINGS = [(16, None), (64, None), (64, 16), (64, 8)]
 def rate(config: TwoColorsConfig, group: int | None, chunks: int = 3) -> float:
     runner = Anakin(
         make_learner(config),
-        config.meta_config(),
-        num_seeds=config.seeds,
+        config.meta,
+        num_seeds=config.lifetime.seeds,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
         metrics=recorded_metrics(config),
@@ -47,7 +50,11 @@ def rate(config: TwoColorsConfig, group: int | None, chunks: int = 3) -> float:
         state, _, _ = runner.run_chunk(state)
     seconds = time.perf_counter() - start
     return (
-        chunks * config.meta_steps_per_chunk * config.steps_per_meta_step * config.seeds / seconds
+        chunks
+        * config.meta_steps_per_chunk
+        * config.steps_per_meta_step
+        * config.lifetime.seeds
+        / seconds
     )
 
 
@@ -56,11 +63,13 @@ def main() -> None:
     parser.add_argument("--algo", choices=("fixed", "bmg"), default="fixed")
     parser.add_argument("--chunk-steps", type=int, default=20_000, help="steps per lane per chunk")
     args = parser.parse_args()
-    meta = dict(algo="bmg", inner_steps=7, bootstrap_steps=9) if args.algo == "bmg" else {}
+    meta = {
+        "fixed": MetaConfig(algo="fixed"),
+        "bmg": dataclasses.replace(TwoColorsConfig.meta, inner_steps=7, bootstrap_steps=9),
+    }[args.algo]
     for lanes, group in SETTINGS:
-        config = TwoColorsConfig(
-            seeds=lanes, steps=10**7, chunk_steps=args.chunk_steps, **{"algo": "fixed", **meta}
-        )
+        lifetime = LifetimeConfig(steps=10**7, seeds=lanes, chunk_steps=args.chunk_steps)
+        config = TwoColorsConfig(meta=meta, lifetime=lifetime)
         print(f"{args.algo} lanes {lanes} lane_group {group}: {rate(config, group):,.0f} steps/s")
 
 

@@ -7,8 +7,9 @@ the same run.
 
 Configurations: the `related` preset's Q(lambda) (Luketina et al., CoLLAs 2022, Table 4: Q-MLP
 2 x 256, Adam, T = 1, an update at every environment step), fixed epsilon, with
-``--q.trace forward`` and ``--q.trace peng``; and Peng's under BMG (K = 0, L = 16), the
-published exploration row's meta-learner (15 learner updates and one target step per meta-step).
+``--learner.trace forward`` and ``--learner.trace peng``; and Peng's under BMG (K = 0,
+L = 16), the published exploration row's meta-learner (15 learner updates and one target step
+per meta-step).
 
 How it measures:
 - **steps/s**: the Anakin runner the CLI uses (every CPU core a JAX device, lanes sharded over
@@ -44,11 +45,12 @@ use_all_cpu_cores()  # before jax is imported, as the CLI does
 import jax  # noqa: E402
 
 from bmg.experiments.two_colors.system import (  # noqa: E402
-    RELATED,
+    PRESET_VALUES,
     TwoColorsConfig,
     make_learner,
     make_runner,
 )
+from bmg.train.lifetime import LifetimeConfig  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import bandwidth_at, matmul_peak  # noqa: E402  (shared with roofline.py)
@@ -59,19 +61,15 @@ SETTINGS = [("forward", "fixed", 1, 1), ("peng", "fixed", 1, 1), ("peng", "bmg",
 
 def config_of(trace: str, algo: str, inner: int, bootstrap: int, lanes: int, steps: int):
     """The `related` preset's Q(lambda) with `trace`, `algo`, K, L, `lanes` seeds and one chunk."""
-    return TwoColorsConfig(
-        **{
-            **RELATED,
-            "agent": "q",
-            "algo": algo,
-            "inner_steps": inner,
-            "bootstrap_steps": bootstrap,
-            "seeds": lanes,
-            "steps": steps,
-            "chunk_steps": steps,
-            "q": dataclasses.replace(RELATED["q"], trace=trace),
-        }
+    related = PRESET_VALUES["related"]
+    preset = dataclasses.replace(
+        related,
+        q=dataclasses.replace(related.q, trace=trace),
+        inner_steps=inner,
+        meta=dataclasses.replace(related.meta, bootstrap_steps=bootstrap),
+        lifetime=LifetimeConfig(steps=steps, seeds=lanes, chunk_steps=steps),
     )
+    return preset.config("q", algo)
 
 
 def _cost(fn, *args) -> tuple[float, float, int]:
@@ -97,7 +95,7 @@ def cost_per_lane_step(config: TwoColorsConfig, lanes: int) -> dict:
     meta_params = jax.vmap(learner.init_meta_params)(keys)
     flops, bytes_, working_set = _cost(jax.vmap(learner.update_fn), meta_params, states, keys)
     if config.algo == "bmg":
-        updates = config.meta_config().updates_per_step
+        updates = config.meta.updates_per_step
         for part, args in (
             (learner.target_step, (meta_params, states, keys)),
             (learner.matching_fn, (states, states, meta_params)),
@@ -105,7 +103,7 @@ def cost_per_lane_step(config: TwoColorsConfig, lanes: int) -> dict:
             part_flops, part_bytes, _ = _cost(jax.vmap(part), *args)
             flops += part_flops / updates
             bytes_ += part_bytes / updates
-    steps = config.q.rollout_length
+    steps = config.learner.rollout_length
     return {
         "flops_per_lane_step": flops / lanes / steps,
         "bytes_per_lane_step": bytes_ / lanes / steps,

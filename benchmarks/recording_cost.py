@@ -12,10 +12,12 @@ on this kind of 2-core machine: A2C 1,051 and BMG K = 7, L = 9 435 environment s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from machine import PYTORCH_PORT  # noqa: E402  (benchmarks/machine.py)
 
+from bmg.core.config import MetaConfig
 from bmg.experiments.two_colors.system import (
     TwoColorsConfig,
     make_learner,
@@ -23,6 +25,7 @@ from bmg.experiments.two_colors.system import (
     recorded_probes,
 )
 from bmg.train.anakin import Anakin
+from bmg.train.lifetime import LifetimeConfig
 
 PORT = {"fixed": PYTORCH_PORT[("fixed", 1, None)], "bmg": PYTORCH_PORT[("bmg", 7, 9)]}
 
@@ -30,7 +33,7 @@ PORT = {"fixed": PYTORCH_PORT[("fixed", 1, None)], "bmg": PYTORCH_PORT[("bmg", 7
 def rate(config: TwoColorsConfig, probes, metrics, chunks: int = 4) -> float:
     runner = Anakin(
         make_learner(config),
-        config.meta_config(),
+        config.meta,
         num_seeds=1,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=10**6,
@@ -53,15 +56,16 @@ def main() -> None:
     parser.add_argument("--chunk-steps", type=int, default=40_000)
     args = parser.parse_args()
     settings = {
-        "fixed": dict(algo="fixed"),
-        "bmg": dict(algo="bmg", inner_steps=7, bootstrap_steps=9),
+        "fixed": MetaConfig(algo="fixed"),
+        "bmg": dataclasses.replace(TwoColorsConfig.meta, inner_steps=7, bootstrap_steps=9),
     }
     print(
         "| learner | recorded steps/s | x port | counters only steps/s | x port | recorded / bare |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for name, fields in settings.items():
-        config = TwoColorsConfig(seeds=1, steps=10**7, chunk_steps=args.chunk_steps, **fields)
+    lifetime = LifetimeConfig(steps=10**7, seeds=1, chunk_steps=args.chunk_steps)
+    for name, meta in settings.items():
+        config = TwoColorsConfig(meta=meta, lifetime=lifetime)
         full = rate(config, recorded_probes(config), recorded_metrics(config))
         bare = rate(config, ("env_steps", "reward_sum"), ())
         port = PORT[name]

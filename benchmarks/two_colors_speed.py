@@ -10,6 +10,7 @@ CLI, every CPU core is exposed as a JAX device and the seed axis is sharded over
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -21,7 +22,8 @@ use_all_cpu_cores()  # before jax is imported, as the CLI does
 import jax  # noqa: E402
 from machine import PYTORCH_PORT  # noqa: E402  (benchmarks/machine.py)
 
-from bmg.experiments.two_colors.system import TwoColorsConfig, make_runner  # noqa: E402
+from bmg.experiments.two_colors.system import PRESET_VALUES, make_runner  # noqa: E402
+from bmg.train.lifetime import LifetimeConfig  # noqa: E402
 
 # (algo, K, L): the demo/report settings and the public PyTorch port's BMG (K=7, L=9).
 SETTINGS = [("fixed", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 7, 9)]
@@ -29,14 +31,13 @@ SETTINGS = [("fixed", 1, 1), ("mg", 1, 1), ("bmg", 1, 8), ("mg", 7, 1), ("bmg", 
 
 def measure(algo: str, inner: int, bootstrap: int, seeds: int, steps: int) -> dict:
     """Compile, then time one chunk of `steps` environment steps per seed on the Anakin runner."""
-    config = TwoColorsConfig(
-        algo=algo,
+    preset = PRESET_VALUES["default"]  # its config for `algo` (as --algo), with this K and L
+    config = dataclasses.replace(
+        preset,
         inner_steps=inner,
-        bootstrap_steps=bootstrap,
-        seeds=seeds,
-        steps=steps,
-        chunk_steps=steps,
-    )
+        meta=dataclasses.replace(preset.meta, bootstrap_steps=bootstrap),
+        lifetime=LifetimeConfig(steps=steps, seeds=seeds, chunk_steps=steps),
+    ).config(algo=algo)
     runner = make_runner(config)
     compile_seconds = runner.compile()
     state = runner.start()

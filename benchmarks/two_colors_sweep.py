@@ -50,6 +50,7 @@ from bmg.experiments.two_colors.system import (  # noqa: E402
     sweep_configs,
 )
 from bmg.train.checkpoint import Checkpointer  # noqa: E402
+from bmg.train.lifetime import LifetimeConfig  # noqa: E402
 
 RATES = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 3e-3, 3e-4, 3e-5)
 
@@ -57,15 +58,15 @@ RATES = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 3e-3, 3e-4, 3e-5)
 def base_config(seeds: int, meta_steps: int, chunks: int, hidden: int) -> TwoColorsConfig:
     steps_per_meta_step = 3 * 16  # K + L = 3 rollouts of T = 16
     return TwoColorsConfig(
-        agent="ac",
-        algo="bmg",
-        inner_steps=1,
-        bootstrap_steps=2,
-        seeds=seeds,
-        steps=steps_per_meta_step * meta_steps * chunks,
-        chunk_steps=steps_per_meta_step * meta_steps,
-        meta_learning_rate=1e-3,
-        ac=ActorCriticConfig(
+        meta=dataclasses.replace(
+            TwoColorsConfig.meta, inner_steps=1, bootstrap_steps=2, learning_rate=1e-3
+        ),
+        lifetime=LifetimeConfig(
+            steps=steps_per_meta_step * meta_steps * chunks,
+            seeds=seeds,
+            chunk_steps=steps_per_meta_step * meta_steps,
+        ),
+        learner=ActorCriticConfig(
             hidden_size=hidden,
             rollout_length=16,
             meta_hidden_size=16,
@@ -76,7 +77,7 @@ def base_config(seeds: int, meta_steps: int, chunks: int, hidden: int) -> TwoCol
 
 
 def grid(configs: int) -> dict:
-    return {"meta_learning_rate": RATES[:configs]}
+    return {"meta.learning_rate": RATES[:configs]}
 
 
 def measure_lanes(lanes: int, args) -> dict:

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from bmg.agents.configs import ActorCriticConfig
-from bmg.checks import check_integer, check_nested
+from bmg.checks import check_nested
 from bmg.core.config import MetaConfig
 from bmg.experiments.api import Report, Settings, System
 from bmg.experiments.registry import Entry
 from bmg.train import driver, lifetime
+from bmg.train.lifetime import LifetimeConfig
 
 
 # --- 1. the config: nested, frozen, validated without JAX -------------------------------------
@@ -35,14 +36,9 @@ from bmg.train import driver, lifetime
 class CartPoleConfig(lifetime.Chunked):
     """An actor-critic on CartPole-v1 with a fixed, MG or BMG entropy cost."""
 
-    steps: int = 200_000
-    """environment steps per seed."""
-    seeds: int = 2
-    """seeds run in parallel (vmapped, sharded over devices)."""
-    seed: int = 0
-    """the first seed."""
-    chunk_steps: int = 50_000
-    """environment steps per compiled chunk (a checkpoint and a metrics.csv row after each)."""
+    lifetime: LifetimeConfig = LifetimeConfig(steps=200_000, seeds=2, chunk_steps=50_000)
+    """environment steps per seed, seeds (run in parallel), the first seed and steps per
+    compiled chunk, each followed by a checkpoint and metrics.csv rows (`bmg.train.lifetime`)."""
     meta: MetaConfig = MetaConfig(
         algo="bmg", inner_steps=1, bootstrap_steps=2, continue_from="target"
     )
@@ -54,9 +50,7 @@ class CartPoleConfig(lifetime.Chunked):
     """the actor-critic (`bmg.agents.configs.ActorCriticConfig`)."""
 
     def __post_init__(self):
-        check_nested(self)  # nested configs first: an error names the path (meta.inner_steps)
-        for name, minimum in (("steps", 1), ("seeds", 1), ("seed", 0), ("chunk_steps", 1)):
-            check_integer(name, getattr(self, name), minimum)
+        check_nested(self)  # checks the nested configs: an error names the path (meta.inner_steps)
 
     @property
     def algo(self) -> str:  # the run directory's name: runs/cartpole/<algo>-<time>
@@ -76,7 +70,10 @@ PRESETS = {
     "bmg": ("BMG K = 1, L = 2: 2 seeds x 200k steps", {}),
     "mg": ("MG K = 1: 2 seeds x 200k steps", dict(meta=MetaConfig(algo="mg", inner_steps=1))),
     "fixed": ("a fixed entropy cost: 2 seeds x 200k steps", dict(meta=MetaConfig(algo="fixed"))),
-    "tiny": ("a smoke test: BMG, 2 seeds x 2k steps", dict(steps=2_048, chunk_steps=1_024)),
+    "tiny": (
+        "a smoke test: BMG, 2 seeds x 2k steps",
+        dict(lifetime=LifetimeConfig(steps=2_048, seeds=2, chunk_steps=1_024)),
+    ),
 }
 
 
@@ -119,8 +116,8 @@ def make_runner(config: CartPoleConfig, run_dir: Path | None = None):
     return Anakin(
         learner,
         config.meta,
-        num_seeds=config.seeds,
-        first_seed=config.seed,
+        num_seeds=config.lifetime.seeds,
+        first_seed=config.lifetime.seed,
         meta_steps_per_chunk=config.meta_steps_per_chunk,
         num_chunks=config.num_chunks,
         metrics=("meta/loss",) if config.meta.algo != "fixed" else (),
@@ -140,13 +137,13 @@ def chunk_rows(config: CartPoleConfig, piece: driver.Piece) -> list[dict[str, An
     returns = values["episode_return_sum"][:, -1] - before["episode_return_sum"]
     return [
         {
-            "seed": config.seed + i,
+            "seed": config.lifetime.seed + i,
             "chunk": piece.index,
             "env_steps": int(values["env_steps"][i, -1]),
             "episode_return": float(returns[i] / episodes[i]) if episodes[i] else float("nan"),
             "entropy_cost": float(values["entropy_cost"][i].mean()),
         }
-        for i in range(config.seeds)
+        for i in range(config.lifetime.seeds)
     ]
 
 
@@ -170,7 +167,9 @@ REPORTING = driver.Reporting(
     label=lambda config: f"{config.meta.algo} K={config.meta.inner_steps}",
     csv_fields=lambda config: FIELDS,
     chunk_rows=chunk_rows,
-    detail=lambda config, rows: f"return {rows[0]['episode_return']:.1f} (seed {config.seed})",
+    detail=lambda config, rows: (
+        f"return {rows[0]['episode_return']:.1f} (seed {config.lifetime.seed})"
+    ),
     write_results=write_results,
 )
 

@@ -1,17 +1,21 @@
 """Q(lambda) lifetimes on Two-colors (the exploration experiment): step accounting and the
 fixed, decaying, MG and BMG epsilon; the `exploration` preset. Lifetimes compile: slow tier."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from bmg.agents.q_lambda import QLambdaConfig
 from bmg.experiments.two_colors.system import (
+    PRESET_VALUES,
     PRESETS,
     EnvConfig,
     TwoColorsConfig,
     make_runner,
     report_trace,
 )
+from bmg.train.lifetime import LifetimeConfig
 
 Q = QLambdaConfig(
     hidden_size=16, rollout_length=4, context_length=3, meta_hidden_size=8, decay_steps=40
@@ -19,17 +23,20 @@ Q = QLambdaConfig(
 ENV = EnvConfig(grid_size=3, switch_every=40)
 
 
-def run(**overrides):
-    config = TwoColorsConfig(
-        agent="q",
-        seeds=2,
-        steps=96,
-        chunk_steps=96,
-        q=Q,
-        env=ENV,
-        meta_learning_rate=0.05,
-        **overrides,
+def run(algo, inner_steps, bootstrap_steps):
+    """A Q(lambda) lifetime of `algo` (as --algo chooses it: decay sets epsilon_decay)."""
+    meta = dataclasses.replace(
+        TwoColorsConfig.meta, learning_rate=0.05, bootstrap_steps=bootstrap_steps
     )
+    preset = dataclasses.replace(
+        PRESET_VALUES["default"],
+        q=Q,
+        meta=meta,
+        inner_steps=inner_steps,
+        lifetime=LifetimeConfig(steps=96, seeds=2, chunk_steps=96),
+        env=ENV,
+    )
+    config = preset.config("q", algo)
     result = make_runner(config).run()
     trace, _ = report_trace(result.state.initial, result.state.trace)
     return config, trace
@@ -41,7 +48,8 @@ def run(**overrides):
     [("bmg", 0, 3), ("fixed", 1, 1), ("mg", 1, 1), ("decay", 1, 1)],
 )
 def test_q_lifetime_accounting_and_epsilon(algo, inner_steps, bootstrap_steps):
-    config, trace = run(algo=algo, inner_steps=inner_steps, bootstrap_steps=bootstrap_steps)
+    config, trace = run(algo, inner_steps, bootstrap_steps)
+    assert (config.agent, config.algo, config.meta.inner_steps) == ("q", algo, inner_steps)
     # BMG K = 0: L - 1 = 2 rollouts per meta-step (the target's last step collects nothing).
     assert config.steps_per_meta_step == (2 * 4 if algo == "bmg" else 4)
     steps = np.diff(trace.env_steps, axis=1)
@@ -67,27 +75,34 @@ def test_q_lifetime_accounting_and_epsilon(algo, inner_steps, bootstrap_steps):
 def test_exploration_preset_gives_every_algorithm_a_valid_k():
     """BMG on epsilon with K = 0 by default; `--algo mg` (K >= 1) from the same preset is valid
     too (a regression: `bmg two-colors exploration --agent q --algo mg` was refused for K = 0)."""
-    description, overrides = PRESETS["exploration"]
-    config = TwoColorsConfig(**overrides)
-    assert (config.agent, config.algo, config.num_inner_steps, config.bootstrap_steps) == (
+    preset = PRESET_VALUES["exploration"]
+    config = preset.config()
+    assert TwoColorsConfig(**PRESETS["exploration"][1]) == config  # bmg two-colors exploration
+    meta = config.meta
+    assert (config.agent, config.algo, meta.inner_steps, meta.bootstrap_steps) == (
         "q",
         "bmg",
         0,
         16,
     )
-    assert (config.steps, config.seeds, config.meta_learning_rate) == (3_200_000, 10, 1e-3)
+    assert (config.lifetime.steps, config.lifetime.seeds, meta.learning_rate) == (
+        3_200_000,
+        10,
+        1e-3,
+    )
     # K = 0, L = 16: 15 rollouts of 16 steps per meta-step.
     assert config.steps_per_meta_step == 15 * 16
-    assert "Q(lambda)" in description
+    assert "Q(lambda)" in preset.help
     # Every algorithm the preset accepts: fixed and decay take one update per step, MG K = 1.
     for algo, k in (("fixed", 1), ("decay", 1), ("mg", 1), ("bmg", 0)):
-        other = TwoColorsConfig(**{**overrides, "algo": algo})
-        assert other.meta_config().inner_steps == k, algo
+        other = preset.config(algo=algo)
+        assert (other.algo, other.meta.inner_steps) == (algo, k), algo
         assert other.steps_per_meta_step == (15 * 16 if algo == "bmg" else 16), algo
-    # An explicit K is kept, and an invalid one still refused.
-    assert TwoColorsConfig(**overrides, inner_steps=2).meta_config().inner_steps == 2
+    # A preset's explicit K is kept, and an invalid one still refused.
+    explicit = dataclasses.replace(preset, inner_steps=2)
+    assert explicit.config().meta.inner_steps == explicit.config(algo="mg").meta.inner_steps == 2
     with pytest.raises(ValueError, match=r"inner_steps \(K\) must be an integer >= 1, got 0"):
-        TwoColorsConfig(**{**overrides, "algo": "mg", "inner_steps": 0})
+        dataclasses.replace(preset, inner_steps=0).config(algo="mg")
     # The actor-critic's default K is 1 for both meta-learning algorithms.
-    assert TwoColorsConfig(algo="bmg").meta_config().inner_steps == 1
-    assert TwoColorsConfig(algo="mg").meta_config().inner_steps == 1
+    assert PRESET_VALUES["default"].config(algo="bmg").meta.inner_steps == 1
+    assert PRESET_VALUES["default"].config(algo="mg").meta.inner_steps == 1

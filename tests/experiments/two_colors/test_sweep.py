@@ -16,6 +16,7 @@ import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
+from bmg.core.config import MetaConfig
 from bmg.experiments.api import SWEEP_CONFIG
 from bmg.experiments.two_colors.system import (
     SWEEPABLE,
@@ -27,42 +28,34 @@ from bmg.experiments.two_colors.system import (
     sweep_configs,
     sweep_lanes,
 )
+from bmg.train.lifetime import LifetimeConfig
 
 T = 4
 ENV = EnvConfig(grid_size=3, switch_every=24, step_penalty=0.05)
 AC = TwoColorsConfig(
-    algo="fixed",
-    seeds=2,
-    seed=3,
-    steps=32,
-    chunk_steps=16,
-    ac=ActorCriticConfig(hidden_size=16, rollout_length=T, context_length=3, meta_hidden_size=8),
+    meta=MetaConfig(algo="fixed"),
+    lifetime=LifetimeConfig(steps=32, seeds=2, seed=3, chunk_steps=16),
+    learner=ActorCriticConfig(
+        hidden_size=16, rollout_length=T, context_length=3, meta_hidden_size=8
+    ),
     env=ENV,
 )
-Q = TwoColorsConfig(
-    agent="q",
-    algo="fixed",
-    seeds=2,
-    seed=0,
-    steps=32,
-    chunk_steps=16,
-    q=QLambdaConfig(hidden_size=16, rollout_length=T, context_length=3, meta_hidden_size=8),
-    env=ENV,
+Q = dataclasses.replace(
+    AC,
+    lifetime=dataclasses.replace(AC.lifetime, seed=0),
+    learner=QLambdaConfig(hidden_size=16, rollout_length=T, context_length=3, meta_hidden_size=8),
 )
 BMG = dataclasses.replace(
     AC,
-    algo="bmg",
-    inner_steps=1,
-    bootstrap_steps=2,
-    steps=48,
-    chunk_steps=24,
-    ac=dataclasses.replace(AC.ac, meta_initial=0.3, context_normalization="running"),
+    meta=dataclasses.replace(TwoColorsConfig.meta, inner_steps=1, bootstrap_steps=2),
+    lifetime=dataclasses.replace(AC.lifetime, steps=48, chunk_steps=24),
+    learner=dataclasses.replace(AC.learner, meta_initial=0.3, context_normalization="running"),
 )
 
 CASES = {
-    "ac fixed, entropy cost": (AC, {"ac.entropy_cost": (0.0, 0.4)}),
-    "ac bmg, meta learning rate": (BMG, {"meta_learning_rate": (1e-1, 1e-3)}),
-    "q fixed, epsilon": (Q, {"q.epsilon": (0.3, 0.01)}),
+    "ac fixed, entropy cost": (AC, {"learner.entropy_cost": (0.0, 0.4)}),
+    "ac bmg, meta learning rate": (BMG, {"meta.learning_rate": (1e-1, 1e-3)}),
+    "q fixed, epsilon": (Q, {"learner.epsilon": (0.3, 0.01)}),
 }
 
 
@@ -97,12 +90,12 @@ def test_each_lane_of_a_sweep_is_bit_identical_to_its_single_run(case):
     sweep = make_sweep_runner(base, grid).run().state
     configs = sweep_configs(base, grid)
     assert sweep.trace["reward_sum"].shape == (
-        len(configs) * base.seeds,
+        len(configs) * base.lifetime.seeds,
         base.num_chunks * (base.meta_steps_per_chunk),
     )
     for index, config in enumerate(configs):
         single = make_runner(config).run().state
-        lanes_of = slice(index * base.seeds, (index + 1) * base.seeds)
+        lanes_of = slice(index * base.lifetime.seeds, (index + 1) * base.lifetime.seeds)
         what = f"{case}: configuration {index} ({config_values(config, grid)})"
         assert sorted(sweep.trace) == sorted(single.trace), what
         for name in single.trace:
@@ -113,8 +106,10 @@ def test_each_lane_of_a_sweep_is_bit_identical_to_its_single_run(case):
             np.testing.assert_array_equal(sweep.initial[name][lanes_of], single.initial[name])
         assert_trees_equal(lanes(sweep.carry, lanes_of), lanes(single.carry, slice(None)), what)
     # The configurations differ: the sweep is not one lifetime repeated.
-    rewards = sweep.trace["reward_sum"][:: base.seeds, -1]
-    schedule = sweep.trace["entropy_cost" if base.agent == "ac" else "epsilon"][:: base.seeds, -1]
+    rewards = sweep.trace["reward_sum"][:: base.lifetime.seeds, -1]
+    schedule = sweep.trace["entropy_cost" if base.agent == "ac" else "epsilon"][
+        :: base.lifetime.seeds, -1
+    ]
     assert len(set(schedule.tolist())) == len(configs) or len(set(rewards.tolist())) > 1
 
 
@@ -130,7 +125,7 @@ class Interrupted(Exception):
 
 @pytest.mark.slow
 def test_a_resumed_sweep_equals_the_uninterrupted_one(tmp_path):
-    base, grid = AC, {"ac.entropy_cost": (0.0, 0.2), "ac.learning_rate": (0.1, 0.05)}
+    base, grid = AC, {"learner.entropy_cost": (0.0, 0.2), "learner.learning_rate": (0.1, 0.05)}
     whole = make_sweep_runner(base, grid).run().state
     runner = make_sweep_runner(base, grid, tmp_path / "checkpoints")
 
@@ -152,11 +147,11 @@ def test_a_resumed_sweep_equals_the_uninterrupted_one(tmp_path):
 
 
 def test_lanes_are_configurations_times_seeds():
-    grid = {"ac.entropy_cost": (0.0, 0.1), "ac.learning_rate": (0.1, 0.05, 0.01)}
+    grid = {"learner.entropy_cost": (0.0, 0.1), "learner.learning_rate": (0.1, 0.05, 0.01)}
     hyper, seeds = sweep_lanes(AC, grid)
     assert seeds == [3, 4] * 6
     configs = sweep_configs(AC, grid)
-    assert [(c.ac.entropy_cost, c.ac.learning_rate) for c in configs] == [
+    assert [(c.learner.entropy_cost, c.learner.learning_rate) for c in configs] == [
         (0.0, 0.1),
         (0.0, 0.05),
         (0.0, 0.01),
@@ -171,21 +166,24 @@ def test_lanes_are_configurations_times_seeds():
 
 
 def test_parse_grid_reads_tyro_spellings():
-    assert parse_grid(["ac.entropy-cost=0,0.1", "meta-learning-rate=1e-3,1e-4"]) == {
-        "ac.entropy_cost": (0.0, 0.1),
-        "meta_learning_rate": (1e-3, 1e-4),
+    assert parse_grid(["learner.entropy-cost=0,0.1", "meta.learning-rate=1e-3,1e-4"]) == {
+        "learner.entropy_cost": (0.0, 0.1),
+        "meta.learning_rate": (1e-3, 1e-4),
     }
 
 
 @pytest.mark.parametrize(
     "specs, match",
     [
-        (["ac.hidden-size=16,32"], r"'ac.hidden_size' is not a sweepable number; sweepable"),
-        (["inner-steps=1,3"], r"'inner_steps' is not a sweepable number.*K, L"),
-        (["ac.entropy-cost"], r"must read FIELD=V1,V2"),
-        (["ac.entropy-cost=0,x"], r"ac.entropy_cost values must be numbers"),
-        (["ac.entropy-cost=0,0"], r"repeats a value"),
-        (["q.epsilon=0.1", "q.epsilon=0.2"], r"given twice"),
+        (
+            ["learner.hidden-size=16,32"],
+            r"'learner.hidden_size' is not a sweepable number; sweepable",
+        ),
+        (["meta.inner-steps=1,3"], r"'meta.inner_steps' is not a sweepable number.*K, L"),
+        (["learner.entropy-cost"], r"must read FIELD=V1,V2"),
+        (["learner.entropy-cost=0,x"], r"learner.entropy_cost values must be numbers"),
+        (["learner.entropy-cost=0,0"], r"repeats a value"),
+        (["learner.epsilon=0.1", "learner.epsilon=0.2"], r"given twice"),
         ([], r"at least one --grid"),
     ],
 )
@@ -197,11 +195,15 @@ def test_bad_grid_specs_are_one_sentence(specs, match):
 @pytest.mark.parametrize(
     "base, grid, match",
     [
-        (AC, {"ac.entropy_cost": (0.1, 1.5)}, r"--grid ac.entropy_cost=1.5: entropy_cost must"),
-        (AC, {"q.epsilon": (0.1, 0.2)}, r"belongs to agent q, this sweep runs agent ac"),
-        (AC, {"meta_learning_rate": (1e-3,)}, r"only changes mg and bmg runs"),
-        (Q, {"q.epsilon": (0.0, 0.1)}, r"--grid q.epsilon=0: epsilon must"),
-        (BMG, {"meta_learning_rate": (1e-3, -1.0)}, r"meta_learning_rate=-1: meta_learning_rate"),
+        (
+            AC,
+            {"learner.entropy_cost": (0.1, 1.5)},
+            r"--grid learner.entropy_cost=1.5: entropy_cost must",
+        ),
+        (AC, {"learner.epsilon": (0.1, 0.2)}, r"belongs to agent q, this sweep runs agent ac"),
+        (AC, {"meta.learning_rate": (1e-3,)}, r"only changes mg and bmg runs"),
+        (Q, {"learner.epsilon": (0.0, 0.1)}, r"--grid learner.epsilon=0: epsilon must"),
+        (BMG, {"meta.learning_rate": (1e-3, -1.0)}, r"meta.learning_rate=-1: learning_rate"),
     ],
 )
 def test_bad_grid_values_fail_before_compiling(base, grid, match):
@@ -210,18 +212,14 @@ def test_bad_grid_values_fail_before_compiling(base, grid, match):
 
 
 def test_every_sweepable_field_is_a_number_of_the_config():
-    for field in SWEEPABLE:
-        from bmg.experiments.two_colors.system import _get_field
+    from bmg.experiments.two_colors.system import _get_field
 
-        value = _get_field(
-            dataclasses.replace(
-                AC,
-                ac=dataclasses.replace(AC.ac, meta_initial=0.5),
-                q=dataclasses.replace(AC.q, meta_initial=0.5),
-            ),
-            field,
-        )
-        assert isinstance(value, float), field
+    for field, (agent, _) in SWEEPABLE.items():
+        for base in (AC, Q):
+            if agent in (None, base.agent):
+                learner = dataclasses.replace(base.learner, meta_initial=0.5)
+                value = _get_field(dataclasses.replace(base, learner=learner), field)
+                assert isinstance(value, float), (field, base.agent)
 
 
 TINY_FLAGS = [
@@ -234,9 +232,9 @@ TINY_FLAGS = [
     "2",
     "--chunk-steps",
     "16",
-    "--ac.hidden-size",
+    "--learner.hidden-size",
     "16",
-    "--ac.rollout-length",
+    "--learner.rollout-length",
     "4",
     "--env.grid-size",
     "3",
@@ -259,7 +257,7 @@ def test_cli_sweep_interrupted_and_resumed_writes_runs_and_a_ranked_table(tmp_pa
     from bmg.train.rundir import read_config
 
     out = tmp_path / "sweep"
-    argv = ["two-colors", "sweep", *TINY_FLAGS, "--grid", "ac.entropy-cost=0,0.3", "--out"]
+    argv = ["two-colors", "sweep", *TINY_FLAGS, "--grid", "learner.entropy-cost=0,0.3", "--out"]
     save = Anakin.save
 
     def save_then_interrupt(self, state):
@@ -286,11 +284,11 @@ def test_cli_sweep_interrupted_and_resumed_writes_runs_and_a_ranked_table(tmp_pa
     assert totals == sorted(totals, reverse=True)
     assert [row["rank"] for row in table["rows"]] == ["1", "2"]
     runs = sorted(p for p in out.iterdir() if p.is_dir())
-    assert [p.name for p in runs] == ["00-ac.entropy_cost=0", "01-ac.entropy_cost=0.3"]
+    assert [p.name for p in runs] == ["00-learner.entropy_cost=0", "01-learner.entropy_cost=0.3"]
     for run_dir, cost in zip(runs, (0.0, 0.3), strict=True):
         assert len(report.comparison_rows([run_dir])) == 1
         config = read_config(run_dir, TwoColorsConfig)
-        assert config.ac.entropy_cost == cost and config.ac.hidden_size == 16
+        assert config.learner.entropy_cost == cost and config.learner.hidden_size == 16
         summary = json.loads((run_dir / "summary.json").read_text())
         single = make_runner(config).run().state
         np.testing.assert_array_equal(  # the first rollout's reward included, as the report does
@@ -304,8 +302,8 @@ def test_grid_values_equal_in_float32_are_refused():
     """Two values that round to one float32 (the lanes' precision) would be two lanes of one
     configuration, ranked as two settings."""
     with pytest.raises(ValueError, match=r"values 0.1 and 0.1000000001 are one number in float32"):
-        parse_grid(["ac.entropy-cost=0,0.1,0.1000000001"])
-    assert parse_grid(["ac.entropy-cost=0.1,0.1000001"])  # two float32 numbers
+        parse_grid(["learner.entropy-cost=0,0.1,0.1000000001"])
+    assert parse_grid(["learner.entropy-cost=0.1,0.1000001"])  # two float32 numbers
 
 
 def started_sweep(tmp_path, monkeypatch, *grid_flags):
@@ -328,14 +326,14 @@ def test_a_field_in_the_grid_and_in_a_flag_is_refused(tmp_path, capsys):
     from bmg.experiments import cli
 
     out = tmp_path / "sweep"
-    argv = ["two-colors", "sweep", *TINY_FLAGS, "--grid", "ac.entropy-cost=0,0.1"]
-    for flag in (["--ac.entropy-cost", "0.3"], ["--ac.entropy-cost=0.3"]):
+    argv = ["two-colors", "sweep", *TINY_FLAGS, "--grid", "learner.entropy-cost=0,0.1"]
+    for flag in (["--learner.entropy-cost", "0.3"], ["--learner.entropy-cost=0.3"]):
         with pytest.raises(SystemExit) as error:
             cli.main([*argv, *flag, "--out", str(out)])
         assert str(error.value.code) == (
-            "bmg two-colors sweep: error: ac.entropy_cost is set twice, by --grid "
-            "ac.entropy_cost=... and by --ac.entropy-cost; give it once: its values in --grid, "
-            "or one value as a flag."
+            "bmg two-colors sweep: error: learner.entropy_cost is set twice, by --grid "
+            "learner.entropy_cost=... and by --learner.entropy-cost; give it once: its values in "
+            "--grid, or one value as a flag."
         )
     assert not out.exists()
 
@@ -348,12 +346,15 @@ def test_a_field_in_the_grid_and_in_a_flag_is_refused(tmp_path, capsys):
             r"sweep_config.json is not a sweep's config: it lacks the key grid",
         ),
         (
-            lambda r: r["grid"].update({"ac.entropy_cost": [0.0, 0.2]}),
+            lambda r: r["grid"].update({"learner.entropy_cost": [0.0, 0.2]}),
             r"was edited after the sweep",
         ),
-        (lambda r: r["config"].update(seeds=3), r"was edited after the sweep started"),
+        (lambda r: r["config"]["lifetime"].update(seeds=3), r"was edited after the sweep started"),
         (lambda r: r.pop("config_digest"), r"has no config_digest, so nothing shows"),
-        (lambda r: r["grid"].update({"ac.entropy_cost": "0,1"}), r"grid.ac.entropy_cost must be a"),
+        (
+            lambda r: r["grid"].update({"learner.entropy_cost": "0,1"}),
+            r"grid.learner.entropy_cost must be a",
+        ),
     ],
 )
 def test_a_resumed_sweep_is_the_sweep_that_started(edit, message, tmp_path, monkeypatch, capsys):
@@ -364,9 +365,9 @@ def test_a_resumed_sweep_is_the_sweep_that_started(edit, message, tmp_path, monk
 
     from bmg.experiments import cli
 
-    path = started_sweep(tmp_path, monkeypatch, "--grid", "ac.entropy-cost=0,0.3")
+    path = started_sweep(tmp_path, monkeypatch, "--grid", "learner.entropy-cost=0,0.3")
     record = json.loads(path.read_text())
-    assert record["grid"] == {"ac.entropy_cost": [0.0, 0.3]} and record["config_digest"]
+    assert record["grid"] == {"learner.entropy_cost": [0.0, 0.3]} and record["config_digest"]
     edit(record)
     path.write_text(json.dumps(record))
     with pytest.raises(SystemExit) as error:
@@ -382,7 +383,7 @@ def test_an_unedited_sweep_config_resumes(tmp_path, monkeypatch):
     from bmg.experiments import cli
     from bmg.experiments.two_colors import system as tc
 
-    path = started_sweep(tmp_path, monkeypatch, "--grid", "ac.entropy-cost=0,0.3")
+    path = started_sweep(tmp_path, monkeypatch, "--grid", "learner.entropy-cost=0,0.3")
     reached = []
 
     def interrupted(base, grid, sweep_dir, **kwargs):
@@ -393,4 +394,4 @@ def test_an_unedited_sweep_config_resumes(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="interrupted; continue with"):
         cli.main(["two-colors", "resume", str(path.parent)])
     ((base, grid),) = reached
-    assert grid == {"ac.entropy_cost": (0.0, 0.3)} and base.ac.hidden_size == 16
+    assert grid == {"learner.entropy_cost": (0.0, 0.3)} and base.learner.hidden_size == 16

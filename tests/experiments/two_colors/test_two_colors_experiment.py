@@ -17,9 +17,10 @@ import pytest
 
 from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
+from bmg.core.config import MetaConfig
 from bmg.experiments.two_colors.system import (
     MAX_STEPS,
-    PRESETS,
+    PRESET_VALUES,
     RELATED_GRID,
     EnvConfig,
     Trace,
@@ -29,20 +30,42 @@ from bmg.experiments.two_colors.system import (
 )
 from bmg.train.anakin import State
 from bmg.train.checkpoint import CheckpointError
+from bmg.train.lifetime import LifetimeConfig
 
 T = 4
 AGENT = ActorCriticConfig(hidden_size=16, rollout_length=T, context_length=17, meta_hidden_size=8)
 ENV = EnvConfig(grid_size=3, switch_every=24, step_penalty=0.05)
 # fixed: 2 chunks of 8 meta-steps of one update each: 1 + 16 rollouts (= context_length).
-AC = TwoColorsConfig(algo="fixed", seeds=2, seed=0, steps=64, chunk_steps=32, ac=AGENT, env=ENV)
+AC = TwoColorsConfig(
+    meta=MetaConfig(algo="fixed"),
+    lifetime=LifetimeConfig(steps=64, seeds=2, seed=0, chunk_steps=32),
+    learner=AGENT,
+    env=ENV,
+)
 # One chunk of 32 steps each: 1 + 8 rollouts. (BMG with continue_from="target", the default, is
 # the CLI tests' tiny run: tests/experiments/test_cli.py checks its step accounting.)
+SHORT = dataclasses.replace(AC.lifetime, steps=32)
 META = {
-    "mg": dataclasses.replace(AC, algo="mg", inner_steps=2, steps=32),
+    "mg": dataclasses.replace(
+        AC, meta=MetaConfig(algo="mg", inner_steps=2, adam_eps=1e-4), lifetime=SHORT
+    ),
     "bmg-inner-params": dataclasses.replace(
-        AC, algo="bmg", inner_steps=2, bootstrap_steps=3, steps=32, continue_from="inner_params"
+        AC,
+        meta=MetaConfig(
+            algo="bmg",
+            inner_steps=2,
+            bootstrap_steps=3,
+            adam_eps=1e-4,
+            continue_from="inner_params",
+        ),
+        lifetime=SHORT,
     ),
 }
+
+
+def with_lifetime(config, **fields):
+    """`config` with some of its lifetime's fields replaced."""
+    return dataclasses.replace(config, lifetime=dataclasses.replace(config.lifetime, **fields))
 
 
 def host(tree):
@@ -115,7 +138,7 @@ def test_a_resumed_lifetime_equals_the_uninterrupted_one(ac_runner, ac_run, tmp_
 
     # A checkpoint of another configuration is refused, naming the mismatch; no checkpoint too.
     with pytest.raises(CheckpointError, match=r"checkpoints: the checkpoint was written with "):
-        make_runner(dataclasses.replace(AC, seeds=3), tmp_path).restore()
+        make_runner(with_lifetime(AC, seeds=3), tmp_path).restore()
     with pytest.raises(CheckpointError, match=r"holds no complete checkpoint"):
         make_runner(AC, tmp_path / "nowhere").restore()
 
@@ -147,7 +170,7 @@ def test_two_seeds_equal_single_seed_runs(ac_runner, ac_run):
     """The 2-seed run with seed=0 is seeds 0 and 1 run alone, side by side."""
     first, trace, _ = ac_run
     # Seed 1 alone: a 1-seed runner with seed=1.
-    single = make_runner(dataclasses.replace(AC, seeds=1, seed=1))
+    single = make_runner(with_lifetime(AC, seeds=1, seed=1))
     single_first, single_trace, _ = lifetime(single)
     np.testing.assert_allclose(single_first, first[1:], rtol=1e-6)
     assert_same_seed(single_trace, trace, 1)
@@ -167,7 +190,7 @@ def test_two_seeds_equal_single_seed_runs(ac_runner, ac_run):
 def check_accounting(config, first, trace, carry):
     """env_steps, the trace's rewards and the learner's own per-rollout reward context agree."""
     steps = config.steps_per_meta_step
-    updates = config.meta_config().updates_per_step
+    updates = config.meta.updates_per_step
     seeds, meta_steps = trace.reward.shape
     assert meta_steps == config.num_chunks * config.meta_steps_per_chunk
     assert steps == updates * T
@@ -185,7 +208,7 @@ def check_accounting(config, first, trace, carry):
     # The learner's context holds the mean reward of every rollout of the run (oldest first).
     rollouts = 1 + meta_steps * updates
     history = carry.learner_state.extras.reward_history.astype(np.float64)
-    assert history.shape == (seeds, config.ac.context_length) and rollouts <= history.shape[1]
+    assert history.shape == (seeds, config.learner.context_length) and rollouts <= history.shape[1]
     np.testing.assert_array_equal(history[:, :-rollouts], 0.0)
     rollout_rewards = T * history[:, -rollouts:]
     np.testing.assert_allclose(rollout_rewards[:, 0], first, atol=1e-5)
@@ -223,38 +246,62 @@ def test_meta_learner_accounting(name):
 # --- Configuration ------------------------------------------------------------------------------
 
 
+def preset(name, agent=None, algo=None):
+    """The preset's config for `agent` and `algo` (as --agent / --algo choose it)."""
+    return PRESET_VALUES[name].config(agent, algo)
+
+
 @pytest.mark.parametrize(
     "make, field",
     [
-        (lambda: TwoColorsConfig(algo="mg", inner_steps=0), r"inner_steps \(K\)"),
-        (lambda: TwoColorsConfig(algo="bmg", inner_steps=-1), r"inner_steps \(K\)"),
-        (lambda: TwoColorsConfig(agent="q", algo="ac"), "algo"),
-        (lambda: TwoColorsConfig(algo="decay"), "algo"),  # decay is Q(lambda)'s only
-        (lambda: TwoColorsConfig(agent="x"), "agent"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(algo="mg", inner_steps=0)), r"inner_steps \(K\)"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(inner_steps=-1)), r"inner_steps \(K\)"),
+        (lambda: preset("default", agent="q", algo="ac"), "algo"),
+        (lambda: preset("default", algo="decay"), "algo"),  # decay is Q(lambda)'s only
+        (lambda: TwoColorsConfig(learner="x"), "learner"),
         (
-            lambda: TwoColorsConfig(agent="q", algo="bmg", inner_steps=0, bootstrap_steps=1),
+            lambda: TwoColorsConfig(
+                meta=MetaConfig(inner_steps=0, bootstrap_steps=1, continue_from="target"),
+                learner=QLambdaConfig(),
+            ),
             r"inner_steps \+ bootstrap_steps - 1",
         ),
-        (lambda: TwoColorsConfig(inner_steps=True), r"inner_steps \(K\)"),
-        (lambda: TwoColorsConfig(bootstrap_steps=0), r"bootstrap_steps \(L\)"),
-        (lambda: TwoColorsConfig(algo="x"), "algo"),
-        (lambda: TwoColorsConfig(steps=-1), "steps"),
-        (lambda: TwoColorsConfig(steps=1.5), "steps"),
-        (lambda: TwoColorsConfig(seeds=0), "seeds"),
-        (lambda: TwoColorsConfig(seed=-1), "seed"),
-        (lambda: TwoColorsConfig(chunk_steps=0), "chunk_steps"),
-        (lambda: TwoColorsConfig(meta_learning_rate=0.0), "meta_learning_rate"),
-        (lambda: TwoColorsConfig(meta_learning_rate=float("inf")), "meta_learning_rate"),
-        (lambda: TwoColorsConfig(meta_adam_eps=float("nan")), "meta_adam_eps"),
-        (lambda: TwoColorsConfig(target_step_size=-0.1), "target_step_size"),
-        (lambda: TwoColorsConfig(continue_from="x"), "continue_from"),
-        (lambda: TwoColorsConfig(ac=ActorCriticConfig(entropy_cost=1.5)), "entropy_cost"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(inner_steps=True)), r"inner_steps \(K\)"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(bootstrap_steps=0)), r"bootstrap_steps \(L\)"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(algo="x")), "algo"),
+        # fixed takes one learner update per step and bootstraps no target
+        (lambda: TwoColorsConfig(meta=MetaConfig(algo="fixed", inner_steps=5)), "inner_steps"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(algo="fixed", bootstrap_steps=7)), r"\(L\)"),
+        (lambda: TwoColorsConfig(lifetime=LifetimeConfig(steps=-1)), "steps"),
+        (lambda: TwoColorsConfig(lifetime=LifetimeConfig(steps=1.5)), "steps"),
+        (lambda: TwoColorsConfig(lifetime=LifetimeConfig(seeds=0)), "seeds"),
+        (lambda: TwoColorsConfig(lifetime=LifetimeConfig(seed=-1)), "seed"),
+        (lambda: TwoColorsConfig(lifetime=LifetimeConfig(chunk_steps=0)), "chunk_steps"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(learning_rate=0.0)), "learning_rate"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(learning_rate=float("inf"))), "learning_rate"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(adam_eps=float("nan"))), "adam_eps"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(target_step_size=-0.1)), "target_step_size"),
+        (lambda: TwoColorsConfig(meta=MetaConfig(continue_from="x")), "continue_from"),
+        # BMG's learner on Two-colors goes on from the target or the inner parameters
+        (lambda: TwoColorsConfig(meta=MetaConfig(continue_from="inner")), "continue_from"),
         (
-            lambda: TwoColorsConfig(algo="mg", ac=ActorCriticConfig(entropy_cost=0.0)),
+            lambda: TwoColorsConfig(
+                meta=MetaConfig(algo="mg"), learner=QLambdaConfig(epsilon_decay=True)
+            ),
+            "epsilon_decay",
+        ),
+        (
+            lambda: TwoColorsConfig(learner=ActorCriticConfig(entropy_cost=1.5)),
             "entropy_cost",
         ),
         (
-            lambda: TwoColorsConfig(algo="bmg", ac=ActorCriticConfig(entropy_cost=0.0)),
+            lambda: TwoColorsConfig(
+                meta=MetaConfig(algo="mg"), learner=ActorCriticConfig(entropy_cost=0.0)
+            ),
+            "entropy_cost",
+        ),
+        (
+            lambda: TwoColorsConfig(learner=ActorCriticConfig(entropy_cost=0.0)),  # bmg
             "entropy_cost",
         ),
         (lambda: ActorCriticConfig(entropy_cost=-0.1), "entropy_cost"),
@@ -270,7 +317,10 @@ def test_meta_learner_accounting(name):
         (lambda: TwoColorsConfig(env=EnvConfig(grid_size=1)), "grid_size"),
         (lambda: TwoColorsConfig(env=EnvConfig(respawn="x")), "respawn"),
         (lambda: TwoColorsConfig(env=EnvConfig(step_penalty=-0.1)), "step_penalty"),
-        (lambda: TwoColorsConfig(seed=2**31 - 1, seeds=2), r"seed \+ seeds"),
+        (
+            lambda: TwoColorsConfig(lifetime=LifetimeConfig(seed=2**31 - 1, seeds=2)),
+            r"seed \+ seeds",
+        ),
     ],
 )
 def test_bad_configuration_raises_naming_the_field(make, field):
@@ -280,48 +330,89 @@ def test_bad_configuration_raises_naming_the_field(make, field):
 
 def test_a_meta_step_longer_than_the_lifetime_is_refused():
     with pytest.raises(ValueError, match=r"one meta-step takes 16,000,000 environment steps .*"):
-        TwoColorsConfig(algo="mg", inner_steps=1_000_000, steps=1_000)
+        TwoColorsConfig(
+            meta=MetaConfig(algo="mg", inner_steps=1_000_000),
+            lifetime=LifetimeConfig(steps=1_000),
+        )
     # BMG: K + L - 1 rollouts of T = 16; 16 * 16 = 256 steps is more than 200.
-    with pytest.raises(ValueError, match=r"\(16 rollouts of 16\), more than steps = 200"):
-        TwoColorsConfig(algo="bmg", inner_steps=1, bootstrap_steps=16, steps=200)
-    assert TwoColorsConfig(algo="bmg", inner_steps=1, bootstrap_steps=16, steps=256).num_chunks
+    bmg = dataclasses.replace(TwoColorsConfig.meta, inner_steps=1, bootstrap_steps=16)
+    with pytest.raises(ValueError, match=r"\(16 rollouts of 16\), more than lifetime.steps = 200"):
+        TwoColorsConfig(meta=bmg, lifetime=LifetimeConfig(steps=200))
+    assert TwoColorsConfig(meta=bmg, lifetime=LifetimeConfig(steps=256)).num_chunks
 
 
 def test_more_steps_than_an_int32_counter_holds_are_refused():
+    fixed = MetaConfig(algo="fixed")
     with pytest.raises(ValueError, match=r"int32 step counter holds \(2,147,483,647\)"):
-        TwoColorsConfig(algo="fixed", steps=3_000_000_000)
+        TwoColorsConfig(meta=fixed, lifetime=LifetimeConfig(steps=3_000_000_000))
     # The largest run the message allows fits, whole chunks and the first rollout included.
-    config = TwoColorsConfig(algo="fixed", steps=MAX_STEPS - 200_000)
+    config = TwoColorsConfig(meta=fixed, lifetime=LifetimeConfig(steps=MAX_STEPS - 200_000))
     assert config.total_env_steps <= MAX_STEPS
 
 
 def test_meta_step_sizes():
-    small = dict(ac=AGENT, env=ENV)
-    fixed = TwoColorsConfig(algo="fixed", inner_steps=5, bootstrap_steps=7, **small)
-    fixed = dataclasses.replace(fixed, chunk_steps=10, steps=50)
-    assert (fixed.meta_config().updates_per_step, fixed.steps_per_meta_step) == (1, T)
+    small = dict(learner=AGENT, env=ENV)
+    fixed = TwoColorsConfig(
+        meta=MetaConfig(algo="fixed"), lifetime=LifetimeConfig(steps=50, chunk_steps=10), **small
+    )
+    assert (fixed.meta.updates_per_step, fixed.steps_per_meta_step) == (1, T)
     assert (fixed.meta_steps_per_chunk, fixed.num_chunks) == (3, 5)  # 12-step chunks, 50 steps
     assert fixed.total_env_steps == 5 * 12 + T
     mg = TwoColorsConfig(
-        algo="mg", inner_steps=3, bootstrap_steps=7, chunk_steps=1, steps=12, **small
+        meta=MetaConfig(algo="mg", inner_steps=3),
+        lifetime=LifetimeConfig(steps=12, chunk_steps=1),
+        **small,
     )
-    assert (mg.meta_config().updates_per_step, mg.meta_steps_per_chunk, mg.num_chunks) == (3, 1, 1)
+    assert (mg.meta.updates_per_step, mg.meta_steps_per_chunk, mg.num_chunks) == (3, 1, 1)
     bmg = TwoColorsConfig(
-        algo="bmg", inner_steps=3, bootstrap_steps=4, chunk_steps=100, steps=100, **small
+        meta=MetaConfig(algo="bmg", inner_steps=3, bootstrap_steps=4, continue_from="target"),
+        lifetime=LifetimeConfig(steps=100, chunk_steps=100),
+        **small,
     )
-    assert (bmg.meta_config().updates_per_step, bmg.steps_per_meta_step) == (6, 24)
+    assert (bmg.meta.updates_per_step, bmg.steps_per_meta_step) == (6, 24)
     assert (bmg.meta_steps_per_chunk, bmg.num_chunks) == (5, 1)
-    # The meta-learning config each algo builds.
-    assert fixed.meta_config().algo == "fixed" and fixed.meta_config().inner_steps == 1
-    assert bmg.meta_config().continue_from == "target"
-    assert mg.meta_config().continue_from == "inner"
-    q_decay = TwoColorsConfig(agent="q", algo="decay", inner_steps=4)
-    assert (q_decay.meta_config().algo, q_decay.meta_config().inner_steps) == ("fixed", 1)
+
+
+def test_each_algo_builds_its_meta_learner_from_the_preset():
+    """--algo (`Preset.config`) sets the meta-learner: fixed and decay one learner update per
+    step, L = 1 and continue_from inner but for bmg, K = 0 for bmg on epsilon; decay sets
+    learner.epsilon_decay."""
+    meta = {
+        (agent, algo): preset("default", agent, algo).meta
+        for agent, algo in (("ac", "fixed"), ("ac", "mg"), ("ac", "bmg"), ("q", "bmg"))
+    }
+    fields = ("algo", "inner_steps", "bootstrap_steps", "continue_from")
+    assert {key: tuple(getattr(m, name) for name in fields) for key, m in meta.items()} == {
+        ("ac", "fixed"): ("fixed", 1, 1, "inner"),
+        ("ac", "mg"): ("mg", 1, 1, "inner"),
+        ("ac", "bmg"): ("bmg", 1, 8, "target"),
+        ("q", "bmg"): ("bmg", 0, 8, "target"),
+    }
+    q_decay = preset("default", agent="q", algo="decay")
+    assert (q_decay.meta.algo, q_decay.meta.inner_steps, q_decay.learner.epsilon_decay) == (
+        "fixed",
+        1,
+        True,
+    )
+    assert (q_decay.agent, q_decay.algo, preset("default", agent="q", algo="fixed").algo) == (
+        "q",
+        "decay",
+        "fixed",
+    )
 
 
 def test_new_configuration_errors_are_one_sentence():
     for make in (
-        lambda: TwoColorsConfig(algo="mg", ac=ActorCriticConfig(entropy_cost=0.0)),
+        lambda: TwoColorsConfig(
+            meta=MetaConfig(algo="mg"), learner=ActorCriticConfig(entropy_cost=0.0)
+        ),
+        lambda: TwoColorsConfig(meta=MetaConfig(continue_from="inner")),
+        lambda: TwoColorsConfig(meta=MetaConfig(algo="fixed", inner_steps=2)),
+        lambda: TwoColorsConfig(
+            meta=MetaConfig(algo="mg"), learner=QLambdaConfig(epsilon_decay=True)
+        ),
+        lambda: TwoColorsConfig(learner="x"),
+        lambda: preset("default", algo="decay"),
         lambda: ActorCriticConfig(optimizer="rmsprop"),
         lambda: ActorCriticConfig(context_normalization="z"),
         lambda: QLambdaConfig(meta_initial=0.0),
@@ -334,29 +425,23 @@ def test_new_configuration_errors_are_one_sentence():
 
 
 def test_a_zero_entropy_cost_is_accepted_for_the_fixed_baseline_and_with_meta_initial():
-    assert (
-        TwoColorsConfig(algo="fixed", ac=ActorCriticConfig(entropy_cost=0.0)).ac.entropy_cost == 0
+    fixed = TwoColorsConfig(
+        meta=MetaConfig(algo="fixed"), learner=ActorCriticConfig(entropy_cost=0.0)
     )
-    config = TwoColorsConfig(algo="bmg", ac=ActorCriticConfig(entropy_cost=0.0, meta_initial=0.5))
-    assert config.ac.initial_entropy_cost == 0.5
-
-
-def preset(name, **flags):
-    return TwoColorsConfig(**{**PRESETS[name][1], **flags})
+    assert fixed.learner.entropy_cost == 0
+    config = TwoColorsConfig(learner=ActorCriticConfig(entropy_cost=0.0, meta_initial=0.5))  # bmg
+    assert config.learner.initial_entropy_cost == 0.5
 
 
 def test_small_entropy_preset_is_the_old_default():
     """`small-entropy` is the configuration every earlier report ran (the defaults before the
-    related preset), field for field."""
+    related preset), field for field, for both agents."""
     old = preset("small-entropy")
     assert old == TwoColorsConfig() == preset("default")
-    assert (old.steps, old.seeds, old.bootstrap_steps, old.meta_learning_rate) == (
-        6_400_000,
-        10,
-        8,
-        1e-4,
-    )
-    ac, q = old.ac, old.q
+    assert preset("small-entropy", agent="q") == preset("default", agent="q")
+    assert (old.lifetime.steps, old.lifetime.seeds) == (6_400_000, 10)
+    assert (old.meta.bootstrap_steps, old.meta.learning_rate) == (8, 1e-4)
+    ac, q = old.learner, preset("small-entropy", agent="q").learner
     assert (ac.entropy_cost, ac.meta_initial, ac.value_cost, ac.outer_entropy_cost) == (
         0.01,
         None,
@@ -379,8 +464,12 @@ def test_small_entropy_preset_is_the_old_default():
 def test_related_preset_holds_the_published_values():
     """Luketina et al., CoLLAs 2022, appendix A.3, Tables 3 (actor-critic) and 4 (Q(lambda))."""
     config = preset("related")
-    assert (config.steps, config.seeds, config.meta_adam_eps) == (10_000_000, 10, 1e-4)
-    ac = config.ac
+    assert (config.lifetime.steps, config.lifetime.seeds, config.meta.adam_eps) == (
+        10_000_000,
+        10,
+        1e-4,
+    )
+    ac = config.learner
     assert (ac.optimizer, ac.learning_rate, ac.rollout_length, ac.discount) == (
         "sgd",
         0.1,
@@ -391,8 +480,8 @@ def test_related_preset_holds_the_published_values():
     assert (ac.meta_hidden_size, ac.meta_hidden_layers, ac.context_length) == (64, 2, 10)
     assert ac.context == "reward" and ac.context_normalization == "running"
     q = preset("related", agent="q", algo="bmg")
-    assert q.num_inner_steps == 0  # K = 0 [Table 4]
-    q = q.q
+    assert q.meta.inner_steps == 0  # K = 0 [Table 4]
+    q = q.learner
     assert (q.optimizer, q.learning_rate, q.adam_eps, q.adam_b1, q.adam_b2) == (
         "adam",
         3e-5,
@@ -405,30 +494,31 @@ def test_related_preset_holds_the_published_values():
     assert q.meta_initial == 0.5 and q.context_normalization == "running"
     # Each value the preset picks from a published grid is one of its candidates.
     grid = RELATED_GRID
-    assert ac.entropy_cost in grid["ac"]["ac.entropy_cost"]
-    assert ac.outer_entropy_cost in grid["ac"]["ac.outer_entropy_cost"]
-    assert config.meta_learning_rate in grid["ac"]["meta_learning_rate"]
-    assert config.num_inner_steps in grid["ac"]["inner_steps"]
-    assert config.bootstrap_steps in grid["ac"]["bootstrap_steps"]
-    assert config.bootstrap_steps in grid["q"]["bootstrap_steps"]
-    assert q.learning_rate in grid["q"]["q.learning_rate"]
-    assert q.epsilon in grid["q"]["q.epsilon"]
-    assert config.meta_learning_rate in grid["q"]["meta_learning_rate"]
-    assert grid["ac"]["ac.entropy_cost"] == (0.0, 0.1, 0.2, 0.4, 0.8)
-    # Every algorithm of both agents accepts the preset.
+    assert ac.entropy_cost in grid["ac"]["learner.entropy_cost"]
+    assert ac.outer_entropy_cost in grid["ac"]["learner.outer_entropy_cost"]
+    assert config.meta.learning_rate in grid["ac"]["meta.learning_rate"]
+    assert config.meta.inner_steps in grid["ac"]["meta.inner_steps"]
+    assert config.meta.bootstrap_steps in grid["ac"]["meta.bootstrap_steps"]
+    assert config.meta.bootstrap_steps in grid["q"]["meta.bootstrap_steps"]
+    assert q.learning_rate in grid["q"]["learner.learning_rate"]
+    assert q.epsilon in grid["q"]["learner.epsilon"]
+    assert config.meta.learning_rate in grid["q"]["meta.learning_rate"]
+    assert grid["ac"]["learner.entropy_cost"] == (0.0, 0.1, 0.2, 0.4, 0.8)
+    # Every algorithm of both agents accepts the preset (building the config checks it).
     for agent, algos in (("ac", ("fixed", "mg", "bmg")), ("q", ("fixed", "decay", "mg", "bmg"))):
         for algo in algos:
-            preset("related", agent=agent, algo=algo).meta_config()
+            assert preset("related", agent=agent, algo=algo).algo == algo
 
 
 def test_demo_preset_is_the_related_preset_scaled_down_in_steps_and_seeds_only():
     """`make demo` runs the published values: every field but the budget is
     `related`'s, for both agents."""
-    demo, related = preset("demo"), preset("related")
-    assert (demo.steps, demo.seeds, demo.chunk_steps) == (1_000_000, 4, 100_000)
-    budget = dict(steps=related.steps, seeds=related.seeds, chunk_steps=related.chunk_steps)
-    assert dataclasses.replace(demo, **budget) == related
-    assert demo.ac.entropy_cost == 0.2 and demo.ac.max_grad_norm == 10.0
+    for agent in ("ac", "q"):
+        demo, related = preset("demo", agent), preset("related", agent)
+        assert demo.lifetime == LifetimeConfig(steps=1_000_000, seeds=4, chunk_steps=100_000)
+        assert dataclasses.replace(demo, lifetime=related.lifetime) == related
+    demo = preset("demo")
+    assert demo.learner.entropy_cost == 0.2 and demo.learner.max_grad_norm == 10.0
 
 
 def test_a_lifetime_shorter_than_one_chunk_is_not_inflated_to_a_chunk():
@@ -437,7 +527,7 @@ def test_a_lifetime_shorter_than_one_chunk_is_not_inflated_to_a_chunk():
     from bmg.experiments.minatar.system import MinAtarConfig
     from bmg.experiments.two_colors.system import TwoColorsConfig
 
-    config = TwoColorsConfig(steps=1000)
+    config = TwoColorsConfig(lifetime=dataclasses.replace(TwoColorsConfig.lifetime, steps=1000))
     assert config.num_chunks == 1 and 1000 <= config.total_env_steps < 1000 + 16 * 9
-    minatar = MinAtarConfig(steps=1000)
+    minatar = MinAtarConfig(lifetime=dataclasses.replace(MinAtarConfig.lifetime, steps=1000))
     assert minatar.num_chunks == 1 and 1000 <= minatar.total_env_steps < 1000 + 2 * 640

@@ -12,8 +12,19 @@ from bmg.agents.actor_critic import ActorCriticConfig
 from bmg.agents.configs import QLambdaConfig
 from bmg.experiments.report import stats
 from bmg.experiments.two_colors import report
-from bmg.experiments.two_colors.system import EnvConfig, Trace, TwoColorsConfig
+from bmg.experiments.two_colors.system import PRESET_VALUES, EnvConfig, Trace, TwoColorsConfig
+from bmg.train.lifetime import LifetimeConfig
 from bmg.train.rundir import save_npz, write_json
+
+
+def make_config(agent="ac", algo="bmg", *, bootstrap_steps=None, **values):
+    """The config ``--agent`` and ``--algo`` choose from the default preset with some of its
+    values replaced (`Preset`'s fields: ac, q, inner_steps, lifetime, env; and L)."""
+    preset = dataclasses.replace(PRESET_VALUES["default"], **values)
+    if bootstrap_steps is not None:
+        meta = dataclasses.replace(preset.meta, bootstrap_steps=bootstrap_steps)
+        preset = dataclasses.replace(preset, meta=meta)
+    return preset.config(agent, algo)
 
 
 def hand_trace():
@@ -86,7 +97,7 @@ def test_folded_schedule_averages_cycles_after_the_first_flip():
 
 def test_run_labels_name_what_differs_between_runs():
     def label(**fields):
-        config = TwoColorsConfig(**fields)
+        config = make_config(**fields)
         return report.run_label({"config": dataclasses.asdict(config)})
 
     assert label(algo="fixed") == "ac entropy-cost=0.01"
@@ -100,7 +111,7 @@ def test_run_labels_name_what_differs_between_runs():
     assert label(agent="q", algo="bmg", inner_steps=0, bootstrap_steps=16, q=peng) == (
         "q bmg K=0 L=16"
     )
-    # K left at its default (None in config.json) is named as run: 0 for q bmg, 1 otherwise.
+    # K left at the preset's default is the K run: 0 for q bmg, 1 otherwise.
     assert label(agent="q", algo="bmg", bootstrap_steps=16, q=peng) == "q bmg K=0 L=16"
     assert label(agent="q", algo="mg", q=peng) == "q mg K=1"
     assert label(algo="bmg") == "bmg K=1 L=8"
@@ -111,19 +122,24 @@ def test_run_labels_name_what_differs_between_runs():
     )
 
 
-def test_only_pengs_q_lambda_is_set_beside_table_1():
-    """Table 1's Q(lambda) is Peng & Williams': a Watkins or forward-view run, or one recorded
-    before the trace field existed, is not set beside it."""
+def test_only_pengs_q_lambda_is_set_beside_table_1(tmp_path):
+    """Table 1's Q(lambda) is Peng & Williams': a Watkins or forward-view run is not set beside
+    it, and a Q(lambda) run's config.json without its trace (recorded before the field existed)
+    is refused by name."""
 
     def key(**q):
-        config = dataclasses.asdict(TwoColorsConfig(agent="q", algo="fixed", q=QLambdaConfig(**q)))
-        return report.published_key({"config": config})
+        config = make_config(agent="q", algo="fixed", q=QLambdaConfig(**q))
+        return report.published_key({"config": dataclasses.asdict(config)})
 
     assert key(trace="peng") == ("q", "fixed", None)
     assert key(trace="watkins") is None and key(trace="forward") is None
-    old = dataclasses.asdict(TwoColorsConfig(agent="q", algo="fixed", q=QLambdaConfig()))
-    del old["q"]["trace"]
-    assert report.published_key({"config": old}) is None
+    run = method_run(tmp_path / "old", [1.0, 2.0], agent="q", algo="fixed")
+    report.check_run(run)
+    record = json.loads((run / "config.json").read_text())
+    del record["config"]["learner"]["trace"]
+    write_json(run / "config.json", record)
+    with pytest.raises(ValueError, match=r"config.json .* lacks the key config.learner.trace"):
+        report.check_run(run)
 
 
 def test_reward_per_step_by_phase_and_paying_colour():
@@ -154,7 +170,9 @@ def test_mean_and_standard_error_are_empty_safe():
 
 def short_run_dir(path, *, steps_per_meta_step=1_000, meta_steps=2):
     """A hand-made finished run of 2 seeds shorter than one colour phase (flips every 100k)."""
-    config = TwoColorsConfig(algo="fixed", seeds=2, steps=2_000, chunk_steps=1_000)
+    config = make_config(
+        algo="fixed", lifetime=LifetimeConfig(steps=2_000, seeds=2, chunk_steps=1_000)
+    )
     steps = np.tile(np.arange(1, meta_steps + 1) * steps_per_meta_step, (2, 1))
     reward = np.array([[1.0, 2.0], [3.0, 5.0]])
     zeros = np.zeros((2, meta_steps))
@@ -258,7 +276,8 @@ def method_run(path, totals, steps=None, **config):
     """short_run_dir with another config and these per-seed total rewards in summary.json (and
     `steps` per seed, when given)."""
     run = short_run_dir(path)
-    record = {"config": dataclasses.asdict(TwoColorsConfig(seeds=len(totals), **config))}
+    lifetime = dataclasses.replace(TwoColorsConfig.lifetime, seeds=len(totals))
+    record = {"config": dataclasses.asdict(make_config(lifetime=lifetime, **config))}
     write_json(run / "config.json", record)
     summary = json.loads((run / "summary.json").read_text())
     summary["total_reward"]["per_seed"] = totals
