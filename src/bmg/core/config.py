@@ -27,7 +27,7 @@ class MetaConfig:
 
     algo: Literal["fixed", "mg", "bmg"] = "bmg"
     """fixed: w held (K learner updates per step); mg: K-step meta-gradient; bmg: bootstrapped.
-    (The `bmg` command's systems set it with their --algo, not with a flag of its own.)"""
+    (A system with an --algo choice sets it, and the fields that go with it, through that.)"""
     inner_steps: Annotated[int, tyro.conf.arg(aliases=("--k",))] = 1
     """K, learner updates differentiated per meta-step (fixed and mg >= 1, bmg >= 0)."""
     bootstrap_steps: Annotated[int, tyro.conf.arg(aliases=("--l",))] = 1

@@ -182,10 +182,13 @@ class Preset:
         """The preset's config for ``agent`` and ``algo`` (the preset's own when None).
 
         Raises:
-          ValueError: ``algo`` is not a method of ``agent`` (one sentence naming those it has).
+          ValueError: an unknown ``agent``, or an ``algo`` that is not a method of ``agent`` (one
+            sentence naming those accepted).
         """
         agent = self.agent if agent is None else agent
         algo = self.algo if algo is None else algo
+        if agent not in AGENTS:
+            raise ValueError(f"--agent must be one of {', '.join(AGENTS)}; got {agent!r}.")
         if algo not in AGENTS[agent]:
             raise ValueError(
                 f"--algo {algo} is not a method of agent {agent}; its methods: "
