@@ -64,6 +64,7 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
         "config": {
             "env": runs[name][0],
             "meta": {"algo": runs[name][1], "inner_steps": 1, "bootstrap_steps": 1},
+            "stacx": {"target_step": "rmsprop", "matching": "kl"},
         }
     }
     monkeypatch.setattr(minatar_report, "load_run", lambda run: (config(run), {}, {}))
@@ -86,7 +87,7 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
     from bmg.experiments.atari import report as atari_report
 
     meta = {"algo": "fixed", "inner_steps": 1, "bootstrap_steps": 1}  # impala
-    game = {"env": {"game": "Pong"}, "meta": meta}
+    game = {"env": {"game": "Pong"}, "meta": meta, "stacx": {"matching": "kl"}}
     monkeypatch.setattr(atari_report, "read_run", lambda run: ({"config": game}, {}, {}))
     monkeypatch.setattr(atari_report, "_trace", lambda run: run)
     monkeypatch.setattr(atari_report, "fraction_return", {"p": -20.7, "q": 14.6}.get)

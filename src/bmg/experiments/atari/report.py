@@ -28,7 +28,7 @@ import numpy as np
 
 from bmg.envs.atari_scores import human_normalized
 from bmg.experiments.api import Report
-from bmg.experiments.minatar.config import METHODS
+from bmg.experiments.minatar.config import METHODS, stacx_method_label
 from bmg.experiments.report.aggregate import interval_estimates
 from bmg.experiments.report.stats import format_mean_se
 from bmg.train import records
@@ -170,15 +170,8 @@ def _trace(run_dir: Path) -> dict[str, np.ndarray]:
 
 def run_label(config: dict) -> str:
     """Short name: game, algo, K, L and BMG's matching (``config``: config.json's "config")."""
-    meta = config["meta"]
-    algo = METHODS[meta["algo"]]
-    label = f"{config['env']['game']} {algo}"
-    if algo == "stacx":
-        label += f" K={meta['inner_steps']}"
-    if algo == "bmg":
-        label += f" K={meta['inner_steps']} L={meta['bootstrap_steps']}"
-        label += f" {config['stacx']['matching']}"
-    return label
+    method = stacx_method_label(config["meta"], config["stacx"]["matching"])
+    return f"{config['env']['game']} {method}"
 
 
 def comparison_rows(run_dirs: list[Path]) -> list[dict[str, str]]:

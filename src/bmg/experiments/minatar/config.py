@@ -36,6 +36,17 @@ META = MetaConfig(
 logits, K = 1."""
 
 
+def stacx_method_label(meta: dict, bmg_options: str) -> str:
+    """A STACX run's method as the reports name it, from config.json's "meta": "impala",
+    "stacx K=1", or "bmg K=1 L=2 " + ``bmg_options`` (e.g. the target step and matching)."""
+    method = METHODS[meta["algo"]]
+    if method == "stacx":
+        return f"stacx K={meta['inner_steps']}"
+    if method == "bmg":
+        return f"bmg K={meta['inner_steps']} L={meta['bootstrap_steps']} {bmg_options}"
+    return method
+
+
 def stacx_algo(config) -> str:
     """The method of a STACX system's config: impala, stacx or bmg (from ``meta.algo``)."""
     return METHODS[config.meta.algo]

@@ -15,7 +15,7 @@ import numpy as np
 
 from bmg.agents.configs import META_NAMES
 from bmg.experiments.api import Report
-from bmg.experiments.minatar.config import METHODS
+from bmg.experiments.minatar.config import METHODS, stacx_method_label
 from bmg.experiments.report import plots
 from bmg.experiments.report.plots import band, plt
 from bmg.experiments.report.stats import format_mean_se, mean_se
@@ -165,16 +165,9 @@ def plot_meta_parameters(frames, columns: dict, *, out: Path, title: str) -> Pat
 
 def run_label(config: dict) -> str:
     """Short name: game, algo, K, L and the BMG options (``config``: config.json's "config")."""
-    meta = config["meta"]
-    algo = METHODS[meta["algo"]]
-    label = f"{config['env'].removesuffix('-MinAtar')} {algo}"
-    if algo == "stacx":
-        label += f" K={meta['inner_steps']}"
-    if algo == "bmg":
-        stacx = config["stacx"]
-        label += f" K={meta['inner_steps']} L={meta['bootstrap_steps']}"
-        label += f" {stacx['target_step']} {stacx['matching']}"
-    return label
+    stacx = config["stacx"]
+    method = stacx_method_label(config["meta"], f"{stacx['target_step']} {stacx['matching']}")
+    return f"{config['env'].removesuffix('-MinAtar')} {method}"
 
 
 META_SCHEMA = {"algo": records.one_of(*METHODS), "inner_steps": INTEGER, "bootstrap_steps": INTEGER}
