@@ -170,8 +170,14 @@ def test_two_colors_run_directory(tiny_run, tmp_path, capsys):
         (["--agent", "p"], "--agent must be one of ac, q; got 'p'."),
         (
             ["--learner.epsilon", "0.2"],  # a Q(lambda) field
-            "--learner.epsilon sets a field of QLambdaConfig, but this run's learner is "
-            "ActorCriticConfig: drop it, or choose another with --agent, --algo.",
+            "--learner.epsilon is not a field of this run's learner (--agent ac); it is one with "
+            "--agent q: add that, or drop the flag.",
+        ),
+        (["--algo", "mg", "--algo=bmg"], "--algo is given twice (mg, bmg); give it once."),
+        (
+            ["--ac.entropy-cost", "0.1"],  # the flag of an earlier version
+            "--ac.entropy-cost is now --learner.entropy-cost (`bmg two-colors PRESET --help` "
+            "lists every flag).",
         ),
         (
             ["--meta.algo", "mg"],  # with its label, BMG's L and continue_from: --algo's work
@@ -783,6 +789,21 @@ def test_resume_of_another_experiments_run_names_its_command(tmp_path, capsys):
             "--meta.adam-eps has no effect with --algo impala",
         ),
         (
+            ["minatar", "demo", "--algo", "impala", "--stacx.outer-discount", "0.9"],
+            "--stacx.outer-discount has no effect with --algo impala (nothing is meta-learned)",
+        ),
+        (
+            [
+                "two-colors",
+                "related",
+                "--learner.target-step",
+                "learner_update",
+                "--learner.outer-entropy-cost",
+                "0.1",
+            ],
+            "--learner.outer-entropy-cost has no effect with --learner.target-step learner_update",
+        ),
+        (
             ["atari", "demo", "--env.num-envs", "4"],
             "--env.num-envs has no effect (each actor thread steps sebulba.envs_per_thread = 16",
         ),
@@ -837,6 +858,11 @@ def test_a_flag_without_effect_on_the_chosen_algorithm_is_refused(argv, message,
         ["two-colors", "related", "--agent", "q", "--algo", "fixed", "--learner.epsilon=0.2"],
         ["minatar", "demo", "--algo", "stacx", "--k", "2", "--meta.remat", "True"],
         ["fewshot", "tiny", "--algo", "fomaml", "--meta.learning-rate", "1e-2"],
+        # K and L restated at the only values a method takes: not refused as without effect
+        ["two-colors", "related", "--algo", "mg", "--k", "1", "--l", "1"],
+        ["two-colors", "related", "--algo", "fixed", "--k", "1", "--l", "1"],
+        ["minatar", "demo", "--algo", "impala", "--k", "1", "--l", "1"],
+        ["fewshot", "tiny", "--algo", "maml", "--meta.bootstrap-steps", "1"],
     ],
 )
 def test_a_flag_with_effect_on_the_chosen_algorithm_is_accepted(argv):
@@ -875,7 +901,7 @@ def test_a_bad_nested_value_names_its_path(argv, message, capsys):
         (["two-colors", "demo"], AssertionError()),  # JAX's own when no NVIDIA GPU is visible
         (["minatar", "demo"], RuntimeError("Unable to initialize backend 'cuda': no driver.")),
         (
-            ["two-colors", "sweep", "demo", "--grid", "learner.entropy-cost=0,0.1"],
+            ["two-colors", "sweep", "demo", "--grid", "meta.learning-rate=1e-3,1e-4"],
             AssertionError(),
         ),
         (["atari", "demo"], AssertionError()),  # checked in `prepare`, after joining processes

@@ -9,7 +9,9 @@ Non-Stationary Environments", CoLLAs 2022, appendix A.3; [default] this implemen
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 from bmg.checks import check_bool, check_integer, check_real, checks_deferred
 
@@ -226,10 +228,10 @@ class QLambdaConfig(OnlineConfig):
     epsilon: float = 0.1
     """fixed epsilon ("fixed") [related: Table 4, one of 0.3, 0.1, 0.03, 0.01], or the initial
     epsilon of the meta-learned schedule ("meta") unless ``meta_initial`` is set."""
-    epsilon_decay: bool = False
+    epsilon_decay: Annotated[bool, tyro.conf.Suppress] = False
     """epsilon falls linearly from decay_start to decay_final over decay_steps instead of being
-    fixed or meta-learned (the "decay" baseline; a fixed meta-learner only; the Two-colors
-    command sets it with --algo decay)."""
+    fixed or meta-learned (the "decay" baseline; a fixed meta-learner only). No flag: the
+    Two-colors command sets it with --algo decay."""
     decay_start: float = 1.0
     """decay: epsilon at step 0."""
     decay_final: float = 0.01

@@ -55,6 +55,17 @@ def no_selection(config: Any, chosen: Mapping[str, str], preset: str) -> Any:
     return config
 
 
+META_RENAMED = {
+    "--meta-learning-rate": "--meta.learning-rate",
+    "--meta-adam-eps": "--meta.adam-eps",
+    "--target-step-size": "--meta.target-step-size",
+    "--continue-from": "--meta.continue-from",
+    "--inner-steps": "--k (--meta.inner-steps)",
+    "--bootstrap-steps": "--l (--meta.bootstrap-steps)",
+}
+"""The meta-learner's flags before the configs nested `MetaConfig` (old flag -> new)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """How a system's runs are configured (pure Python; what ``--help`` and parsing need).
@@ -69,6 +80,8 @@ class Settings:
       select: ``(config, {name: choice}, preset) -> config``: the preset's config with the
         choices made on the command line applied (only those given); raises ValueError with one
         sentence when the preset cannot take a choice.
+      renamed: flags of earlier versions -> their names now (a key ending in "." renames a
+        prefix: ``{"--ac.": "--learner."}``): the command says so instead of "unrecognized".
     """
 
     config: type
@@ -76,6 +89,7 @@ class Settings:
     unused_fields: Callable[[Any], dict[str, str]] = no_unused_fields
     selectors: Mapping[str, Selector] = dataclasses.field(default_factory=dict)
     select: Callable[[Any, Mapping[str, str], str], Any] = no_selection
+    renamed: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

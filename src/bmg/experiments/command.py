@@ -78,6 +78,10 @@ def selections(argv: list[str], settings: Settings, prog: str) -> dict[str, str]
         choices = settings.selectors[name].choices
         if value not in choices:
             sys.exit(f"{prog}: error: {flag} must be one of {', '.join(choices)}; got {value!r}.")
+        if name in chosen:
+            sys.exit(
+                f"{prog}: error: {flag} is given twice ({chosen[name]}, {value}); give it once."
+            )
         chosen[name] = value
     return chosen
 
@@ -103,6 +107,7 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
             "change it."
         )
     chosen_preset = argv[0] if argv[:1] and argv[0] in presets else None
+    refuse_renamed_flags(argv, settings, prog)
     owners = {field: flag for flag, sel in settings.selectors.items() for field in sel.owns}
     for field in sorted(given_fields(argv, config_cls) & set(owners)):
         name = owners[field]
@@ -120,7 +125,7 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
             )
         except ValueError as error:
             sys.exit(f"{prog}: error: {error}")
-        refuse_other_members(argv[1:], defaults[chosen_preset], settings, prog)
+        refuse_other_members(argv[1:], chosen_preset, chosen, settings, prog)
 
     def run_type(name: str):
         help_text, overrides = presets[name]
@@ -173,10 +178,29 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
     return Run(config=parsed.config, out=parsed.out, preset=preset)
 
 
-def refuse_other_members(argv: list[str], config, settings: Settings, prog: str) -> None:
+def refuse_renamed_flags(argv: list[str], settings: Settings, prog: str) -> None:
+    """Exit with one sentence naming the new flag when ``argv`` uses one of an earlier version
+    (``settings.renamed``), instead of tyro's "unrecognized options"."""
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        for old, new in settings.renamed.items():
+            now = new if flag == old else None
+            if old.endswith(".") and flag.startswith(old):
+                now = new.replace(new.split(" ")[0], new.split(" ")[0] + flag[len(old) :], 1)
+            if now is not None:
+                sys.exit(
+                    f"{prog}: error: {flag} is now {now} (`{prog} PRESET --help` lists every flag)."
+                )
+
+
+def refuse_other_members(
+    argv: list[str], preset: str, chosen: dict, settings: Settings, prog: str
+) -> None:
     """Exit with one sentence when a flag sets a field of another member of a union-typed field
-    than ``config`` holds (``--learner.epsilon``, a Q(lambda) field, on an actor-critic run):
-    tyro would only call it unrecognized."""
+    than the run holds (``--learner.epsilon``, a Q(lambda) field, on an actor-critic run),
+    naming the choice that has it (``--agent q``): tyro would only call it unrecognized."""
+    base = settings.config(**settings.presets[preset][1])
+    config = settings.select(base, chosen, preset)
     hints = typing.get_type_hints(type(config))
     for arg in argv:
         flag = arg.split("=", 1)[0]
@@ -184,14 +208,22 @@ def refuse_other_members(argv: list[str], config, settings: Settings, prog: str)
         if not flag.startswith("--") or not dot or group not in hints:
             continue
         members = [t for t in typing.get_args(hints[group]) if dataclasses.is_dataclass(t)]
-        held = type(getattr(config, group))
-        owners = [t.__name__ for t in members if name in {f.name for f in dataclasses.fields(t)}]
-        if len(members) > 1 and owners and name not in {f.name for f in dataclasses.fields(held)}:
-            choices = ", ".join(f"--{flag}" for flag in settings.selectors)
-            sys.exit(
-                f"{prog}: error: {flag} sets a field of {' / '.join(owners)}, but this run's "
-                f"{group} is {held.__name__}: drop it, or choose another with {choices}."
-            )
+        fields = lambda value: {f.name for f in dataclasses.fields(value)}  # noqa: E731
+        if len(members) < 2 or name in fields(getattr(config, group)):
+            continue
+        for selector, spec in settings.selectors.items():
+            for choice in spec.choices:
+                try:
+                    other = settings.select(base, {**chosen, selector: choice}, preset)
+                except ValueError:  # a choice this preset cannot take with the others
+                    continue
+                if name in fields(getattr(other, group)):
+                    now = spec.of(config)
+                    sys.exit(
+                        f"{prog}: error: {flag} is not a field of this run's {group} "
+                        f"(--{selector} {now}); it is one with --{selector} {choice}: add "
+                        "that, or drop the flag."
+                    )
 
 
 def flag_aliases(config_cls) -> dict[str, str]:

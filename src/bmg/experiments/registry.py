@@ -149,9 +149,9 @@ ENTRIES: dict[str, Entry] = {
             "train impala / stacx / bmg on an Atari game (ALE, Sebulba); writes a run directory",
             "Atari (ale-py) on the Sebulba actor-learner runner: IMPALA (--algo impala), STACX "
             "with a one-step meta-gradient (stacx) or STACX + BMG (bmg, --k K --l L) on one game "
-            "(--env). Choose a preset (it sets the defaults its flags then override), or `resume "
-            "RUN_DIR` to continue an interrupted run (the learner state is exact; the actors "
-            "restart from fresh games).",
+            "(--env.game). Choose a preset (it sets the defaults its flags then override), or "
+            "`resume RUN_DIR` to continue an interrupted run (the learner state is exact; the "
+            "actors restart from fresh games).",
             _atari_settings,
             _atari,
         ),

@@ -633,12 +633,11 @@ def test_the_atari_report_names_a_run_file_of_the_wrong_shape(tmp_path):
     write_json(run / "summary.json", summary)
     columns = {name: np.arange(3.0) for name in atari_report.TRACE}
     save_npz(run / "trace.npz", **columns)
-    with pytest.raises(ValueError, match="config.json.*stacx.matching"):
+    with pytest.raises(ValueError, match="config.json.*stacx.target_step"):
         atari_report.check_run(run)
-    write_json(
-        run / "config.json",
-        {"experiment": "atari", "config": {**config, "stacx": {"matching": "kl"}}},
-    )
+    stacx = {"target_step": "rmsprop", "matching": "kl"}
+    write_json(run / "config.json", {"experiment": "atari", "config": {**config, "stacx": stacx}})
+    assert atari_report.run_label({**config, "stacx": stacx}) == "Pong bmg K=1 L=2 rmsprop kl"
     atari_report.check_run(run)
     assert atari_report.comparison_rows([run])[0]["human-normalised, last 10%"] == "0.500"
     save_npz(run / "trace.npz", **{name: v[None] for name, v in columns.items()})

@@ -87,7 +87,11 @@ def test_minatar_aggregate_rows_normalise_by_the_reference(monkeypatch):
     from bmg.experiments.atari import report as atari_report
 
     meta = {"algo": "fixed", "inner_steps": 1, "bootstrap_steps": 1}  # impala
-    game = {"env": {"game": "Pong"}, "meta": meta, "stacx": {"matching": "kl"}}
+    game = {
+        "env": {"game": "Pong"},
+        "meta": meta,
+        "stacx": {"target_step": "rmsprop", "matching": "kl"},
+    }
     monkeypatch.setattr(atari_report, "read_run", lambda run: ({"config": game}, {}, {}))
     monkeypatch.setattr(atari_report, "_trace", lambda run: run)
     monkeypatch.setattr(atari_report, "fraction_return", {"p": -20.7, "q": 14.6}.get)

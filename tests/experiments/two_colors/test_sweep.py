@@ -201,7 +201,16 @@ def test_bad_grid_specs_are_one_sentence(specs, match):
             r"--grid learner.entropy_cost=1.5: entropy_cost must",
         ),
         (AC, {"learner.epsilon": (0.1, 0.2)}, r"belongs to agent q, this sweep runs agent ac"),
-        (AC, {"meta.learning_rate": (1e-3,)}, r"only changes mg and bmg runs"),
+        (
+            AC,
+            {"meta.learning_rate": (1e-3,)},
+            r"--grid meta.learning_rate has no effect with --algo fixed \(nothing is meta",
+        ),
+        (
+            dataclasses.replace(Q, learner=dataclasses.replace(Q.learner, epsilon_decay=True)),
+            {"learner.epsilon": (0.1, 0.2)},  # one program, two identical lanes
+            r"--grid learner.epsilon has no effect with --algo decay \(epsilon follows",
+        ),
         (Q, {"learner.epsilon": (0.0, 0.1)}, r"--grid learner.epsilon=0: epsilon must"),
         (BMG, {"meta.learning_rate": (1e-3, -1.0)}, r"meta.learning_rate=-1: learning_rate"),
     ],

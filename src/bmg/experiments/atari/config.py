@@ -16,7 +16,7 @@ from bmg.agents.configs import StacxConfig
 from bmg.checks import check_integer, check_nested
 from bmg.core.config import MetaConfig
 from bmg.envs.atari import AtariConfig
-from bmg.experiments.api import Settings
+from bmg.experiments.api import META_RENAMED, Settings
 from bmg.experiments.minatar.config import (
     META,
     STACX_SELECTORS,
@@ -281,5 +281,24 @@ SETTINGS = Settings(
     unused_fields,
     selectors=STACX_SELECTORS,
     select=stacx_select,
+    renamed={
+        **META_RENAMED,
+        **{
+            f"--{name}": f"--env.{name}"
+            for name in (
+                "frame-skip",
+                "frame-size",
+                "frame-stack",
+                "sticky-action-prob",
+                "noop-max",
+                "full-action-space",
+                "max-episode-frames",
+                "episodic-life",
+                "fire-reset",
+            )
+        },  # fmt: skip
+        "--env": "--env.game",
+        "--env-threads": "--env.num-threads",
+    },
 )
 """The `bmg atari` command's settings."""

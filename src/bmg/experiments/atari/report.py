@@ -151,7 +151,7 @@ def check_run(run_dir: Path) -> None:
     path = run_dir / "config.json"
     record = records.read(path, records.RUN_CONFIG, "an Atari run's config")
     meta = {"algo": records.one_of(*METHODS), "inner_steps": INTEGER, "bootstrap_steps": INTEGER}
-    config = {"env": {"game": TEXT}, "meta": meta, "stacx": {"matching": TEXT}}
+    config = {"env": {"game": TEXT}, "meta": meta, "stacx": {"target_step": TEXT, "matching": TEXT}}
     records.check(path, record, {"config": config}, "an Atari run's config")
     records.read(run_dir / "summary.json", SUMMARY, "an Atari run's summary")
     _trace(run_dir)
@@ -169,8 +169,10 @@ def _trace(run_dir: Path) -> dict[str, np.ndarray]:
 
 
 def run_label(config: dict) -> str:
-    """Short name: game, algo, K, L and BMG's matching (``config``: config.json's "config")."""
-    method = stacx_method_label(config["meta"], config["stacx"]["matching"])
+    """Short name: game, algo, K, L and BMG's target step and matching (``config``:
+    config.json's "config"), as MinAtar's report names a run."""
+    stacx = config["stacx"]
+    method = stacx_method_label(config["meta"], f"{stacx['target_step']} {stacx['matching']}")
     return f"{config['env']['game']} {method}"
 
 

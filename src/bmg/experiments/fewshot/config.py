@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from bmg import memory
 from bmg.agents.configs import FEWSHOT_ALGOS as ALGOS
 from bmg.checks import check_bool, check_integer, check_nested
 from bmg.core.config import BATCHINGS as TASK_BATCHINGS
 from bmg.core.config import MetaConfig
-from bmg.experiments.api import Selector, Settings
+from bmg.experiments.api import META_RENAMED, Selector, Settings
 
 NUM_BLOCKS = 4
 """conv blocks of the network; each halves the image side."""
@@ -72,9 +74,9 @@ class FewShotConfig:
     """support steps at validation and test [MAML: 10]."""
     inner_learning_rate: float = 0.01
     """SGD step on the support loss [MAML: 0.01]."""
-    first_order: bool = False
-    """mg: first-order MAML (the meta-gradient skips the inner steps' second derivatives);
-    `--algo fomaml` sets it (not a flag of its own)."""
+    first_order: Annotated[bool, tyro.conf.Suppress] = False
+    """mg: first-order MAML (the meta-gradient skips the inner steps' second derivatives). No
+    flag: `--algo fomaml` sets it."""
     matching: Literal["kl", "params"] = "kl"
     """BMG matching: KL between the target's and x_K's predictions on the query images, or the
     squared parameter distance."""
@@ -186,9 +188,7 @@ def unused_fields(config: FewShotConfig) -> dict[str, str]:
     unused = {"meta.continue_from": "in few-shot (every task starts from the initialisation)"}
     if config.algo != "bmg":
         why = f"with --algo {config.algo} (only BMG bootstraps a target)"
-        unused.update(
-            {f: why for f in ("meta.bootstrap_steps", "meta.target_step_size", "matching")}
-        )
+        unused.update({f: why for f in ("meta.target_step_size", "matching")})
     return unused
 
 
@@ -220,5 +220,6 @@ SETTINGS = Settings(
         )
     },
     select=select,
+    renamed={**META_RENAMED, "--unroll-loops": "--meta.unroll-loop"},
 )
 """The `bmg fewshot` command's settings."""

@@ -14,7 +14,7 @@ from bmg.agents.configs import StacxConfig, stacx_unused_fields
 from bmg.checks import check_integer, check_nested
 from bmg.core.config import MetaConfig
 from bmg.envs.minatar_params import check_game, check_sticky_action_prob
-from bmg.experiments.api import Selector, Settings
+from bmg.experiments.api import META_RENAMED, Selector, Settings
 from bmg.train import lifetime
 from bmg.train.lifetime import LifetimeConfig
 
@@ -209,10 +209,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 def unused_fields(config) -> dict[str, str]:
     """Fields that have no effect on a STACX system's run (MinAtar's or Atari's config), with why
     ({field: "with --algo ..."}): the CLI refuses flags that set them instead of ignoring them."""
-    meta = ("meta.learning_rate", "meta.adam_eps", "meta.inner_steps", "meta.remat")
-    meta += ("meta.unroll_loop",)
+    # K and L are checked by value instead (1 for impala, L = 1 for stacx): their flags may
+    # restate those values; the outer objective is the meta-gradient's
+    meta = ("meta.learning_rate", "meta.adam_eps", "meta.remat", "meta.unroll_loop")
+    meta += ("stacx.outer_discount", "stacx.outer_lambda", "stacx.outer_kl_cost")
     bmg = (
-        "meta.bootstrap_steps",
         "meta.target_step_size",
         "meta.continue_from",
         "stacx.target_step",
@@ -241,6 +242,11 @@ def unused_fields(config) -> dict[str, str]:
 
 
 SETTINGS = Settings(
-    MinAtarConfig, PRESETS, unused_fields, selectors=STACX_SELECTORS, select=stacx_select
+    MinAtarConfig,
+    PRESETS,
+    unused_fields,
+    selectors=STACX_SELECTORS,
+    select=stacx_select,
+    renamed=META_RENAMED,
 )
 """The `bmg minatar` command's settings."""

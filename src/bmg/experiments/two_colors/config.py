@@ -14,7 +14,7 @@ from bmg.agents.configs import ActorCriticConfig, QLambdaConfig, online_unused_f
 from bmg.checks import check_integer, check_nested, checks_deferred
 from bmg.core.config import MetaConfig
 from bmg.envs.two_colors_params import check_params
-from bmg.experiments.api import Selector, Settings
+from bmg.experiments.api import META_RENAMED, Selector, Settings
 from bmg.train import lifetime
 from bmg.train.lifetime import LifetimeConfig
 
@@ -439,9 +439,10 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
     parse at all: ``learner`` holds one agent's config.)"""
     agent, algo = config.agent, config.algo
     unused = online_unused_fields(config.learner, "learner")
-    meta = ("meta.learning_rate", "meta.adam_eps", "meta.inner_steps", "meta.remat")
-    meta += ("meta.unroll_loop",)
-    bmg = ("meta.bootstrap_steps", "meta.target_step_size", "meta.continue_from")
+    # K and L are checked by value instead (1 for a fixed meta-learner, L = 1 for mg): their
+    # flags may restate those values
+    meta = ("meta.learning_rate", "meta.adam_eps", "meta.remat", "meta.unroll_loop")
+    bmg = ("meta.target_step_size", "meta.continue_from")
     schedule = [  # the meta-learned schedule's fields
         f"learner.{name}"
         for name in (
@@ -488,10 +489,12 @@ def unused_fields(config: TwoColorsConfig) -> dict[str, str]:
             if config.learner.matching != "kl_value":
                 unused["learner.matching_value_cost"] = "with --learner.matching kl"
             if config.learner.target_step == "learner_update":
-                unused["meta.target_step_size"] = (
+                why = (
                     "with --learner.target-step learner_update (the target's final step is "
                     "phi's own)"
                 )
+                unused["meta.target_step_size"] = why
+                unused["learner.outer_entropy_cost"] = why
     return unused
 
 
@@ -517,5 +520,6 @@ SETTINGS = Settings(
         ),
     },
     select=select,
+    renamed={**META_RENAMED, "--ac.": "--learner.", "--q.": "--learner. (with --agent q)"},
 )
 """The `bmg two-colors` command's settings."""

@@ -385,8 +385,9 @@ def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
     every config check, so a bad value fails here, before anything compiles).
 
     Raises:
-      ValueError: a field that is not sweepable, that belongs to the other agent, or that
-        `base.algo` does not use; a grid value the config refuses (one sentence naming both).
+      ValueError: a field that is not sweepable, that belongs to the other agent, or that has no
+        effect on `base` (`unused_fields`); a grid value the config refuses (one sentence
+        naming both).
     """
     for field in grid:
         if field not in SWEEPABLE:
@@ -399,17 +400,9 @@ def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
                 f"--grid {field} belongs to agent {agent}, this sweep runs agent {base.agent}; "
                 "sweep that agent's fields or meta.learning_rate."
             )
-        meta_only = field in (
-            "meta.learning_rate",
-            "meta.adam_eps",
-            "learner.outer_entropy_cost",
-            "learner.meta_initial",
-        )
-        if meta_only and base.algo not in ("mg", "bmg"):
-            raise ValueError(
-                f"--grid {field} only changes mg and bmg runs, this sweep runs algo "
-                f"{base.algo}; drop it or use --algo mg / bmg."
-            )
+        unused = unused_fields(base)  # e.g. the meta-optimiser's numbers with --algo fixed
+        if field in unused:
+            raise ValueError(f"--grid {field} has no effect {unused[field]}; drop it")
     configs = []
     for values in itertools.product(*grid.values()):
         config = base
