@@ -119,13 +119,13 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
     chosen, defaults = {}, {}  # the choices, the chosen preset's config with them made
     if chosen_preset is not None:
         chosen = selections(argv[1:], settings, prog)
+        base = config_cls(**presets[chosen_preset][1])
         try:
-            defaults[chosen_preset] = settings.select(
-                config_cls(**presets[chosen_preset][1]), chosen, chosen_preset
-            )
+            defaults[chosen_preset] = settings.select(base, chosen, chosen_preset)
         except ValueError as error:
             sys.exit(f"{prog}: error: {error}")
-        refuse_other_members(argv[1:], chosen_preset, chosen, settings, prog)
+        choice = (base, chosen, chosen_preset)
+        refuse_other_members(argv[1:], defaults[chosen_preset], choice, settings, prog)
 
     def run_type(name: str):
         help_text, overrides = presets[name]
@@ -193,14 +193,16 @@ def refuse_renamed_flags(argv: list[str], settings: Settings, prog: str) -> None
                 )
 
 
-def refuse_other_members(
-    argv: list[str], preset: str, chosen: dict, settings: Settings, prog: str
-) -> None:
+def _field_names(config) -> set[str]:
+    return {field.name for field in dataclasses.fields(config)}
+
+
+def refuse_other_members(argv: list[str], config, choice: tuple, settings: Settings, prog: str):
     """Exit with one sentence when a flag sets a field of another member of a union-typed field
-    than the run holds (``--learner.epsilon``, a Q(lambda) field, on an actor-critic run),
-    naming the choice that has it (``--agent q``): tyro would only call it unrecognized."""
-    base = settings.config(**settings.presets[preset][1])
-    config = settings.select(base, chosen, preset)
+    than ``config`` holds (``--learner.epsilon``, a Q(lambda) field, on an actor-critic run),
+    naming the selector's choice that has it (``--agent q``): tyro would only call it
+    unrecognized. ``choice``: (the preset's config, the choices made, the preset's name)."""
+    base, chosen, preset = choice
     hints = typing.get_type_hints(type(config))
     for arg in argv:
         flag = arg.split("=", 1)[0]
@@ -208,21 +210,19 @@ def refuse_other_members(
         if not flag.startswith("--") or not dot or group not in hints:
             continue
         members = [t for t in typing.get_args(hints[group]) if dataclasses.is_dataclass(t)]
-        fields = lambda value: {f.name for f in dataclasses.fields(value)}  # noqa: E731
-        if len(members) < 2 or name in fields(getattr(config, group)):
+        if len(members) < 2 or name in _field_names(getattr(config, group)):
             continue
         for selector, spec in settings.selectors.items():
-            for choice in spec.choices:
+            for option in spec.choices:
                 try:
-                    other = settings.select(base, {**chosen, selector: choice}, preset)
+                    other = settings.select(base, {**chosen, selector: option}, preset)
                 except ValueError:  # a choice this preset cannot take with the others
                     continue
-                if name in fields(getattr(other, group)):
-                    now = spec.of(config)
+                if name in _field_names(getattr(other, group)):
                     sys.exit(
                         f"{prog}: error: {flag} is not a field of this run's {group} "
-                        f"(--{selector} {now}); it is one with --{selector} {choice}: add "
-                        "that, or drop the flag."
+                        f"(--{selector} {spec.of(config)}); it is one with --{selector} "
+                        f"{option}: add that, or drop the flag."
                     )
 
 
