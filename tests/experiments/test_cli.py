@@ -230,6 +230,16 @@ def test_bad_out_fails_with_one_sentence(tmp_path, capsys):
     assert file.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [file]
 
 
+def test_flags_before_the_preset_are_one_sentence(capsys):
+    exits_with(
+        ["two-colors", "--algo", "mg", "demo"],
+        capsys,
+        "bmg two-colors: error: the preset comes first, then its flags (`bmg two-colors PRESET "
+        "--algo ...`); presets: default, small-entropy, related, demo, port, paper, exploration, "
+        "resume.",
+    )
+
+
 def test_bad_commands_fail_with_one_sentence(tmp_path, capsys):
     exits_with(["fly"], capsys, "bmg: unknown command 'fly'; choose one of: two-colors")
     exits_with(["compare", str(tmp_path / "nonexistent")], capsys, "is not a finished run")

@@ -106,6 +106,12 @@ def parse_run(argv: list[str], settings: Settings, prog: str, description: str, 
             f"run goes on with the configuration it started with, so {' '.join(extra)!r} cannot "
             "change it."
         )
+    if argv[:1] and argv[0].startswith("-") and not {"-h", "--help"} & set(argv):
+        names = ", ".join(presets) + (", resume" if resume else "")
+        sys.exit(
+            f"{prog}: error: the preset comes first, then its flags (`{prog} PRESET "
+            f"{argv[0]} ...`); presets: {names}."
+        )
     chosen_preset = argv[0] if argv[:1] and argv[0] in presets else None
     refuse_renamed_flags(argv, settings, prog)
     owners = {field: flag for flag, sel in settings.selectors.items() for field in sel.owns}
