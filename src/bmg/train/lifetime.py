@@ -48,22 +48,12 @@ class LifetimeConfig:
 
     def meta_steps_per_chunk(self, steps_per_meta_step: int) -> int:
         """Meta-steps per chunk: `chunk_steps` (at most `steps`) rounded up to whole meta-steps."""
-        return meta_steps_per_chunk(self.steps, self.chunk_steps, steps_per_meta_step)
+        return max(1, math.ceil(min(self.chunk_steps, self.steps) / steps_per_meta_step))
 
     def num_chunks(self, steps_per_meta_step: int) -> int:
         """Chunks in the lifetime: `steps` rounded up to whole chunks."""
-        return num_chunks(self.steps, self.chunk_steps, steps_per_meta_step)
-
-
-def meta_steps_per_chunk(steps: int, chunk_steps: int, steps_per_meta_step: int) -> int:
-    """Meta-steps per chunk: `chunk_steps` (at most `steps`) rounded up to whole meta-steps."""
-    return max(1, math.ceil(min(chunk_steps, steps) / steps_per_meta_step))
-
-
-def num_chunks(steps: int, chunk_steps: int, steps_per_meta_step: int) -> int:
-    """Chunks in the lifetime: `steps` rounded up to whole chunks."""
-    per_chunk = meta_steps_per_chunk(steps, chunk_steps, steps_per_meta_step) * steps_per_meta_step
-    return max(1, math.ceil(steps / per_chunk))
+        per_chunk = self.meta_steps_per_chunk(steps_per_meta_step) * steps_per_meta_step
+        return max(1, math.ceil(self.steps / per_chunk))
 
 
 class Chunked:

@@ -65,8 +65,9 @@ def stacx_select(config, chosen: dict[str, str], preset: str = ""):
         fields = {} if meta.algo == "bmg" else dict(algo="bmg", continue_from="target")
     else:
         inner_steps = 1 if core == "fixed" else max(meta.inner_steps, 1)
-        fields = dict(algo=core, inner_steps=inner_steps, bootstrap_steps=1)
-        fields.update(continue_from="inner", remat=False, unroll_loop=False)
+        fields = dict(algo=core, inner_steps=inner_steps, bootstrap_steps=1, continue_from="inner")
+        if core == "fixed":  # no differentiated unroll to rematerialise or unroll
+            fields.update(remat=False, unroll_loop=False)
     meta = dataclasses.replace(meta, **fields)
     return dataclasses.replace(config, meta=meta)
 

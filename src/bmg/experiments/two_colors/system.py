@@ -389,6 +389,7 @@ def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
         effect on `base` (`unused_fields`); a grid value the config refuses (one sentence
         naming both).
     """
+    unused = unused_fields(base)  # e.g. the meta-optimiser's numbers with --algo fixed
     for field in grid:
         if field not in SWEEPABLE:
             raise ValueError(
@@ -400,7 +401,6 @@ def sweep_configs(base: TwoColorsConfig, grid: Grid) -> list[TwoColorsConfig]:
                 f"--grid {field} belongs to agent {agent}, this sweep runs agent {base.agent}; "
                 "sweep that agent's fields or meta.learning_rate."
             )
-        unused = unused_fields(base)  # e.g. the meta-optimiser's numbers with --algo fixed
         if field in unused:
             raise ValueError(f"--grid {field} has no effect {unused[field]}; drop it")
     configs = []
